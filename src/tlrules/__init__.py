@@ -1,0 +1,25 @@
+"""tlrules: declarative freezing rules for PyTorch transfer learning.
+
+>>> import tlrules
+>>> policy = tlrules.Policy.from_text('''
+... version: 1
+... rules:
+...   - fc: train
+...   - "*": freeze
+... ''')
+>>> [rule.action for rule in policy.rules]
+['train', 'freeze']
+"""
+
+from .errors import DecisionError, ModelSpecError, PolicyError, TLRulesError
+from .policy import Policy, load
+
+__all__ = [
+    "DecisionError",
+    "ModelSpecError",
+    "Policy",
+    "PolicyError",
+    "TLRulesError",
+    "load",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tlrules.cli import run
+
+run()

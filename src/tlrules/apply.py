@@ -1,0 +1,168 @@
+"""Decisions -> model: the one place that changes a model.
+
+``decide`` is pure: it reads the model's parameter names and computes every decision
+and the report. ``apply`` then sets ``requires_grad`` on every parameter, or on none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from .audit import Decision, Report, build_report
+from .errors import DecisionError, Where
+from .patterns import PatternTimeout
+
+if TYPE_CHECKING:
+    from .policy import Policy
+
+WRAPPER_SEGMENTS = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+_WRAPPER = re.compile(r"(?:^|(?<=\.))(?:" + "|".join(WRAPPER_SEGMENTS) + r")\.")
+_LISTED = 8  # names shown in a message before "and N more"
+
+
+def bare_name(name: str) -> str:
+    """``module._orig_mod.layer1.0.w`` -> ``layer1.0.w``; other segments stay."""
+    return _WRAPPER.sub("", name) if "module." in name or "_orig_mod." in name else name
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside DataParallel / DDP / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and type(model).__name__ in ("DataParallel", "DistributedDataParallel"):
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every decision for one model, before anything is changed."""
+
+    report: Report
+    targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
+
+
+def _quote(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Plan:
+    """Compute every parameter's decision and the report; the model is not touched."""
+    raw = list(model.named_parameters(remove_duplicate=False))
+    names = [bare_name(n) for n, _ in raw]
+    matcher = policy.matcher(names)
+    rules = policy.rules
+    default = policy.default
+    first = matcher.first
+    decisions: list[Decision] = []
+    unmatched: list[str] = []
+    owner: dict[int, int] = {}  # id(tensor) -> index of its first name
+    seen: dict[str, int] = {}
+    targets: list[tuple[nn.Parameter, bool]] = []
+    problems: list[tuple[Where, str]] = []
+    try:
+        for i, ((raw_name, param), name) in enumerate(zip(raw, names, strict=True)):
+            index = first(name)
+            if index is None:
+                if default == "error":
+                    unmatched.append(name)
+                    continue
+                rule, action = None, default
+            else:
+                rule, action = rules[index].number, rules[index].action
+            if name in seen and raw[seen[name]][1] is not param:
+                problems.append(
+                    (policy.where, f"parameters {raw[seen[name]][0]!r} and {raw_name!r} are "
+                     f"both named {name!r} once wrapper prefixes are removed"))
+            seen.setdefault(name, i)
+            first_alias = owner.setdefault(id(param), len(decisions))
+            tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
+            decision = Decision(name, tuple(param.shape), param.numel(), action, rule, None, tied_to)
+            if tied_to is None:
+                targets.append((param, action == "train"))
+                if action == "train" and not (param.is_floating_point() or param.is_complex()):
+                    problems.append((_rule_where(policy, rule), f"parameter {name!r} has dtype "
+                                     f"{param.dtype} and cannot train; freeze it"))
+            elif decisions[first_alias].action != action:
+                other = decisions[first_alias]
+                problems.append((_rule_where(policy, rule), (
+                    f"parameters {other.name!r} and {name!r} are one tied tensor, but "
+                    f"{_by(policy, other.rule)} {_verb(other.action)} it and "
+                    f"{_by(policy, rule)} {_verb(action)} it; make the rules agree")))
+            decisions.append(decision)
+    except PatternTimeout as err:
+        slow = [rules[i] for i in err.rules] or list(rules)
+        raise DecisionError([(r.where, (
+            f"pattern {r.pattern.text!r} did not finish within the time limit on "
+            f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
+            "repetition such as '(a|aa)+' or '(x+)+'")) for r in slow]) from None
+    if unmatched:
+        problems.insert(0, (policy.where, (
+            f"{len(unmatched)} parameter{'s' if len(unmatched) > 1 else ''} match no rule and "
+            f"the policy's default is 'error': {_quote(unmatched)}; add a catch-all rule such "
+            "as '- \"*\": freeze' at the end, or set 'default: freeze'")))
+    if problems:
+        raise DecisionError(problems)
+    report = build_report(policy, decisions, matcher, model=unwrap(model), source=source)
+    return Plan(report, tuple(targets))
+
+
+def _rule_where(policy: Policy, rule: int | None) -> Where:
+    return policy.where if rule is None else policy.rules[rule - 1].where
+
+
+def _by(policy: Policy, rule: int | None) -> str:
+    return "the default" if rule is None else f"rule {rule} {policy.rules[rule - 1].pattern.text!r}"
+
+
+def _verb(action: str) -> str:
+    return "trains" if action == "train" else "freezes"
+
+
+class Applied:
+    """What ``policy.apply(model)`` returns: the report, and ``undo()``.
+
+    ``str()`` draws the report; ``to_dict()`` gives the JSON document.
+    """
+
+    def __init__(self, report: Report, undo: list[Callable[[], Any]]):
+        self.report = report
+        self._undo = undo
+
+    def undo(self) -> None:
+        """Restore every ``requires_grad`` (and hook) exactly as it was before apply."""
+        while self._undo:
+            self._undo.pop()()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+    def __str__(self) -> str:
+        return str(self.report)
+
+
+def apply(policy: Policy, model: nn.Module) -> Applied:
+    """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
+    plan = decide(policy, model)
+    before = [(p, p.requires_grad) for p, _ in plan.targets]
+
+    def restore() -> None:
+        for p, flag in before:
+            p.requires_grad_(flag)
+
+    try:
+        for p, flag in plan.targets:
+            p.requires_grad_(flag)
+    except BaseException:
+        restore()
+        raise
+    return Applied(plan.report, [restore])
+

@@ -1,0 +1,239 @@
+"""The audit as data: every decision, per-rule counts, warnings. Drawing is ``render``."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .patterns import Matcher
+    from .policy import Policy
+
+FORMAT = "tlrules-report/1"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One parameter name and what the policy decided for it."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    action: str  # "train" | "freeze"
+    rule: int | None  # 1-based rule number; None: the policy's default decided
+    group: int | None = None  # optimizer group index, when the policy has param_groups
+    tied_to: str | None = None  # first name of the same tensor, for a tied alias
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "numel": self.numel,
+            "action": self.action,
+            "rule": self.rule,
+            "group": self.group,
+        }
+
+
+@dataclass(frozen=True)
+class RuleUse:
+    """What one rule decided."""
+
+    rule: int
+    pattern: str
+    action: str
+    where: str
+    parameters: int
+    numel: int
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "pattern": self.pattern,
+            "action": self.action,
+            "where": self.where,
+            "parameters": self.parameters,
+            "numel": self.numel,
+        }
+
+
+@dataclass(frozen=True)
+class NormLayer:
+    """A normalization layer with running statistics, and whether they stay fixed."""
+
+    name: str
+    stats: str  # "frozen" | "update"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "stats": self.stats}
+
+
+@dataclass(frozen=True)
+class AuditWarning:
+    """Something that is legal but probably not what the author meant."""
+
+    code: str  # dead-rule | shadowed-rule | norm-stats-update
+    message: str
+    rule: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "rule": self.rule, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Summary:
+    parameters: int
+    numel: int
+    trainable: int
+    trainable_numel: int
+
+    @property
+    def frozen(self) -> int:
+        return self.parameters - self.trainable
+
+    @property
+    def frozen_numel(self) -> int:
+        return self.numel - self.trainable_numel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters,
+            "numel": self.numel,
+            "trainable": self.trainable,
+            "trainable_numel": self.trainable_numel,
+            "frozen": self.frozen,
+            "frozen_numel": self.frozen_numel,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The audit of one policy on one model. ``str()`` draws the tree; ``to_dict()`` is JSON."""
+
+    decisions: tuple[Decision, ...]
+    rules: tuple[RuleUse, ...]
+    warnings: tuple[AuditWarning, ...] = ()
+    norm_layers: tuple[NormLayer, ...] = ()
+    policy_name: str | None = None
+    policy_path: str | None = None
+    stage: str | None = None
+    model_source: str | None = None
+    model_class: str | None = None
+    default: str = "error"
+    _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def summary(self) -> Summary:
+        """Counts over tensors: a tied tensor is counted once."""
+        if not self._summary:
+            params = numel = trainable = trainable_numel = 0
+            for d in self.decisions:
+                if d.tied_to is None:
+                    params += 1
+                    numel += d.numel
+                    if d.action == "train":
+                        trainable += 1
+                        trainable_numel += d.numel
+            self._summary.append(Summary(params, numel, trainable, trainable_numel))
+        return self._summary[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``tlrules-report/1`` JSON document."""
+        return {
+            "format": FORMAT,
+            "policy": {"name": self.policy_name, "path": self.policy_path, "stage": self.stage},
+            "model": {"source": self.model_source, "class": self.model_class},
+            "summary": self.summary.to_dict(),
+            "parameters": [d.to_dict() for d in self.decisions],
+            "rules": [r.to_dict() for r in self.rules],
+            "norm_layers": [n.to_dict() for n in self.norm_layers],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+    def __str__(self) -> str:
+        from .render import tree
+
+        return tree(self)
+
+
+def build_report(
+    policy: Policy,
+    decisions: Sequence[Decision],
+    matcher: Matcher,
+    *,
+    model: object = None,
+    source: str | None = None,
+    norm_layers: Sequence[NormLayer] = (),
+) -> Report:
+    """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
+    counts = {r.number: [0, 0] for r in policy.rules}
+    for d in decisions:
+        if d.rule is not None:
+            counts[d.rule][0] += 1
+            counts[d.rule][1] += d.numel
+    uses = tuple(
+        RuleUse(r.number, r.pattern.text, r.action, r.location, *counts[r.number], note=r.note)
+        for r in policy.rules
+    )
+    warnings = [*_rule_warnings(policy, decisions, matcher, counts)]
+    return Report(
+        decisions=tuple(decisions),
+        rules=uses,
+        warnings=tuple(warnings),
+        norm_layers=tuple(norm_layers),
+        policy_name=policy.name,
+        policy_path=policy.path,
+        model_source=source,
+        model_class=None if model is None else type(model).__name__,
+        default=policy.default,
+    )
+
+
+def _rule_warnings(
+    policy: Policy, decisions: Sequence[Decision], matcher: Matcher, counts: dict[int, list[int]]
+) -> list[AuditWarning]:
+    """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
+
+    Only rules that decided nothing are checked one by one, so the cost stays small.
+    """
+    out = []
+    for rule in policy.rules:
+        if counts[rule.number][0]:
+            continue
+        # a name this rule matches was taken by an earlier rule, since first match wins
+        takers = sorted(
+            {d.rule for d in decisions if d.rule and matcher.matches(rule.number - 1, d.name)}
+        )
+        if not takers:
+            close = closest_names(rule.pattern.text, [d.name for d in decisions])
+            hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
+            out.append(AuditWarning(
+                "dead-rule", f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
+                rule.number))
+        else:
+            earlier = ", ".join(map(str, takers))
+            out.append(AuditWarning(
+                "shadowed-rule",
+                f"rule {rule.number} {rule.pattern.text!r} only matches parameters that earlier "
+                f"rules already decided (rule{'s' if len(takers) > 1 else ''} {earlier}); move it up or remove it",
+                rule.number))
+    return out
+
+
+_META = re.compile(r"^re:|[*?\[\]{}()\\^$+|]|\{[^}]*\}")
+
+
+def closest_names(pattern: str, names: Sequence[str], n: int = 3) -> list[str]:
+    """Real module or parameter names that look most like ``pattern``'s literal text."""
+    literal = _META.sub("", pattern).strip(".")
+    candidates = set()
+    for name in names:
+        parts = name.split(".")
+        candidates.update(".".join(parts[: k + 1]) for k in range(len(parts)))
+    depth = literal.count(".") + 1
+    pool = sorted(c for c in candidates if c.count(".") + 1 <= depth + 1)
+    return difflib.get_close_matches(literal, pool, n=n, cutoff=0.5)

@@ -1,0 +1,97 @@
+"""``tlrules`` command line. ``main(argv)`` is a plain function that returns the exit code.
+
+Exit codes: 0 done; 1 the audit has warnings and ``--strict`` was given; 2 the input is
+unusable (policy, model spec, file), with one clear message on stderr.
+Torch is imported only by the commands that build a model.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import click
+import typer
+
+from .errors import TLRulesError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Declarative freezing rules for PyTorch transfer learning.",
+)
+
+
+class Format(str, Enum):
+    tree = "tree"
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+def _fail(err: TLRulesError) -> typer.Exit:
+    print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+    return typer.Exit(2)
+
+
+@app.command()
+def audit(
+    model: Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")],
+    policy: Annotated[str, typer.Argument(help="A policy file or a library name.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="How to draw the audit.")] = Format.tree,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when the audit has warnings.")] = False,
+) -> None:
+    """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
+    from .policy import load
+
+    try:
+        loaded = load(policy)
+        from .models import build
+        from .render import render
+
+        report = loaded.audit(build(model), source=model)
+    except TLRulesError as err:
+        raise _fail(err) from None
+    sys.stdout.write(render(report, fmt.value))
+    if strict and report.warnings:
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    policies: Annotated[list[str], typer.Argument(help="Policy files or library names.")],
+) -> None:
+    """Check policy files without building a model (never imports torch)."""
+    from .policy import load
+
+    failed = False
+    for path in policies:
+        try:
+            loaded = load(path)
+        except TLRulesError as err:
+            print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+            failed = True
+            continue
+        print(f"ok: {path} ({len(loaded.rules)} rules)")
+    if failed:
+        raise typer.Exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="tlrules", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.Abort:
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Drawing a ``Report``: collapsed module tree, flat table, JSON, Markdown.
+
+Every renderer is a pure function from a report to text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .audit import Decision, Report
+
+FORMATS = ("tree", "table", "json", "markdown")
+
+
+@dataclass
+class _Node:
+    name: str
+    children: dict[str, _Node] = field(default_factory=dict)
+    decision: Decision | None = None
+    count: int = 0
+    numel: int = 0
+    kinds: set[tuple[str, int | None]] = field(default_factory=set)
+
+
+def _build_tree(report: Report) -> _Node:
+    root = _Node("")
+    for d in report.decisions:
+        node = root
+        parts = d.name.split(".")
+        for part in parts:
+            node.count += 1
+            node.numel += d.numel
+            node.kinds.add((d.action, d.rule))
+            node = node.children.setdefault(part, _Node(part))
+        node.decision = d
+        node.count += 1
+        node.numel += d.numel
+        node.kinds.add((d.action, d.rule))
+    return root
+
+
+def _rule_label(report: Report, rule: int | None) -> str:
+    if rule is None:
+        return f"default ({report.default})"
+    return f"rule {rule} {report.rules[rule - 1].pattern!r}"
+
+
+def _collapsed(node: _Node, path: str = "", depth: int = 0) -> Iterator[tuple[int, str, _Node]]:
+    """(depth, dotted path, node) for each line of the collapsed tree."""
+    for child in node.children.values():
+        name = f"{path}.{child.name}" if path else child.name
+        yield depth, name, child
+        if len(child.kinds) > 1:
+            yield from _collapsed(child, name, depth + 1)
+
+
+def _actions(node: _Node) -> str:
+    actions = {action for action, _ in node.kinds}
+    return actions.pop() if len(actions) == 1 else "mixed"
+
+
+def _columns(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+        for r in rows
+    ]
+
+
+def _headline(report: Report) -> str:
+    s = report.summary
+    who = report.model_source or report.model_class or "model"
+    policy = report.policy_name or report.policy_path or "policy"
+    stage = f" [stage {report.stage}]" if report.stage else ""
+    return (
+        f"{who} under {policy}{stage}: {s.parameters} parameters ({s.numel:,} elements); "
+        f"train {s.trainable} ({s.trainable_numel:,}), freeze {s.frozen} ({s.frozen_numel:,})"
+    )
+
+
+def _warning_lines(report: Report) -> list[str]:
+    return [f"warning[{w.code}]: {w.message}" for w in report.warnings]
+
+
+def tree(report: Report) -> str:
+    """The module tree, a uniformly decided subtree drawn as one line."""
+    root = _build_tree(report)
+    rows = [["module / parameter", "params", "elements", "action", "decided by"]]
+    for depth, name, node in _collapsed(root):
+        label = "  " * depth + (name.rsplit(".", 1)[-1] if depth else name)
+        if node.decision is not None and not node.children:
+            d = node.decision
+            shape = "x".join(map(str, d.shape)) or "scalar"
+            tie = f" = {d.tied_to}" if d.tied_to else ""
+            rows.append([f"{label} [{shape}]{tie}", "", f"{d.numel:,}", d.action,
+                         _rule_label(report, d.rule)])
+        elif len(node.kinds) == 1:
+            ((action, rule),) = node.kinds
+            rows.append([label, str(node.count), f"{node.numel:,}", action, _rule_label(report, rule)])
+        else:
+            rows.append([label, str(node.count), f"{node.numel:,}", _actions(node), ""])
+    return "\n".join([_headline(report), *_columns(rows, {1, 2}), *_warning_lines(report)]) + "\n"
+
+
+def table(report: Report) -> str:
+    """One line per parameter name."""
+    rows = [["name", "shape", "elements", "action", "decided by", "group"]]
+    for d in report.decisions:
+        rows.append([d.name, "x".join(map(str, d.shape)) or "scalar", f"{d.numel:,}", d.action,
+                     _rule_label(report, d.rule), "" if d.group is None else str(d.group)])
+    return "\n".join([_headline(report), *_columns(rows, {2}), *_warning_lines(report)]) + "\n"
+
+
+def to_json(report: Report) -> str:
+    """The ``tlrules-report/1`` document: two-space indent, one list entry per line."""
+    lines = ["{"]
+    items = list(report.to_dict().items())
+    for k, (key, value) in enumerate(items):
+        comma = "," if k < len(items) - 1 else ""
+        if isinstance(value, list) and value:
+            entries = [json.dumps(v) for v in value]
+            lines.append(f"  {json.dumps(key)}: [")
+            lines.append(",\n".join(f"    {e}" for e in entries))
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def markdown(report: Report) -> str:
+    """A code-review comment: summary, rules, collapsed tree, warnings."""
+    s = report.summary
+    lines = [
+        f"### tlrules: {report.policy_name or report.policy_path or 'policy'}"
+        + (f" (stage `{report.stage}`)" if report.stage else ""),
+        "",
+        f"**{report.model_source or report.model_class}**: {s.trainable} of {s.parameters} "
+        f"parameters train ({s.trainable_numel:,} of {s.numel:,} elements, "
+        f"{100 * s.trainable_numel / max(s.numel, 1):.1f}%).",
+        "",
+        _md_row(["rule", "pattern", "action", "parameters", "elements", "where"]),
+        _md_row(["---:", "---", "---", "---:", "---:", "---"]),
+    ]
+    for r in report.rules:
+        lines.append(_md_row([str(r.rule), f"`{r.pattern}`", r.action, str(r.parameters),
+                              f"{r.numel:,}", f"`{r.where}`"]))
+    lines += ["", _md_row(["module", "params", "elements", "action", "decided by"]),
+              _md_row(["---", "---:", "---:", "---", "---"])]
+    for depth, name, node in _collapsed(_build_tree(report)):
+        if len(node.kinds) == 1:
+            ((action, rule),) = node.kinds
+            lines.append(_md_row([f"`{name}`", str(node.count), f"{node.numel:,}", action,
+                                  _rule_label(report, rule)]))
+        elif depth == 0 or node.children:
+            lines.append(_md_row([f"`{name}`", str(node.count), f"{node.numel:,}", _actions(node), ""]))
+    if report.warnings:
+        lines += ["", "**Warnings**", ""]
+        lines += [f"- `{w.code}`: {w.message}" for w in report.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def render(report: Report, fmt: str) -> str:
+    """Draw ``report`` in one of ``FORMATS``."""
+    return {"tree": tree, "table": table, "json": to_json, "markdown": markdown}[fmt](report)
