@@ -24,6 +24,8 @@ class Document:
     path: str | None
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    quoted: set[Path_] = field(default_factory=set)  # scalar values written in quotes
+    quoted_keys: set[Path_] = field(default_factory=set)
 
     def where(self, loc: Path_, *, key: bool = False, rule: int | None = None) -> Where:
         """The closest known place for ``loc``; ``key`` prefers the key's own position."""
@@ -35,8 +37,9 @@ class Document:
                 return Where(self.path, line, col, rule)
             loc = loc[:-1]
             key = False
-        line, col = self.values.get((), (1, 1))
-        return Where(self.path, line, col, rule)
+        if () not in self.values:  # data that never was YAML text: no positions
+            return Where(self.path, None, None, rule)
+        return Where(self.path, *self.values[()], rule)
 
 
 def _pos(mark: yaml.Mark) -> tuple[int, int]:
@@ -56,7 +59,10 @@ def load(text: str, path: str | None = None) -> Document:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = _pos(mark) if mark else (None, None)
-        what = " ".join(s for s in (err.context, err.problem) if s)
+        what = err.problem or "unreadable"
+        if err.context and err.context_mark:
+            cline, ccol = _pos(err.context_mark)
+            what += f" ({err.context} at line {cline}, column {ccol})"
         raise PolicyError(f"invalid YAML: {what}", Where(path, line, col)) from err
     if root is None:
         raise PolicyError("the policy file is empty; start it with 'version: 1'", Where(path, 1, 1))
@@ -96,10 +102,14 @@ def load(text: str, path: str | None = None) -> Document:
                     )
                     continue
                 doc.keys[(*loc, key)] = _pos(key_node.start_mark)
+                if key_node.style in ("'", '"'):
+                    doc.quoted_keys.add((*loc, key))
                 out[key] = walk(value_node, (*loc, key))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
+            doc.quoted.add(loc)
         return constructor.construct_object(node)
 
     doc.data = walk(root, ())

@@ -106,7 +106,7 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
             "repetition such as '(a|aa)+' or '(x+)+'")) for r in slow]) from None
     if unmatched:
         problems.insert(0, (policy.where, (
-            f"{len(unmatched)} parameter{'s' if len(unmatched) > 1 else ''} match no rule and "
+            f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} no rule and "
             f"the policy's default is 'error': {_quote(unmatched)}; add a catch-all rule such "
             "as '- \"*\": freeze' at the end, or set 'default: freeze'")))
     if problems:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from . import _yaml
 from .errors import PolicyError, Where
 from .patterns import Matcher, Pattern, PatternSyntaxError
-from .schema import PolicySpec
+from .schema import PolicySpec, RuleSpec
 
 if TYPE_CHECKING:
     import torch
@@ -178,7 +178,7 @@ def _build(doc: _yaml.Document) -> Policy:
             pattern = Pattern.parse(rspec.match, rspec.syntax or spec.syntax)
         except PatternSyntaxError as err:
             problems.append(
-                (_pattern_where(doc, ("rules", i), i + 1), f"pattern {rspec.match!r}: {err}")
+                (_pattern_where(doc, ("rules", i), i + 1, err.pos), f"pattern {rspec.match!r}: {err}")
             )
             continue
         rules.append(Rule(i + 1, pattern, rspec.action, rspec.note, where))
@@ -187,32 +187,43 @@ def _build(doc: _yaml.Document) -> Policy:
     return Policy(spec, tuple(rules), doc.path, doc.where(("rules",), key=True))
 
 
-def _pattern_where(doc: _yaml.Document, item: tuple[str | int, ...], rule: int) -> Where:
+def _pattern_where(doc: _yaml.Document, item: tuple[str | int, ...], rule: int, pos: int) -> Where:
+    """The column of the offending character inside the pattern's scalar."""
     data: Any = doc.data
     for part in item:
         data = data[part]
-    if "match" in data:
-        return doc.where((*item, "match"), rule=rule)
-    (pattern,) = data
-    return doc.where((*item, pattern), key=True, rule=rule)
+    is_key = "match" not in data
+    loc = (*item, next(iter(data))) if is_key else (*item, "match")
+    where = doc.where(loc, key=is_key, rule=rule)
+    shift = pos + (loc in (doc.quoted_keys if is_key else doc.quoted))
+    return Where(where.path, where.line, (where.column or 1) + shift, rule)
 
 
 def _problems(err: ValidationError, doc: _yaml.Document) -> list[tuple[Where, str]]:
     """One ``(where, message)`` per Pydantic error, in the user's vocabulary."""
     out = []
-    for e in err.errors():
+    errors = err.errors()
+    typos = {  # a missing key that an unknown key next to it misspells is one problem
+        (tuple(e["loc"][:-1]), close[0])
+        for e in errors
+        if e["type"] == "extra_forbidden"
+        for close in [difflib.get_close_matches(str(e["loc"][-1]), _fields(e["loc"][:-1]), 1, 0.6)]
+        if close
+    }
+    for e in errors:
         loc = tuple(e["loc"])
         rule = _rule_number(loc)
-        loc = _compact_loc(doc, loc)
         kind, field_name = e["type"], str(loc[-1]) if loc else "policy"
+        if kind == "missing" and (loc[:-1], field_name) in typos:
+            continue
+        loc = _compact_loc(doc, loc)
         value = e.get("input")
         if kind == "missing":
             hint = " (add 'version: 1' at the top)" if field_name == "version" else ""
             msg = f"missing required key '{field_name}'{hint}"
             where = doc.where(loc[:-1], rule=rule)
         elif kind == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            msg = f"unknown key '{field_name}'" + _suggest(field_name, list(model.model_fields))
+            msg = f"unknown key '{field_name}'" + _suggest(field_name, _fields(loc[:-1]))
             where = doc.where(loc, key=True, rule=rule)
         elif kind == "literal_error":
             allowed = [a.strip().strip("'") for a in e["ctx"]["expected"].replace(" or ", ",").split(",")]
@@ -259,10 +270,10 @@ def _compact_loc(doc: _yaml.Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return loc
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
-    from .schema import RuleSpec
-
-    return RuleSpec if any(isinstance(p, int) for p in loc) else PolicySpec
+def _fields(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the mapping at ``loc``."""
+    model: type[BaseModel] = RuleSpec if any(isinstance(p, int) for p in loc) else PolicySpec
+    return list(model.model_fields)
 
 
 def _suggest(word: str, choices: list[str], *, fallback: bool = True) -> str:
