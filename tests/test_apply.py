@@ -147,7 +147,7 @@ def test_dead_and_shadowed_rules_are_warned_with_close_names() -> None:
          "'blocks.2', 'blocks.1', 'blocks.11'"),
     ]
     assert [(r.rule, r.parameters, r.numel) for r in report.rules] == [
-        (1, 4, 14), (2, 0, 0), (3, 0, 0), (4, 38, 156),
+        (1, 4, 24), (2, 0, 0), (3, 0, 0), (4, 29, 165),
     ]
 
 
