@@ -6,6 +6,7 @@ Every renderer is a pure function from a report to text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -48,12 +49,43 @@ def _rule_label(report: Report, rule: int | None) -> str:
 
 
 def _collapsed(node: _Node, path: str = "", depth: int = 0) -> Iterator[tuple[int, str, _Node]]:
-    """(depth, dotted path, node) for each line of the collapsed tree."""
-    for child in node.children.values():
+    """(depth, dotted path, node) for each line of the collapsed tree; consecutive
+    numbered siblings decided alike (``blocks.0`` .. ``blocks.9``) share one line."""
+    for child in _merge_runs(list(node.children.values())):
         name = f"{path}.{child.name}" if path else child.name
         yield depth, name, child
         if len(child.kinds) > 1:
             yield from _collapsed(child, name, depth + 1)
+
+
+_NUMBERED = re.compile(r"(.*?)(\d+)")
+
+
+def _merge_runs(children: list[_Node]) -> Iterator[_Node]:
+    run: list[tuple[_Node, str, int]] = []
+
+    def flush() -> Iterator[_Node]:
+        if len(run) > 1:
+            first, prefix, lo = run[0]
+            yield _Node(f"{prefix}{{{lo}..{run[-1][2]}}}", count=sum(c.count for c, _, _ in run),
+                        numel=sum(c.numel for c, _, _ in run), kinds=set(first.kinds))
+        else:
+            yield from (c for c, _, _ in run)
+        run.clear()
+
+    for child in children:
+        m = _NUMBERED.fullmatch(child.name)
+        alike = m is not None and bool(child.children) and len(child.kinds) == 1
+        if run and not (
+            m and alike and child.kinds == run[0][0].kinds
+            and m[1] == run[-1][1] and int(m[2]) == run[-1][2] + 1
+        ):
+            yield from flush()
+        if m and alike:
+            run.append((child, m[1], int(m[2])))
+        else:
+            yield child
+    yield from flush()
 
 
 def _actions(node: _Node) -> str:
@@ -89,7 +121,7 @@ def tree(report: Report) -> str:
     root = _build_tree(report)
     rows = [["module / parameter", "params", "elements", "action", "decided by"]]
     for depth, name, node in _collapsed(root):
-        label = "  " * depth + (name.rsplit(".", 1)[-1] if depth else name)
+        label = "  " * depth + node.name
         if node.decision is not None and not node.children:
             d = node.decision
             shape = "x".join(map(str, d.shape)) or "scalar"

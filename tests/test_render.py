@@ -1,0 +1,68 @@
+"""Every view of one report, compared with golden files.
+
+Regenerate after an intended change: ``pytest tests/test_render.py --update-golden``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tlrules
+from tests.models import Containers, Tied
+from tlrules.render import FORMATS, render
+
+GOLDEN = Path(__file__).parent / "golden"
+RULES = """\
+version: 1
+name: fixture
+rules:
+  - "blocks.{-2..-1}": train
+  - heads.cls: train
+  - heads.cls.bias: freeze
+  - "*norm*": freeze
+  - embed: freeze
+  - "*": freeze
+"""
+
+
+def _report(model_cls: type) -> tlrules.audit.Report:
+    policy = tlrules.Policy.from_text(RULES, "rules/fixture.yaml")
+    return policy.audit(model_cls(), source=model_cls.__name__)
+
+
+@pytest.mark.parametrize("model_cls", [Containers, Tied])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_render_matches_golden(fmt: str, model_cls: type, update_golden: bool) -> None:
+    text = render(_report(model_cls), fmt)
+    suffix = {"json": "json", "markdown": "md"}.get(fmt, "txt")
+    path = GOLDEN / f"{model_cls.__name__.lower()}-{fmt}.{suffix}"
+    if update_golden:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_json_is_the_report_contract() -> None:
+    report = _report(Tied)
+    doc = json.loads(render(report, "json"))
+    assert doc == report.to_dict()
+    assert list(doc) == [
+        "format", "policy", "model", "summary", "parameters", "rules", "norm_layers", "warnings",
+    ]
+    assert doc["format"] == "tlrules-report/1"
+    assert doc["policy"] == {"name": "fixture", "path": "rules/fixture.yaml", "stage": None}
+    assert doc["model"] == {"source": "Tied", "class": "Tied"}
+    assert set(doc["parameters"][0]) == {"name", "shape", "numel", "action", "rule", "group"}
+    assert doc["rules"][0] == {
+        "rule": 1, "pattern": "blocks.{-2..-1}", "action": "train", "where": "fixture.yaml:4",
+        "parameters": 0, "numel": 0,
+    }
+    assert {w["code"] for w in doc["warnings"]} == {"dead-rule"}
+
+
+def test_str_of_a_report_is_the_tree() -> None:
+    report = _report(Containers)
+    assert str(report) == render(report, "tree")
