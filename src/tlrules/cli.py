@@ -11,7 +11,6 @@ import sys
 from enum import Enum
 from typing import Annotated
 
-import click
 import typer
 
 from .errors import TLRulesError
@@ -82,15 +81,11 @@ def validate(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="tlrules", standalone_mode=False)
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.Abort:
-        return 1
-    return code if isinstance(code, int) else 0
+        app(args=argv, prog_name="tlrules")
+    except SystemExit as done:  # click's standalone mode ends every run this way
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
 
 
 def run() -> None:  # console-script entry point
