@@ -5,7 +5,9 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", help="rewrite tests/golden/* from the current output"
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/* from the current output",
     )
 
 

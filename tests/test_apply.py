@@ -76,12 +76,18 @@ def test_compiled_model_reports_bare_names_and_class() -> None:
 def test_tied_parameters_are_counted_once_and_may_agree() -> None:
     report = policy("  - embed: freeze\n  - head: freeze\n  - '*': train\n").apply(Tied()).report
     assert [(d.name, d.tied_to) for d in report.decisions] == [
-        ("embed.weight", None), ("body.weight", None), ("body.bias", None),
+        ("embed.weight", None),
+        ("body.weight", None),
+        ("body.bias", None),
         ("head.weight", "embed.weight"),
     ]
     assert report.summary.to_dict() == {
-        "parameters": 3, "numel": 60, "trainable": 2, "trainable_numel": 20,
-        "frozen": 1, "frozen_numel": 40,
+        "parameters": 3,
+        "numel": 60,
+        "trainable": 2,
+        "trainable_numel": 20,
+        "frozen": 1,
+        "frozen_numel": 40,
     }
 
 
@@ -127,7 +133,7 @@ def test_undo_restores_a_mixed_state_exactly() -> None:
 def test_integer_parameters_cannot_train() -> None:
     model = nn.Module()
     model.steps = nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
-    with pytest.raises(DecisionError, match="'steps' has dtype torch.int64 and cannot train"):
+    with pytest.raises(DecisionError, match=r"'steps' has dtype torch\.int64 and cannot train"):
         policy('  - "*": train\n').apply(model)
 
 
@@ -141,13 +147,24 @@ def test_dead_and_shadowed_rules_are_warned_with_close_names() -> None:
     rules = "  - heads: train\n  - heads.box: freeze\n  - blocks.12: train\n  - '*': freeze\n"
     report = policy(rules).apply(Containers()).report
     assert [(w.code, w.rule, w.message) for w in report.warnings] == [
-        ("shadowed-rule", 2, "rule 2 'heads.box' only matches parameters that earlier rules "
-         "already decided (rule 1); move it up or remove it"),
-        ("dead-rule", 3, "rule 3 'blocks.12' matched no parameter; the closest names are "
-         "'blocks.2', 'blocks.1', 'blocks.11'"),
+        (
+            "shadowed-rule",
+            2,
+            "rule 2 'heads.box' only matches parameters that earlier rules "
+            "already decided (rule 1); move it up or remove it",
+        ),
+        (
+            "dead-rule",
+            3,
+            "rule 3 'blocks.12' matched no parameter; the closest names are "
+            "'blocks.2', 'blocks.1', 'blocks.11'",
+        ),
     ]
     assert [(r.rule, r.parameters, r.numel) for r in report.rules] == [
-        (1, 4, 24), (2, 0, 0), (3, 0, 0), (4, 29, 165),
+        (1, 4, 24),
+        (2, 0, 0),
+        (3, 0, 0),
+        (4, 29, 165),
     ]
 
 

@@ -29,15 +29,25 @@ def test_audit_json_is_the_section_2_document(capsys: pytest.CaptureFixture[str]
     assert doc["policy"] == {"name": "resnet-layer4-fc", "path": LAYER4, "stage": None}
     assert doc["model"] == {"source": "resnet50", "class": "ResNet"}
     assert doc["summary"] == {
-        "parameters": 161, "numel": 25557032, "trainable": 32, "trainable_numel": 17013736,
-        "frozen": 129, "frozen_numel": 8543296,
+        "parameters": 161,
+        "numel": 25557032,
+        "trainable": 32,
+        "trainable_numel": 17013736,
+        "frozen": 129,
+        "frozen_numel": 8543296,
     }
     assert doc["parameters"][0] == {
-        "name": "conv1.weight", "shape": [64, 3, 7, 7], "numel": 9408,
-        "action": "freeze", "rule": 3, "group": None,
+        "name": "conv1.weight",
+        "shape": [64, 3, 7, 7],
+        "numel": 9408,
+        "action": "freeze",
+        "rule": 3,
+        "group": None,
     }
     lines = (ROOT / LAYER4).read_text().splitlines()
-    assert [(r["rule"], r["pattern"], r["action"], r["parameters"], r["numel"]) for r in doc["rules"]] == [
+    assert [
+        (r["rule"], r["pattern"], r["action"], r["parameters"], r["numel"]) for r in doc["rules"]
+    ] == [
         (1, "layer4", "train", 30, 14964736),
         (2, "fc", "train", 2, 2049000),
         (3, "*", "freeze", 129, 8543296),
@@ -59,7 +69,9 @@ def test_audit_tree_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.splitlines()[-1].split() == ["fc", "2", "513,000", "train", "rule", "1", "'fc'"]
 
 
-def test_strict_turns_warnings_into_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_strict_turns_warnings_into_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nrules:\n  - fc: train\n  - layer5: train\n  - '*': freeze\n")
     assert main(["audit", "resnet18", str(policy)]) == 0
@@ -70,15 +82,24 @@ def test_strict_turns_warnings_into_exit_1(tmp_path: Path, capsys: pytest.Captur
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["audit", "resnet50", str(INVALID / "unknown-key.yaml")],
-         "unknown-key.yaml:4:5: rule 1: unknown key 'acton'; did you mean 'action'?"),
-        (["audit", "resnet5O", LAYER4],
-         "error: model 'resnet5O': torchvision has no such architecture; did you mean 'resnet50'"),
+        (
+            ["audit", "resnet50", str(INVALID / "unknown-key.yaml")],
+            "unknown-key.yaml:4:5: rule 1: unknown key 'acton'; did you mean 'action'?",
+        ),
+        (
+            ["audit", "resnet5O", LAYER4],
+            "error: model 'resnet5O': torchvision has no such architecture; "
+            "did you mean 'resnet50'",
+        ),
         (["audit", "nosuch:thing", LAYER4], "error: model 'nosuch:thing': unknown model source"),
-        (["audit", "resnet50", "missing.yaml"],
-         "error: missing.yaml: no such policy file or library policy 'missing.yaml'"),
-        (["audit", "resnet50", str(INVALID / "unmatched.yaml")],
-         "unmatched.yaml:2:1: 161 parameters match no rule and the policy's default is 'error'"),
+        (
+            ["audit", "resnet50", "missing.yaml"],
+            "error: missing.yaml: no such policy file or library policy 'missing.yaml'",
+        ),
+        (
+            ["audit", "resnet50", str(INVALID / "unmatched.yaml")],
+            "unmatched.yaml:2:1: 161 parameters match no rule and the policy's default is 'error'",
+        ),
     ],
 )
 def test_unusable_input_exits_2_with_one_clear_message(
@@ -94,7 +115,8 @@ def test_unusable_input_exits_2_with_one_clear_message(
 def test_validate_reports_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", LAYER4, "torchvision/resnet-full"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"ok: {LAYER4} (3 rules)", "ok: torchvision/resnet-full (1 rules)",
+        f"ok: {LAYER4} (3 rules)",
+        "ok: torchvision/resnet-full (1 rules)",
     ]
     assert main(["validate", LAYER4, str(INVALID / "bad-action.yaml")]) == 2
     captured = capsys.readouterr()
@@ -110,7 +132,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_validate_never_imports_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "tlrules", "validate", LAYER4],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
     assert "tlrules" in imported
@@ -121,7 +146,9 @@ def test_validate_never_imports_torch() -> None:
 def test_console_script_runs_the_audit() -> None:
     result = subprocess.run(
         ["tlrules", "audit", "resnet50", LAYER4, "--format", "table"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "layer4.2.bn3.bias" in result.stdout

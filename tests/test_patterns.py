@@ -147,9 +147,18 @@ def compiled(rules: list[str], names: list[str]) -> list[int | None]:
 # ------------------------------------------------------------------- examples
 
 NAMES = [
-    "conv1.weight", "bn1.weight", "layer1.0.bn1.weight", "layer4.0.conv1.weight",
-    "layer40.x", "layer4", "fc.weight", "fc.bias", "blocks.3.attn.qkv.weight",
-    "blocks.11.mlp.fc1.bias", "blocks.10x", "mymodule.w",
+    "conv1.weight",
+    "bn1.weight",
+    "layer1.0.bn1.weight",
+    "layer4.0.conv1.weight",
+    "layer40.x",
+    "layer4",
+    "fc.weight",
+    "fc.bias",
+    "blocks.3.attn.qkv.weight",
+    "blocks.11.mlp.fc1.bias",
+    "blocks.10x",
+    "mymodule.w",
 ]
 
 
@@ -220,15 +229,11 @@ _name = st.lists(
 ).map(".".join)
 
 _piece = st.one_of(
-    st.sampled_from(_SEGMENTS + [".", "1", "*", "?", "*.", ".*"]),
+    st.sampled_from([*_SEGMENTS, ".", "1", "*", "?", "*.", ".*"]),
     st.sampled_from(["[0-4]", "[!a]", "[ab]", "{a,b}", "{fc,bn*}", "{conv,l?yer}"]),
-    st.tuples(st.integers(0, 12), st.integers(0, 12)).map(
-        lambda t: f"{{{min(t)}..{max(t)}}}"
-    ),
+    st.tuples(st.integers(0, 12), st.integers(0, 12)).map(lambda t: f"{{{min(t)}..{max(t)}}}"),
     st.integers(0, 12).map(lambda n: f"{{{n}..}}"),
-    st.tuples(st.integers(-4, -1), st.integers(-4, -1)).map(
-        lambda t: f"{{{min(t)}..{max(t)}}}"
-    ),
+    st.tuples(st.integers(-4, -1), st.integers(-4, -1)).map(lambda t: f"{{{min(t)}..{max(t)}}}"),
     st.integers(0, 3).map(lambda n: f"{{{n}..-1}}"),
 )
 _glob = st.lists(_piece, min_size=1, max_size=4).map("".join)

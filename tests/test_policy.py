@@ -43,7 +43,8 @@ MESSAGES = {
     "trains it; make the rules agree",
     "catastrophic-regex.yaml": "catastrophic-regex.yaml:3:5: rule 1: pattern "
     "'re:(a|aa)+\\\\.x' did not finish within the time limit on '"
-    + "a" * 48
+    + "a"
+    * 48
     + ".weight' (catastrophic backtracking); rewrite it without nested repetition such as "
     "'(a|aa)+' or '(x+)+'",
 }
@@ -114,7 +115,7 @@ rules:
 def test_from_dict_without_a_file() -> None:
     policy = tlrules.Policy.from_dict({"version": 1, "rules": [{"fc": "train"}, {"*": "freeze"}]})
     assert [r.pattern.text for r in policy.rules] == ["fc", "*"]
-    with pytest.raises(PolicyError, match="^rule 1: unknown key 'acton'"):
+    with pytest.raises(PolicyError, match=r"^rule 1: unknown key 'acton'"):
         tlrules.Policy.from_dict({"version": 1, "rules": [{"match": "fc", "acton": "train"}]})
 
 

@@ -50,15 +50,26 @@ def test_json_is_the_report_contract() -> None:
     doc = json.loads(render(report, "json"))
     assert doc == report.to_dict()
     assert list(doc) == [
-        "format", "policy", "model", "summary", "parameters", "rules", "norm_layers", "warnings",
+        "format",
+        "policy",
+        "model",
+        "summary",
+        "parameters",
+        "rules",
+        "norm_layers",
+        "warnings",
     ]
     assert doc["format"] == "tlrules-report/1"
     assert doc["policy"] == {"name": "fixture", "path": "rules/fixture.yaml", "stage": None}
     assert doc["model"] == {"source": "Tied", "class": "Tied"}
     assert set(doc["parameters"][0]) == {"name", "shape", "numel", "action", "rule", "group"}
     assert doc["rules"][0] == {
-        "rule": 1, "pattern": "blocks.{-2..-1}", "action": "train", "where": "fixture.yaml:4",
-        "parameters": 0, "numel": 0,
+        "rule": 1,
+        "pattern": "blocks.{-2..-1}",
+        "action": "train",
+        "where": "fixture.yaml:4",
+        "parameters": 0,
+        "numel": 0,
     }
     assert {w["code"] for w in doc["warnings"]} == {"dead-rule"}
 

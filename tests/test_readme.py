@@ -1,0 +1,50 @@
+"""Every example in README.md runs: Python blocks are executed, CLI lines are run and must
+exit 0, and the drawn tree is what the command prints today."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)
+PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+CLI = [
+    line.split("  #")[0].strip()
+    for lang, code in BLOCKS
+    if lang == "bash"
+    for line in code.splitlines()
+    if line.startswith("tlrules ")
+]
+
+
+def test_readme_has_examples() -> None:
+    assert PYTHON and len(CLI) >= 5
+
+
+@pytest.mark.parametrize("code", PYTHON)
+def test_python_example_runs(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+@pytest.mark.parametrize("command", CLI)
+def test_cli_example_runs(command: str) -> None:
+    result = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_drawn_tree_is_current() -> None:
+    (drawn,) = [c for lang, c in BLOCKS if lang == "text" and c.startswith("torchvision:vit_b_16")]
+    result = subprocess.run(
+        ["tlrules", "audit", "torchvision:vit_b_16", "torchvision/vit-last-blocks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == drawn
