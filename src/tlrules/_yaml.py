@@ -92,7 +92,7 @@ def load(text: str, path: str | None = None) -> Document:
                     continue
                 key = str(constructor.construct_object(key_node))
                 if key in out:
-                    first = doc.keys[(*loc, key)]
+                    first = doc.keys[loc + (key,)]
                     problems.append(
                         (
                             Where(path, *_pos(key_node.start_mark)),
@@ -101,7 +101,7 @@ def load(text: str, path: str | None = None) -> Document:
                         )
                     )
                     continue
-                doc.keys[(*loc, key)] = _pos(key_node.start_mark)
+                doc.keys[loc + (key,)] = _pos(key_node.start_mark)
                 if key_node.style in ("'", '"'):
                     doc.quoted_keys.add((*loc, key))
                 out[key] = walk(value_node, (*loc, key))

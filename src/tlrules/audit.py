@@ -176,7 +176,8 @@ def build_report(
             counts[d.rule][0] += 1
             counts[d.rule][1] += d.numel
     uses = tuple(
-        RuleUse(r.number, r.pattern.text, r.action, r.location, *counts[r.number], note=r.note)
+        RuleUse(r.number, r.pattern.text, r.action, r.location, counts[r.number][0],
+                counts[r.number][1], r.note)
         for r in policy.rules
     )
     warnings = [*_rule_warnings(policy, decisions, matcher, counts)]
@@ -230,7 +231,7 @@ _META = re.compile(r"^re:|[*?\[\]{}()\\^$+|]|\{[^}]*\}")
 def closest_names(pattern: str, names: Sequence[str], n: int = 3) -> list[str]:
     """Real module or parameter names that look most like ``pattern``'s literal text."""
     literal = _META.sub("", pattern).strip(".")
-    candidates = set()
+    candidates: set[str] = set()
     for name in names:
         parts = name.split(".")
         candidates.update(".".join(parts[: k + 1]) for k in range(len(parts)))

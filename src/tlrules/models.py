@@ -25,7 +25,7 @@ def _params_to_meta() -> Iterator[None]:
             assert moved is not None
             module._parameters[name] = type(moved)(moved.to("meta"), requires_grad=moved.requires_grad)
 
-    nn.Module.register_parameter = register  # type: ignore[method-assign]  # restored below
+    nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]  # restored below
     try:
         yield
     finally:
