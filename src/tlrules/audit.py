@@ -26,6 +26,7 @@ class Decision:
     rule: int | None  # 1-based rule number; None: the policy's default decided
     group: int | None = None  # optimizer group index, when the policy has param_groups
     tied_to: str | None = None  # first name of the same tensor, for a tied alias
+    itemsize: int = 4  # bytes per element, for the memory estimate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,11 +86,68 @@ class AuditWarning:
 
 
 @dataclass(frozen=True)
+class GroupUse:
+    """One optimizer group of ``policy.param_groups(model)``: its settings and size."""
+
+    group: int  # index in the list ``param_groups`` returns
+    options: tuple[tuple[str, Any], ...]  # the entry's settings; () for the base group
+    entries: tuple[int, ...]  # the param_groups entries merged into it; () for the base group
+    parameters: int
+    numel: int
+
+    def __str__(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.options) or "base settings"
+        source = ", ".join(f"entry {e}" for e in self.entries) or "parameters no entry matches"
+        return f"group {self.group}: {settings} ({source}; {self.parameters} parameters)"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Training memory, in bytes, for gradients and optimizer state: what the trainable
+    parameters need versus what training every parameter would need. Optimizer state per
+    family: SGD with momentum keeps one buffer per parameter, Adam/AdamW two (the scalar
+    ``step`` is left out)."""
+
+    trainable_bytes: int
+    all_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        t, a = self.trainable_bytes, self.all_bytes
+        return {
+            "gradients": {"trainable": t, "all": a},
+            "sgd_momentum": {"trainable": t, "all": a},
+            "adam": {"trainable": 2 * t, "all": 2 * a},
+        }
+
+    def __str__(self) -> str:
+        t, a = self.trainable_bytes, self.all_bytes
+        return (
+            f"training memory: gradients {_size(t)} (all: {_size(a)}), optimizer state "
+            f"SGD momentum {_size(t)} (all: {_size(a)}), Adam/AdamW {_size(2 * t)} "
+            f"(all: {_size(2 * a)})"
+        )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]  # n becomes a float once scaled
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
 class Summary:
     parameters: int
     numel: int
     trainable: int
     trainable_numel: int
+    bytes: int = 0
+    trainable_bytes: int = 0
+
+    @property
+    def memory(self) -> Memory:
+        return Memory(self.trainable_bytes, self.bytes)
 
     @property
     def frozen(self) -> int:
@@ -107,6 +165,7 @@ class Summary:
             "trainable_numel": self.trainable_numel,
             "frozen": self.frozen,
             "frozen_numel": self.frozen_numel,
+            "memory": self.memory.to_dict(),
         }
 
 
@@ -180,7 +239,9 @@ def build_report(
                 counts[r.number][1], r.note)
         for r in policy.rules
     )
-    warnings = [*_rule_warnings(policy, decisions, matcher, counts)]
+    from .lint import lint  # lint imports this module
+
+    warnings = [*lint(policy), *_rule_warnings(policy, decisions, matcher, counts)]
     return Report(
         decisions=tuple(decisions),
         rules=uses,

@@ -62,11 +62,13 @@ def audit(
 @app.command()
 def validate(
     policies: Annotated[list[str], typer.Argument(help="Policy files or library names.")],
+    strict: Annotated[bool, typer.Option(help="Exit 1 when lint finds anything.")] = False,
 ) -> None:
     """Check policy files without building a model (never imports torch)."""
+    from .lint import lint
     from .policy import load
 
-    failed = False
+    failed = warned = False
     for path in policies:
         try:
             loaded = load(path)
@@ -75,8 +77,13 @@ def validate(
             failed = True
             continue
         print(f"ok: {path} ({len(loaded.rules)} rules)")
+        for warning in lint(loaded):
+            print(f"warning[{warning.code}]: {warning.message}")
+            warned = True
     if failed:
         raise typer.Exit(2)
+    if strict and warned:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

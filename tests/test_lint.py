@@ -1,0 +1,77 @@
+"""Policy lint: patterns that are legal but read like something else."""
+
+from __future__ import annotations
+
+import pytest
+
+import tlrules
+from tlrules.cli import main
+from tlrules.lint import lint
+
+
+def codes(*patterns: str) -> list[tuple[int | None, str]]:
+    rules = "".join(f"  - {p!r}: freeze\n" for p in patterns)
+    policy = tlrules.Policy.from_text(f"version: 1\nrules:\n{rules}", "p.yaml")
+    return [(w.rule, w.code) for w in lint(policy)]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("re:encoder\\.layer\\.{0,11}\\..*", "regex-repetition"),
+        ("re:layer.{0,11}", "regex-repetition"),
+        ("re:blocks1{2,3}", "regex-repetition"),
+        ("re:layer4.conv1\\..*", "regex-unescaped-dot"),
+        ("layer4.*", "glob-looks-like-regex"),
+        ("blocks.\\d", "glob-looks-like-regex"),
+        ("(fc|head)", "glob-looks-like-regex"),
+    ],
+)
+def test_each_trap_is_named(pattern: str, expected: str) -> None:
+    assert codes(pattern) == [(1, expected)]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "re:blocks\\.\\d{1,2}\\..*",
+        "re:layer4\\..*",
+        "re:.*\\.bias",
+        "re:[a.b]x",
+        "blocks.{0..11}",
+        "*.bias",
+        "layer4",
+    ],
+)
+def test_sound_patterns_pass(pattern: str) -> None:
+    assert codes(pattern) == []
+
+
+def test_message_names_place_and_fix() -> None:
+    policy = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - 're:layer.{0,11}': train\n", "p.yaml"
+    )
+    (warning,) = lint(policy)
+    assert warning.message == (
+        "p.yaml:3:5: rule 1: in regex 're:layer.{0,11}', '.{0,11}' repeats the character before "
+        "it 0 to 11 times; it is not a layer range. For layers 0 to 11 write the glob "
+        "'{0..11}' instead"
+    )
+
+
+def test_validate_prints_lint_and_strict_fails(tmp_path, capsys) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nrules:\n  - 'layer4.*': train\n  - '*': freeze\n")
+    assert main(["validate", str(path)]) == 0
+    assert "warning[glob-looks-like-regex]" in capsys.readouterr().out
+    assert main(["validate", "--strict", str(path)]) == 1
+
+
+def test_audit_report_carries_lint_warnings() -> None:
+    from tests.models import Containers
+
+    policy = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - 're:blocks.1[01]\\..*': train\n  - '*': freeze\n", "p.yaml"
+    )
+    report = policy.audit(Containers())
+    assert [w.code for w in report.warnings] == ["regex-unescaped-dot"]
