@@ -61,11 +61,11 @@ def _rule_lint(rule: Rule) -> Iterator[tuple[str, str]]:
                     "(so 'layer1.0' also matches 'layer100'); write '\\.'"
                 ),
             )
-    elif m := _GLOB_REGEXISH.search(text):
+    elif found := _GLOB_REGEXISH.search(text):
         yield (
             "glob-looks-like-regex",
             (
-                f"glob {text!r} contains {m[0]!r}, which is regex syntax; in a glob '*' alone "
+                f"glob {text!r} contains {found[0]!r}, which is regex syntax; in a glob '*' alone "
                 "matches any characters and a name matches everything under it, or write "
                 f"'re:{text}' for a regex"
             ),

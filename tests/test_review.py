@@ -1,0 +1,122 @@
+"""init, explain, diff, lock and verify: the commands a reviewer and CI use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+import tlrules
+from tests.models import Containers
+from tlrules.cli import main
+from tlrules.explain import explain
+from tlrules.lock import dumps, lock, verify
+
+ROOT = Path(__file__).parents[1]
+RULES = "version: 1\nrules:\n  - 'blocks.{-2..-1}': train\n  - heads.cls: train\n  - '*': freeze\n"
+
+
+def _policy() -> tlrules.Policy:
+    return tlrules.Policy.from_text(RULES, "p.yaml")
+
+
+def test_verify_names_the_parameters_a_rename_changed() -> None:
+    document = json.loads(dumps(lock(_policy().audit(Containers()))))
+    assert verify(document, _policy().audit(Containers())) == []
+    renamed = Containers()
+    renamed.classifiers = renamed.heads  # the module 'heads' is now 'classifiers'
+    del renamed.heads
+    assert verify(document, _policy().audit(renamed)) == [
+        "removed: heads.cls.weight",
+        "removed: heads.cls.bias",
+        "removed: heads.box.weight",
+        "removed: heads.box.bias",
+        "added: classifiers.cls.weight (freeze)",
+        "added: classifiers.cls.bias (freeze)",
+        "added: classifiers.box.weight (freeze)",
+        "added: classifiers.box.bias (freeze)",
+    ]
+
+
+def test_verify_notices_policy_and_shape_changes() -> None:
+    document = lock(_policy().audit(Containers()))
+    wider = Containers()
+    wider.blocks[11] = nn.Linear(3, 5)
+    edited = tlrules.Policy.from_text(RULES.replace("{-2..-1}", "{-1..-1}"), "p.yaml")
+    assert verify(document, edited.audit(wider)) == [
+        "action: blocks.10.weight train -> freeze",
+        "action: blocks.10.bias train -> freeze",
+        "shape: blocks.11.weight [3, 3] -> [5, 3]",
+        "shape: blocks.11.bias [3] -> [5]",
+    ]
+
+
+def test_lock_and_verify_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lockfile = tmp_path / "head.lock.json"
+    assert main(["lock", "resnet18", "torchvision/resnet-head-only"]) == 0
+    lockfile.write_text(capsys.readouterr().out)
+    assert json.loads(lockfile.read_text())["summary"]["trainable"] == 2
+    assert main(["verify", "resnet18", "torchvision/resnet-head-only", str(lockfile)]) == 0
+    assert capsys.readouterr().out == f"ok: {lockfile} matches\n"
+    assert main(["verify", "resnet18", "torchvision/resnet-layer4-fc", str(lockfile)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "rule: conv1.weight decided by rule 2 -> rule 3"
+    assert "action: layer4.0.conv1.weight freeze -> train" in lines
+    assert len(lines) == 62  # 15 parameters change action, the other 47 their rule number
+    assert "62 changes; if intended, regenerate it with 'tlrules lock" in captured.err
+    assert main(["verify", "resnet18", "torchvision/resnet-full", str(tmp_path / "none")]) == 2
+
+
+def test_explain_walks_every_rule() -> None:
+    names = [n for n, _ in Containers().named_parameters()]
+    steps = explain(_policy(), names, "heads.cls.bias")
+    assert [(s.rule, s.matched, s.decided) for s in steps] == [
+        (1, False, False),
+        (2, True, True),
+        (3, True, False),
+    ]
+    assert steps[1].why == "matches the module 'heads.cls', so everything under it"
+    assert steps[2].why.endswith("(too late: rule 2 decided)")
+    with pytest.raises(tlrules.TLRulesError, match=r"did you mean 'heads\.cls\.bias'"):
+        explain(_policy(), names, "heads.cls.bais")
+
+
+def test_explain_and_diff_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "resnet18", "torchvision/resnet-layer4-fc", "fc.bias"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "fc.bias",
+        "     rule 1 'layer4' (train): no match",
+        "  -> rule 2 'fc' (train): matches the module 'fc', so everything under it",
+        "  ok rule 3 '*' (freeze): matches the module 'fc', so everything under it "
+        "(too late: rule 2 decided)",
+    ]
+    args = ["diff", "resnet18", "torchvision/resnet-head-only", "torchvision/resnet-layer4-fc"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "layer4.0.conv1.weight: freeze (rule 2) -> train (rule 1)"
+    assert out[-1] == "15 parameters differ"
+
+
+@pytest.mark.parametrize(
+    ("model", "trained"),
+    [
+        ("resnet18", ["layer4.", "fc."]),
+        ("torchvision:vit_b_16", ["encoder.layers.encoder_layer_11.", "heads."]),
+    ],
+)
+def test_init_writes_a_policy_that_applies(
+    model: str, trained: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", model, "--train", "1"]) == 0
+    path = tmp_path / "starter.yaml"
+    path.write_text(capsys.readouterr().out)
+    from tlrules.models import build
+
+    built = build(model)
+    report = tlrules.load(path).audit(built)
+    assert report.warnings == ()
+    expected = sum(p.numel() for n, p in built.named_parameters() if n.startswith(tuple(trained)))
+    assert report.summary.trainable_numel == expected
