@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import preflight
 from .audit import Decision, Report, build_report
 from .errors import DecisionError, Where
 from .patterns import PatternTimeout
@@ -152,6 +153,7 @@ class Applied:
 def apply(policy: Policy, model: nn.Module) -> Applied:
     """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
     plan = decide(policy, model)
+    preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
     before = [(p, p.requires_grad) for p, _ in plan.targets]
 
     def restore() -> None:

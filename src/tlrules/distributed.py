@@ -1,0 +1,110 @@
+"""Switching a policy's stage under ``DistributedDataParallel``.
+
+DDP decides, when it is built, which parameters it all-reduces: those that train then.
+A stage that unfreezes more parameters therefore needs a new wrapper; the parameters
+themselves stay the same objects, so the optimizer (and its state) carries over::
+
+    ddp = DistributedDataParallel(model)                    # built after stage 'head'
+    ...
+    ddp, applied = tlrules.distributed.switch_stage(
+        ddp, policy.stage("finetune"), optimizer=optimizer, lr=1e-3
+    )
+
+FSDP2 (``fully_shard``) keeps ``requires_grad`` per parameter and needs no rebuild;
+``docs/distributed.md`` has the order that works for each wrapper.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+if TYPE_CHECKING:
+    import torch
+
+    from .apply import Applied
+    from .policy import Policy
+
+_MIB = 1024 * 1024
+
+
+class Switched(NamedTuple):
+    """What ``switch_stage`` returns: the new wrapper and what applying the stage gave."""
+
+    model: DistributedDataParallel
+    applied: Applied
+
+
+def ddp_settings(ddp: DistributedDataParallel) -> dict[str, Any]:
+    """The constructor arguments that rebuild a wrapper like ``ddp`` (those this torch's
+    ``DistributedDataParallel`` takes and ``ddp`` records)."""
+    accepted = inspect.signature(DistributedDataParallel.__init__).parameters
+    found: dict[str, Any] = {
+        "device_ids": ddp.device_ids,
+        "output_device": ddp.output_device,
+        "dim": ddp.dim,
+        "process_group": ddp.process_group,
+        "find_unused_parameters": ddp.find_unused_parameters,
+        "gradient_as_bucket_view": ddp.gradient_as_bucket_view,
+        "static_graph": ddp.static_graph,
+        "mixed_precision": getattr(ddp, "mixed_precision", None),
+        "skip_all_reduce_unused_params": getattr(ddp, "skip_all_reduce_unused_params", False),
+    }
+    if "forward_sync_buffers" in accepted and hasattr(ddp, "forward_sync_buffers"):
+        found["forward_sync_buffers"] = ddp.forward_sync_buffers
+    elif hasattr(ddp, "broadcast_buffers"):
+        found["broadcast_buffers"] = ddp.broadcast_buffers
+    cap = getattr(ddp, "bucket_bytes_cap", None)
+    if isinstance(cap, int):
+        found["bucket_cap_mb"] = cap / _MIB
+    if getattr(ddp, "device_mesh", None) is not None:
+        found["device_mesh"] = ddp.device_mesh
+        del found["process_group"]
+    return {k: v for k, v in found.items() if k in accepted}
+
+
+def rewrap(ddp: DistributedDataParallel, **overrides: Any) -> DistributedDataParallel:
+    """A new ``DistributedDataParallel`` around ``ddp.module`` with ``ddp``'s settings
+    (``overrides`` replace them), so that its gradient hooks cover exactly the
+    parameters that train now. A collective: every rank must call it.
+
+    Communication hooks registered on ``ddp`` (``register_comm_hook``) are not carried
+    over; register them again on the new wrapper.
+    """
+    settings = {**ddp_settings(ddp), **overrides}
+    # The old reducer's gradient hooks stay on the parameters while ``ddp`` lives, but
+    # they act only in a backward pass that follows ``ddp``'s own forward.
+    return DistributedDataParallel(ddp.module, **settings)
+
+
+def switch_stage(
+    ddp: DistributedDataParallel,
+    policy: Policy,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float | None = None,
+    wrap: Callable[[nn.Module], DistributedDataParallel] | None = None,
+    schedulers: Iterable[Any] = (),
+) -> Switched:
+    """Apply ``policy`` (typically ``policy.stage(NAME)``) to the model inside ``ddp``,
+    then rebuild the wrapper for the new trainable set: ``wrap(module)`` when given,
+    else ``rewrap(ddp)`` with the same settings. Every rank must call it at the same step.
+
+    With ``optimizer``, it is brought in line with the stage the way
+    ``tlrules.integrations.sync_optimizer`` does: newly trainable parameters are added
+    with their ``param_groups`` settings (``lr`` is the base learning rate; a stage's own
+    ``lr`` replaces it), parameters whose settings change move to a new group with their
+    state, and frozen ones leave it. Use the returned ``model`` from now on.
+    """
+    from .integrations.optimizer import sync_optimizer
+
+    module = ddp.module
+    applied = policy.apply(module)
+    if optimizer is not None:
+        sync_optimizer(optimizer, policy, module, lr=lr, schedulers=schedulers)
+    new = wrap(module) if wrap is not None else rewrap(ddp)
+    return Switched(new, applied)
