@@ -1,0 +1,187 @@
+"""Every shipped policy against every architecture it is for, built on the meta device.
+
+For each pair: every parameter is decided by a rule (none left to the default), the audit
+has no warning (no dead or shadowed rule), and the trainable element count equals a sum
+taken from the architecture's own modules, not from parameter names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from torch import nn
+
+import tlrules
+from tlrules.models import build
+from tlrules.policy import library_names
+
+RESNETS = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+    "wide_resnet50_2", "wide_resnet101_2",
+]  # fmt: skip
+VITS = ["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"]
+SWINS = ["swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b"]
+CONVNEXTS = ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]
+EFFICIENTNETS = [f"efficientnet_b{i}" for i in range(8)] + [
+    "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+]  # fmt: skip
+MOBILENETS = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+REGNETS = [
+    f"regnet_{kind}_{size}"
+    for kind in "xy"
+    for size in ["400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf"]
+] + ["regnet_y_128gf"]
+DENSENETS = ["densenet121", "densenet161", "densenet169", "densenet201"]
+TIMM_VITS = [
+    "timm:vit_tiny_patch16_224", "timm:vit_small_patch16_224", "timm:vit_base_patch16_224",
+    "timm:vit_large_patch16_224", "timm:vit_base_patch16_clip_224",
+    "timm:deit_small_patch16_224", "timm:deit_base_patch16_224",
+]  # fmt: skip
+TIMM_CONVNEXTS = [
+    f"timm:{name}"
+    for name in ["convnext_atto", "convnext_nano", "convnext_tiny", "convnext_small",
+                 "convnext_base", "convnext_large", "convnextv2_tiny", "convnextv2_base"]
+]  # fmt: skip
+TIMM_RESNETS = [
+    f"timm:{name}"
+    for name in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet50d",
+                 "resnext50_32x4d", "seresnext50_32x4d", "wide_resnet50_2"]
+]  # fmt: skip
+# hf:CONFIG[#AutoClass]: CONFIG is a tiny config written below, in a temporary folder
+HEADS = ["", "#AutoModelForSequenceClassification"]
+HF_ENCODERS = [f"hf:{c}{h}" for c in ["bert", "roberta", "xlm-roberta"] for h in HEADS] + [
+    "hf:bert#AutoModelForTokenClassification"
+]
+HF_DECODERS = [
+    f"hf:{c}{h}"
+    for c in ["llama", "mistral", "qwen2", "qwen3"]
+    for h in [*HEADS, "#AutoModelForCausalLM"]
+]
+
+
+def numel(*parts: nn.Module | None) -> int:
+    """Elements of the parameters under ``parts``, each tensor counted once."""
+    seen = {id(p): p.numel() for part in parts if part is not None for p in part.parameters()}
+    return sum(seen.values())
+
+
+def _encoder(m: Any) -> int:
+    base = m.base_model
+    return numel(*base.encoder.layer[-2:], base.pooler, getattr(m, "classifier", None))
+
+
+def _decoder(m: Any) -> int:
+    norms = [x for x in m.modules() if type(x).__name__.endswith("RMSNorm")]
+    head = getattr(m, "lm_head", None) or getattr(m, "score", None)
+    return numel(*m.base_model.layers[-2:], *norms, head)
+
+
+Expected = Callable[[Any], int]
+CASES: dict[str, tuple[list[str], Expected]] = {
+    "torchvision/resnet-head-only": (RESNETS, lambda m: numel(m.fc)),
+    "torchvision/resnet-layer4-fc": (RESNETS, lambda m: numel(m.layer4, m.fc)),
+    "torchvision/resnet-full": (RESNETS, lambda m: numel(m)),
+    "torchvision/vit-last-blocks": (
+        VITS, lambda m: numel(*m.encoder.layers[-2:], m.encoder.ln, m.heads)),
+    "torchvision/swin-head-only": (SWINS, lambda m: numel(m.head)),
+    "torchvision/swin-last-stage": (SWINS, lambda m: numel(m.features[-1], m.norm, m.head)),
+    "torchvision/convnext-head-only": (CONVNEXTS, lambda m: numel(m.classifier)),
+    "torchvision/convnext-last-stage": (
+        CONVNEXTS, lambda m: numel(m.features[-1], m.classifier)),
+    "torchvision/efficientnet-head-only": (EFFICIENTNETS, lambda m: numel(m.classifier)),
+    "torchvision/efficientnet-last-blocks": (
+        EFFICIENTNETS, lambda m: numel(*m.features[-2:], m.classifier)),
+    "torchvision/mobilenet-head-only": (MOBILENETS, lambda m: numel(m.classifier)),
+    "torchvision/mobilenet-last-blocks": (
+        MOBILENETS, lambda m: numel(*m.features[-3:], m.classifier)),
+    "torchvision/regnet-head-only": (REGNETS, lambda m: numel(m.fc)),
+    "torchvision/regnet-last-stage": (REGNETS, lambda m: numel(m.trunk_output[-1], m.fc)),
+    "torchvision/densenet-head-only": (DENSENETS, lambda m: numel(m.classifier)),
+    "torchvision/densenet-last-block": (
+        DENSENETS,
+        lambda m: numel(m.features.denseblock4, m.features.norm5, m.classifier)),
+    "timm/vit-last-blocks": (
+        TIMM_VITS, lambda m: numel(*m.blocks[-2:], m.norm, m.fc_norm, m.head)),
+    "timm/convnext-last-stage": (TIMM_CONVNEXTS, lambda m: numel(m.stages[-1], m.head)),
+    "timm/resnet-layer4-fc": (TIMM_RESNETS, lambda m: numel(m.layer4, m.fc)),
+    "hf/bert-last-layers": (HF_ENCODERS, _encoder),
+    "hf/llama-last-layers": (HF_DECODERS, _decoder),
+}  # fmt: skip
+
+SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
+HF_CONFIGS = {  # transformers config class, extra settings; 6 layers so "the last two" is a part
+    "bert": ("BertConfig", {}),
+    "roberta": ("RobertaConfig", {}),
+    "xlm-roberta": ("XLMRobertaConfig", {}),
+    "llama": ("LlamaConfig", {"num_key_value_heads": 1}),
+    "mistral": ("MistralConfig", {"num_key_value_heads": 1}),
+    "qwen2": ("Qwen2Config", {"num_key_value_heads": 1}),
+    "qwen3": ("Qwen3Config", {"num_key_value_heads": 1, "head_dim": 16}),
+}
+
+
+def hf_config(folder: Path, name: str, **settings: Any) -> Path:
+    """Write the tiny config ``name`` (a key of HF_CONFIGS) to ``folder``."""
+    transformers = pytest.importorskip("transformers")
+    cls, extra = HF_CONFIGS[name]
+    getattr(transformers, cls)(num_hidden_layers=6, **SMALL, **extra, **settings).save_pretrained(
+        folder
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], nn.Module]:
+    """Build an architecture spec once per test module (hf:NAME means a tiny config)."""
+    built: dict[str, nn.Module] = {}
+
+    def get(arch: str) -> nn.Module:
+        if arch not in built:
+            if arch.startswith("timm:"):
+                pytest.importorskip("timm")
+            spec = arch
+            if arch.startswith("hf:"):
+                name, _, head = arch[3:].partition("#")
+                folder = tmp_path_factory.getbasetemp() / "hf" / name
+                if not folder.is_dir():
+                    hf_config(folder, name)
+                spec = f"hf:{folder}" + (f"#{head}" if head else "")
+            built[arch] = build(spec)
+        return built[arch]
+
+    return get
+
+
+PAIRS = [(policy, arch) for policy, (archs, _) in CASES.items() for arch in archs]
+
+
+def test_every_shipped_policy_is_in_the_table() -> None:
+    untested = sorted(set(library_names()) - set(CASES))
+    assert not untested, f"add a row to CASES in tests/test_library.py for {untested}"
+    assert set(CASES) <= set(library_names())
+
+
+@pytest.mark.parametrize(("policy", "arch"), PAIRS, ids=[f"{p}:{a}" for p, a in PAIRS])
+def test_policy_fits_architecture(
+    policy: str, arch: str, model: Callable[[str], nn.Module]
+) -> None:
+    built = model(arch)
+    report = tlrules.load(policy).audit(built, source=arch)
+    by_default = [d.name for d in report.decisions if d.rule is None]
+    assert by_default == [], "every parameter must be decided by a rule"
+    assert [w.message for w in report.warnings] == []
+    assert report.summary.trainable_numel == CASES[policy][1](built)
+    if policy != "torchvision/resnet-full":
+        assert 0 < report.summary.trainable_numel < report.summary.numel
+
+
+def test_tied_embeddings_stop_the_llama_policy(tmp_path: Path) -> None:
+    folder = hf_config(tmp_path, "llama", tie_word_embeddings=True)
+    tied = build(f"hf:{folder}#AutoModelForCausalLM")
+    with pytest.raises(tlrules.DecisionError) as err:
+        tlrules.load("hf/llama-last-layers").audit(tied)
+    assert "'model.embed_tokens.weight' and 'lm_head.weight' are one tied tensor" in str(err.value)
