@@ -7,6 +7,8 @@ taken from the architecture's own modules, not from parameter names.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ import pytest
 from torch import nn
 
 import tlrules
+from tlrules.cli import main
 from tlrules.models import build
-from tlrules.policy import library_names
+from tlrules.policy import library_dir, library_names
 
 RESNETS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -185,3 +188,33 @@ def test_tied_embeddings_stop_the_llama_policy(tmp_path: Path) -> None:
     with pytest.raises(tlrules.DecisionError) as err:
         tlrules.load("hf/llama-last-layers").audit(tied)
     assert "'model.embed_tokens.weight' and 'lm_head.weight' are one tied tensor" in str(err.value)
+
+
+def test_rules_list_names_every_policy_and_what_it_is_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["rules", "list"]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert listed == library_names()
+    assert "torchvision/swin-head-only" in out and "swin_v2_b" in out
+
+
+def test_rules_show_prints_the_policy_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "show", "hf/llama-last-layers"]) == 0
+    assert capsys.readouterr().out == (library_dir() / "hf/llama-last-layers.yaml").read_text()
+    assert main(["rules", "show", "hf/lama-last-layers"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "did you mean 'hf/llama-last-layers'" in err
+
+
+def test_library_and_schema_commands_never_import_torch() -> None:
+    script = (
+        "import sys\n"
+        "from tlrules.cli import main\n"
+        "codes = [main(['rules', 'list']), main(['rules', 'show', 'hf/bert-last-layers']),"
+        " main(['schema'])]\n"
+        "print(codes, 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "[0, 0, 0] False"

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from . import cli_library
 from .errors import TLRulesError
 
 app = typer.Typer(
@@ -84,6 +85,9 @@ def validate(
         raise typer.Exit(2)
     if strict and warned:
         raise typer.Exit(1)
+
+
+cli_library.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
