@@ -231,12 +231,14 @@ def _compiled(model: nn.Module, planned: dict[int, bool]) -> Iterator[Finding]:
 
 
 def _has_run(module: nn.Module) -> bool:
-    """Whether Dynamo holds compiled code for ``module``'s forward; True when unknown."""
-    try:  # private; without it, assume the model ran
+    """Whether Dynamo holds compiled code for ``module``'s forward (for a torch.nn class,
+    Dynamo's wrapper of its inlined call: any such module's); True when unknown."""
+    try:  # private APIs; without them, assume the model ran
         from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        from torch._dynamo.external_utils import wrap_inline
 
-        code = type(module).forward.__code__
-        return bool(_debug_get_cache_entry_list(code))
+        codes = [type(module).forward.__code__, wrap_inline(_has_run).__code__]
+        return any(_debug_get_cache_entry_list(code) for code in codes)
     except (ImportError, AttributeError, TypeError):
         return True
 
