@@ -9,6 +9,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,9 +31,9 @@ def on_meta(model: nn.Module) -> bool:
     return all(p.device.type == "meta" for p in model.parameters())
 
 
-def audit_json(capsys: pytest.CaptureFixture[str], spec: str, policy: str) -> dict:  # type: ignore[type-arg]
+def audit_json(capsys: pytest.CaptureFixture[str], spec: str, policy: str) -> dict[str, Any]:
     assert main(["audit", spec, policy, "--format", "json"]) == 0
-    doc: dict = json.loads(capsys.readouterr().out)  # type: ignore[type-arg]
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
     return doc
 
 
