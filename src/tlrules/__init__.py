@@ -12,14 +12,18 @@
 """
 
 from .errors import DecisionError, ModelSpecError, PolicyError, TLRulesError
+from .optim import OptimizerCheck, OptimizerMismatchWarning, check_optimizer
 from .policy import Policy, load
 
 __all__ = [
     "DecisionError",
     "ModelSpecError",
+    "OptimizerCheck",
+    "OptimizerMismatchWarning",
     "Policy",
     "PolicyError",
     "TLRulesError",
+    "check_optimizer",
     "load",
 ]
 __version__ = "0.1.0"

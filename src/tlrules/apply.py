@@ -7,19 +7,20 @@ and the report. ``apply`` then sets ``requires_grad`` on every parameter, or on 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from . import preflight
-from .audit import Decision, Report, build_report
+from . import norms, preflight
+from .audit import Decision, GroupUse, Report, build_report
 from .errors import DecisionError, Where
+from .optim import assign_groups
 from .patterns import PatternTimeout
 
 if TYPE_CHECKING:
-    from .policy import Policy
+    from .policy import GroupEntry, Policy, Rule
 
 WRAPPER_SEGMENTS = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 _WRAPPER = re.compile(r"(?:^|(?<=\.))(?:" + "|".join(WRAPPER_SEGMENTS) + r")\.")
@@ -48,6 +49,7 @@ class Plan:
 
     report: Report
     targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
+    norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
 
 
 def _quote(names: list[str]) -> str:
@@ -86,7 +88,8 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
             seen.setdefault(name, i)
             first_alias = owner.setdefault(id(param), len(decisions))
             tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
-            decision = Decision(name, tuple(param.shape), param.numel(), action, rule, None, tied_to)
+            decision = Decision(name, tuple(param.shape), param.numel(), action, rule, None,
+                                tied_to, param.element_size())
             if tied_to is None:
                 targets.append((param, action == "train"))
                 if action == "train" and not (param.is_floating_point() or param.is_complex()):
@@ -100,11 +103,7 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
                     f"{_by(policy, rule)} {_verb(action)} it; make the rules agree")))
             decisions.append(decision)
     except PatternTimeout as err:
-        slow = [rules[i] for i in err.rules] or list(rules)
-        raise DecisionError([(r.where, (
-            f"pattern {r.pattern.text!r} did not finish within the time limit on "
-            f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
-            "repetition such as '(a|aa)+' or '(x+)+'")) for r in slow]) from None
+        raise timeout_error(err, rules) from None
     if unmatched:
         problems.insert(0, (policy.where, (
             f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} no rule and "
@@ -112,8 +111,26 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
             "as '- \"*\": freeze' at the end, or set 'default: freeze'")))
     if problems:
         raise DecisionError(problems)
-    report = build_report(policy, decisions, matcher, model=unwrap(model), source=source)
-    return Plan(report, tuple(targets))
+    groups: tuple[GroupUse, ...] = ()
+    if policy.groups:
+        decisions, groups = assign_groups(policy, decisions, names)
+    modules = ((bare_name(n), m) for n, m in model.named_modules())
+    try:
+        norm = norms.plan(policy, modules, decisions, matcher)
+    except PatternTimeout as err:
+        raise timeout_error(err, rules) from None
+    report = build_report(policy, decisions, matcher, model=unwrap(model), source=source,
+                          norm_layers=norm.layers, norm_warnings=norm.warnings, groups=groups)
+    return Plan(report, tuple(targets), norm.targets)
+
+
+def timeout_error(err: PatternTimeout, rules: Sequence[Rule | GroupEntry]) -> DecisionError:
+    """The error for a name that ran past the time limit of ``rules``' patterns."""
+    slow = [rules[i] for i in err.rules] or list(rules)
+    return DecisionError([(r.where, (
+        f"pattern {r.pattern.text!r} did not finish within the time limit on "
+        f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
+        "repetition such as '(a|aa)+' or '(x+)+'")) for r in slow])
 
 
 def _rule_where(policy: Policy, rule: int | None) -> Where:
@@ -139,7 +156,8 @@ class Applied:
         self._undo = undo
 
     def undo(self) -> None:
-        """Restore every ``requires_grad`` (and hook) exactly as it was before apply."""
+        """Restore every ``requires_grad``, cleared ``.grad`` and norm layer's train-mode
+        behaviour exactly as it was before apply."""
         while self._undo:
             self._undo.pop()()
 
@@ -155,16 +173,22 @@ def apply(policy: Policy, model: nn.Module) -> Applied:
     plan = decide(policy, model)
     preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
     before = [(p, p.requires_grad) for p, _ in plan.targets]
+    # a stale gradient would keep moving a frozen parameter (momentum, weight decay)
+    stale = [(p, p.grad) for p, flag in plan.targets if not flag and p.grad is not None]
 
     def restore() -> None:
         for p, flag in before:
             p.requires_grad_(flag)
+        for p, grad in stale:
+            p.grad = grad
 
     try:
         for p, flag in plan.targets:
             p.requires_grad_(flag)
+        for p, _ in stale:
+            p.grad = None
     except BaseException:
         restore()
         raise
-    return Applied(plan.report, [restore])
+    return Applied(plan.report, [restore, norms.fix(plan.norms)])
 

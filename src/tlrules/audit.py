@@ -122,18 +122,21 @@ class Memory:
     def __str__(self) -> str:
         t, a = self.trainable_bytes, self.all_bytes
         return (
-            f"training memory: gradients {_size(t)} (all: {_size(a)}), optimizer state "
-            f"SGD momentum {_size(t)} (all: {_size(a)}), Adam/AdamW {_size(2 * t)} "
-            f"(all: {_size(2 * a)})"
+            f"training memory (this policy / everything trains): gradients {_size(t)} / "
+            f"{_size(a)}; optimizer state: SGD momentum {_size(t)} / {_size(a)}, "
+            f"Adam/AdamW {_size(2 * t)} / {_size(2 * a)}"
         )
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]  # n becomes a float once scaled
-    raise AssertionError("unreachable")
+    if n < 1024:
+        return f"{n} B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,6 @@ class Summary:
             "trainable_numel": self.trainable_numel,
             "frozen": self.frozen,
             "frozen_numel": self.frozen_numel,
-            "memory": self.memory.to_dict(),
         }
 
 
@@ -183,21 +185,26 @@ class Report:
     model_source: str | None = None
     model_class: str | None = None
     default: str = "error"
+    groups: tuple[GroupUse, ...] = ()  # the optimizer groups, when the policy has param_groups
     _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def summary(self) -> Summary:
         """Counts over tensors: a tied tensor is counted once."""
         if not self._summary:
-            params = numel = trainable = trainable_numel = 0
+            params = numel = trainable = trainable_numel = size = trainable_size = 0
             for d in self.decisions:
                 if d.tied_to is None:
                     params += 1
                     numel += d.numel
+                    size += d.numel * d.itemsize
                     if d.action == "train":
                         trainable += 1
                         trainable_numel += d.numel
-            self._summary.append(Summary(params, numel, trainable, trainable_numel))
+                        trainable_size += d.numel * d.itemsize
+            self._summary.append(
+                Summary(params, numel, trainable, trainable_numel, size, trainable_size)
+            )
         return self._summary[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,7 +213,7 @@ class Report:
             "format": FORMAT,
             "policy": {"name": self.policy_name, "path": self.policy_path, "stage": self.stage},
             "model": {"source": self.model_source, "class": self.model_class},
-            "summary": self.summary.to_dict(),
+            "summary": {**self.summary.to_dict(), "memory": self.summary.memory.to_dict()},
             "parameters": [d.to_dict() for d in self.decisions],
             "rules": [r.to_dict() for r in self.rules],
             "norm_layers": [n.to_dict() for n in self.norm_layers],
@@ -227,6 +234,8 @@ def build_report(
     model: object = None,
     source: str | None = None,
     norm_layers: Sequence[NormLayer] = (),
+    norm_warnings: Sequence[AuditWarning] = (),
+    groups: Sequence[GroupUse] = (),
 ) -> Report:
     """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
     counts = {r.number: [0, 0] for r in policy.rules}
@@ -241,7 +250,7 @@ def build_report(
     )
     from .lint import lint  # lint imports this module
 
-    warnings = [*lint(policy), *_rule_warnings(policy, decisions, matcher, counts)]
+    warnings = [*lint(policy), *_rule_warnings(policy, decisions, matcher, counts), *norm_warnings]
     return Report(
         decisions=tuple(decisions),
         rules=uses,
@@ -249,9 +258,11 @@ def build_report(
         norm_layers=tuple(norm_layers),
         policy_name=policy.name,
         policy_path=policy.path,
+        stage=policy.stage_name,
         model_source=source,
         model_class=None if model is None else type(model).__name__,
         default=policy.default,
+        groups=tuple(groups),
     )
 
 

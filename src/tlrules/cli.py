@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import cli_library
+from . import cli_library, cli_review
 from .errors import TLRulesError
 
 app = typer.Typer(
@@ -43,6 +43,9 @@ def audit(
     policy: Annotated[str, typer.Argument(help="A policy file or a library name.")],
     fmt: Annotated[Format, typer.Option("--format", "-f", help="How to draw the audit.")] = Format.tree,
     strict: Annotated[bool, typer.Option(help="Exit 1 when the audit has warnings.")] = False,
+    stage: Annotated[str | None, typer.Option(
+        help="One stage of a policy in stages, or 'all': how each parameter changes across them."
+    )] = None,
 ) -> None:
     """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
     from .policy import load
@@ -50,13 +53,21 @@ def audit(
     try:
         loaded = load(policy)
         from .models import build
-        from .render import render
+        from .render import render, stage_changes
+        from .stages import every_stage
 
-        report = loaded.audit(build(model), source=model)
+        built = build(model)
+        if stage == "all":
+            reports = [s.audit(built, source=model) for s in every_stage(loaded)]
+        else:
+            reports = [(loaded.stage(stage) if stage else loaded).audit(built, source=model)]
     except TLRulesError as err:
         raise _fail(err) from None
-    sys.stdout.write(render(report, fmt.value))
-    if strict and report.warnings:
+    if stage == "all":
+        sys.stdout.write(stage_changes(reports, fmt.value))
+    else:
+        sys.stdout.write(render(reports[0], fmt.value))
+    if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
 
 
@@ -88,6 +99,7 @@ def validate(
 
 
 cli_library.register(app)
+cli_review.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Nothing here imports torch, so ``tlrules validate`` stays fast.
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from . import _yaml
 from .errors import PolicyError, Where
 from .patterns import Matcher, Pattern, PatternSyntaxError
-from .schema import PolicySpec, RuleSpec
+from .schema import RULES_OR_STAGES, GroupSpec, PolicySpec, RuleSpec, StageSpec, Syntax
 
 if TYPE_CHECKING:
     import torch
@@ -58,13 +59,35 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class GroupEntry:
+    """A compiled ``param_groups`` entry; ``number`` counts from 1 in its list."""
+
+    number: int
+    pattern: Pattern
+    options: tuple[tuple[str, Any], ...]  # sorted (key, value) pairs, hashable
+    max_ndim: int | None
+    where: Where
+
+    def selects(self, ndim: int) -> bool:
+        """Whether a tensor with ``ndim`` dimensions passes this entry's ``max_ndim``."""
+        return self.max_ndim is None or ndim <= self.max_ndim
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A validated, compiled policy. Build it with ``tlrules.load`` or ``Policy.from_text``."""
+    """A validated, compiled policy. Build it with ``tlrules.load`` or ``Policy.from_text``.
+
+    A policy in stages has no rules of its own: ``policy.stage(NAME)`` is the policy of
+    one stage, with ``stage_spec`` set.
+    """
 
     spec: PolicySpec
     rules: tuple[Rule, ...]
     path: str | None = None
     where: Where = field(default_factory=Where)  # the 'rules' key, for policy-wide errors
+    groups: tuple[GroupEntry, ...] = ()
+    stages: tuple[Policy, ...] = ()
+    stage_spec: StageSpec | None = None  # set on the policy of one stage
     _matchers: dict[tuple[str, ...], Matcher] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -95,20 +118,78 @@ class Policy:
                 self._matchers[key] = found
         return found
 
-    def apply(self, model: torch.nn.Module) -> Applied:
-        """Decide every parameter, then set ``requires_grad``: all of it or nothing.
+    @property
+    def stage_name(self) -> str | None:
+        return None if self.stage_spec is None else self.stage_spec.name
 
-        Returns an ``Applied`` that holds the report and can ``undo()`` the change.
+    @property
+    def epochs(self) -> int | None:
+        """The stage's suggested number of epochs, when it gives one."""
+        return None if self.stage_spec is None else self.stage_spec.epochs
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The names of this policy's stages, in order; empty for a policy without stages."""
+        return tuple(s.stage_name or "" for s in self.stages)
+
+    def stage(self, name: str) -> Policy:
+        """The policy of stage ``name``: its own rules followed by the inherited ones."""
+        from .stages import stage
+
+        return stage(self, name)
+
+    def apply(
+        self, model: torch.nn.Module, *, optimizer: torch.optim.Optimizer | None = None
+    ) -> Applied:
+        """Decide every parameter, then set ``requires_grad`` (clearing the ``.grad`` of
+        what it freezes) and lock frozen norm layers in eval mode: all of it or nothing.
+
+        Returns an ``Applied`` that holds the report and can ``undo()`` the change. With
+        ``optimizer``, warns (``OptimizerMismatchWarning``) when it holds frozen parameters
+        or lacks trainable ones, e.g. an optimizer built before a new stage was applied.
         """
         from .apply import apply
 
-        return apply(self, model)
+        applied = apply(self._decidable(), model)
+        if optimizer is not None:
+            from .optim import warn_mismatch
+
+            warn_mismatch(optimizer, model)
+        return applied
 
     def audit(self, model: torch.nn.Module, *, source: str | None = None) -> Report:
         """The report ``apply`` would give, without changing the model."""
         from .apply import decide
 
-        return decide(self, model, source=source).report
+        return decide(self._decidable(), model, source=source).report
+
+    def param_groups(
+        self,
+        model: torch.nn.Module,
+        *,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        **optimizer_defaults: Any,
+    ) -> list[dict[str, Any]]:
+        """What a ``torch.optim`` optimizer takes: the trainable parameters, grouped by the
+        first ``param_groups`` entry each matches; ``lr``/``weight_decay`` and
+        ``optimizer_defaults`` are the base settings that entries override."""
+        from .optim import param_groups
+
+        return param_groups(
+            self._decidable(), model, lr=lr, weight_decay=weight_decay, **optimizer_defaults
+        )
+
+    def _decidable(self) -> Policy:
+        if self.stages:
+            names = ", ".join(repr(n) for n in self.stage_names)
+            first = self.stage_names[0]
+            raise PolicyError(
+                f"the policy is in stages ({names}); pick one: policy.stage({first!r}) in "
+                f"Python, '--stage {first}' on the command line",
+                self.where,
+            )
+        return self
 
     @classmethod
     def from_text(cls, text: str, path: str | os.PathLike[str] | None = None) -> Policy:
@@ -171,23 +252,59 @@ def _build(doc: _yaml.Document) -> Policy:
         spec = PolicySpec.model_validate(doc.data)
     except ValidationError as err:
         raise PolicyError(_problems(err, doc)) from None
-    rules, problems = [], []
-    for i, rspec in enumerate(spec.rules):
-        where = doc.where(("rules", i), rule=i + 1)
-        try:
-            pattern = Pattern.parse(rspec.match, rspec.syntax or spec.syntax)
-        except PatternSyntaxError as err:
-            problems.append(
-                (_pattern_where(doc, ("rules", i), i + 1, err.pos), f"pattern {rspec.match!r}: {err}")
-            )
-            continue
-        rules.append(Rule(i + 1, pattern, rspec.action, rspec.note, where))
+    rules, problems = compile_rules(doc, ("rules",), spec.rules or [], spec.syntax)
+    groups, more = compile_groups(doc, ("param_groups",), spec.param_groups or [], spec.syntax)
+    problems += more
+    stages: tuple[Policy, ...] = ()
+    if spec.stages:
+        from .stages import build_stages
+
+        stages, more = build_stages(doc, spec, groups)
+        problems += more
     if problems:
         raise PolicyError(problems)
-    return Policy(spec, tuple(rules), doc.path, doc.where(("rules",), key=True))
+    where = doc.where(("stages" if spec.stages else "rules",), key=True)
+    return Policy(spec, rules, doc.path, where, groups, stages)
 
 
-def _pattern_where(doc: _yaml.Document, item: tuple[str | int, ...], rule: int, pos: int) -> Where:
+def compile_rules(
+    doc: _yaml.Document, at: tuple[str | int, ...], specs: Sequence[RuleSpec], syntax: Syntax
+) -> tuple[tuple[Rule, ...], list[tuple[Where, str]]]:
+    """The rules listed at ``at`` in ``doc``, numbered from 1, and every bad pattern."""
+    rules, problems = [], []
+    for i, rspec in enumerate(specs):
+        item = (*at, i)
+        try:
+            pattern = Pattern.parse(rspec.match, rspec.syntax or syntax)
+        except PatternSyntaxError as err:
+            where = _pattern_where(doc, item, i + 1, err.pos)
+            problems.append((where, f"pattern {rspec.match!r}: {err}"))
+            continue
+        rules.append(Rule(i + 1, pattern, rspec.action, rspec.note, doc.where(item, rule=i + 1)))
+    return tuple(rules), problems
+
+
+def compile_groups(
+    doc: _yaml.Document, at: tuple[str | int, ...], specs: Sequence[GroupSpec], syntax: Syntax
+) -> tuple[tuple[GroupEntry, ...], list[tuple[Where, str]]]:
+    """The ``param_groups`` entries listed at ``at`` in ``doc``, and every bad pattern."""
+    entries, problems = [], []
+    for i, gspec in enumerate(specs):
+        item = (*at, i)
+        try:
+            pattern = Pattern.parse(gspec.match, gspec.syntax or syntax)
+        except PatternSyntaxError as err:
+            where = _pattern_where(doc, item, None, err.pos)
+            problems.append((where, f"param_groups entry {i + 1}: pattern {gspec.match!r}: {err}"))
+            continue
+        options = tuple(sorted(gspec.options().items()))
+        entries.append(GroupEntry(i + 1, pattern, options, gspec.max_ndim, doc.where(item)))
+    return tuple(entries), problems
+
+
+def _pattern_where(
+    doc: _yaml.Document, item: tuple[str | int, ...], rule: int | None, pos: int
+) -> Where:
     """The column of the offending character inside the pattern's scalar."""
     data: Any = doc.data
     for part in item:
@@ -218,7 +335,14 @@ def _problems(err: ValidationError, doc: _yaml.Document) -> list[tuple[Where, st
             continue
         loc = _compact_loc(doc, loc)
         value = e.get("input")
-        if kind == "missing":
+        if kind == "rules_or_stages":
+            msg = e["msg"]
+            both = msg == RULES_OR_STAGES["both"]
+            where = doc.where(("stages",) if both else (), key=both)
+        elif kind == "value_error":
+            msg = str(e["ctx"]["error"])
+            where = doc.where(loc, rule=rule)
+        elif kind == "missing":
             hint = " (add 'version: 1' at the top)" if field_name == "version" else ""
             msg = f"missing required key '{field_name}'{hint}"
             where = doc.where(loc[:-1], rule=rule)
@@ -256,8 +380,9 @@ def _rule_number(loc: tuple[Any, ...]) -> int | None:
 
 
 def _compact_loc(doc: _yaml.Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Map ``(..., i, 'action')`` of a compact ``PATTERN: ACTION`` item to its real key."""
-    if len(loc) < 2 or loc[-1] not in ("match", "action"):
+    """Map ``(..., i, KEY)`` of a compact item to where KEY really is: the pattern itself
+    for ``match`` and a rule's ``action``, inside ``PATTERN: {OPTIONS}`` for a group's."""
+    if len(loc) < 2 or not isinstance(loc[-2], int):
         return loc
     data: Any = doc.data
     try:
@@ -266,13 +391,25 @@ def _compact_loc(doc: _yaml.Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     except (KeyError, IndexError, TypeError):
         return loc
     if isinstance(data, dict) and "match" not in data and len(data) == 1:
-        return (*loc[:-1], next(iter(data)))
+        ((pattern, value),) = data.items()
+        if loc[-1] in ("match", "action"):
+            return (*loc[:-1], pattern)
+        if isinstance(value, dict):
+            return (*loc[:-1], pattern, loc[-1])
     return loc
 
 
+_ITEM_MODELS: dict[str, type[BaseModel]] = {
+    "rules": RuleSpec, "param_groups": GroupSpec, "stages": StageSpec,
+}
+
+
 def _fields(loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed in the mapping at ``loc``."""
-    model: type[BaseModel] = RuleSpec if any(isinstance(p, int) for p in loc) else PolicySpec
+    """The keys allowed in the mapping at ``loc``: that of the innermost list item."""
+    model: type[BaseModel] = PolicySpec
+    for key, index in itertools.pairwise(loc):
+        if isinstance(index, int) and key in _ITEM_MODELS:
+            model = _ITEM_MODELS[key]
     return list(model.model_fields)
 
 

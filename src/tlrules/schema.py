@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 Action = Literal["train", "freeze"]
 Syntax = Literal["glob", "regex"]
@@ -39,8 +40,77 @@ class RuleSpec(_Strict):
         return _compact(data, "action")
 
 
+class GroupSpec(_Strict):
+    """One ``param_groups`` entry: ``PATTERN: {OPTIONS}`` or ``{match, OPTIONS...}``.
+
+    The options are the numeric per-group settings of ``torch.optim`` optimizers; an
+    unknown key is an error rather than a silently ignored group option.
+    """
+
+    match: str = Field(description="Glob (default) or regex ('re:' prefix) over parameter names.")
+    syntax: Syntax | None = Field(None, description="Overrides the policy's pattern syntax.")
+    note: str | None = Field(None, description="Why this entry exists.")
+    max_ndim: int | None = Field(
+        None, ge=0, description="Only tensors with at most this many dimensions (1: biases, norms)."
+    )
+    lr: float | None = Field(None, gt=0, description="Learning rate of the group (absolute).")
+    lr_scale: float | None = Field(None, gt=0, description="Multiplies the base learning rate.")
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0)
+    dampening: float | None = Field(None, ge=0)
+    betas: tuple[float, float] | None = None
+    eps: float | None = Field(None, gt=0)
+    alpha: float | None = None
+    rho: float | None = None
+    lr_decay: float | None = None
+    initial_accumulator_value: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_compact(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "match" not in data and len(data) == 1:
+            ((pattern, options),) = data.items()
+            if pattern not in cls.model_fields:
+                if not isinstance(options, dict):
+                    raise ValueError(
+                        f"entry '{pattern}: {options}' needs a mapping of optimizer settings, "
+                        f"e.g. '{pattern}: {{lr_scale: 10}}'"
+                    )
+                return {"match": pattern, **options}
+        return data
+
+    @model_validator(mode="after")
+    def _one_lr(self) -> GroupSpec:
+        if self.lr is not None and self.lr_scale is not None:
+            raise ValueError("give either 'lr' (absolute) or 'lr_scale' (relative), not both")
+        return self
+
+    def options(self) -> dict[str, float | tuple[float, float]]:
+        """The optimizer settings this entry gives its parameters."""
+        selectors = {"match", "syntax", "note", "max_ndim"}
+        return self.model_dump(exclude=selectors, exclude_none=True)
+
+
+class StageSpec(_Strict):
+    """One training stage: its own rules and optimizer groups, on top of the previous stage's."""
+
+    name: str = Field(pattern=r"^[a-z0-9._-]+$")
+    description: str | None = None
+    epochs: int | None = Field(None, ge=1, description="Suggested length of the stage.")
+    lr: float | None = Field(
+        None, gt=0, description="Base learning rate of the stage; replaces the one passed in."
+    )
+    inherit: bool = Field(
+        True, description="Whether the previous stage's rules and param_groups follow this one's."
+    )
+    rules: list[RuleSpec] | None = Field(
+        None, min_length=1, description="Tried before the inherited rules; first match wins."
+    )
+    param_groups: list[GroupSpec] | None = None
+
+
 class PolicySpec(_Strict):
-    """A tlrules policy, format version 1."""
+    """A tlrules policy, format version 1: top-level ``rules`` or ``stages``, never both."""
 
     version: Literal[1] = Field(description="Policy format version; always 1.")
     name: str | None = Field(None, pattern=r"^[a-z0-9._-]+$")
@@ -52,6 +122,27 @@ class PolicySpec(_Strict):
     norm_stats: NormStats = Field(
         "follow", description="Normalization statistics of frozen norm layers (section 3)."
     )
-    rules: list[RuleSpec] = Field(
-        min_length=1, description="Ordered; the first rule that matches a name decides."
+    rules: list[RuleSpec] | None = Field(
+        None, min_length=1, description="Ordered; the first rule that matches a name decides."
     )
+    param_groups: list[GroupSpec] | None = Field(
+        None, description="Optimizer settings; the first entry that matches a name decides."
+    )
+    stages: list[StageSpec] | None = Field(
+        None, min_length=1, description="Named training stages, instead of top-level rules."
+    )
+
+    @model_validator(mode="after")
+    def _rules_or_stages(self) -> PolicySpec:
+        if self.rules is None and self.stages is None:
+            raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["neither"])
+        if self.rules is not None and self.stages is not None:
+            raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["both"])
+        return self
+
+
+RULES_OR_STAGES = {
+    "neither": "missing required key 'rules' (or 'stages' for a policy in stages)",
+    "both": "a policy has top-level 'rules' or 'stages', not both; "
+    "move the top-level rules into the stages",
+}

@@ -1,0 +1,96 @@
+"""Training stages: named steps of one policy, e.g. train the head, then fine-tune everything.
+
+A policy lists ``stages`` instead of top-level ``rules``. A stage's effective rules are
+its own followed by the previous stage's effective rules, so a later stage overrides an
+earlier one where they disagree; ``inherit: false`` starts from nothing. Its
+``param_groups`` are inherited the same way, and the policy's top-level ``param_groups``
+come last in every stage. A stage's ``lr`` (not inherited) is its base learning rate: it
+replaces the ``lr`` given to ``param_groups``, so a fine-tuning stage keeps its small rate.
+
+``policy.stage(NAME)`` is the ``Policy`` of one stage: it applies, audits and builds
+optimizer groups like any other. Rules are numbered from 1 in the stage's effective
+order; each keeps the file position it was written at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from .errors import PolicyError, Where
+from .policy import GroupEntry, Policy, Rule, compile_groups, compile_rules
+
+if TYPE_CHECKING:
+    from . import _yaml
+    from .schema import PolicySpec
+
+_Numbered = TypeVar("_Numbered", Rule, GroupEntry)
+
+
+def build_stages(
+    doc: _yaml.Document, spec: PolicySpec, shared_groups: tuple[GroupEntry, ...]
+) -> tuple[tuple[Policy, ...], list[tuple[Where, str]]]:
+    """The policy of every stage in ``spec``, and every problem found on the way."""
+    out: list[Policy] = []
+    problems: list[tuple[Where, str]] = []
+    first_use: dict[str, int] = {}
+    rules: tuple[Rule, ...] = ()
+    groups: tuple[GroupEntry, ...] = ()
+    for s, stage in enumerate(spec.stages or []):
+        at = ("stages", s)
+        if stage.name in first_use:
+            problems.append((doc.where((*at, "name")), (
+                f"stage name {stage.name!r} is already taken by stage {first_use[stage.name]}; "
+                "give every stage its own name")))
+        first_use.setdefault(stage.name, s + 1)
+        own_rules, found = compile_rules(doc, (*at, "rules"), stage.rules or [], spec.syntax)
+        own_groups, more = compile_groups(
+            doc, (*at, "param_groups"), stage.param_groups or [], spec.syntax
+        )
+        problems += [(w, f"stage {stage.name!r}: {msg}") for w, msg in found + more]
+        if not stage.inherit:
+            rules, groups = (), ()
+        if stage.rules is None and not rules:
+            reason = "it is the first stage" if s == 0 else "it sets 'inherit: false'"
+            problems.append((doc.where(at), (
+                f"stage {stage.name!r} has no rules and inherits none ({reason}); "
+                "give it 'rules:', e.g. '- \"*\": freeze'")))
+        rules = _renumbered(own_rules + rules)
+        groups = _renumbered(own_groups + groups)
+        where = doc.where((*at, "rules") if stage.rules else at, key=True)
+        out.append(Policy(
+            spec, rules, doc.path, where, _renumbered(groups + shared_groups), stage_spec=stage
+        ))
+    return tuple(out), problems
+
+
+def _renumbered(items: Sequence[_Numbered]) -> tuple[_Numbered, ...]:
+    """``items`` numbered from 1 in this order, each keeping its file position."""
+    return tuple(
+        dataclasses.replace(item, number=k, where=dataclasses.replace(item.where, rule=k))
+        if isinstance(item, Rule) else dataclasses.replace(item, number=k)
+        for k, item in enumerate(items, 1)
+    )
+
+
+def stage(policy: Policy, name: str) -> Policy:
+    """The policy of stage ``name``; a clear error naming the stages when there is none."""
+    for candidate in every_stage(policy):
+        if candidate.stage_name == name:
+            return candidate
+    names = ", ".join(repr(n) for n in policy.stage_names)
+    close = difflib.get_close_matches(name, policy.stage_names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise PolicyError(f"no stage {name!r}; the policy's stages are {names}{hint}", policy.where)
+
+
+def every_stage(policy: Policy) -> tuple[Policy, ...]:
+    """The policy of each stage, in order; an error for a policy without stages."""
+    if not policy.stages:
+        raise PolicyError(
+            "the policy has no stages; apply or audit it as it is, without a stage",
+            policy.where,
+        )
+    return policy.stages
