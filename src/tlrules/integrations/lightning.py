@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["PolicyFinetuning"]
 
 
-class PolicyFinetuning(pl.Callback):
+class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any without the extra
     """Apply ``policy``'s stages at their epoch boundaries (see the module docstring).
 
     ``module`` names the attribute of the LightningModule the policy was written for

@@ -13,8 +13,10 @@ parameter the stage trains sit in a group with exactly the settings the stage's
 Groups are only appended, never removed or reordered, so group indices stay valid for LR
 schedulers; a group left without parameters stays, empty. A learning rate is compared by
 its ``initial_lr`` where a scheduler set one, so a scheduled group is not mistaken for a
-changed one. An appended group gets ``initial_lr``, and each scheduler in ``schedulers``
-gets a ``base_lrs`` entry (and ``lr_lambdas`` entry) for it.
+changed one. An appended group gets ``initial_lr``; each scheduler in ``schedulers``
+gets a ``base_lrs`` (and ``lr_lambdas``) entry for it, and its ``lr`` starts where the
+schedule is now (``LambdaLR``'s own function; otherwise the ratio the existing groups
+were scaled by).
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ def raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``)."""
     import torch
 
-    while not isinstance(optimizer, torch.optim.Optimizer):
+    while True:  # AcceleratedOptimizer subclasses Optimizer yet keeps its state inside
         inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
-        if inner is None:
-            raise TypeError(f"not a torch.optim.Optimizer: {type(optimizer).__name__}")
+        if not isinstance(inner, torch.optim.Optimizer):
+            break
         optimizer = inner
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"not a torch.optim.Optimizer: {type(optimizer).__name__}")
     return optimizer
 
 
@@ -140,17 +144,34 @@ def _extend_schedulers(
         for i in new_groups:
             opt.param_groups[i]["initial_lr"] = opt.param_groups[i]["lr"]
     for scheduler in schedulers:
-        if getattr(scheduler, "optimizer", None) is not opt:
+        try:
+            if raw_optimizer(getattr(scheduler, "optimizer", None)) is not opt:
+                continue
+        except TypeError:  # not an optimizer's scheduler
             continue
         for i in new_groups:
-            lr = opt.param_groups[i].get("initial_lr", opt.param_groups[i]["lr"])
-            for attr, value in (("base_lrs", lr), ("_last_lr", opt.param_groups[i]["lr"])):
-                values = getattr(scheduler, attr, None)
-                if isinstance(values, list) and len(values) == i:
-                    values.append(value)
+            group = opt.param_groups[i]
+            initial = group.get("initial_lr", group["lr"])
             lambdas = getattr(scheduler, "lr_lambdas", None)
             if isinstance(lambdas, list) and len(lambdas) == i and lambdas:
                 lambdas.append(lambdas[-1])
+                # where the schedule is now, as LambdaLR computes it
+                group["lr"] = initial * lambdas[-1](scheduler.last_epoch)
+            else:
+                group["lr"] = initial * _progress(opt, new_groups)
+            for attr, value in (("base_lrs", initial), ("_last_lr", group["lr"])):
+                values = getattr(scheduler, attr, None)
+                if isinstance(values, list) and len(values) == i:
+                    values.append(value)
+
+
+def _progress(opt: torch.optim.Optimizer, new_groups: Sequence[int]) -> float:
+    """How far a scheduler has scaled the existing groups: ``lr / initial_lr`` of the
+    first one that has both (exact for schedules that scale every group alike)."""
+    for i, group in enumerate(opt.param_groups):
+        if i not in new_groups and group.get("initial_lr"):
+            return float(group["lr"]) / float(group["initial_lr"])
+    return 1.0
 
 
 def layout(optimizer: Any, model: torch.nn.Module) -> list[dict[str, Any]]:

@@ -1,0 +1,149 @@
+"""A Hugging Face ``Trainer`` that trains a policy's stages, epoch by epoch.
+
+::
+
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    finetune(trainer, tlrules.load("rules/hf/bert-two-stage.yaml"))
+    trainer.train()                                  # or train(resume_from_checkpoint=True)
+
+``finetune`` adds a ``PolicyCallback`` and hooks the trainer's ``create_optimizer``:
+
+- the first stage is applied when the callback is added, so the Trainer's optimizer
+  holds only what trains; right after the Trainer creates it (before its LR scheduler),
+  it is brought in line with the stage's ``param_groups``
+  (``tlrules.integrations.sync_optimizer``);
+- at each epoch start the callback applies the stage that epoch is in (the sum of the
+  ``epochs`` of the stages before it) and adds the newly trainable parameters with their
+  settings; the LR scheduler learns the new groups;
+- the stage and the optimizer's group layout are kept in the Trainer state
+  (``trainer_state.json``, key ``tlrules``), so a run resumed from a checkpoint comes
+  back in its stage with the same trainable set and groups before the optimizer's state
+  is loaded into them.
+
+``trainer.add_callback(PolicyCallback(policy))`` alone does the stage switches, but a
+run resumed in a later stage then fails to load its optimizer state (the Trainer builds
+its optimizer before any callback runs): use ``finetune`` to resume. A stage switch
+under multi-process DDP is refused (the Trainer keeps its DDP wrapper in a local
+variable that cannot be rebuilt from outside): run each stage as its own ``train()``.
+
+Needs ``pip install 'tlrules[transformers]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+try:
+    import transformers
+except ImportError as err:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "tlrules.integrations.transformers needs Hugging Face Transformers; install it with "
+        "pip install 'tlrules[transformers]'"
+    ) from err
+
+from ..errors import TLRulesError
+from .optimizer import sync_optimizer
+from .schedule import StageSchedule
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..policy import Policy
+
+__all__ = ["STATE_KEY", "PolicyCallback", "finetune"]
+
+STATE_KEY = "tlrules"  # in TrainerState.stateful_callbacks; not a callback class name
+
+
+class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]  # Any without the extra
+    """Apply ``policy``'s stages at their epoch boundaries (see the module docstring).
+    ``lr`` is the base learning rate that ``param_groups`` entries scale; by default the
+    Trainer's ``learning_rate``."""
+
+    def __init__(self, policy: Policy, *, lr: float | None = None) -> None:
+        self.schedule = StageSchedule(policy, lr=lr)
+        self.hooked = False  # whether finetune() hooked the trainer's optimizer creation
+        self.trainer: Any = None
+
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._first_stage(kwargs["model"])
+
+    def _first_stage(self, model: torch.nn.Module) -> None:
+        if not self.schedule.entered:
+            self.schedule.enter(self.schedule.stage_at(0), model)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.schedule.resuming:
+            raise TLRulesError(
+                "this run resumes in a later stage, but the optimizer was built before the "
+                "callback could restore its groups; add the callback with "
+                "tlrules.integrations.transformers.finetune(trainer, policy)"
+            )
+        if not self.hooked:
+            self._sync(kwargs["model"], kwargs["optimizer"], kwargs.get("lr_scheduler"), args)
+        self._remember(state, kwargs["model"], kwargs["optimizer"])
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        model, optimizer = kwargs["model"], kwargs["optimizer"]
+        epoch = int((state.epoch or 0.0) + 1e-6)
+        name = self.schedule.stage_at(epoch)
+        if self.schedule.entered and name == self.schedule.stage:
+            return
+        self._refuse_ddp()
+        schedulers = [s for s in [kwargs.get("lr_scheduler")] if s is not None]
+        self.schedule.lr = self._base_lr(args)
+        self.schedule.enter(name, model, [optimizer], schedulers)
+        self._remember(state, model, optimizer)
+
+    def _sync(self, model: Any, optimizer: Any, scheduler: Any, args: Any) -> None:
+        stage = self.schedule.policy_of(self.schedule.stage)
+        schedulers = [scheduler] if scheduler is not None else []
+        sync_optimizer(optimizer, stage, model, lr=self._base_lr(args), schedulers=schedulers)
+
+    def _base_lr(self, args: Any) -> float | None:
+        return self.schedule.lr if self.schedule.lr is not None else args.learning_rate
+
+    def _remember(self, state: Any, model: Any, optimizer: Any) -> None:
+        state.stateful_callbacks[STATE_KEY] = self.schedule.state_dict(model, [optimizer])
+
+    def _refuse_ddp(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = getattr(self.trainer, "model_wrapped", None)
+        if isinstance(wrapped, DistributedDataParallel):
+            raise TLRulesError(
+                "a stage switch inside one Trainer.train() under DDP would leave the new "
+                "parameters' gradients unsynchronized; run each stage as its own train() "
+                "(see docs/distributed.md)"
+            )
+
+
+def finetune(
+    trainer: transformers.Trainer, policy: Policy, *, lr: float | None = None
+) -> PolicyCallback:
+    """Add a ``PolicyCallback`` for ``policy`` to ``trainer`` and hook its optimizer
+    creation (see the module docstring); returns the callback."""
+    callback = PolicyCallback(policy, lr=lr)
+    callback.trainer = trainer
+    callback.hooked = True
+    trainer.add_callback(callback)
+    model = trainer.model
+    if model is None:
+        raise TLRulesError("the Trainer has no model yet; call finetune after Trainer(model=...)")
+    callback._first_stage(model)
+    create: Callable[..., Any] = trainer.create_optimizer
+
+    def create_optimizer(*args: Any, **kwargs: Any) -> Any:
+        optimizer = create(*args, **kwargs)
+        kept: Any = trainer.state.stateful_callbacks  # a dict once the Trainer made it
+        saved = kept.get(STATE_KEY)
+        if saved is not None and trainer.state.global_step > 0:  # resuming
+            callback.schedule.load_state_dict(saved)
+            callback.schedule.restore(model, [optimizer])
+        else:
+            callback._sync(model, optimizer, None, trainer.args)
+        return optimizer
+
+    trainer.create_optimizer = create_optimizer  # type: ignore[method-assign]  # the hook
+    return callback
