@@ -392,3 +392,45 @@ def test_fsdp1_flat_parameters_mixing_decisions_warn(ranks: list[dict[str, Any]]
         assert "use_orig_params=True" in message
         assert "trains 'backbone.3.weight'" in message
         assert "freezes 'backbone.0.weight'" in message
+
+
+# --- one process: the stage state a plain training loop saves and resumes from ------------
+
+
+def test_plain_loop_resumes_in_its_stage_with_the_same_groups() -> None:
+    import json
+
+    from tlrules.integrations import StageSchedule
+
+    source = STAGES.replace("  - name: head\n", "  - name: head\n    epochs: 1\n")
+    net, schedule = _net(), StageSchedule(tlrules.Policy.from_text(source), lr=LR)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+    for epoch in range(2):
+        schedule.at_epoch(epoch, net, [optimizer])
+        _step(net, optimizer, 0, epoch)
+    saved = json.loads(json.dumps(schedule.state_dict(net, [optimizer])))  # plain JSON
+    saved_optimizer = optimizer.state_dict()
+
+    again, resumed = _net(), StageSchedule(tlrules.Policy.from_text(source), lr=LR)
+    fresh = torch.optim.SGD(again.parameters(), lr=LR, momentum=0.9)
+    resumed.load_state_dict(saved)
+    resumed.restore(again, [fresh])
+    fresh.load_state_dict(saved_optimizer)
+
+    assert saved["stage"] == resumed.stage == "finetune"
+    assert {n for n, p in again.named_parameters() if p.requires_grad} == FINETUNE
+    names = {id(p): n for n, p in again.named_parameters()}
+    assert [[names[id(p)] for p in g["params"]] for g in fresh.param_groups] == [
+        g["params"] for g in saved["optimizers"][0]
+    ]
+    assert not resumed.at_epoch(2, again, [fresh])  # still in the last stage: no switch
+
+
+def test_stage_state_errors_name_the_fix() -> None:
+    from tlrules.integrations import StageSchedule
+
+    with pytest.raises(tlrules.PolicyError, match=r"stage 'head' has no 'epochs'.*'finetune'"):
+        StageSchedule(tlrules.Policy.from_text(STAGES))
+    schedule = StageSchedule(tlrules.Policy.from_text(POLICY))
+    with pytest.raises(tlrules.TLRulesError, match="saved stage 'finetune' is not a stage"):
+        schedule.load_state_dict({"format": "tlrules-stage/1", "stage": "finetune"})
