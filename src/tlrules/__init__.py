@@ -14,6 +14,7 @@
 from .errors import DecisionError, ModelSpecError, PolicyError, TLRulesError
 from .optim import OptimizerCheck, OptimizerMismatchWarning, check_optimizer
 from .policy import Policy, load
+from .preflight import TLRulesWarning
 
 __all__ = [
     "DecisionError",
@@ -23,6 +24,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "TLRulesError",
+    "TLRulesWarning",
     "check_optimizer",
     "load",
 ]
