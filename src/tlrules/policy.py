@@ -5,6 +5,7 @@ Nothing here imports torch, so ``tlrules validate`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import os
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -237,8 +238,10 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
     if candidate.is_file():
         return candidate
     close = difflib.get_close_matches(name, library_names(), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else (
-        "; give a path to a .yaml file or a library name (tlrules validate --help)"
+    hint = (
+        f"; did you mean {', '.join(repr(c) for c in close)}?"
+        if close
+        else ("; give a path to a .yaml file or a library name (tlrules validate --help)")
     )
     raise PolicyError(f"no such policy file or library policy '{path}'{hint}", Where(str(path)))
 
@@ -302,6 +305,19 @@ def compile_groups(
     return tuple(entries), problems
 
 
+_Numbered = TypeVar("_Numbered", Rule, GroupEntry)
+
+
+def renumbered(items: Sequence[_Numbered]) -> tuple[_Numbered, ...]:
+    """``items`` numbered from 1 in this order, each keeping its file position."""
+    return tuple(
+        dataclasses.replace(item, number=k, where=dataclasses.replace(item.where, rule=k))
+        if isinstance(item, Rule)
+        else dataclasses.replace(item, number=k)
+        for k, item in enumerate(items, 1)
+    )
+
+
 def _pattern_where(
     doc: _yaml.Document, item: tuple[str | int, ...], rule: int | None, pos: int
 ) -> Where:
@@ -350,8 +366,8 @@ def _problems(err: ValidationError, doc: _yaml.Document) -> list[tuple[Where, st
             msg = f"unknown key '{field_name}'" + _suggest(field_name, _fields(loc[:-1]))
             where = doc.where(loc, key=True, rule=rule)
         elif kind == "literal_error":
-            allowed = [a.strip().strip("'") for a in e["ctx"]["expected"].replace(" or ", ",").split(",")]
-            allowed = [a for a in allowed if a]
+            expected = e["ctx"]["expected"].replace(" or ", ",").split(",")
+            allowed = [a.strip().strip("'") for a in expected if a.strip()]
             shown = ", ".join(repr(a) for a in allowed)
             msg = f"{field_name} {value!r} is not one of {shown}"
             msg += _suggest(str(value), allowed, fallback=False)
@@ -373,7 +389,7 @@ def _problems(err: ValidationError, doc: _yaml.Document) -> list[tuple[Where, st
 
 
 def _rule_number(loc: tuple[Any, ...]) -> int | None:
-    for a, b in zip(loc, loc[1:], strict=False):
+    for a, b in itertools.pairwise(loc):
         if a == "rules" and isinstance(b, int):
             return b + 1
     return None
@@ -400,7 +416,9 @@ def _compact_loc(doc: _yaml.Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 _ITEM_MODELS: dict[str, type[BaseModel]] = {
-    "rules": RuleSpec, "param_groups": GroupSpec, "stages": StageSpec,
+    "rules": RuleSpec,
+    "param_groups": GroupSpec,
+    "stages": StageSpec,
 }
 
 

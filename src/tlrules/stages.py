@@ -14,19 +14,15 @@ order; each keeps the file position it was written at.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from .errors import PolicyError, Where
-from .policy import GroupEntry, Policy, Rule, compile_groups, compile_rules
+from .policy import GroupEntry, Policy, Rule, compile_groups, compile_rules, renumbered
 
 if TYPE_CHECKING:
     from . import _yaml
     from .schema import PolicySpec
-
-_Numbered = TypeVar("_Numbered", Rule, GroupEntry)
 
 
 def build_stages(
@@ -41,9 +37,16 @@ def build_stages(
     for s, stage in enumerate(spec.stages or []):
         at = ("stages", s)
         if stage.name in first_use:
-            problems.append((doc.where((*at, "name")), (
-                f"stage name {stage.name!r} is already taken by stage {first_use[stage.name]}; "
-                "give every stage its own name")))
+            problems.append(
+                (
+                    doc.where((*at, "name")),
+                    (
+                        f"stage name {stage.name!r} is already taken by stage "
+                        f"{first_use[stage.name]}; "
+                        "give every stage its own name"
+                    ),
+                )
+            )
         first_use.setdefault(stage.name, s + 1)
         own_rules, found = compile_rules(doc, (*at, "rules"), stage.rules or [], spec.syntax)
         own_groups, more = compile_groups(
@@ -54,25 +57,24 @@ def build_stages(
             rules, groups = (), ()
         if stage.rules is None and not rules:
             reason = "it is the first stage" if s == 0 else "it sets 'inherit: false'"
-            problems.append((doc.where(at), (
-                f"stage {stage.name!r} has no rules and inherits none ({reason}); "
-                "give it 'rules:', e.g. '- \"*\": freeze'")))
-        rules = _renumbered(own_rules + rules)
-        groups = _renumbered(own_groups + groups)
+            problems.append(
+                (
+                    doc.where(at),
+                    (
+                        f"stage {stage.name!r} has no rules and inherits none ({reason}); "
+                        "give it 'rules:', e.g. '- \"*\": freeze'"
+                    ),
+                )
+            )
+        rules = renumbered(own_rules + rules)
+        groups = renumbered(own_groups + groups)
         where = doc.where((*at, "rules") if stage.rules else at, key=True)
-        out.append(Policy(
-            spec, rules, doc.path, where, _renumbered(groups + shared_groups), stage_spec=stage
-        ))
+        out.append(
+            Policy(
+                spec, rules, doc.path, where, renumbered(groups + shared_groups), stage_spec=stage
+            )
+        )
     return tuple(out), problems
-
-
-def _renumbered(items: Sequence[_Numbered]) -> tuple[_Numbered, ...]:
-    """``items`` numbered from 1 in this order, each keeping its file position."""
-    return tuple(
-        dataclasses.replace(item, number=k, where=dataclasses.replace(item.where, rule=k))
-        if isinstance(item, Rule) else dataclasses.replace(item, number=k)
-        for k, item in enumerate(items, 1)
-    )
 
 
 def stage(policy: Policy, name: str) -> Policy:
