@@ -113,6 +113,15 @@ CASES: dict[str, tuple[list[str], Expected]] = {
     "timm/resnet-layer4-fc": (TIMM_RESNETS, lambda m: numel(m.layer4, m.fc)),
     "hf/bert-last-layers": (HF_ENCODERS, _encoder),
     "hf/llama-last-layers": (HF_DECODERS, _decoder),
+    # a policy in stages: one row per stage, POLICY@STAGE
+    "torchvision/resnet-two-stage@head": (RESNETS, lambda m: numel(m.layer4, m.fc)),
+    "torchvision/resnet-two-stage@finetune": (RESNETS, lambda m: numel(m)),
+    "torchvision/vit-gradual@head": (VITS, lambda m: numel(m.heads, m.encoder.ln)),
+    **{
+        f"torchvision/vit-gradual@last-{n}": (
+            VITS, lambda m, n=n: numel(m.heads, m.encoder.ln, *m.encoder.layers[-n:]))
+        for n in range(1, 5)
+    },
 }  # fmt: skip
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
@@ -162,10 +171,14 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], nn.Module
 PAIRS = [(policy, arch) for policy, (archs, _) in CASES.items() for arch in archs]
 
 
-def test_every_shipped_policy_is_in_the_table() -> None:
-    untested = sorted(set(library_names()) - set(CASES))
+def test_every_shipped_policy_and_stage_is_in_the_table() -> None:
+    shipped = set()
+    for name in library_names():
+        stages = tlrules.load(name).stage_names
+        shipped |= {f"{name}@{stage}" for stage in stages} if stages else {name}
+    untested = sorted(shipped - set(CASES))
     assert not untested, f"add a row to CASES in tests/test_library.py for {untested}"
-    assert set(CASES) <= set(library_names())
+    assert set(CASES) <= shipped
 
 
 @pytest.mark.parametrize(("policy", "arch"), PAIRS, ids=[f"{p}:{a}" for p, a in PAIRS])
@@ -173,12 +186,14 @@ def test_policy_fits_architecture(
     policy: str, arch: str, model: Callable[[str], nn.Module]
 ) -> None:
     built = model(arch)
-    report = tlrules.load(policy).audit(built, source=arch)
+    name, _, stage = policy.partition("@")
+    loaded = tlrules.load(name)
+    report = (loaded.stage(stage) if stage else loaded).audit(built, source=arch)
     by_default = [d.name for d in report.decisions if d.rule is None]
     assert by_default == [], "every parameter must be decided by a rule"
     assert [w.message for w in report.warnings] == []
     assert report.summary.trainable_numel == CASES[policy][1](built)
-    if policy != "torchvision/resnet-full":
+    if policy not in ("torchvision/resnet-full", "torchvision/resnet-two-stage@finetune"):
         assert 0 < report.summary.trainable_numel < report.summary.numel
 
 
