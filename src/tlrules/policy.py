@@ -267,7 +267,12 @@ def _build(doc: _yaml.Document) -> Policy:
     if problems:
         raise PolicyError(problems)
     where = doc.where(("stages" if spec.stages else "rules",), key=True)
-    return Policy(spec, rules, doc.path, where, groups, stages)
+    policy = Policy(spec, rules, doc.path, where, groups, stages)
+    if spec.extends:
+        from .extends import extend
+
+        policy = extend(policy, doc)
+    return policy
 
 
 def compile_rules(

@@ -122,6 +122,12 @@ class PolicySpec(_Strict):
     norm_stats: NormStats = Field(
         "follow", description="Normalization statistics of frozen norm layers (section 3)."
     )
+    extends: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Base policies (paths relative to this file, or library names); their "
+        "rules follow this policy's own.",
+    )
     rules: list[RuleSpec] | None = Field(
         None, min_length=1, description="Ordered; the first rule that matches a name decides."
     )
@@ -134,7 +140,7 @@ class PolicySpec(_Strict):
 
     @model_validator(mode="after")
     def _rules_or_stages(self) -> PolicySpec:
-        if self.rules is None and self.stages is None:
+        if self.rules is None and self.stages is None and self.extends is None:
             raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["neither"])
         if self.rules is not None and self.stages is not None:
             raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["both"])
