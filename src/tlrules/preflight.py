@@ -77,11 +77,27 @@ def before_apply(
 ) -> None:
     """Warn about every trap that applying ``targets`` (parameter, requires_grad) to
     ``model`` walks into; called by ``apply`` before it changes anything."""
+    if not _wrapped(model):
+        return
     planned = {id(p): flag for p, flag in targets}
     findings = [*_ddp(model, planned), *_fsdp1(model, policy, planned), *_compiled(model, planned)]
     for finding in findings:
         # before_apply <- apply.apply <- Policy.apply <- the user's line
         warnings.warn(finding.message, finding.category, stacklevel=4)
+
+
+_WRAPPER_CLASSES = frozenset(
+    {"DistributedDataParallel", "FullyShardedDataParallel", "OptimizedModule"}
+)
+
+
+def _wrapped(model: nn.Module) -> bool:
+    """Whether ``model`` holds any wrapper these checks look at: one pass, so that a
+    plain model pays one traversal of its modules."""
+    return any(
+        type(m).__name__ in _WRAPPER_CLASSES or m.__dict__.get("_compiled_call_impl") is not None
+        for m in model.modules()
+    )
 
 
 def _trainable(p: Any, planned: dict[int, bool]) -> bool:
