@@ -271,18 +271,19 @@ def _rule_warnings(
 ) -> list[AuditWarning]:
     """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
 
-    Only rules that decided nothing are checked one by one, so the cost stays small.
+    Only rules that decided nothing are checked, all in one pass over the names.
     """
-    out = []
-    for rule in policy.rules:
-        if counts[rule.number][0]:
-            continue
+    out: list[AuditWarning] = []
+    idle = [rule for rule in policy.rules if not counts[rule.number][0]]
+    if not idle:
+        return out
+    names = [d.name for d in decisions]
+    hits = matcher.select([rule.number - 1 for rule in idle], names)
+    for rule in idle:
         # a name this rule matches was taken by an earlier rule, since first match wins
-        takers = sorted(
-            {d.rule for d in decisions if d.rule and matcher.matches(rule.number - 1, d.name)}
-        )
+        takers = sorted({r for k in hits[rule.number - 1] if (r := decisions[k].rule)})
         if not takers:
-            close = closest_names(rule.pattern.text, [d.name for d in decisions])
+            close = closest_names(rule.pattern.text, names)
             hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
             out.append(AuditWarning(
                 "dead-rule", f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",

@@ -9,9 +9,13 @@ matcher still returns the first rule in file order.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import regex
 
@@ -91,7 +95,8 @@ def _parse_glob(text: str) -> list[str | _Range]:
             if end < 0:
                 raise PatternSyntaxError("unclosed '['; close the class with ']' or write '\\['", i)
             body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in text[j:end])
-            out.append(("[^" if negate else "[") + body + "]")
+            # like '?' and '*' (regex '.'), a negated class never matches a newline
+            out.append(("[^" if negate else "[") + body + ("\\n]" if negate else "]"))
             i = end
         elif c == "{":
             m = _RANGE.match(text, i)
@@ -129,6 +134,45 @@ def _parse_glob(text: str) -> list[str | _Range]:
 
 
 _SUBTREE = r"(?:\..*)?"
+_LASTINDEX = attrgetter("lastindex")
+_CHUNK = 2048  # names per timed batch call: a slow pattern is caught within TIME_LIMIT
+
+
+def _deterministic(piece: str) -> bool:
+    """Whether a glob piece can end at one position only: a literal character, a class,
+    ``?`` or a range (which always takes a whole digit run), but not ``*`` or ``{a,b}``."""
+    return piece != ".*" and not piece.startswith("(?:")
+
+
+def _literal(piece: str) -> str | None:
+    """The character a literal glob piece stands for, else ``None``."""
+    return piece[-1] if piece and regex.escape(piece[-1]) == piece else None
+
+
+class _Lines:
+    """Names joined by newlines, for matching all of them in one pass of the regex engine.
+
+    ``ok`` is false when a name is empty or holds a newline; those lists are matched one
+    name at a time.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        self.names = names
+        self.text = "\n".join(names)
+        self.ok = bool(names) and all(names) and self.text.count("\n") == len(names) - 1
+        self._starts: list[int] | None = None
+
+    @property
+    def starts(self) -> list[int]:
+        """Offset of each name in ``text``."""
+        if self._starts is None:
+            ends = itertools.accumulate(len(n) + 1 for n in self.names)
+            self._starts = [0, *itertools.islice(ends, len(self.names) - 1)]
+        return self._starts
+
+
+def _lines(names: Sequence[str] | _Lines) -> _Lines:
+    return names if isinstance(names, _Lines) else _Lines(names)
 
 
 @dataclass(frozen=True)
@@ -163,50 +207,152 @@ class Pattern:
 
     @property
     def isolated(self) -> bool:
-        """A regex with groups or global flags of its own cannot share an alternation."""
+        """Whether this pattern is matched on its own instead of in the shared alternation:
+        a regex with groups, flags, lookarounds or anchors of its own (see ``_shareable``)."""
         if self.syntax != "regex":
-            return False
+            return "\n" in self.text
         body = self.pieces[0]
         assert isinstance(body, str)
-        return bool(regex.compile(body).groups) or bool(_GLOBAL_FLAGS.search(body))
+        return not _shareable(body)
 
     @property
     def needs_names(self) -> bool:
         """Whether a negative range makes this pattern depend on the model's names."""
         return any(isinstance(p, _Range) and (p.lo < 0 or (p.hi or 0) < 0) for p in self.pieces)
 
-    def body(self, names: Sequence[str] = ()) -> str:
+    def body(self, names: Sequence[str] | _Lines = ()) -> str:
         """The regex this pattern fullmatches, negative ranges resolved against ``names``."""
         if self.syntax == "regex":
             return str(self.pieces[0])
-        out = ""
+        return _glob_body(self._resolved(names))
+
+    def _resolved(self, names: Sequence[str] | _Lines) -> list[str] | None:
+        """The glob's pieces as regex fragments, ranges included; ``None``: matches nothing."""
+        out: list[str] = []
         for piece in self.pieces:
             if isinstance(piece, str):
-                out += piece
+                out.append(piece)
                 continue
             lo, hi = piece.lo, piece.hi
             if lo < 0 or (hi is not None and hi < 0):
-                last = _last_index(out, names)
+                last = _last_index(out, _lines(names))
                 if last is None:
-                    return "(?!)"
+                    return None
                 lo = max(lo if lo >= 0 else last + 1 + lo, 0)
                 hi = hi if hi is None or hi >= 0 else last + 1 + hi
                 if hi is not None and hi < lo:
-                    return "(?!)"
-            out += _int_range(lo, hi)
-        return "(?:" + out + ")" + _SUBTREE
+                    return None
+            out.append(_int_range(lo, hi))
+        return out
 
 
-def _last_index(prefix: str, names: Iterable[str]) -> int | None:
+def _glob_body(resolved: list[str] | None) -> str:
+    return "(?!)" if resolved is None else "(?:" + "".join(resolved) + ")" + _SUBTREE
+
+
+def _shareable(body: str) -> bool:
+    """Whether a regex means the same on one name as on a line of names joined by newlines
+    (matched with ``^...$`` in multiline mode), and can be a branch of the alternation.
+
+    Refused: backreferences and named, conditional or branch-reset groups (the group
+    numbers change), inline flags, lookarounds (they could see the next name), ``\\A``,
+    ``\\Z``, ``\\G``, ``\\K``. Plain and non-capturing groups are fine. A branch that would
+    run across a newline (``\\s``, ``[^x]``) is caught when matching, not here.
+    """
+    if _GLOBAL_FLAGS.search(body):
+        return False
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            if body[i + 1 : i + 2] in ("", *"AZGKgz123456789"):
+                return False
+            i += 2
+            continue
+        if c == "[":
+            i = _class_end(body, i)
+        elif c == "(" and body[i + 1 : i + 2] == "?" and body[i + 2 : i + 3] not in (":", ">"):
+            return False
+        i += 1
+    return True
+
+
+def _class_end(body: str, i: int) -> int:
+    """Offset of the ``]`` that closes the class opened at ``i``."""
+    j = i + 1
+    if body[j : j + 1] == "^":
+        j += 1
+    if body[j : j + 1] == "]":
+        j += 1
+    while j < len(body) and body[j] != "]":
+        j += 2 if body[j] == "\\" else 1
+    return j
+
+
+def _regex_prefix(body: str) -> str:
+    """Literal text every fullmatch of the regex ``body`` starts with ("" if unsure)."""
+    depth, i = 0, 0
+    while i < len(body):  # an alternation outside groups leaves no common prefix
+        c = body[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i = _class_end(body, i)
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return ""
+        i += 1
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body) and not body[i + 1].isalnum():
+            out.append(body[i + 1])
+            i += 2
+        elif c.isalnum() or c in "_-/:, =<>'\"!@#%&~`;":
+            out.append(c)
+            i += 1
+        else:
+            if c in "*?{":  # the last character may repeat zero times
+                out = out[:-1]
+            break
+    return "".join(out)
+
+
+def _last_index(prefix: list[str], lines: _Lines) -> int | None:
     """The largest whole number that directly follows a match of ``prefix`` in any name."""
-    head = regex.compile(prefix)
+    head = "".join(prefix)
+    literal = [_literal(p) for p in prefix]
+    if lines.ok and None not in literal:
+        # a plain string before the number: a literal search, no backtracking possible
+        text = "".join(c for c in literal if c)
+        if text[-1:].isdigit():
+            return None  # the number would touch the digit before it
+        found = re.findall(re.escape("\n" + text) + r"(\d+)", "\n" + lines.text)
+        return max(map(int, found)) if found else None
+    if lines.ok and "\n" not in head:
+        scan = regex.compile(r"(?m)(?<!\d)(?=\d)(?<=^(?:" + head + r"))(\d+)")
+        try:
+            found = scan.findall(lines.text, timeout=TIME_LIMIT * 4)
+        except TimeoutError:
+            pass  # the name-by-name loop below
+        else:
+            return max(map(int, found)) if found else None
+    pattern = regex.compile(head)
     best: int | None = None
-    for name in names:
+    for name in lines.names:
         for m in _DIGITS.finditer(name):
             value = int(m[0])
-            if (best is None or value > best) and head.fullmatch(name, 0, m.start()):
+            if (best is None or value > best) and pattern.fullmatch(name, 0, m.start()):
                 best = value
     return best
+
+
+# a chunk of names [a, b): the names matched (None: all), the matches (None: redo)
+_Chunk = tuple[int, int, "list[int] | None", "list[regex.Match[str]] | None"]
 
 
 class PatternTimeout(Exception):
@@ -218,45 +364,251 @@ class PatternTimeout(Exception):
         self.rules = rules
 
 
+@dataclass(frozen=True)
+class _Branch:
+    """A pattern's place in the alternation: deterministic leading pieces (shared with
+    neighbouring patterns that start alike), the rest, and the glob subtree suffix."""
+
+    index: int
+    lead: tuple[str, ...]
+    rest: str
+    suffix: str
+
+
+def _branch(index: int, pattern: Pattern, resolved: list[str] | None) -> _Branch:
+    if pattern.syntax == "regex":
+        return _Branch(index, (), str(pattern.pieces[0]), "")
+    if resolved is None:  # a negative range with nothing to count from
+        return _Branch(index, (), "(?!)", "")
+    k = 0
+    while k < len(resolved) and _deterministic(resolved[k]):
+        k += 1
+    return _Branch(index, tuple(resolved[:k]), "".join(resolved[k:]), _SUBTREE)
+
+
+def _alternation(branches: Sequence[_Branch], depth: int = 0) -> str:
+    """Branches in order, neighbours that share leading pieces merged into a prefix tree:
+    ``ab(?:(c)|(d))`` for ``(abc)|(abd)``. Merging only neighbours on pieces that end at one
+    position keeps the first-match order; each pattern keeps a named group ``gN``."""
+    out = []
+    i = 0
+    while i < len(branches):
+        b = branches[i]
+        j = i + 1
+        if depth < len(b.lead):
+            while (
+                j < len(branches)
+                and depth < len(branches[j].lead)
+                and branches[j].lead[depth] == b.lead[depth]
+            ):
+                j += 1
+        if j - i == 1:
+            out.append("".join(b.lead[depth:]) + f"(?P<g{b.index}>{b.rest}){b.suffix}")
+        else:
+            run = branches[i:j]
+            common = depth + 1
+            while (
+                all(common < len(r.lead) for r in run) and len({r.lead[common] for r in run}) == 1
+            ):
+                common += 1
+            out.append("".join(b.lead[depth:common]) + "(?:" + _alternation(run, common) + ")")
+        i = j
+    return "|".join(out)
+
+
+class _Compiled:
+    """The compiled regexes for one list of resolved bodies (cached: see ``_compiled``)."""
+
+    def __init__(
+        self,
+        branches: tuple[_Branch, ...],
+        isolated: tuple[tuple[int, str], ...],
+        bodies: tuple[str, ...],
+    ):
+        self.batch = (
+            regex.compile(r"(?m)^(?:" + _alternation(branches) + r")$") if branches else None
+        )
+        self.branch: list[int] = [-1] * ((self.batch.groups if self.batch else 0) + 1)
+        if self.batch is not None:
+            for group, number in self.batch.groupindex.items():
+                self.branch[number] = int(group[1:])
+        self.isolated = [(i, regex.compile(body)) for i, body in isolated]
+        self.bodies = bodies
+        self.single: dict[int, regex.Pattern[str]] = {}
+        self.lines: dict[int, regex.Pattern[str]] = {}
+        # literal text that every name a pattern matches starts with ("": none known)
+        self.prefix = {b.index: _branch_prefix(b) for b in branches}
+        # the last names given to first_all and the result: applying or auditing the same
+        # model again (audit then apply, stage after stage) costs one comparison
+        self.last: tuple[tuple[str, ...], list[int | None]] = ((), [])
+
+
+def _branch_prefix(b: _Branch) -> str:
+    if not b.suffix:  # a regex
+        return "" if b.lead else _regex_prefix(b.rest)
+    out = []
+    for piece in b.lead:
+        char = _literal(piece)
+        if char is None:
+            break
+        out.append(char)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(
+    branches: tuple[_Branch, ...], isolated: tuple[tuple[int, str], ...], bodies: tuple[str, ...]
+) -> _Compiled:
+    return _Compiled(branches, isolated, bodies)
+
+
 class Matcher:
-    """Finds, for a name, the index of the first pattern that matches it."""
+    """Finds, for a name, the index of the first pattern that matches it.
+
+    All the patterns that can share it are one alternation, matched against all names at
+    once (``first_all``: the names joined by newlines, one ``finditer`` per chunk of
+    names, each chunk under ``TIME_LIMIT``); the others are tried name by name, only
+    where they come before the shared result.
+    """
 
     def __init__(self, patterns: Sequence[Pattern], names: Sequence[str] = ()):
-        self.bodies = [p.body(names) for p in patterns]
-        shared = [i for i, p in enumerate(patterns) if not p.isolated]
-        self._branch = shared  # capturing group k+1 -> pattern index shared[k]
-        self._combined = (
-            regex.compile("|".join(f"({self.bodies[i]})" for i in shared)) if shared else None
+        lines = _lines(names) if any(p.needs_names for p in patterns) else _lines(())
+        resolved = [p._resolved(lines) if p.syntax == "glob" else None for p in patterns]
+        self.bodies = [
+            p.body() if p.syntax == "regex" else _glob_body(r)
+            for p, r in zip(patterns, resolved, strict=True)
+        ]
+        branches = tuple(
+            _branch(i, p, resolved[i]) for i, p in enumerate(patterns) if not p.isolated
         )
-        self._isolated = [(i, regex.compile(self.bodies[i])) for i, p in enumerate(patterns) if p.isolated]
-        self._single: dict[int, regex.Pattern[str]] = {}
+        isolated = tuple((i, self.bodies[i]) for i, p in enumerate(patterns) if p.isolated)
+        self._c = _compiled(branches, isolated, tuple(self.bodies))
 
     def first(self, name: str) -> int | None:
         """Index of the first matching pattern, or ``None``."""
+        if "\n" in name:
+            return next((i for i in range(len(self.bodies)) if self.matches(i, name)), None)
         try:
-            best = None
-            if self._combined is not None:
-                m = self._combined.fullmatch(name, timeout=TIME_LIMIT)
-                if m is not None:
-                    best = self._branch[m.lastindex - 1]
-            for i, pat in self._isolated:
-                if best is not None and i > best:
-                    break
-                if pat.fullmatch(name, timeout=TIME_LIMIT):
-                    return i
-            return best
+            return self._isolated(name, self._shared(name))
         except TimeoutError:
             raise PatternTimeout(name, self._slow(name)) from None
 
+    def first_all(self, names: Sequence[str]) -> list[int | None]:
+        """``[self.first(n) for n in names]``, in one pass of the regex engine per chunk."""
+        c = self._c
+        key = tuple(names.names if isinstance(names, _Lines) else names)
+        if key == c.last[0] and key:
+            return list(c.last[1])
+        lines = _lines(names)
+        if not lines.ok:
+            return [self.first(n) for n in lines.names]
+        out: list[int | None] = [None] * len(lines.names)
+        if c.batch is not None:
+            branch = c.branch.__getitem__
+            for a, b, at, found in self._scan(c.batch, lines):
+                if found is None:  # ran past the time limit, or a branch crossed a newline
+                    out[a:b] = [self._checked_shared(n) for n in lines.names[a:b]]
+                elif at is None:  # every name in the chunk matched, in order
+                    out[a:b] = map(branch, map(_LASTINDEX, found))
+                else:
+                    for k, m in zip(at, found, strict=True):
+                        out[k] = branch(m.lastindex)
+        if c.isolated:
+            for k, name in enumerate(lines.names):
+                try:
+                    out[k] = self._isolated(name, out[k])
+                except TimeoutError:
+                    raise PatternTimeout(name, self._slow(name)) from None
+        c.last = (key, out)
+        return list(out)
+
     def matches(self, index: int, name: str) -> bool:
         """Whether pattern ``index`` alone matches ``name``."""
-        pat = self._single.get(index)
-        if pat is None:
-            pat = self._single[index] = regex.compile(self.bodies[index])
         try:
-            return pat.fullmatch(name, timeout=TIME_LIMIT) is not None
+            return self._single(index).fullmatch(name, timeout=TIME_LIMIT) is not None
         except TimeoutError:
             raise PatternTimeout(name, [index]) from None
+
+    def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
+        """For each pattern in ``indexes``, the positions of the names it alone matches."""
+        lines = _lines(names)
+        out: dict[int, list[int]] = {}
+        for index in indexes:
+            prefix = self._c.prefix.get(index)
+            if prefix is None or not lines.ok:
+                out[index] = [k for k, n in enumerate(lines.names) if self.matches(index, n)]
+            elif prefix and (hits := _starting_with(lines, prefix, limit=len(lines.names) // 8)):
+                out[index] = [k for k in hits if self.matches(index, lines.names[k])]
+            else:
+                out[index] = self._select_scan(index, lines)
+        return out
+
+    # ---------------------------------------------------------------- internals
+
+    def _shared(self, name: str) -> int | None:
+        batch = self._c.batch
+        m = batch.fullmatch(name, timeout=TIME_LIMIT) if batch is not None else None
+        return None if m is None else self._c.branch[m.lastindex]
+
+    def _checked_shared(self, name: str) -> int | None:
+        try:
+            return self._shared(name)
+        except TimeoutError:
+            raise PatternTimeout(name, self._slow(name)) from None
+
+    def _isolated(self, name: str, best: int | None) -> int | None:
+        for i, pat in self._c.isolated:
+            if best is not None and i > best:
+                break
+            if pat.fullmatch(name, timeout=TIME_LIMIT):
+                return i
+        return best
+
+    def _single(self, index: int) -> regex.Pattern[str]:
+        pat = self._c.single.get(index)
+        if pat is None:
+            pat = self._c.single[index] = regex.compile(self.bodies[index])
+        return pat
+
+    def _select_scan(self, index: int, lines: _Lines) -> list[int]:
+        pat = self._c.lines.get(index)
+        if pat is None:
+            pat = self._c.lines[index] = regex.compile(r"(?m)^(?:" + self.bodies[index] + r")$")
+        out: list[int] = []
+        for a, b, at, found in self._scan(pat, lines):
+            if found is None:
+                out += [k for k in range(a, b) if self.matches(index, lines.names[k])]
+            else:
+                out += range(a, b) if at is None else at
+        return out
+
+    @staticmethod
+    def _scan(pat: regex.Pattern[str], lines: _Lines) -> Iterator[_Chunk]:
+        """Per chunk of names ``[a, b)``: the matches of ``pat`` (each anchored at a name's
+        start and end) and the names they belong to (``None``: all, in order), or no
+        matches where the chunk must be redone name by name (the time limit ran out, or a
+        match ran across a newline)."""
+        names, starts, text = lines.names, lines.starts, lines.text
+        for a in range(0, len(names), _CHUNK):
+            b = min(a + _CHUNK, len(names))
+            try:
+                found = list(
+                    pat.finditer(
+                        text, starts[a], starts[b - 1] + len(names[b - 1]), timeout=TIME_LIMIT
+                    )
+                )
+            except TimeoutError:
+                yield a, b, None, None
+                continue
+            if len(found) == b - a:  # one match per name: none can have crossed a newline
+                yield a, b, None, found
+                continue
+            line = {starts[k]: k for k in range(a, b)}
+            at = [line[m.start()] for m in found]
+            if all(m.end() == starts[k] + len(names[k]) for k, m in zip(at, found, strict=True)):
+                yield a, b, at, found
+            else:
+                yield a, b, None, None
 
     def _slow(self, name: str) -> list[int]:
         slow = []
@@ -266,3 +618,19 @@ class Matcher:
             except PatternTimeout:
                 slow.append(i)
         return slow
+
+
+def _starting_with(lines: _Lines, prefix: str, limit: int) -> list[int] | None:
+    """Positions of the names that start with ``prefix``; ``None`` if more than ``limit``."""
+    text, starts = lines.text, lines.starts
+    out: list[int] = []
+    key = "\n" + prefix
+    if text.startswith(prefix):
+        out.append(0)
+    at = text.find(key)
+    while at >= 0:
+        if len(out) >= limit:
+            return None
+        out.append(bisect.bisect_left(starts, at + 1))
+        at = text.find(key, at + 1)
+    return out

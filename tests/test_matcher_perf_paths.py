@@ -1,0 +1,161 @@
+"""The fast paths of the matcher and of ``decide`` give exactly what the plain ones give.
+
+``Matcher.first_all`` matches all names in one pass of the regex engine (names joined by
+newlines, neighbouring rules merged into a prefix tree); ``Matcher.select`` finds the
+names one rule matches; ``decide`` walks the module tree once and decides in bulk when
+nothing is tied or wrapped. Behaviour only: performance is measured in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import tlrules
+from tlrules.apply import _walk
+from tlrules.patterns import Matcher, Pattern, PatternTimeout
+
+from .models import Containers, Tied, small_cnn
+from .test_patterns import _glob, _name, _regex, reference
+
+
+def _matcher(rules: list[str], names: list[str]) -> Matcher:
+    return Matcher([Pattern.parse(r) for r in rules], names)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(st.one_of(_glob, _glob, _regex), min_size=1, max_size=10),
+    names=st.lists(_name, min_size=1, max_size=12, unique=True),
+)
+def test_first_all_and_select_agree_with_the_naive_loop(rules, names) -> None:
+    matcher = _matcher(rules, names)
+    expected = reference(rules, names)
+    assert matcher.first_all(names) == expected
+    assert matcher.first_all(names) == expected  # the remembered result
+    assert [matcher.first(n) for n in names] == expected
+    hits = matcher.select(range(len(rules)), names)
+    for i in range(len(rules)):
+        alone = reference([rules[i]], names)
+        assert hits[i] == [k for k, r in enumerate(alone) if r == 0]
+
+
+def test_neighbours_with_a_common_prefix_keep_file_order() -> None:
+    # rules 0-3 share 'model.layers.' and are merged; rule 2 is a regex in between
+    rules = [
+        "model.layers.{0..3}.attn",
+        "model.layers.*.mlp",
+        "re:model\\.layers\\.5\\..*",
+        "model.layers.{2..9}",
+        "model.{embed,norm}",
+        "*",
+    ]
+    names = [
+        "model.layers.2.attn.w",
+        "model.layers.2.mlp.w",
+        "model.layers.5.attn.w",
+        "model.layers.5.mlp.w",
+        "model.layers.7.attn.w",
+        "model.embed.w",
+        "lm_head.w",
+    ]
+    assert _matcher(rules, names).first_all(names) == [0, 1, 2, 1, 3, 4, 5]
+
+
+def test_a_branch_that_crosses_a_newline_is_redone_name_by_name() -> None:
+    # '\s' and '[^x]' can match the newline that joins two names
+    rules = ["re:a[^x]*b", "re:a\\s?b?", "*"]
+    names = ["a", "b", "ab", "ax"]
+    matcher = _matcher(rules, names)
+    assert matcher.first_all(names) == reference(rules, names) == [1, 2, 0, 2]
+    assert matcher.select([0, 1], names) == {0: [2], 1: [0, 2]}
+
+
+def test_isolated_regexes_and_names_with_newlines() -> None:
+    rules = ["re:(?P<x>a)\\.(?P=x)", "re:(?i)FC\\..*", "re:.*(?=\\.w)\\.w", "fc", "*"]
+    names = ["a.a", "FC.w", "x.w", "fc.b", "q"]
+    matcher = _matcher(rules, names)
+    assert matcher.first_all(names) == reference(rules, names) == [0, 1, 2, 1, 4]
+    odd = ["fc.x\ny", "fc", ""]  # wildcards never match a newline
+    assert matcher.first_all(odd) == [matcher.first(n) for n in odd] == [None, 3, 4]
+
+
+def test_a_catastrophic_pattern_in_a_batch_names_its_rule_and_name() -> None:
+    matcher = _matcher(["fc", "re:(a|aa)+$b", "*"], ["fc.w", "a" * 64, "x"])
+    with pytest.raises(PatternTimeout) as err:
+        matcher.first_all(["fc.w", "a" * 64, "x"])
+    assert (err.value.name, err.value.rules) == ("a" * 64, [1])
+
+
+@pytest.mark.parametrize(
+    ("glob", "matched"),
+    [
+        ("layers.{-2..-1}", ["layers.10.w", "layers.11.w"]),  # literal text before the range
+        ("*.{-1..}", ["layers.11.w", "blocks.3.x.11.y"]),  # a wildcard before it
+        ("blocks.{-1..}.x.{-1..}", ["blocks.3.x.11.y"]),  # two negative ranges
+        ("layers1{-1..}", []),  # the number would touch a digit of the prefix
+        ("nothing.{-1..}", []),
+    ],
+)
+def test_negative_ranges_count_from_the_last_index(glob: str, matched: list[str]) -> None:
+    names = ["layers.0.w", "layers.10.w", "layers.11.w", "blocks.3.x.11.y", "blocks.2.x.4.y"]
+    matcher = _matcher([glob], names)
+    assert [n for n, i in zip(names, matcher.first_all(names), strict=True) if i == 0] == matched
+    assert matched == [n for n in names if reference([glob], names)[names.index(n)] == 0]
+
+
+class _Shared(nn.Module):
+    """One module under two names, a parameter set to None, a module that lists its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.BatchNorm1d(2)
+        self.b = self.a
+        self.c = nn.Linear(2, 2)
+        self.c.bias = None
+        self.d = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2, affine=False))
+
+
+class _Own(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = nn.Linear(2, 2)
+
+    def named_parameters(self, *args, **kwargs):  # type: ignore[no-untyped-def]  # a test double
+        yield "renamed", self.x.weight
+
+
+@pytest.mark.parametrize("model", [_Shared(), Containers(), Tied(), small_cnn(), _Own()])
+def test_the_walk_lists_what_named_parameters_and_named_modules_list(model: nn.Module) -> None:
+    params, buffered = _walk(model)
+    assert [(n, id(p)) for n, p in params] == [
+        (n, id(p)) for n, p in model.named_parameters(remove_duplicate=False)
+    ]
+    assert buffered == [(n, m) for n, m in model.named_modules() if m._buffers]
+
+
+@pytest.mark.parametrize("default", ["freeze", "train"])
+def test_bulk_decisions_equal_the_general_loop(default: str) -> None:
+    policy = tlrules.Policy.from_text(
+        f"version: 1\ndefault: {default}\nrules:\n  - '*.{{-2..-1}}': train\n"
+        "  - 're:.*\\.bias': freeze\n  - heads: train\n"
+    )
+    model = Containers()
+    bulk = policy.audit(model)
+    wrapped = nn.Module()
+    wrapped.module = model  # 'module.' names take the general loop, and are then removed
+    general = policy.audit(wrapped)
+    assert bulk.decisions == general.decisions
+    assert bulk.rules == general.rules
+    assert bulk.norm_layers == general.norm_layers
+
+
+def test_bulk_decisions_refuse_an_integer_parameter_that_would_train() -> None:
+    model = nn.Module()
+    model.steps = nn.Parameter(torch.zeros(2, dtype=torch.int64), requires_grad=False)
+    policy = tlrules.Policy.from_text("version: 1\nrules:\n  - '*': train\n")
+    with pytest.raises(tlrules.DecisionError, match=r"'steps' has dtype torch\.int64 and cannot"):
+        policy.apply(model)
