@@ -78,13 +78,15 @@ def _walk(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[
                         [(n, m) for n, m in model.named_modules() if m._buffers])
             classes.add(type(module))
         dot = prefix + "." if prefix else ""
-        if module._parameters:
-            params += [(dot + k, v) for k, v in module._parameters.items() if v is not None]
+        for k, v in module._parameters.items():  # plain loops: cheaper than comprehensions
+            if v is not None:
+                params.append((dot + k, v))
         if module._buffers and id(module) not in seen:
             seen.add(id(module))
             buffered.append((prefix, module))
-        if module._modules:
-            stack += [(dot + k, m) for k, m in reversed(module._modules.items()) if m is not None]
+        for k, m in reversed(module._modules.items()):
+            if m is not None:
+                stack.append((dot + k, m))
     return params, buffered
 
 

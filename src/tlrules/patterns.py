@@ -455,6 +455,21 @@ def _branch_prefix(b: _Branch) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=16)
+def _prepare(patterns: tuple[Pattern, ...], names: tuple[str, ...]) -> _Compiled:
+    """Resolve negative ranges against ``names`` and compile (remembered: a policy applied
+    again to a model with the same names costs one lookup)."""
+    lines = _lines(names)
+    resolved = [p._resolved(lines) if p.syntax == "glob" else None for p in patterns]
+    bodies = tuple(
+        p.body() if p.syntax == "regex" else _glob_body(r)
+        for p, r in zip(patterns, resolved, strict=True)
+    )
+    branches = tuple(_branch(i, p, resolved[i]) for i, p in enumerate(patterns) if not p.isolated)
+    isolated = tuple((i, bodies[i]) for i, p in enumerate(patterns) if p.isolated)
+    return _compiled(branches, isolated, bodies)
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(
     branches: tuple[_Branch, ...], isolated: tuple[tuple[int, str], ...], bodies: tuple[str, ...]
@@ -472,17 +487,10 @@ class Matcher:
     """
 
     def __init__(self, patterns: Sequence[Pattern], names: Sequence[str] = ()):
-        lines = _lines(names) if any(p.needs_names for p in patterns) else _lines(())
-        resolved = [p._resolved(lines) if p.syntax == "glob" else None for p in patterns]
-        self.bodies = [
-            p.body() if p.syntax == "regex" else _glob_body(r)
-            for p, r in zip(patterns, resolved, strict=True)
-        ]
-        branches = tuple(
-            _branch(i, p, resolved[i]) for i, p in enumerate(patterns) if not p.isolated
-        )
-        isolated = tuple((i, self.bodies[i]) for i, p in enumerate(patterns) if p.isolated)
-        self._c = _compiled(branches, isolated, tuple(self.bodies))
+        patterns = tuple(patterns)
+        key = tuple(names) if any(p.needs_names for p in patterns) else ()
+        self._c = _prepare(patterns, key)
+        self.bodies = list(self._c.bodies)
 
     def first(self, name: str) -> int | None:
         """Index of the first matching pattern, or ``None``."""

@@ -1,0 +1,155 @@
+"""Part 1: applying a policy at scale, compiling it, rendering its JSON report.
+
+Baseline A (the floor): ``for n, p in model.named_parameters(): p.requires_grad_(flag)``.
+Baseline B (what users write today): per name, try each rule's compiled ``re`` pattern
+in turn, first match wins. Its patterns are the exact regexes tlrules matches (negative
+ranges resolved beforehand, as a user would hard-code them), compiled outside the timing.
+
+tlrules is timed twice: ``first``, the first apply of a loaded policy to this model
+(its matcher built, nothing remembered from an earlier apply), and ``again``, the same
+apply repeated (the matcher remembers the last names it decided). Both include the
+report's data (decisions, per-rule counts, warnings) and setting ``requires_grad``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import regex
+from torch import nn
+
+import tlrules
+from tlrules import patterns
+from tlrules.render import to_json
+
+from .models import build
+from .policies import SIZES, policy_text
+from .timing import Stat, ratio, rounds
+
+MODELS = ("resnet50", "vit_h_14", "llama70b", "deepseek_v3")
+
+
+def baseline_a(model: nn.Module) -> Callable[[], None]:
+    def run() -> None:
+        for _, p in model.named_parameters():
+            p.requires_grad_(False)
+
+    return run
+
+
+def baseline_b(model: nn.Module, policy: tlrules.Policy) -> Callable[[], None]:
+    names = [n for n, _ in model.named_parameters()]
+    bodies = policy.matcher(names).bodies
+    compiled = [
+        (re.compile(b), r.action == "train") for b, r in zip(bodies, policy.rules, strict=True)
+    ]
+    default = policy.default == "train"
+
+    def run() -> None:
+        for n, p in model.named_parameters():
+            for pat, flag in compiled:
+                if pat.fullmatch(n):
+                    p.requires_grad_(flag)
+                    break
+            else:
+                p.requires_grad_(default)
+
+    return run
+
+
+def forget() -> None:
+    """Drop what tlrules remembers between applies (compiled regexes stay in the regex
+    module's own cache: compiling is measured on its own)."""
+    patterns._prepare.cache_clear()
+    patterns._compiled.cache_clear()
+
+
+def cold() -> None:
+    """Drop every compiled pattern, tlrules' and the regex libraries' caches alike."""
+    patterns._prepare.cache_clear()
+    patterns._compiled.cache_clear()
+    regex.purge()
+    re.purge()
+
+
+def compile_policy(text: str, names: list[str]) -> Callable[[], None]:
+    def run() -> None:
+        tlrules.Policy.from_text(text).matcher(names)
+
+    return run
+
+
+def load_policy(text: str) -> Callable[[], None]:
+    def run() -> None:
+        tlrules.Policy.from_text(text)
+
+    return run
+
+
+def _row(stats: dict[str, Stat], **info: Any) -> dict[str, Any]:
+    return {
+        **info,
+        **{k: v.to_dict() for k, v in stats.items()},
+        "first_vs_A": ratio(stats["first"], stats["A"]),
+        "again_vs_A": ratio(stats["again"], stats["A"]),
+        "first_vs_B": ratio(stats["first"], stats["B"]),
+        "again_vs_B": ratio(stats["again"], stats["B"]),
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    repeats = 3 if quick else 7
+    models = MODELS[:3] if quick else MODELS
+    out: dict[str, Any] = {"apply": [], "compile": [], "json": []}
+    for name in models:
+        model = build(name)
+        names = [n for n, _ in model.named_parameters()]
+        for size in SIZES:
+            policy = tlrules.Policy.from_text(policy_text(name, size))
+            policy.apply(model)  # warm the regex module's cache once
+            stats = rounds(
+                {
+                    "A": baseline_a(model),
+                    "B": baseline_b(model, policy),
+                    "first": (forget, lambda policy=policy, model=model: policy.apply(model)),
+                    "again": lambda policy=policy, model=model: policy.apply(model),
+                },
+                repeats,
+            )
+            row = _row(stats, model=name, params=len(names), rules=size)
+            out["apply"].append(row)
+            print(
+                f"apply {name:12} {len(names):6} names {size:3} rules: A {stats['A'].ms()}  "
+                f"B {stats['B'].ms()}  first {stats['first'].ms()}  again {stats['again'].ms()}"
+                f"  first/A {row['first_vs_A']}  again/A {row['again_vs_A']}  "
+                f"first/B {row['first_vs_B']}",
+                flush=True,
+            )
+        text = policy_text(name, 200)
+        comp = rounds(
+            {
+                "load": (cold, load_policy(text)),
+                "load+matcher": (cold, compile_policy(text, names)),
+            },
+            repeats,
+        )
+        out["compile"].append(
+            {"model": name, "rules": 200, **{k: v.to_dict() for k, v in comp.items()}}
+        )
+        print(
+            f"compile 200 rules for {name}: load {comp['load'].ms()}, "
+            f"load + matcher {comp['load+matcher'].ms()}",
+            flush=True,
+        )
+        if name == models[-1]:
+            report = tlrules.Policy.from_text(policy_text(name, 30)).audit(model)
+            js = rounds({"json": lambda report=report: to_json(report)}, repeats)
+            out["json"].append({"model": name, "params": len(names), **js["json"].to_dict()})
+            print(f"json report {name} ({len(names)} params): {js['json'].ms()}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    run()
