@@ -79,6 +79,8 @@ ITEMS = {  # text -> why tlrules rejects it (None: valid)
     COMPACT_AND_FULL: None,
     "version: 1\nrules:\n  - fc: train\n    note: two keys\n": "compact item with two keys",
     "version: 1\nrules:\n  - action: train\n": "a field name as the pattern",
+    "version: 1\nrules:\n  - {module: '*Norm*', action: freeze}\n": None,
+    "version: 1\nextends: [base.yaml]\n": None,
     "version: 1\nrules:\n  - {match: fc}\n": "full item without action",
     "version: 1\nrules: []\n": "no rules",
     "version: 2\nrules:\n  - fc: train\n": "version 2",

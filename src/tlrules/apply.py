@@ -6,6 +6,7 @@ and the report. ``apply`` then sets ``requires_grad`` on every parameter, or on 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from . import norms, preflight
+from . import expect, norms, preflight
 from .audit import Decision, GroupUse, Report, build_report
 from .errors import DecisionError, Where
 from .optim import assign_groups
-from .patterns import PatternTimeout
+from .patterns import Matcher, PatternTimeout
 
 if TYPE_CHECKING:
     from .policy import GroupEntry, Policy, Rule
@@ -106,6 +107,9 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
     default = policy.default
     try:
         found = matcher.first_all(names)
+        if any(r.module for r in rules):
+            classes = _owner_classes(model, raw_names)
+            found = _by_module_class(rules, matcher, names, classes, found)
     except PatternTimeout as err:
         raise timeout_error(err, rules) from None
     decisions: list[Decision] = []
@@ -165,9 +169,11 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
         raise timeout_error(err, rules) from None
     if unmatched:
         problems.insert(0, (policy.where, (
-            f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} no rule and "
+            f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} "
+            "no rule and "
             f"the policy's default is 'error': {_quote(unmatched)}; add a catch-all rule such "
             "as '- \"*\": freeze' at the end, or set 'default: freeze'")))
+    problems += expect.check(policy, decisions)
     if problems:
         raise DecisionError(problems)
     groups: tuple[GroupUse, ...] = ()
@@ -182,6 +188,37 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
     report = build_report(policy, decisions, matcher, model=unwrap(model), source=source,
                           norm_layers=norm.layers, norm_warnings=norm.warnings, groups=groups)
     return Plan(report, tuple(targets), norm.targets)
+
+
+def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
+    """The class name of the module that holds each parameter."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    return [type(modules[n.rpartition(".")[0]]).__name__ for n in raw_names]
+
+
+def _by_module_class(
+    rules: Sequence[Rule],
+    matcher: Matcher,
+    names: list[str],
+    classes: list[str],
+    found: list[int | None],
+) -> list[int | None]:
+    """First-match results where a rule with ``module:`` also needs the owner's class to
+    match its glob; a name whose first rule fails that tries the following rules."""
+    out = found[:]
+    for i, (name, cls, index) in enumerate(zip(names, classes, found, strict=True)):
+        if index is None or _class_ok(rules[index], cls):
+            continue
+        out[i] = next(
+            (k for k in range(index + 1, len(rules))
+             if _class_ok(rules[k], cls) and matcher.matches(k, name)),
+            None,
+        )
+    return out
+
+
+def _class_ok(rule: Rule, cls: str) -> bool:
+    return rule.module is None or fnmatch.fnmatchcase(cls, rule.module)
 
 
 def timeout_error(err: PatternTimeout, rules: Sequence[Rule | GroupEntry]) -> DecisionError:

@@ -72,8 +72,9 @@ def policy_json_schema() -> dict[str, Any]:
     for title, value_field in _COMPACT.items():
         if title in defs:
             defs[title] = _with_compact_form(defs[title], value_field)
-    if "stages" in generated["properties"]:
-        generated["oneOf"] = [{"required": ["rules"]}, {"required": ["stages"]}]
+    # top-level rules or stages (not both), unless the rules come from extends
+    generated["anyOf"] = [{"required": [key]} for key in ("rules", "stages", "extends")]
+    generated["not"] = {"required": ["rules", "stages"]}
     return {"$schema": JSON_SCHEMA_DIALECT, **generated}
 
 
@@ -90,6 +91,8 @@ def _with_compact_form(full: dict[str, Any], value_field: str | None) -> dict[st
         }
     else:
         value = fields[value_field]
+        if "module" in fields:  # a full rule selects by name, by module class, or both
+            full["anyOf"] = [{"required": ["match"]}, {"required": ["module"]}]
     compact = {
         "type": "object",
         "minProperties": 1,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from . import _yaml
 from .errors import PolicyError, Where
 from .patterns import Matcher, Pattern, PatternSyntaxError
-from .schema import RULES_OR_STAGES, GroupSpec, PolicySpec, RuleSpec, StageSpec, Syntax
+from .schema import RULES_OR_STAGES, Expect, GroupSpec, PolicySpec, RuleSpec, StageSpec, Syntax
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +51,8 @@ class Rule:
     action: str
     note: str | None
     where: Where
+    module: str | None = None  # glob over the owning module's class name
+    expect: Expect | None = None  # bounds on the parameters this rule decides
 
     @property
     def location(self) -> str:
@@ -282,13 +284,17 @@ def compile_rules(
     rules, problems = [], []
     for i, rspec in enumerate(specs):
         item = (*at, i)
+        text = "*" if rspec.match is None else rspec.match
         try:
-            pattern = Pattern.parse(rspec.match, rspec.syntax or syntax)
+            pattern = Pattern.parse(text, rspec.syntax or syntax)
         except PatternSyntaxError as err:
             where = _pattern_where(doc, item, i + 1, err.pos)
-            problems.append((where, f"pattern {rspec.match!r}: {err}"))
+            problems.append((where, f"pattern {text!r}: {err}"))
             continue
-        rules.append(Rule(i + 1, pattern, rspec.action, rspec.note, doc.where(item, rule=i + 1)))
+        where = doc.where(item, rule=i + 1)
+        rules.append(
+            Rule(i + 1, pattern, rspec.action, rspec.note, where, rspec.module, rspec.expect)
+        )
     return tuple(rules), problems
 
 
@@ -433,6 +439,8 @@ def _fields(loc: tuple[Any, ...]) -> list[str]:
     for key, index in itertools.pairwise(loc):
         if isinstance(index, int) and key in _ITEM_MODELS:
             model = _ITEM_MODELS[key]
+    if loc and loc[-1] in ("expect", "expect_trainable"):
+        model = Expect
     return list(model.model_fields)
 
 

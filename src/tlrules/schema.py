@@ -26,18 +26,51 @@ def _compact(data: Any, value_key: str) -> Any:
     return data
 
 
-class RuleSpec(_Strict):
-    """One rule: ``PATTERN: ACTION`` or ``{match, action, syntax, note}``."""
+class Expect(_Strict):
+    """Bounds a count must stay within; either may be left out."""
 
-    match: str = Field(description="Glob (default) or regex ('re:' prefix) over parameter names.")
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Expect:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is larger than max {self.max:g}")
+        return self
+
+
+class RuleSpec(_Strict):
+    """One rule: ``PATTERN: ACTION`` or ``{match, module, action, syntax, note, expect}``."""
+
+    match: str | None = Field(
+        None,
+        description="Glob (default) or regex ('re:' prefix) over parameter names; '*' "
+        "when only 'module' is given.",
+    )
+    module: str | None = Field(
+        None,
+        description="Glob over the class name of the module that owns the parameter "
+        "(e.g. '*Norm*'); combined with 'match'.",
+    )
     action: Action = Field(description="'train' sets requires_grad=True, 'freeze' False.")
     syntax: Syntax | None = Field(None, description="Overrides the policy's pattern syntax.")
     note: str | None = Field(None, description="Why this rule exists; shown in the audit.")
+    expect: Expect | None = Field(
+        None, description="How many parameters this rule must decide, checked when applied."
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_compact(cls, data: Any) -> Any:
         return _compact(data, "action")
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> RuleSpec:
+        if self.match is None and self.module is None:
+            raise ValueError(
+                "a rule needs 'match' (a name pattern) or 'module' (a class-name glob), or both"
+            )
+        return self
 
 
 class GroupSpec(_Strict):
@@ -107,6 +140,9 @@ class StageSpec(_Strict):
         None, min_length=1, description="Tried before the inherited rules; first match wins."
     )
     param_groups: list[GroupSpec] | None = None
+    expect_trainable: Expect | None = Field(
+        None, description="Bounds on the trainable elements in this stage."
+    )
 
 
 class PolicySpec(_Strict):
@@ -136,6 +172,9 @@ class PolicySpec(_Strict):
     )
     stages: list[StageSpec] | None = Field(
         None, min_length=1, description="Named training stages, instead of top-level rules."
+    )
+    expect_trainable: Expect | None = Field(
+        None, description="Bounds on the trainable elements, checked when applied."
     )
 
     @model_validator(mode="after")
