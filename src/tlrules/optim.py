@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .audit import Decision, GroupUse
 from .errors import DecisionError
 from .patterns import Matcher, PatternTimeout
+from .preflight import TLRulesWarning
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 _LISTED = 8  # names shown in a message before "and N more"
 
 
-class OptimizerMismatchWarning(UserWarning):
+class OptimizerMismatchWarning(TLRulesWarning):
     """An optimizer holds frozen parameters or lacks trainable ones."""
 
 
