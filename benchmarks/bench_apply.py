@@ -62,14 +62,15 @@ def baseline_b(model: nn.Module, policy: tlrules.Policy) -> Callable[[], None]:
 def forget() -> None:
     """Drop what tlrules remembers between applies (compiled regexes stay in the regex
     module's own cache: compiling is measured on its own)."""
-    patterns._prepare.cache_clear()
-    patterns._compiled.cache_clear()
+    for cache in ("_prepare", "_compiled"):  # getattr: also runs against older tlrules
+        clear = getattr(getattr(patterns, cache, None), "cache_clear", None)
+        if clear is not None:
+            clear()
 
 
 def cold() -> None:
     """Drop every compiled pattern, tlrules' and the regex libraries' caches alike."""
-    patterns._prepare.cache_clear()
-    patterns._compiled.cache_clear()
+    forget()
     regex.purge()
     re.purge()
 

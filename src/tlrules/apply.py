@@ -7,6 +7,8 @@ and the report. ``apply`` then sets ``requires_grad`` on every parameter, or on 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import gc
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,6 +99,25 @@ def _bare_names(names: list[str]) -> list[str]:
     return [bare_name(n) for n in names] if "module." in joined or "_orig_mod." in joined else names
 
 
+def _gc_paused(fn: Callable[..., Plan]) -> Callable[..., Plan]:
+    """Run ``fn`` with the cyclic garbage collector paused. Deciding a large model builds
+    hundreds of thousands of acyclic objects (names, decisions); each batch of them would
+    otherwise set off full collections over the whole model, most of the time spent."""
+
+    @functools.wraps(fn)
+    def paused(*args: Any, **kwargs: Any) -> Plan:
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
+
+
+@_gc_paused
 def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Plan:
     """Compute every parameter's decision and the report; the model is not touched."""
     raw, buffered = _walk(model)

@@ -334,7 +334,10 @@ def _last_index(prefix: list[str], lines: _Lines) -> int | None:
         found = re.findall(re.escape("\n" + text) + r"(\d+)", "\n" + lines.text)
         return max(map(int, found)) if found else None
     if lines.ok and "\n" not in head:
-        scan = regex.compile(r"(?m)(?<!\d)(?=\d)(?<=^(?:" + head + r"))(\d+)")
+        if all(_deterministic(p) for p in prefix):  # one place per name to look
+            scan = regex.compile(r"(?m)^(?:" + head + r")(?<!\d)(\d+)")
+        else:  # any digit run whose whole line before it matches
+            scan = regex.compile(r"(?m)(?<!\d)(?=\d)(?<=^(?:" + head + r"))(\d+)")
         try:
             found = scan.findall(lines.text, timeout=TIME_LIMIT * 4)
         except TimeoutError:

@@ -1,0 +1,64 @@
+"""Run every benchmark: ``python -m benchmarks [--quick] [--only apply,cli,train,scaling]``.
+
+Writes the raw figures to ``benchmarks/results.json`` (``results-quick.json`` with
+``--quick``) and the plot to ``benchmarks/scaling.png``; ``RESULTS.md`` records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from . import bench_apply, bench_cli, bench_scaling, bench_train
+
+SUITES = {
+    "apply": bench_apply.run,
+    "cli": bench_cli.run,
+    "scaling": bench_scaling.run,
+    "train": bench_train.run,
+}
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
+    parser.add_argument("--only", default=",".join(SUITES), help="comma-separated suites")
+    args = parser.parse_args(argv)
+    out: dict[str, object] = {"machine": machine(), "quick": args.quick}
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        out[name] = SUITES[name](quick=args.quick)
+    target = Path(__file__).with_name("results-quick.json" if args.quick else "results.json")
+    if args.only != ",".join(SUITES):
+        target = target.with_name(target.stem + "-" + args.only.replace(",", "-") + ".json")
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
