@@ -75,3 +75,17 @@ def test_audit_report_carries_lint_warnings() -> None:
     )
     report = policy.audit(Containers())
     assert [w.code for w in report.warnings] == ["regex-unescaped-dot"]
+
+
+def test_policies_in_stages_are_linted_once_per_rule(tmp_path, capsys) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nstages:\n  - name: a\n    rules:\n      - 'layer4.*': train\n"
+        "      - '*': freeze\n  - name: b\n    rules:\n      - 're:x.y': train\n"
+    )
+    assert [(w.code, w.rule) for w in lint(tlrules.load(path))] == [
+        ("glob-looks-like-regex", 1),
+        ("regex-unescaped-dot", 1),
+    ]
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {path} (2 stages)\n")

@@ -88,7 +88,8 @@ def validate(
             print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
             failed = True
             continue
-        print(f"ok: {path} ({len(loaded.rules)} rules)")
+        size = f"{len(loaded.stages)} stages" if loaded.stages else f"{len(loaded.rules)} rules"
+        print(f"ok: {path} ({size})")
         for warning in lint(loaded):
             print(f"warning[{warning.code}]: {warning.message}")
             warned = True

@@ -73,9 +73,17 @@ def _rule_lint(rule: Rule) -> Iterator[tuple[str, str]]:
 
 
 def lint(policy: Policy) -> list[AuditWarning]:
-    """Warnings about the policy's patterns, in rule order."""
-    return [
-        AuditWarning(code, f"{rule.where}: {message}", rule.number)
-        for rule in policy.rules
-        for code, message in _rule_lint(rule)
-    ]
+    """Warnings about the policy's patterns, in rule order (each stage's rules, for a
+    policy in stages; a rule that stages inherit is linted once)."""
+    out, seen = [], set()
+    for part in policy.stages or (policy,):
+        for rule in part.rules:
+            place = (rule.where.path, rule.where.line, rule.where.column)
+            if place in seen:
+                continue
+            seen.add(place)
+            out += [
+                AuditWarning(code, f"{rule.where}: {message}", rule.number)
+                for code, message in _rule_lint(rule)
+            ]
+    return out
