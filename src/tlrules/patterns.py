@@ -1,358 +1,41 @@
-"""Glob and regex patterns over parameter names, compiled into one matcher.
+"""A policy's patterns compiled into one matcher: for each name, the first rule that
+matches it (``_syntax`` parses and translates each pattern).
 
-A glob is parsed once into pieces and translated to a regex body; every rule of a
-policy becomes one capturing branch of a single alternation, so the first rule that
-matches a name is found in one ``fullmatch`` call. A regex that carries groups,
-backreferences or global flags of its own is compiled on its own instead, and the
-matcher still returns the first rule in file order.
+Every pattern that can share it is one branch of a single alternation, neighbouring
+branches that start alike merged into a prefix tree; ``first_all`` runs it once over all
+names joined by newlines, chunk by chunk, each chunk under ``TIME_LIMIT``, and redoes a
+chunk name by name when the limit runs out (to name the slow rule and name) or a match
+crosses a newline. A regex with backreferences, named groups, flags or lookarounds is
+matched on its own, only where it comes before the shared result.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-import itertools
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
 import regex
 
-# Seconds one name may take against the whole matcher, globs included.
-TIME_LIMIT = 0.25
+from ._syntax import (
+    _SUBTREE,
+    TIME_LIMIT,
+    Pattern,
+    PatternSyntaxError,
+    _deterministic,
+    _glob_body,
+    _Lines,
+    _lines,
+    _literal,
+    _regex_prefix,
+)
 
-_RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)?\}")
-_GLOBAL_FLAGS = re.compile(r"\(\?[a-zA-Z0-9^-]*\)")
-_DIGITS = re.compile(r"\d+")
+__all__ = ["TIME_LIMIT", "Matcher", "Pattern", "PatternSyntaxError", "PatternTimeout"]
 
-
-class PatternSyntaxError(ValueError):
-    """A pattern that cannot be compiled; ``pos`` is the 0-based offset in the pattern."""
-
-    def __init__(self, message: str, pos: int = 0):
-        super().__init__(message)
-        self.pos = pos
-
-
-@dataclass(frozen=True)
-class _Range:
-    lo: int
-    hi: int | None  # None: open-ended
-
-
-def _int_range(lo: int, hi: int | None) -> str:
-    """A regex for the decimal numbers from ``lo`` to ``hi`` (``None``: no end)."""
-
-    def same_len(a: str, b: str) -> str:
-        if a == b:
-            return a
-        if a == "0" * len(a) and b == "9" * len(b):
-            return rf"\d{{{len(a)}}}" if len(a) > 1 else r"\d"
-        if len(a) == 1:
-            return f"[{a}-{b}]"
-        if a[0] == b[0]:
-            return a[0] + same_len(a[1:], b[1:])
-        rest = len(a) - 1
-        parts = [a[0] + same_len(a[1:], "9" * rest)]
-        if int(b[0]) - int(a[0]) > 1:
-            parts.append(f"[{int(a[0]) + 1}-{int(b[0]) - 1}]" + same_len("0" * rest, "9" * rest))
-        parts.append(b[0] + same_len("0" * rest, b[1:]))
-        return "(?:" + "|".join(parts) + ")"
-
-    top = hi if hi is not None else 10 ** len(str(lo)) - 1
-    alts = []
-    for width in range(len(str(lo)), len(str(top)) + 1):
-        a = max(lo, 10 ** (width - 1) if width > 1 else 0)
-        b = min(top, 10**width - 1)
-        if a <= b:
-            alts.append(same_len(str(a), str(b)))
-    if hi is None:
-        alts.append(rf"[1-9]\d{{{len(str(lo))},}}")
-    return r"(?<!\d)0*(?:" + "|".join(alts) + r")(?!\d)"
-
-
-def _parse_glob(text: str) -> list[str | _Range]:
-    """Split a glob into regex fragments (str) and numeric ranges."""
-    out: list[str | _Range] = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "\\":
-            if i + 1 == len(text):
-                raise PatternSyntaxError("a trailing '\\' escapes nothing; remove it", i)
-            i += 1
-            out.append(regex.escape(text[i]))
-        elif c == "[":
-            j = i + 1
-            negate = text[j : j + 1] == "!"
-            j += negate
-            end = text.find("]", j + 1 if text[j : j + 1] == "]" else j)
-            if end < 0:
-                raise PatternSyntaxError("unclosed '['; close the class with ']' or write '\\['", i)
-            body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in text[j:end])
-            # like '?' and '*' (regex '.'), a negated class never matches a newline
-            out.append(("[^" if negate else "[") + body + ("\\n]" if negate else "]"))
-            i = end
-        elif c == "{":
-            m = _RANGE.match(text, i)
-            if m:
-                lo, hi = int(m[1]), None if m[2] is None else int(m[2])
-                if lo >= 0 and hi is not None and hi >= 0 and lo > hi:
-                    raise PatternSyntaxError(
-                        f"empty range '{m[0]}'; did you mean '{{{hi}..{lo}}}'?", i
-                    )
-                out.append(_Range(lo, hi))
-                i = m.end()
-                continue
-            end = text.find("}", i)
-            if end < 0:
-                raise PatternSyntaxError("unclosed '{'; close it with '}' or write '\\{'", i)
-            body = text[i + 1 : end]
-            if "{" in body:
-                raise PatternSyntaxError("braces do not nest; write '{a,b}' with plain globs", i)
-            if "," not in body:
-                raise PatternSyntaxError(
-                    f"'{{{body}}}' is neither alternatives '{{a,b}}' nor a range '{{N..M}}'", i
-                )
-            alts = []
-            for alt in body.split(","):
-                pieces = _parse_glob(alt)
-                alts.append("".join(p for p in pieces if isinstance(p, str)))
-            out.append("(?:" + "|".join(alts) + ")")
-            i = end
-        elif c in "]}":
-            raise PatternSyntaxError(f"unmatched '{c}'; write '\\{c}' for the character", i)
-        else:
-            out.append(regex.escape(c))
-        i += 1
-    return out
-
-
-_SUBTREE = r"(?:\..*)?"
 _LASTINDEX = attrgetter("lastindex")
 _CHUNK = 2048  # names per timed batch call: a slow pattern is caught within TIME_LIMIT
-
-
-def _deterministic(piece: str) -> bool:
-    """Whether a glob piece can end at one position only: a literal character, a class,
-    ``?`` or a range (which always takes a whole digit run), but not ``*`` or ``{a,b}``."""
-    return piece != ".*" and not piece.startswith("(?:")
-
-
-def _literal(piece: str) -> str | None:
-    """The character a literal glob piece stands for, else ``None``."""
-    return piece[-1] if piece and regex.escape(piece[-1]) == piece else None
-
-
-class _Lines:
-    """Names joined by newlines, for matching all of them in one pass of the regex engine.
-
-    ``ok`` is false when a name is empty or holds a newline; those lists are matched one
-    name at a time.
-    """
-
-    def __init__(self, names: Sequence[str]):
-        self.names = names
-        self.text = "\n".join(names)
-        self.ok = bool(names) and all(names) and self.text.count("\n") == len(names) - 1
-        self._starts: list[int] | None = None
-
-    @property
-    def starts(self) -> list[int]:
-        """Offset of each name in ``text``."""
-        if self._starts is None:
-            ends = itertools.accumulate(len(n) + 1 for n in self.names)
-            self._starts = [0, *itertools.islice(ends, len(self.names) - 1)]
-        return self._starts
-
-
-def _lines(names: Sequence[str] | _Lines) -> _Lines:
-    return names if isinstance(names, _Lines) else _Lines(names)
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """One compiled pattern: a glob or a regex, checked once and translated once."""
-
-    text: str
-    syntax: str  # "glob" | "regex"
-    pieces: tuple[str | _Range, ...]
-
-    @classmethod
-    def parse(cls, text: str, syntax: str = "glob") -> Pattern:
-        """Check ``text`` and translate it; ``re:`` forces regex syntax."""
-        if text.startswith("re:"):
-            syntax, body = "regex", text[3:]
-        else:
-            body = text
-        if syntax == "regex":
-            try:
-                regex.compile(body)
-            except regex.error as err:
-                pos = (err.pos or 0) + (len(text) - len(body))
-                raise PatternSyntaxError(f"invalid regex: {err.msg}", pos) from err
-            return cls(text, "regex", (body,))
-        if not body:
-            raise PatternSyntaxError("empty pattern; use '*' to match every name", 0)
-        try:
-            pieces = _parse_glob(body)
-        except PatternSyntaxError as err:
-            raise PatternSyntaxError(str(err), err.pos + len(text) - len(body)) from err
-        return cls(text, "glob", tuple(pieces))
-
-    @property
-    def isolated(self) -> bool:
-        """Whether this pattern is matched on its own instead of in the shared alternation:
-        a regex with groups, flags, lookarounds or anchors of its own (see ``_shareable``)."""
-        if self.syntax != "regex":
-            return "\n" in self.text
-        body = self.pieces[0]
-        assert isinstance(body, str)
-        return not _shareable(body)
-
-    @property
-    def needs_names(self) -> bool:
-        """Whether a negative range makes this pattern depend on the model's names."""
-        return any(isinstance(p, _Range) and (p.lo < 0 or (p.hi or 0) < 0) for p in self.pieces)
-
-    def body(self, names: Sequence[str] | _Lines = ()) -> str:
-        """The regex this pattern fullmatches, negative ranges resolved against ``names``."""
-        if self.syntax == "regex":
-            return str(self.pieces[0])
-        return _glob_body(self._resolved(names))
-
-    def _resolved(self, names: Sequence[str] | _Lines) -> list[str] | None:
-        """The glob's pieces as regex fragments, ranges included; ``None``: matches nothing."""
-        out: list[str] = []
-        for piece in self.pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-                continue
-            lo, hi = piece.lo, piece.hi
-            if lo < 0 or (hi is not None and hi < 0):
-                last = _last_index(out, _lines(names))
-                if last is None:
-                    return None
-                lo = max(lo if lo >= 0 else last + 1 + lo, 0)
-                hi = hi if hi is None or hi >= 0 else last + 1 + hi
-                if hi is not None and hi < lo:
-                    return None
-            out.append(_int_range(lo, hi))
-        return out
-
-
-def _glob_body(resolved: list[str] | None) -> str:
-    return "(?!)" if resolved is None else "(?:" + "".join(resolved) + ")" + _SUBTREE
-
-
-def _shareable(body: str) -> bool:
-    """Whether a regex means the same on one name as on a line of names joined by newlines
-    (matched with ``^...$`` in multiline mode), and can be a branch of the alternation.
-
-    Refused: backreferences and named, conditional or branch-reset groups (the group
-    numbers change), inline flags, lookarounds (they could see the next name), ``\\A``,
-    ``\\Z``, ``\\G``, ``\\K``. Plain and non-capturing groups are fine. A branch that would
-    run across a newline (``\\s``, ``[^x]``) is caught when matching, not here.
-    """
-    if _GLOBAL_FLAGS.search(body):
-        return False
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\":
-            if body[i + 1 : i + 2] in ("", *"AZGKgz123456789"):
-                return False
-            i += 2
-            continue
-        if c == "[":
-            i = _class_end(body, i)
-        elif c == "(" and body[i + 1 : i + 2] == "?" and body[i + 2 : i + 3] not in (":", ">"):
-            return False
-        i += 1
-    return True
-
-
-def _class_end(body: str, i: int) -> int:
-    """Offset of the ``]`` that closes the class opened at ``i``."""
-    j = i + 1
-    if body[j : j + 1] == "^":
-        j += 1
-    if body[j : j + 1] == "]":
-        j += 1
-    while j < len(body) and body[j] != "]":
-        j += 2 if body[j] == "\\" else 1
-    return j
-
-
-def _regex_prefix(body: str) -> str:
-    """Literal text every fullmatch of the regex ``body`` starts with ("" if unsure)."""
-    depth, i = 0, 0
-    while i < len(body):  # an alternation outside groups leaves no common prefix
-        c = body[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            i = _class_end(body, i)
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
-            return ""
-        i += 1
-    out, i = [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body) and not body[i + 1].isalnum():
-            out.append(body[i + 1])
-            i += 2
-        elif c.isalnum() or c in "_-/:, =<>'\"!@#%&~`;":
-            out.append(c)
-            i += 1
-        else:
-            if c in "*?{":  # the last character may repeat zero times
-                out = out[:-1]
-            break
-    return "".join(out)
-
-
-def _last_index(prefix: list[str], lines: _Lines) -> int | None:
-    """The largest whole number that directly follows a match of ``prefix`` in any name."""
-    head = "".join(prefix)
-    literal = [_literal(p) for p in prefix]
-    if lines.ok and None not in literal:
-        # a plain string before the number: a literal search, no backtracking possible
-        text = "".join(c for c in literal if c)
-        if text[-1:].isdigit():
-            return None  # the number would touch the digit before it
-        found = re.findall(re.escape("\n" + text) + r"(\d+)", "\n" + lines.text)
-        return max(map(int, found)) if found else None
-    if lines.ok and "\n" not in head:
-        if all(_deterministic(p) for p in prefix):  # one place per name to look
-            scan = regex.compile(r"(?m)^(?:" + head + r")(?<!\d)(\d+)")
-        else:  # any digit run whose whole line before it matches
-            scan = regex.compile(r"(?m)(?<!\d)(?=\d)(?<=^(?:" + head + r"))(\d+)")
-        try:
-            found = scan.findall(lines.text, timeout=TIME_LIMIT * 4)
-        except TimeoutError:
-            pass  # the name-by-name loop below
-        else:
-            return max(map(int, found)) if found else None
-    pattern = regex.compile(head)
-    best: int | None = None
-    for name in lines.names:
-        for m in _DIGITS.finditer(name):
-            value = int(m[0])
-            if (best is None or value > best) and pattern.fullmatch(name, 0, m.start()):
-                best = value
-    return best
-
 
 # a chunk of names [a, b): the names matched (None: all), the matches (None: redo)
 _Chunk = tuple[int, int, "list[int] | None", "list[regex.Match[str]] | None"]
