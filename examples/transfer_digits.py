@@ -165,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = Path(folder) / "pretrained-digits-0-4.pt"
         start = time.perf_counter()
         source = pretrain(checkpoint, args.pretrain_epochs, args.pretrain_per_class)
-        print(f"pretrained on digits 0-4: held-out accuracy {source:.1%} "
-              f"({time.perf_counter() - start:.0f} s)")
+        print(
+            f"pretrained on digits 0-4: held-out accuracy {source:.1%} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
         train, test = few_shot(digits(range(5, 10)), per_class=args.shots, seed=1)
         print(f"target digits 5-9: {len(train.y)} labelled training images, {len(test.y)} test")
         recipes = {

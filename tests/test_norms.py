@@ -43,7 +43,8 @@ def test_follow_keeps_a_frozen_bn_in_eval_mode_across_train_calls() -> None:
     model = small_cnn()
     applied = policy(FIRST_FROZEN).apply(model)
     assert [(n.name, n.stats) for n in applied.report.norm_layers] == [
-        ("1", "frozen"), ("4", "update"),
+        ("1", "frozen"),
+        ("4", "update"),
     ]
     frozen_before, trained_before = stats(model[1]), stats(model[4])
     for _ in range(2):
@@ -173,5 +174,6 @@ def test_the_lock_follows_a_deep_copy() -> None:
 def test_a_norm_layer_in_the_json_report() -> None:
     doc = policy(FIRST_FROZEN).audit(small_cnn()).to_dict()
     assert doc["norm_layers"] == [
-        {"name": "1", "stats": "frozen"}, {"name": "4", "stats": "update"},
+        {"name": "1", "stats": "frozen"},
+        {"name": "4", "stats": "update"},
     ]

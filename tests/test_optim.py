@@ -48,7 +48,9 @@ def test_groups_partition_exactly_the_trainable_parameters() -> None:
     assert len(listed) == len({id(p) for p in listed})
     assert set(names_of(model, listed)) == trainable
     assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in groups] == [
-        (1e-3, 0.05, 10), (pytest.approx(1e-2), 0.05, 2), (1e-3, 0.0, 5),
+        (1e-3, 0.05, 10),
+        (pytest.approx(1e-2), 0.05, 2),
+        (1e-3, 0.0, 5),
     ]
     assert names_of(model, groups[1]["params"]) == ["fc.weight", "fc.bias"]
 
@@ -70,10 +72,14 @@ def test_group_order_is_deterministic_and_equal_settings_share_a_group() -> None
     assert [g["params"] for g in again] == [g["params"] for g in groups]
     report = chosen.audit(model)
     assert [(d.name, d.group) for d in report.decisions][:3] == [
-        ("0.weight", 2), ("0.bias", 1), ("1.weight", 0),
+        ("0.weight", 2),
+        ("0.bias", 1),
+        ("1.weight", 0),
     ]
     assert [(g.group, g.entries, g.parameters) for g in report.groups] == [
-        (0, (), 3), (1, (1, 3), 6), (2, (2,), 1),
+        (0, (), 3),
+        (1, (1, 3), 6),
+        (2, (2,), 1),
     ]
 
 
@@ -95,7 +101,9 @@ def test_lr_scale_multiplies_the_base_lr_and_lr_replaces_it() -> None:
     )
     groups = chosen.param_groups(small_cnn(), lr=0.01, momentum=0.9, nesterov=True)
     assert [(g["lr"], g["momentum"], g["nesterov"], len(g["params"])) for g in groups] == [
-        (0.01, 0.9, True, 6), (pytest.approx(0.1), 0.9, True, 2), (0.5, 0.8, True, 2),
+        (0.01, 0.9, True, 6),
+        (pytest.approx(0.1), 0.9, True, 2),
+        (0.5, 0.8, True, 2),
     ]
     torch.optim.SGD(groups).step()  # what torch.optim takes
 
@@ -128,11 +136,14 @@ def test_a_tied_tensor_appears_once() -> None:
     )
     listed = [p for g in groups for p in g["params"]]
     assert len(listed) == 3 and len({id(p) for p in listed}) == 3
-    decisions = policy("  - '*': train\n", "param_groups:\n  - head: {lr: 0.1}\n").audit(
-        model
-    ).decisions
+    decisions = (
+        policy("  - '*': train\n", "param_groups:\n  - head: {lr: 0.1}\n").audit(model).decisions
+    )
     assert [(d.name, d.group) for d in decisions] == [
-        ("embed.weight", 0), ("body.weight", 0), ("body.bias", 0), ("head.weight", 0),
+        ("embed.weight", 0),
+        ("body.weight", 0),
+        ("body.bias", 0),
+        ("head.weight", 0),
     ]
 
 
@@ -141,8 +152,12 @@ def test_without_param_groups_one_group_holds_every_trainable_parameter() -> Non
     chosen = policy("  - bn: train\n  - heads: train\n  - '*': freeze\n")
     (group,) = chosen.param_groups(model, lr=0.1, weight_decay=None, betas=(0.8, 0.9))
     assert names_of(model, group["params"]) == [
-        "heads.cls.weight", "heads.cls.bias", "heads.box.weight", "heads.box.bias",
-        "bn.weight", "bn.bias",
+        "heads.cls.weight",
+        "heads.cls.bias",
+        "heads.box.weight",
+        "heads.box.bias",
+        "bn.weight",
+        "bn.bias",
     ]
     assert set(group) == {"params", "lr", "betas"}
     assert {d.group for d in chosen.audit(model).decisions} == {None}
@@ -161,17 +176,25 @@ def test_the_table_shows_each_parameter_group_and_what_it_means() -> None:
 @pytest.mark.parametrize(
     ("groups", "message"),
     [
-        ("  - fc: {weight_decya: 0}\n",
-         "p.yaml:5:10: unknown key 'weight_decya'; did you mean 'weight_decay'?"),
-        ("  - fc: 10\n",
-         "p.yaml:5:5: entry 'fc: 10' needs a mapping of optimizer settings, "
-         "e.g. 'fc: {lr_scale: 10}'"),
-        ("  - {match: fc, lr: 0.1, lr_scale: 2}\n",
-         "p.yaml:5:5: give either 'lr' (absolute) or 'lr_scale' (relative), not both"),
+        (
+            "  - fc: {weight_decya: 0}\n",
+            "p.yaml:5:10: unknown key 'weight_decya'; did you mean 'weight_decay'?",
+        ),
+        (
+            "  - fc: 10\n",
+            "p.yaml:5:5: entry 'fc: 10' needs a mapping of optimizer settings, "
+            "e.g. 'fc: {lr_scale: 10}'",
+        ),
+        (
+            "  - {match: fc, lr: 0.1, lr_scale: 2}\n",
+            "p.yaml:5:5: give either 'lr' (absolute) or 'lr_scale' (relative), not both",
+        ),
         ("  - fc: {lr: fast}\n", "p.yaml:5:14: 'lr' must be a number, not 'fast'"),
-        ("  - 'fc[': {lr: 0.1}\n",
-         "p.yaml:5:8: param_groups entry 1: pattern 'fc[': unclosed '['; close the class "
-         "with ']' or write '\\['"),
+        (
+            "  - 'fc[': {lr: 0.1}\n",
+            "p.yaml:5:8: param_groups entry 1: pattern 'fc[': unclosed '['; close the class "
+            "with ']' or write '\\['",
+        ),
     ],
 )
 def test_bad_param_groups_name_the_place(groups: str, message: str) -> None:

@@ -50,7 +50,9 @@ def test_each_stage_has_its_own_rules_followed_by_the_inherited_ones() -> None:
     assert policy.stage_names == ("head", "middle", "all")
     assert effective(policy.stage("head")) == [(1, "8", "train", 9), (2, "*", "freeze", 10)]
     assert effective(policy.stage("middle")) == [
-        (1, "3", "train", 15), (2, "8", "train", 9), (3, "*", "freeze", 10),
+        (1, "3", "train", 15),
+        (2, "8", "train", 9),
+        (3, "*", "freeze", 10),
     ]
     assert effective(policy.stage("all")) == [(1, "*", "train", 20)]
     assert policy.stage("head").epochs == 2 and policy.stage("middle").epochs is None
@@ -76,11 +78,14 @@ def test_param_groups_are_inherited_and_a_stage_lr_replaces_the_base_lr() -> Non
     policy = staged()
     middle = policy.stage("middle").param_groups(model, lr=1.0, weight_decay=0.1)
     assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in middle] == [
-        (1.0, 0.1, 1), (pytest.approx(0.1), 0.1, 2), (1.0, 0.0, 1),
+        (1.0, 0.1, 1),
+        (pytest.approx(0.1), 0.1, 2),
+        (1.0, 0.0, 1),
     ]
     final = policy.stage("all").param_groups(model, lr=1.0, weight_decay=0.1)
     assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in final] == [
-        (5e-5, 0.1, 5), (5e-5, 0.0, 5),
+        (5e-5, 0.1, 5),
+        (5e-5, 0.0, 5),
     ]
 
 
@@ -104,31 +109,49 @@ def test_a_policy_in_stages_is_applied_one_stage_at_a_time() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("version: 1\nname: x\n", "s.yaml:1:1: missing required key 'rules' (or 'stages' "
-         "for a policy in stages)"),
-        ("version: 1\nrules:\n  - '*': train\nstages:\n  - name: a\n",
-         "s.yaml:4:1: a policy has top-level 'rules' or 'stages', not both; move the "
-         "top-level rules into the stages"),
-        ("version: 1\nstages:\n  - name: a\n",
-         "s.yaml:3:5: stage 'a' has no rules and inherits none (it is the first stage); "
-         "give it 'rules:', e.g. '- \"*\": freeze'"),
-        ("version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n"
-         "  - name: b\n    inherit: false\n",
-         "s.yaml:5:5: stage 'b' has no rules and inherits none (it sets 'inherit: false'); "
-         "give it 'rules:', e.g. '- \"*\": freeze'"),
-        ("version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n  - name: a\n",
-         "s.yaml:5:11: stage name 'a' is already taken by stage 1; give every stage its own "
-         "name"),
-        ("version: 1\nstages:\n  - name: a\n    rules:\n      - 'fc[': train\n",
-         "s.yaml:5:12: rule 1: stage 'a': pattern 'fc[': unclosed '['; close the class with "
-         "']' or write '\\['"),
-        ("version: 1\nstages:\n  - name: a\n    inherits: false\n    rules: ['*': train]\n",
-         "s.yaml:4:5: unknown key 'inherits'; did you mean 'inherit'?"),
-        ("version: 1\nstages:\n  - name: a\n    rules:\n      - fc: trian\n",
-         "s.yaml:5:13: rule 1: action 'trian' is not one of 'train', 'freeze'; "
-         "did you mean 'train'?"),
-        ("version: 1\nstages:\n  - name: a\n    epochs: 0\n    rules: ['*': train]\n",
-         "s.yaml:4:13: 'epochs': Input should be greater than or equal to 1"),
+        (
+            "version: 1\nname: x\n",
+            "s.yaml:1:1: missing required key 'rules' (or 'stages' for a policy in stages)",
+        ),
+        (
+            "version: 1\nrules:\n  - '*': train\nstages:\n  - name: a\n",
+            "s.yaml:4:1: a policy has top-level 'rules' or 'stages', not both; move the "
+            "top-level rules into the stages",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n",
+            "s.yaml:3:5: stage 'a' has no rules and inherits none (it is the first stage); "
+            "give it 'rules:', e.g. '- \"*\": freeze'",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n"
+            "  - name: b\n    inherit: false\n",
+            "s.yaml:5:5: stage 'b' has no rules and inherits none (it sets 'inherit: false'); "
+            "give it 'rules:', e.g. '- \"*\": freeze'",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n  - name: a\n",
+            "s.yaml:5:11: stage name 'a' is already taken by stage 1; give every stage its own "
+            "name",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules:\n      - 'fc[': train\n",
+            "s.yaml:5:12: rule 1: stage 'a': pattern 'fc[': unclosed '['; close the class with "
+            "']' or write '\\['",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    inherits: false\n    rules: ['*': train]\n",
+            "s.yaml:4:5: unknown key 'inherits'; did you mean 'inherit'?",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules:\n      - fc: trian\n",
+            "s.yaml:5:13: rule 1: action 'trian' is not one of 'train', 'freeze'; "
+            "did you mean 'train'?",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    epochs: 0\n    rules: ['*': train]\n",
+            "s.yaml:4:13: 'epochs': Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_stages_name_the_place(text: str, message: str) -> None:
@@ -165,12 +188,20 @@ def test_shipped_vit_gradual_policy_unfreezes_one_more_block_per_stage(
         assert not report.warnings
         trained = {d.name for d in report.decisions if d.action == "train"}
         assert {"heads.head.weight", "encoder.ln.weight"} <= trained
-        blocks.append(sorted(
-            int(n.split(".")[2].removeprefix("encoder_layer_"))
-            for n in trained if n.startswith("encoder.layers.") and n.endswith("ln_1.weight")
-        ))
-    assert blocks == [[], [depth - 1], [depth - 2, depth - 1], [depth - 3, depth - 2, depth - 1],
-                      [depth - 4, depth - 3, depth - 2, depth - 1]]
+        blocks.append(
+            sorted(
+                int(n.split(".")[2].removeprefix("encoder_layer_"))
+                for n in trained
+                if n.startswith("encoder.layers.") and n.endswith("ln_1.weight")
+            )
+        )
+    assert blocks == [
+        [],
+        [depth - 1],
+        [depth - 2, depth - 1],
+        [depth - 3, depth - 2, depth - 1],
+        [depth - 4, depth - 3, depth - 2, depth - 1],
+    ]
 
 
 def test_cli_audits_one_stage(capsys: pytest.CaptureFixture[str]) -> None:

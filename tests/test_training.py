@@ -148,7 +148,9 @@ def test_the_transfer_example_runs_every_recipe(
     example.main(tiny)
     rows = capsys.readouterr().out.splitlines()[-4:]
     assert [r.split(" | ")[0] for r in rows] == [
-        "| head only", "| layer4 + fc", "| full fine-tuning",
+        "| head only",
+        "| layer4 + fc",
+        "| full fine-tuning",
         "| two stages (head, then finetune at 5e-5)",
     ]
     assert rows[0].split(" | ")[2] == "2,565"

@@ -88,11 +88,14 @@ def load(text: str, path: str | None = None) -> Document:
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or not allowed(key_node):
-                    problems.append((Where(path, *_pos(key_node.start_mark)), "a key must be a plain value"))
+                    problems.append(
+                        (Where(path, *_pos(key_node.start_mark)), "a key must be a plain value")
+                    )
                     continue
                 key = str(constructor.construct_object(key_node))
+                key_loc = (*loc, key)
                 if key in out:
-                    first = doc.keys[loc + (key,)]
+                    first = doc.keys[key_loc]
                     problems.append(
                         (
                             Where(path, *_pos(key_node.start_mark)),
@@ -101,7 +104,7 @@ def load(text: str, path: str | None = None) -> Document:
                         )
                     )
                     continue
-                doc.keys[loc + (key,)] = _pos(key_node.start_mark)
+                doc.keys[key_loc] = _pos(key_node.start_mark)
                 if key_node.style in ("'", '"'):
                     doc.quoted_keys.add((*loc, key))
                 out[key] = walk(value_node, (*loc, key))

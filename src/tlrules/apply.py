@@ -77,8 +77,10 @@ def _walk(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[
         if type(module) not in classes:
             if (type(module).named_modules, type(module).named_parameters) != plain:
                 # a class that lists its own members: ask it, as named_parameters would
-                return (list(model.named_parameters(remove_duplicate=False)),
-                        [(n, m) for n, m in model.named_modules() if m._buffers])
+                return (
+                    list(model.named_parameters(remove_duplicate=False)),
+                    [(n, m) for n, m in model.named_modules() if m._buffers],
+                )
             classes.add(type(module))
         dot = prefix + "." if prefix else ""
         for k, v in module._parameters.items():  # plain loops: cheaper than comprehensions
@@ -141,19 +143,26 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
     problems: list[tuple[Where, str]] = []
     params = [p for _, p in raw]
     pending = zip(raw, names, strict=True)
-    if names is raw_names and len(set(map(id, params))) == len(params) and (
-        default != "error" or None not in found
+    if (
+        names is raw_names
+        and len(set(map(id, params))) == len(params)
+        and (default != "error" or None not in found)
     ):  # the common case, in bulk: no wrapper names, no tied tensors, every name decided
         verdicts = [(r.number, r.action) for r in rules] + [(None, default)]
         picked = [verdicts[-1 if index is None else index] for index in found]
-        decisions = [Decision(name, tuple(p.shape), p.numel(), action, rule, None, None,
-                              p.element_size())
-                     for name, p, (rule, action) in zip(names, params, picked, strict=True)]
+        decisions = [
+            Decision(name, tuple(p.shape), p.numel(), action, rule, None, None, p.element_size())
+            for name, p, (rule, action) in zip(names, params, picked, strict=True)
+        ]
         targets = [(p, action == "train") for p, (_, action) in zip(params, picked, strict=True)]
-        problems = [(_rule_where(policy, rule), f"parameter {name!r} has dtype {p.dtype} and "
-                     "cannot train; freeze it")
-                    for name, p, (rule, action) in zip(names, params, picked, strict=True)
-                    if action == "train" and not (p.is_floating_point() or p.is_complex())]
+        problems = [
+            (
+                _rule_where(policy, rule),
+                f"parameter {name!r} has dtype {p.dtype} and cannot train; freeze it",
+            )
+            for name, p, (rule, action) in zip(names, params, picked, strict=True)
+            if action == "train" and not (p.is_floating_point() or p.is_complex())
+        ]
         pending = zip((), (), strict=True)  # nothing left for the general loop
     try:
         for i, ((raw_name, param), name) in enumerate(pending):
@@ -167,33 +176,64 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
                 rule, action = rules[index].number, rules[index].action
             if name in seen and raw[seen[name]][1] is not param:
                 problems.append(
-                    (policy.where, f"parameters {raw[seen[name]][0]!r} and {raw_name!r} are "
-                     f"both named {name!r} once wrapper prefixes are removed"))
+                    (
+                        policy.where,
+                        f"parameters {raw[seen[name]][0]!r} and {raw_name!r} are "
+                        f"both named {name!r} once wrapper prefixes are removed",
+                    )
+                )
             seen.setdefault(name, i)
             first_alias = owner.setdefault(id(param), len(decisions))
             tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
-            decision = Decision(name, tuple(param.shape), param.numel(), action, rule, None,
-                                tied_to, param.element_size())
+            decision = Decision(
+                name,
+                tuple(param.shape),
+                param.numel(),
+                action,
+                rule,
+                None,
+                tied_to,
+                param.element_size(),
+            )
             if tied_to is None:
                 targets.append((param, action == "train"))
                 if action == "train" and not (param.is_floating_point() or param.is_complex()):
-                    problems.append((_rule_where(policy, rule), f"parameter {name!r} has dtype "
-                                     f"{param.dtype} and cannot train; freeze it"))
+                    problems.append(
+                        (
+                            _rule_where(policy, rule),
+                            f"parameter {name!r} has dtype "
+                            f"{param.dtype} and cannot train; freeze it",
+                        )
+                    )
             elif decisions[first_alias].action != action:
                 other = decisions[first_alias]
-                problems.append((_rule_where(policy, rule), (
-                    f"parameters {other.name!r} and {name!r} are one tied tensor, but "
-                    f"{_by(policy, other.rule)} {_verb(other.action)} it and "
-                    f"{_by(policy, rule)} {_verb(action)} it; make the rules agree")))
+                problems.append(
+                    (
+                        _rule_where(policy, rule),
+                        (
+                            f"parameters {other.name!r} and {name!r} are one tied tensor, but "
+                            f"{_by(policy, other.rule)} {_verb(other.action)} it and "
+                            f"{_by(policy, rule)} {_verb(action)} it; make the rules agree"
+                        ),
+                    )
+                )
             decisions.append(decision)
     except PatternTimeout as err:
         raise timeout_error(err, rules) from None
     if unmatched:
-        problems.insert(0, (policy.where, (
-            f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} "
-            "no rule and "
-            f"the policy's default is 'error': {_quote(unmatched)}; add a catch-all rule such "
-            "as '- \"*\": freeze' at the end, or set 'default: freeze'")))
+        problems.insert(
+            0,
+            (
+                policy.where,
+                (
+                    f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} "
+                    "no rule and "
+                    f"the policy's default is 'error': {_quote(unmatched)}; "
+                    "add a catch-all rule such "
+                    "as '- \"*\": freeze' at the end, or set 'default: freeze'"
+                ),
+            ),
+        )
     problems += expect.check(policy, decisions)
     if problems:
         raise DecisionError(problems)
@@ -206,8 +246,16 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
         norm = norms.plan(policy, modules, decisions, matcher)
     except PatternTimeout as err:
         raise timeout_error(err, rules) from None
-    report = build_report(policy, decisions, matcher, model=unwrap(model), source=source,
-                          norm_layers=norm.layers, norm_warnings=norm.warnings, groups=groups)
+    report = build_report(
+        policy,
+        decisions,
+        matcher,
+        model=unwrap(model),
+        source=source,
+        norm_layers=norm.layers,
+        norm_warnings=norm.warnings,
+        groups=groups,
+    )
     return Plan(report, tuple(targets), norm.targets)
 
 
@@ -231,8 +279,11 @@ def _by_module_class(
         if index is None or _class_ok(rules[index], cls):
             continue
         out[i] = next(
-            (k for k in range(index + 1, len(rules))
-             if _class_ok(rules[k], cls) and matcher.matches(k, name)),
+            (
+                k
+                for k in range(index + 1, len(rules))
+                if _class_ok(rules[k], cls) and matcher.matches(k, name)
+            ),
             None,
         )
     return out
@@ -245,10 +296,19 @@ def _class_ok(rule: Rule, cls: str) -> bool:
 def timeout_error(err: PatternTimeout, rules: Sequence[Rule | GroupEntry]) -> DecisionError:
     """The error for a name that ran past the time limit of ``rules``' patterns."""
     slow = [rules[i] for i in err.rules] or list(rules)
-    return DecisionError([(r.where, (
-        f"pattern {r.pattern.text!r} did not finish within the time limit on "
-        f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
-        "repetition such as '(a|aa)+' or '(x+)+'")) for r in slow])
+    return DecisionError(
+        [
+            (
+                r.where,
+                (
+                    f"pattern {r.pattern.text!r} did not finish within the time limit on "
+                    f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
+                    "repetition such as '(a|aa)+' or '(x+)+'"
+                ),
+            )
+            for r in slow
+        ]
+    )
 
 
 def _rule_where(policy: Policy, rule: int | None) -> Where:
@@ -309,4 +369,3 @@ def apply(policy: Policy, model: nn.Module) -> Applied:
         restore()
         raise
     return Applied(plan.report, [restore, norms.fix(plan.norms)])
-

@@ -244,8 +244,15 @@ def build_report(
             counts[d.rule][0] += 1
             counts[d.rule][1] += d.numel
     uses = tuple(
-        RuleUse(r.number, r.pattern.text, r.action, r.location, counts[r.number][0],
-                counts[r.number][1], r.note)
+        RuleUse(
+            r.number,
+            r.pattern.text,
+            r.action,
+            r.location,
+            counts[r.number][0],
+            counts[r.number][1],
+            r.note,
+        )
         for r in policy.rules
     )
     from .lint import lint  # lint imports this module
@@ -285,16 +292,24 @@ def _rule_warnings(
         if not takers:
             close = closest_names(rule.pattern.text, names)
             hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
-            out.append(AuditWarning(
-                "dead-rule", f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
-                rule.number))
+            out.append(
+                AuditWarning(
+                    "dead-rule",
+                    f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
+                    rule.number,
+                )
+            )
         else:
             earlier = ", ".join(map(str, takers))
-            out.append(AuditWarning(
-                "shadowed-rule",
-                f"rule {rule.number} {rule.pattern.text!r} only matches parameters that earlier "
-                f"rules already decided (rule{'s' if len(takers) > 1 else ''} {earlier}); move it up or remove it",
-                rule.number))
+            out.append(
+                AuditWarning(
+                    "shadowed-rule",
+                    f"rule {rule.number} {rule.pattern.text!r} only matches parameters that "
+                    f"earlier rules already decided (rule{'s' if len(takers) > 1 else ''} "
+                    f"{earlier}); move it up or remove it",
+                    rule.number,
+                )
+            )
     return out
 
 

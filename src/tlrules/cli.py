@@ -41,11 +41,17 @@ def _fail(err: TLRulesError) -> typer.Exit:
 def audit(
     model: Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")],
     policy: Annotated[str, typer.Argument(help="A policy file or a library name.")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="How to draw the audit.")] = Format.tree,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="How to draw the audit.")
+    ] = Format.tree,
     strict: Annotated[bool, typer.Option(help="Exit 1 when the audit has warnings.")] = False,
-    stage: Annotated[str | None, typer.Option(
-        help="One stage of a policy in stages, or 'all': how each parameter changes across them."
-    )] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="One stage of a policy in stages, or 'all': how each parameter changes "
+            "across them."
+        ),
+    ] = None,
 ) -> None:
     """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
     from .policy import load

@@ -39,9 +39,7 @@ class TLRulesError(ValueError):
         if isinstance(problems, str):
             problems = [(where or Where(), problems)]
         self.problems: list[tuple[Where, str]] = problems
-        super().__init__(
-            "\n".join(f"{w}: {msg}" if str(w) else msg for w, msg in problems)
-        )
+        super().__init__("\n".join(f"{w}: {msg}" if str(w) else msg for w, msg in problems))
 
     @property
     def where(self) -> Where:

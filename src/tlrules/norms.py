@@ -65,10 +65,16 @@ def plan(
         layers.append(NormLayer(name, "frozen" if fixed else "update"))
         targets.append((module, fixed))
         if frozen and not fixed:
-            warnings.append(AuditWarning("norm-stats-update", (
-                f"norm layer {name!r} is frozen but its running statistics will still update "
-                "in train mode (norm_stats: update); set 'norm_stats: follow' to keep them "
-                "fixed")))
+            warnings.append(
+                AuditWarning(
+                    "norm-stats-update",
+                    (
+                        f"norm layer {name!r} is frozen but its running statistics will still "
+                        "update in train mode (norm_stats: update); set 'norm_stats: follow' to "
+                        "keep them fixed"
+                    ),
+                )
+            )
     return NormPlan(tuple(layers), tuple(warnings), tuple(targets))
 
 

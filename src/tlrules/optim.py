@@ -66,8 +66,11 @@ def assign_groups(
                 key = by_name[d.tied_to]
             else:
                 entry = next(
-                    (e for i, e in enumerate(entries)
-                     if e.selects(len(d.shape)) and matcher.matches(i, d.name)),
+                    (
+                        e
+                        for i, e in enumerate(entries)
+                        if e.selects(len(d.shape)) and matcher.matches(i, d.name)
+                    ),
                     None,
                 )
                 key = () if entry is None else entry.options
@@ -90,8 +93,10 @@ def assign_groups(
     groups = tuple(
         GroupUse(index[k], k, tuple(sorted(keys[k])), counts[k][0], counts[k][1]) for k in used
     )
-    out = [d if k is None else dataclasses.replace(d, group=index[k])
-           for d, k in zip(decisions, chosen, strict=True)]
+    out = [
+        d if k is None else dataclasses.replace(d, group=index[k])
+        for d, k in zip(decisions, chosen, strict=True)
+    ]
     return out, groups
 
 
@@ -118,8 +123,11 @@ def param_groups(
     base = {k: v for k, v in base.items() if v is not None}
     params = [p for _, p in model.named_parameters(remove_duplicate=False)]
     if not policy.groups:
-        trainable = [p for p, d in zip(params, report.decisions, strict=True)
-                     if d.action == "train" and d.tied_to is None]
+        trainable = [
+            p
+            for p, d in zip(params, report.decisions, strict=True)
+            if d.action == "train" and d.tied_to is None
+        ]
         return [{"params": trainable, **base}] if trainable else []
     members: dict[int, list[torch.nn.Parameter]] = {g.group: [] for g in report.groups}
     for p, d in zip(params, report.decisions, strict=True):
@@ -136,7 +144,9 @@ def param_groups(
                 raise DecisionError(
                     f"param_groups entry {entry.number} {entry.pattern.text!r} sets lr_scale, "
                     "which multiplies the base learning rate: pass it, "
-                    "policy.param_groups(model, lr=...)", entry.where)
+                    "policy.param_groups(model, lr=...)",
+                    entry.where,
+                )
             settings["lr"] = lr * scale
         settings.update(options)
         out.append({"params": members[g.group], **settings})
@@ -163,12 +173,14 @@ class OptimizerCheck:
                 f"the optimizer lacks {len(self.missing)} trainable parameter"
                 f"{'s' if len(self.missing) > 1 else ''} ({_quote(self.missing)}), so they "
                 "never train; build the optimizer after applying the policy, e.g. "
-                "torch.optim.AdamW(policy.param_groups(model, lr=...))")
+                "torch.optim.AdamW(policy.param_groups(model, lr=...))"
+            )
         if self.frozen:
             lines.append(
                 f"the optimizer holds {len(self.frozen)} frozen parameter"
                 f"{'s' if len(self.frozen) > 1 else ''} ({_quote(self.frozen)}); they do not "
-                "move while their .grad is None, but the optimizer keeps their state")
+                "move while their .grad is None, but the optimizer keeps their state"
+            )
         return "; ".join(lines)
 
 

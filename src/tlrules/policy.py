@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .apply import Applied
     from .audit import Report
 
+
 @dataclass(frozen=True)
 class Rule:
     """A compiled rule; ``number`` counts from 1 in file order."""

@@ -68,8 +68,12 @@ def _merge_runs(children: list[_Node]) -> Iterator[_Node]:
     def flush() -> Iterator[_Node]:
         if len(run) > 1:
             first, prefix, lo = run[0]
-            yield _Node(f"{prefix}{{{lo}..{run[-1][2]}}}", count=sum(c.count for c, _, _ in run),
-                        numel=sum(c.numel for c, _, _ in run), kinds=set(first.kinds))
+            yield _Node(
+                f"{prefix}{{{lo}..{run[-1][2]}}}",
+                count=sum(c.count for c, _, _ in run),
+                numel=sum(c.numel for c, _, _ in run),
+                kinds=set(first.kinds),
+            )
         else:
             yield from (c for c, _, _ in run)
         run.clear()
@@ -78,8 +82,11 @@ def _merge_runs(children: list[_Node]) -> Iterator[_Node]:
         m = _NUMBERED.fullmatch(child.name)
         alike = m is not None and bool(child.children) and len(child.kinds) == 1
         if run and not (
-            m and alike and child.kinds == run[0][0].kinds
-            and m[1] == run[-1][1] and int(m[2]) == run[-1][2] + 1
+            m
+            and alike
+            and child.kinds == run[0][0].kinds
+            and m[1] == run[-1][1]
+            and int(m[2]) == run[-1][2] + 1
         ):
             yield from flush()
         if m and alike:
@@ -97,7 +104,10 @@ def _actions(node: _Node) -> str:
 def _columns(rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [
-        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
         for r in rows
     ]
 
@@ -122,17 +132,26 @@ def tree(report: Report) -> str:
     """The module tree, a uniformly decided subtree drawn as one line."""
     root = _build_tree(report)
     rows = [["module / parameter", "params", "elements", "action", "decided by"]]
-    for depth, name, node in _collapsed(root):
+    for depth, _, node in _collapsed(root):
         label = "  " * depth + node.name
         if node.decision is not None and not node.children:
             d = node.decision
             shape = "x".join(map(str, d.shape)) or "scalar"
             tie = f" = {d.tied_to}" if d.tied_to else ""
-            rows.append([f"{label} [{shape}]{tie}", "", f"{d.numel:,}", d.action,
-                         _rule_label(report, d.rule)])
+            rows.append(
+                [
+                    f"{label} [{shape}]{tie}",
+                    "",
+                    f"{d.numel:,}",
+                    d.action,
+                    _rule_label(report, d.rule),
+                ]
+            )
         elif len(node.kinds) == 1:
             ((action, rule),) = node.kinds
-            rows.append([label, str(node.count), f"{node.numel:,}", action, _rule_label(report, rule)])
+            rows.append(
+                [label, str(node.count), f"{node.numel:,}", action, _rule_label(report, rule)]
+            )
         else:
             rows.append([label, str(node.count), f"{node.numel:,}", _actions(node), ""])
     return "\n".join([_headline(report), *_columns(rows, {1, 2}), *_warning_lines(report)]) + "\n"
@@ -142,11 +161,21 @@ def table(report: Report) -> str:
     """One line per parameter name."""
     rows = [["name", "shape", "elements", "action", "decided by", "group"]]
     for d in report.decisions:
-        rows.append([d.name, "x".join(map(str, d.shape)) or "scalar", f"{d.numel:,}", d.action,
-                     _rule_label(report, d.rule), "" if d.group is None else str(d.group)])
+        rows.append(
+            [
+                d.name,
+                "x".join(map(str, d.shape)) or "scalar",
+                f"{d.numel:,}",
+                d.action,
+                _rule_label(report, d.rule),
+                "" if d.group is None else str(d.group),
+            ]
+        )
     groups = [str(g) for g in report.groups]
-    return "\n".join([_headline(report), *_columns(rows, {2}), *groups,
-                      *_warning_lines(report)]) + "\n"
+    return (
+        "\n".join([_headline(report), *_columns(rows, {2}), *groups, *_warning_lines(report)])
+        + "\n"
+    )
 
 
 def to_json(report: Report) -> str:
@@ -191,17 +220,41 @@ def markdown(report: Report) -> str:
         _md_row(["---:", "---", "---", "---:", "---:", "---"]),
     ]
     for r in report.rules:
-        lines.append(_md_row([str(r.rule), f"`{r.pattern}`", r.action, str(r.parameters),
-                              f"{r.numel:,}", f"`{r.where}`"]))
-    lines += ["", _md_row(["module", "params", "elements", "action", "decided by"]),
-              _md_row(["---", "---:", "---:", "---", "---"])]
+        lines.append(
+            _md_row(
+                [
+                    str(r.rule),
+                    f"`{r.pattern}`",
+                    r.action,
+                    str(r.parameters),
+                    f"{r.numel:,}",
+                    f"`{r.where}`",
+                ]
+            )
+        )
+    lines += [
+        "",
+        _md_row(["module", "params", "elements", "action", "decided by"]),
+        _md_row(["---", "---:", "---:", "---", "---"]),
+    ]
     for depth, name, node in _collapsed(_build_tree(report)):
         if len(node.kinds) == 1:
             ((action, rule),) = node.kinds
-            lines.append(_md_row([f"`{name}`", str(node.count), f"{node.numel:,}", action,
-                                  _rule_label(report, rule)]))
+            lines.append(
+                _md_row(
+                    [
+                        f"`{name}`",
+                        str(node.count),
+                        f"{node.numel:,}",
+                        action,
+                        _rule_label(report, rule),
+                    ]
+                )
+            )
         elif depth == 0 or node.children:
-            lines.append(_md_row([f"`{name}`", str(node.count), f"{node.numel:,}", _actions(node), ""]))
+            lines.append(
+                _md_row([f"`{name}`", str(node.count), f"{node.numel:,}", _actions(node), ""])
+            )
     if report.warnings:
         lines += ["", "**Warnings**", ""]
         lines += [f"- `{w.code}`: {w.message}" for w in report.warnings]
@@ -243,17 +296,27 @@ def _stage_lines(
     def flush() -> Iterator[tuple[int, str, _StageNode]]:
         if len(run) > 1:
             first, prefix, lo = run[0]
-            yield line(_StageNode(f"{prefix}{{{lo}..{run[-1][2]}}}", first.cells,
-                                  count=sum(c.count for c, _, _ in run),
-                                  numel=sum(c.numel for c, _, _ in run)))
+            yield line(
+                _StageNode(
+                    f"{prefix}{{{lo}..{run[-1][2]}}}",
+                    first.cells,
+                    count=sum(c.count for c, _, _ in run),
+                    numel=sum(c.numel for c, _, _ in run),
+                )
+            )
         else:
             yield from (line(c) for c, _, _ in run)
         run.clear()
 
     for child in node.children.values():
         m = _NUMBERED.fullmatch(child.name)
-        if run and not (m and child.uniform and child.cells == run[0][0].cells
-                        and m[1] == run[-1][1] and int(m[2]) == run[-1][2] + 1):
+        if run and not (
+            m
+            and child.uniform
+            and child.cells == run[0][0].cells
+            and m[1] == run[-1][1]
+            and int(m[2]) == run[-1][2] + 1
+        ):
             yield from flush()
         if m and child.uniform and child.children:
             run.append((child, m[1], int(m[2])))
@@ -292,20 +355,36 @@ def stage_changes(reports: Sequence[Report], fmt: str) -> str:
             cells = [c.copy().pop() if len(c) == 1 else "mixed" for c in node.cells]
             label = f"`{path}`" if fmt == "markdown" else "  " * depth + node.name
             rows.append([label, str(node.count), f"{node.numel:,}", *cells])
-    rows.append(["trainable", "", "", *(
-        f"{r.summary.trainable} ({r.summary.trainable_numel:,})" for r in reports)])
+    rows.append(
+        [
+            "trainable",
+            "",
+            "",
+            *(f"{r.summary.trainable} ({r.summary.trainable_numel:,})" for r in reports),
+        ]
+    )
     who = first.model_source or first.model_class or "model"
     title = f"{who} under {first.policy_name or first.policy_path or 'policy'}"
     if fmt == "markdown":
-        return "\n".join([
-            f"### tlrules: {title}, stages {' → '.join(f'`{s}`' for s in stages)}", "",
-            _md_row(rows[0]), _md_row(["---", "---:", "---:", *("---" for _ in stages)]),
-            *(_md_row(r) for r in rows[1:]),
-        ]) + "\n"
-    warnings = [f"warning[{w.code}] (stage {r.stage}): {w.message}"
-                for r in reports for w in r.warnings]
-    return "\n".join([f"{title}: stages {' -> '.join(stages)}", *_columns(rows, {1, 2}),
-                      *warnings]) + "\n"
+        return (
+            "\n".join(
+                [
+                    f"### tlrules: {title}, stages {' → '.join(f'`{s}`' for s in stages)}",
+                    "",
+                    _md_row(rows[0]),
+                    _md_row(["---", "---:", "---:", *("---" for _ in stages)]),
+                    *(_md_row(r) for r in rows[1:]),
+                ]
+            )
+            + "\n"
+        )
+    warnings = [
+        f"warning[{w.code}] (stage {r.stage}): {w.message}" for r in reports for w in r.warnings
+    ]
+    return (
+        "\n".join([f"{title}: stages {' -> '.join(stages)}", *_columns(rows, {1, 2}), *warnings])
+        + "\n"
+    )
 
 
 def render(report: Report, fmt: str) -> str:
