@@ -6,7 +6,7 @@ import pytest
 
 import tlrules
 from tlrules.cli import main
-from tlrules.lint import lint
+from tlrules.lint import lint, shadowed_everywhere
 
 
 def codes(*patterns: str) -> list[tuple[int | None, str]]:
@@ -89,3 +89,25 @@ def test_policies_in_stages_are_linted_once_per_rule(tmp_path, capsys) -> None:
     ]
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().out.startswith(f"ok: {path} (2 stages)\n")
+
+
+def test_shadowed_on_every_named_model(tmp_path, capsys) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nmodels: [resnet18, resnet50]\nrules:\n  - layer4: train\n"
+        "  - layer4.0.conv1: freeze\n  - layer4.2: freeze\n  - fc: train\n  - '*': freeze\n"
+    )
+    # rule 2 is shadowed on both; rule 3 only on resnet50 (resnet18's layer4 has 2 blocks)
+    assert [(w.code, w.rule) for w in shadowed_everywhere(tlrules.load(path))] == [
+        ("shadowed-everywhere", 2)
+    ]
+    assert main(["validate", str(path)]) == 0
+    assert "shadowed-everywhere" not in capsys.readouterr().out
+    assert main(["validate", "--models", "--strict", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"warning[shadowed-everywhere]: {path}:5:5: rule 2: pattern 'layer4.0.conv1' only "
+        "matches parameters earlier rules decide, on every model the policy names "
+        "(resnet18, resnet50); remove it or move it up"
+    )
+    path.write_text(path.read_text().replace("resnet50]", "resnet5O]"))
+    assert main(["validate", "--models", str(path)]) == 2

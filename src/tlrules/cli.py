@@ -81,9 +81,17 @@ def audit(
 def validate(
     policies: Annotated[list[str], typer.Argument(help="Policy files or library names.")],
     strict: Annotated[bool, typer.Option(help="Exit 1 when lint finds anything.")] = False,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models",
+            help="Also build each model the policy names ('models:') and warn "
+            "about rules shadowed on all of them (imports torch).",
+        ),
+    ] = False,
 ) -> None:
-    """Check policy files without building a model (never imports torch)."""
-    from .lint import lint
+    """Check policy files without building a model (never imports torch without --models)."""
+    from .lint import lint, shadowed_everywhere
     from .policy import load
 
     failed = warned = False
@@ -96,7 +104,13 @@ def validate(
             continue
         size = f"{len(loaded.stages)} stages" if loaded.stages else f"{len(loaded.rules)} rules"
         print(f"ok: {path} ({size})")
-        for warning in lint(loaded):
+        try:
+            found = lint(loaded) + (shadowed_everywhere(loaded) if models else [])
+        except TLRulesError as err:
+            print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+            failed = True
+            continue
+        for warning in found:
             print(f"warning[{warning.code}]: {warning.message}")
             warned = True
     if failed:

@@ -22,7 +22,7 @@ from .policy import Policy, library_dir, load, renumbered, resolve_path
 if TYPE_CHECKING:
     from . import _yaml
 
-_SCALARS = ("name", "description", "syntax", "default", "norm_stats")
+_SCALARS = ("name", "description", "syntax", "default", "norm_stats", "models")
 _LOADING: ContextVar[tuple[Path, ...]] = ContextVar("tlrules_extends_chain", default=())
 
 

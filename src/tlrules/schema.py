@@ -176,6 +176,12 @@ class PolicySpec(_Strict):
     expect_trainable: Expect | None = Field(
         None, description="Bounds on the trainable elements, checked when applied."
     )
+    models: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Model specs this policy is written for (e.g. resnet50, timm:vit_base_"
+        "patch16_224); 'tlrules validate --models' lints the policy against each.",
+    )
 
     @model_validator(mode="after")
     def _rules_or_stages(self) -> PolicySpec:
