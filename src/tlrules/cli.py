@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from . import cli_library, cli_review
+from ._exits import bad_input_exits, print_error
 from .errors import TLRulesError
 
 app = typer.Typer(
@@ -30,11 +31,6 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
-
-
-def _fail(err: TLRulesError) -> typer.Exit:
-    print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
-    return typer.Exit(2)
 
 
 @app.command()
@@ -56,7 +52,7 @@ def audit(
     """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
     from .policy import load
 
-    try:
+    with bad_input_exits():
         loaded = load(policy)
         from .models import build
         from .render import render, stage_changes
@@ -67,8 +63,6 @@ def audit(
             reports = [s.audit(built, source=model) for s in every_stage(loaded)]
         else:
             reports = [(loaded.stage(stage) if stage else loaded).audit(built, source=model)]
-    except TLRulesError as err:
-        raise _fail(err) from None
     if stage == "all":
         sys.stdout.write(stage_changes(reports, fmt.value))
     else:
@@ -99,7 +93,7 @@ def validate(
         try:
             loaded = load(path)
         except TLRulesError as err:
-            print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+            print_error(err)
             failed = True
             continue
         size = f"{len(loaded.stages)} stages" if loaded.stages else f"{len(loaded.rules)} rules"
@@ -107,7 +101,7 @@ def validate(
         try:
             found = lint(loaded) + (shadowed_everywhere(loaded) if models else [])
         except TLRulesError as err:
-            print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+            print_error(err)
             failed = True
             continue
         for warning in found:

@@ -11,19 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import TLRulesError
+from ._exits import bad_input_exits
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Schema models that also take a compact one-key form ``PATTERN: VALUE`` (see schema.py):
 # the field VALUE fills, or None where VALUE is a mapping of the model's other fields.
 _COMPACT = {"RuleSpec": "action", "GroupSpec": None}
-
-
-def _fail(err: TLRulesError) -> typer.Exit:
-    from .cli import _fail  # imported here: cli imports this module to register it
-
-    return _fail(err)
 
 
 def list_policies() -> None:
@@ -33,14 +27,12 @@ def list_policies() -> None:
     names = library_names()
     width = max(map(len, names), default=0) + 2
     columns = max(shutil.get_terminal_size((100, 24)).columns, width + 40)
-    try:
+    with bad_input_exits():
         for name in names:
             about = textwrap.wrap(load(name).spec.description or "", columns - width) or [""]
             print(f"{name:<{width}}{about[0]}".rstrip())
             for line in about[1:]:
                 print(" " * width + line)
-    except TLRulesError as err:
-        raise _fail(err) from None
 
 
 def show(
@@ -49,10 +41,8 @@ def show(
     """Print a shipped policy's file, to read it or to copy it and adapt it."""
     from .policy import resolve_path
 
-    try:
+    with bad_input_exits():
         path = resolve_path(name)
-    except TLRulesError as err:
-        raise _fail(err) from None
     sys.stdout.write(path.read_text(encoding="utf-8"))
 
 

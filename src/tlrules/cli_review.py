@@ -6,13 +6,11 @@ Exit codes as for ``audit``: 0 done; 1 ``verify`` found changes; 2 unusable inpu
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .errors import TLRulesError
+from ._exits import bad_input_exits
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,16 +20,6 @@ if TYPE_CHECKING:
 
 ModelArg = Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")]
 PolicyArg = Annotated[str, typer.Argument(help="A policy file or a library name.")]
-
-
-@contextmanager
-def _usable() -> Iterator[None]:
-    """Bad input becomes one message on stderr and exit code 2."""
-    try:
-        yield
-    except TLRulesError as err:
-        print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 def _load(model: str, policy: str) -> tuple[nn.Module, Policy]:
@@ -55,7 +43,7 @@ def init(
     from .models import build
     from .starter import starter
 
-    with _usable():
+    with bad_input_exits():
         sys.stdout.write(starter(build(model), model, train))
 
 
@@ -64,7 +52,7 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     from .apply import bare_name
     from .explain import explain as steps
 
-    with _usable():
+    with bad_input_exits():
         built, loaded = _load(model, policy)
         names = [bare_name(n) for n, _ in built.named_parameters(remove_duplicate=False)]
         trace = steps(loaded, names, bare_name(name))
@@ -79,7 +67,7 @@ def diff(model: ModelArg, policy_a: PolicyArg, policy_b: PolicyArg) -> None:
     """List the parameters of MODEL whose decision differs between two policies."""
     from .explain import diff as differences
 
-    with _usable():
+    with bad_input_exits():
         pairs = differences(_audit(model, policy_a), _audit(model, policy_b))
     for a, b in pairs:
         print(
@@ -94,7 +82,7 @@ def lock(model: ModelArg, policy: PolicyArg) -> None:
     from .lock import dumps
     from .lock import lock as document
 
-    with _usable():
+    with bad_input_exits():
         sys.stdout.write(dumps(document(_audit(model, policy))))
 
 
@@ -107,7 +95,7 @@ def verify(
     from .lock import read
     from .lock import verify as changes
 
-    with _usable():
+    with bad_input_exits():
         found = changes(read(lockfile), _audit(model, policy))
     for change in found:
         print(change)
