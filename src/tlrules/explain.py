@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import regex
 
+from ._syntax import _SUBTREE
 from .audit import Decision, Report
 from .errors import TLRulesError
 from .patterns import Matcher
 from .policy import Policy
-
-_SUBTREE = r"(?:\..*)?"
 
 
 @dataclass(frozen=True)
