@@ -22,6 +22,11 @@ from torch import nn
 
 import tlrules
 from tlrules import patterns
+
+try:
+    from tlrules import _dfa
+except ImportError:  # an older tlrules, before the automaton
+    _dfa = None  # type: ignore[assignment]
 from tlrules.render import to_json
 
 from .models import build
@@ -60,8 +65,9 @@ def baseline_b(model: nn.Module, policy: tlrules.Policy) -> Callable[[], None]:
 
 
 def forget() -> None:
-    """Drop what tlrules remembers between applies (compiled regexes stay in the regex
-    module's own cache: compiling is measured on its own)."""
+    """Drop what tlrules remembers between applies: the matchers and the DFA states they
+    grew. Compiled patterns stay, like the regex module's own cache (the NFA in
+    ``_program``, the isolated regexes): compiling is measured on its own (``cold``)."""
     for cache in ("_prepare", "_compiled"):  # getattr: also runs against older tlrules
         clear = getattr(getattr(patterns, cache, None), "cache_clear", None)
         if clear is not None:
@@ -71,6 +77,10 @@ def forget() -> None:
 def cold() -> None:
     """Drop every compiled pattern, tlrules' and the regex libraries' caches alike."""
     forget()
+    for module, cache in ((patterns, "_program"), (_dfa, "_parsed")):
+        clear = getattr(getattr(module, cache, None), "cache_clear", None)
+        if clear is not None:
+            clear()
     regex.purge()
     re.purge()
 

@@ -8,8 +8,9 @@ import sys
 
 import tlrules
 from tlrules import preflight
-from tlrules.apply import _walk, decide
-from tlrules.audit import Decision
+from tlrules._walk import walk
+from tlrules.apply import decide
+from tlrules.audit import Columns
 
 from .bench_apply import baseline_a, forget
 from .models import build
@@ -21,26 +22,30 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
     model = build(name)
     policy = tlrules.Policy.from_text(policy_text(name, size))
     policy.apply(model)
-    raw, _ = _walk(model)
+    tree = walk(model)
     plan = decide(policy, model)
-    names = [n for n, _ in raw]
+    names = tree.names
+    found = policy.matcher(names).first_all(names)
 
-    def decisions() -> None:
-        for n, p in raw:
-            Decision(n, tuple(p.shape), p.numel(), "train", 1, None, None, p.element_size())
+    def decisions() -> None:  # the columns apply keeps, then the Decision objects of a view
+        Columns(names, tree.params, found, policy.rules, policy.default).rows()
 
     def bookkeeping() -> None:  # what apply() does around decide: remember, then set
-        [(p, p.requires_grad) for p, _ in plan.targets]
-        [(p, p.grad) for p, flag in plan.targets if not flag and p.grad is not None]
+        changed, stale = [], []
         for p, flag in plan.targets:
-            p.requires_grad_(flag)
+            was = p.requires_grad
+            if was is not flag:
+                p.requires_grad_(flag)
+                changed.append((p, was))
+            if not flag and p.grad is not None:
+                stale.append((p, p.grad))
 
     stats = rounds(
         {
             "A: bare loop": baseline_a(model),
-            "module walk (decide)": lambda: _walk(model),
-            "matching, first time": (forget, lambda: policy.matcher(names).first_all(names)),
-            "Decision objects": decisions,
+            "module walk (decide)": lambda: walk(model),
+            "matching, first time": (forget, lambda: policy.matcher(names).first_tree(tree, names)),
+            "report columns + Decision objects": decisions,
             "preflight.before_apply": lambda: preflight.before_apply(policy, model, plan.targets),
             "apply() bookkeeping + requires_grad_": bookkeeping,
             "audit (decide), first": (forget, lambda: policy.audit(model)),

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import tlrules
-from tlrules.apply import _walk
+from tlrules._walk import walk
 from tlrules.patterns import Matcher, Pattern, PatternTimeout
 
 from .models import Containers, Tied, small_cnn
@@ -83,8 +83,9 @@ def test_isolated_regexes_and_names_with_newlines() -> None:
     assert matcher.first_all(odd) == [matcher.first(n) for n in odd] == [None, 3, 4]
 
 
-def test_a_catastrophic_pattern_in_a_batch_names_its_rule_and_name() -> None:
-    matcher = _matcher(["fc", "re:(a|aa)+$b", "*"], ["fc.w", "a" * 64, "x"])
+def test_a_catastrophic_pattern_among_many_names_names_its_rule_and_name() -> None:
+    # a backreference keeps the pattern on the regex engine, under its time limit
+    matcher = _matcher(["fc", "re:(a|aa)+\\1$b", "*"], ["fc.w", "a" * 64, "x"])
     with pytest.raises(PatternTimeout) as err:
         matcher.first_all(["fc.w", "a" * 64, "x"])
     assert (err.value.name, err.value.rules) == ("a" * 64, [1])
@@ -130,11 +131,23 @@ class _Own(nn.Module):
 
 @pytest.mark.parametrize("model", [_Shared(), Containers(), Tied(), small_cnn(), _Own()])
 def test_the_walk_lists_what_named_parameters_and_named_modules_list(model: nn.Module) -> None:
-    params, buffered = _walk(model)
-    assert [(n, id(p)) for n, p in params] == [
+    tree = walk(model)
+    assert [(n, id(p)) for n, p in zip(tree.names, tree.params, strict=True)] == [
         (n, id(p)) for n, p in model.named_parameters(remove_duplicate=False)
     ]
-    assert buffered == [(n, m) for n, m in model.named_modules() if m._buffers]
+    assert tree.buffered == [(n, m) for n, m in model.named_modules() if m._buffers]
+    assert not tree.wrapped
+    if tree.owners:  # the tree spells every name: the owner's path, then the attribute
+
+        def path(m: int) -> list[str]:
+            return [] if tree.parents[m] < 0 else [*path(tree.parents[m]), tree.segments[m]]
+
+        spelled = [".".join([*path(m), k]) for m, k in zip(tree.owners, tree.keys, strict=True)]
+        assert spelled == tree.names
+        matcher = _matcher(["*.{-1..}", "re:.*\\.bias", "*0*", "*"], tree.names)
+        assert matcher.first_tree(tree, tree.names) == matcher.first_all(tree.names)
+    else:
+        assert type(model) is _Own  # a class that lists its own parameters
 
 
 @pytest.mark.parametrize("default", ["freeze", "train"])

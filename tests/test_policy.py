@@ -42,7 +42,7 @@ MESSAGES = {
     "'head.weight' are one tied tensor, but rule 1 'embed' freezes it and rule 2 'head' "
     "trains it; make the rules agree",
     "catastrophic-regex.yaml": "catastrophic-regex.yaml:3:5: rule 1: pattern "
-    "'re:(a|aa)+\\\\.x' did not finish within the time limit on '"
+    "'re:(a|aa)+\\\\1\\\\.x' did not finish within the time limit on '"
     + "a"
     * 48
     + ".weight' (catastrophic backtracking); rewrite it without nested repetition such as "

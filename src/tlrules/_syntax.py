@@ -6,7 +6,6 @@ to regex bodies (``Pattern``), negative ranges resolved against a model's names.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import regex
 TIME_LIMIT = 0.25
 
 _RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)?\}")
-_GLOBAL_FLAGS = re.compile(r"\(\?[a-zA-Z0-9^-]*\)")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -152,15 +150,6 @@ class _Lines:
         self.names = names
         self.text = "\n".join(names)
         self.ok = bool(names) and all(names) and self.text.count("\n") == len(names) - 1
-        self._starts: list[int] | None = None
-
-    @property
-    def starts(self) -> list[int]:
-        """Offset of each name in ``text``."""
-        if self._starts is None:
-            ends = itertools.accumulate(len(n) + 1 for n in self.names)
-            self._starts = [0, *itertools.islice(ends, len(self.names) - 1)]
-        return self._starts
 
 
 def _lines(names: Sequence[str] | _Lines) -> _Lines:
@@ -198,16 +187,6 @@ class Pattern:
         return cls(text, "glob", tuple(pieces))
 
     @property
-    def isolated(self) -> bool:
-        """Whether this pattern is matched on its own instead of in the shared alternation:
-        a regex with groups, flags, lookarounds or anchors of its own (see ``_shareable``)."""
-        if self.syntax != "regex":
-            return "\n" in self.text
-        body = self.pieces[0]
-        assert isinstance(body, str)
-        return not _shareable(body)
-
-    @property
     def needs_names(self) -> bool:
         """Whether a negative range makes this pattern depend on the model's names."""
         return any(isinstance(p, _Range) and (p.lo < 0 or (p.hi or 0) < 0) for p in self.pieces)
@@ -240,78 +219,6 @@ class Pattern:
 
 def _glob_body(resolved: list[str] | None) -> str:
     return "(?!)" if resolved is None else "(?:" + "".join(resolved) + ")" + _SUBTREE
-
-
-def _shareable(body: str) -> bool:
-    """Whether a regex means the same on one name as on a line of names joined by newlines
-    (matched with ``^...$`` in multiline mode), and can be a branch of the alternation.
-
-    Refused: backreferences and named, conditional or branch-reset groups (the group
-    numbers change), inline flags, lookarounds (they could see the next name), ``\\A``,
-    ``\\Z``, ``\\G``, ``\\K``. Plain and non-capturing groups are fine. A branch that would
-    run across a newline (``\\s``, ``[^x]``) is caught when matching, not here.
-    """
-    if _GLOBAL_FLAGS.search(body):
-        return False
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\":
-            if body[i + 1 : i + 2] in ("", *"AZGKgz123456789"):
-                return False
-            i += 2
-            continue
-        if c == "[":
-            i = _class_end(body, i)
-        elif c == "(" and body[i + 1 : i + 2] == "?" and body[i + 2 : i + 3] not in (":", ">"):
-            return False
-        i += 1
-    return True
-
-
-def _class_end(body: str, i: int) -> int:
-    """Offset of the ``]`` that closes the class opened at ``i``."""
-    j = i + 1
-    if body[j : j + 1] == "^":
-        j += 1
-    if body[j : j + 1] == "]":
-        j += 1
-    while j < len(body) and body[j] != "]":
-        j += 2 if body[j] == "\\" else 1
-    return j
-
-
-def _regex_prefix(body: str) -> str:
-    """Literal text every fullmatch of the regex ``body`` starts with ("" if unsure)."""
-    depth, i = 0, 0
-    while i < len(body):  # an alternation outside groups leaves no common prefix
-        c = body[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            i = _class_end(body, i)
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
-            return ""
-        i += 1
-    out, i = [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body) and not body[i + 1].isalnum():
-            out.append(body[i + 1])
-            i += 2
-        elif c.isalnum() or c in "_-/:, =<>'\"!@#%&~`;":
-            out.append(c)
-            i += 1
-        else:
-            if c in "*?{":  # the last character may repeat zero times
-                out = out[:-1]
-            break
-    return "".join(out)
 
 
 def _last_index(prefix: list[str], lines: _Lines) -> int | None:

@@ -10,22 +10,22 @@ import fnmatch
 import functools
 import gc
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from . import expect, norms, preflight
-from .audit import Decision, GroupUse, Report, build_report
+from ._walk import Tree, walk
+from .audit import Columns, Decision, GroupUse, Report, build_report
 from .errors import DecisionError, Where
 from .optim import assign_groups
-from .patterns import Matcher, PatternTimeout
+from .patterns import WRAPPER_SEGMENTS, Matcher, PatternTimeout
 
 if TYPE_CHECKING:
     from .policy import GroupEntry, Policy, Rule
 
-WRAPPER_SEGMENTS = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 _WRAPPER = re.compile(r"(?:^|(?<=\.))(?:" + "|".join(WRAPPER_SEGMENTS) + r")\.")
 _LISTED = 8  # names shown in a message before "and N more"
 
@@ -53,46 +53,12 @@ class Plan:
     report: Report
     targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
     norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
+    wrapped: bool = True  # a wrapper that preflight checks may be inside
 
 
 def _quote(names: list[str]) -> str:
     shown = ", ".join(repr(n) for n in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
-
-
-def _walk(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, nn.Module]]]:
-    """``model.named_parameters(remove_duplicate=False)`` and the modules that hold buffers
-    (each once, as ``named_modules()`` lists them), in one traversal of the module tree.
-
-    An explicit stack instead of ``named_modules``' nested generators: on a 45,000-tensor
-    model that is most of the time ``named_parameters`` takes."""
-    params: list[tuple[str, nn.Parameter]] = []
-    buffered: list[tuple[str, nn.Module]] = []
-    seen: set[int] = set()
-    stack: list[tuple[str, nn.Module]] = [("", model)]
-    plain = nn.Module.named_modules, nn.Module.named_parameters
-    classes: set[type] = set()
-    while stack:
-        prefix, module = stack.pop()
-        if type(module) not in classes:
-            if (type(module).named_modules, type(module).named_parameters) != plain:
-                # a class that lists its own members: ask it, as named_parameters would
-                return (
-                    list(model.named_parameters(remove_duplicate=False)),
-                    [(n, m) for n, m in model.named_modules() if m._buffers],
-                )
-            classes.add(type(module))
-        dot = prefix + "." if prefix else ""
-        for k, v in module._parameters.items():  # plain loops: cheaper than comprehensions
-            if v is not None:
-                params.append((dot + k, v))
-        if module._buffers and id(module) not in seen:
-            seen.add(id(module))
-            buffered.append((prefix, module))
-        for k, m in reversed(module._modules.items()):
-            if m is not None:
-                stack.append((dot + k, m))
-    return params, buffered
 
 
 def _bare_names(names: list[str]) -> list[str]:
@@ -122,104 +88,145 @@ def _gc_paused(fn: Callable[..., Plan]) -> Callable[..., Plan]:
 @_gc_paused
 def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Plan:
     """Compute every parameter's decision and the report; the model is not touched."""
-    raw, buffered = _walk(model)
-    raw_names = [n for n, _ in raw]
+    tree = walk(model)
+    raw_names = tree.names
     names = _bare_names(raw_names)
     matcher = policy.matcher(names)
     rules = policy.rules
     default = policy.default
     try:
-        found = matcher.first_all(names)
+        found = matcher.first_tree(tree, names)
         if any(r.module for r in rules):
             classes = _owner_classes(model, raw_names)
             found = _by_module_class(rules, matcher, names, classes, found)
     except PatternTimeout as err:
         raise timeout_error(err, rules) from None
+    params = tree.params
+    table: Columns | list[Decision]
+    if (
+        names is raw_names
+        and len(set(map(id, params))) == len(params)
+        and (default != "error" or None not in found)
+    ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
+        table = Columns(names, params, found, rules, default)
+        targets = tuple(zip(params, table.train, strict=True))
+        problems = [
+            (
+                _rule_where(policy, table.rule_at(k)),
+                f"parameter {names[k]!r} has dtype {p.dtype} and cannot train; freeze it",
+            )
+            for k, (p, flag) in enumerate(targets)
+            if flag and not (p.is_floating_point() or p.is_complex())
+        ]
+    else:
+        table, targets, problems = _decide_each(policy, tree.names, params, names, found)
+    if expect.wanted(policy):
+        problems += expect.check(policy, table.rows() if isinstance(table, Columns) else table)
+    if problems:
+        raise DecisionError(problems)
+    groups: tuple[GroupUse, ...] = ()
+    if policy.groups:
+        rows = table.rows() if isinstance(table, Columns) else table
+        table, groups = assign_groups(policy, rows, names)
+    try:
+        norm = norms.plan(policy, _norm_layers(tree, targets), matcher)
+    except PatternTimeout as err:
+        raise timeout_error(err, rules) from None
+    report = build_report(
+        policy,
+        table,
+        matcher,
+        model=unwrap(model),
+        source=source,
+        norm_layers=norm.layers,
+        norm_warnings=norm.warnings,
+        groups=groups,
+    )
+    return Plan(report, targets, norm.targets, tree.wrapped)
+
+
+def _norm_layers(
+    tree: Tree, targets: tuple[tuple[nn.Parameter, bool], ...]
+) -> Iterator[tuple[str, nn.Module, bool | None]]:
+    """The modules with buffers (bare name, module, whether all its own parameters are
+    frozen: ``None`` when it has none), for ``norms.plan``."""
+    if not tree.buffered:
+        return
+    train = {id(p): flag for p, flag in targets}  # every tensor once: aliases too
+    for name, module in tree.buffered:
+        own = [id(p) for p in module._parameters.values() if p is not None]
+        frozen = not any(train[p] for p in own) if own else None
+        yield bare_name(name), module, frozen
+
+
+def _decide_each(
+    policy: Policy,
+    raw_names: list[str],
+    params: list[nn.Parameter],
+    names: list[str],
+    found: list[int | None],
+) -> tuple[list[Decision], tuple[tuple[nn.Parameter, bool], ...], list[tuple[Where, str]]]:
+    """Decisions one name at a time, for tied tensors (each decided once, its aliases
+    must agree), wrapper names that collide, and names no rule decides."""
+    rules, default = policy.rules, policy.default
     decisions: list[Decision] = []
     unmatched: list[str] = []
     owner: dict[int, int] = {}  # id(tensor) -> index of its first name
     seen: dict[str, int] = {}
     targets: list[tuple[nn.Parameter, bool]] = []
     problems: list[tuple[Where, str]] = []
-    params = [p for _, p in raw]
-    pending = zip(raw, names, strict=True)
-    if (
-        names is raw_names
-        and len(set(map(id, params))) == len(params)
-        and (default != "error" or None not in found)
-    ):  # the common case, in bulk: no wrapper names, no tied tensors, every name decided
-        verdicts = [(r.number, r.action) for r in rules] + [(None, default)]
-        picked = [verdicts[-1 if index is None else index] for index in found]
-        decisions = [
-            Decision(name, tuple(p.shape), p.numel(), action, rule, None, None, p.element_size())
-            for name, p, (rule, action) in zip(names, params, picked, strict=True)
-        ]
-        targets = [(p, action == "train") for p, (_, action) in zip(params, picked, strict=True)]
-        problems = [
-            (
-                _rule_where(policy, rule),
-                f"parameter {name!r} has dtype {p.dtype} and cannot train; freeze it",
-            )
-            for name, p, (rule, action) in zip(names, params, picked, strict=True)
-            if action == "train" and not (p.is_floating_point() or p.is_complex())
-        ]
-        pending = zip((), (), strict=True)  # nothing left for the general loop
-    try:
-        for i, ((raw_name, param), name) in enumerate(pending):
-            index = found[i]
-            if index is None:
-                if default == "error":
-                    unmatched.append(name)
-                    continue
-                rule, action = None, default
-            else:
-                rule, action = rules[index].number, rules[index].action
-            if name in seen and raw[seen[name]][1] is not param:
-                problems.append(
-                    (
-                        policy.where,
-                        f"parameters {raw[seen[name]][0]!r} and {raw_name!r} are "
-                        f"both named {name!r} once wrapper prefixes are removed",
-                    )
+    for i, (raw_name, param, name) in enumerate(zip(raw_names, params, names, strict=True)):
+        index = found[i]
+        if index is None:
+            if default == "error":
+                unmatched.append(name)
+                continue
+            rule, action = None, default
+        else:
+            rule, action = rules[index].number, rules[index].action
+        if name in seen and params[seen[name]] is not param:
+            problems.append(
+                (
+                    policy.where,
+                    f"parameters {raw_names[seen[name]]!r} and {raw_name!r} are "
+                    f"both named {name!r} once wrapper prefixes are removed",
                 )
-            seen.setdefault(name, i)
-            first_alias = owner.setdefault(id(param), len(decisions))
-            tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
-            decision = Decision(
-                name,
-                tuple(param.shape),
-                param.numel(),
-                action,
-                rule,
-                None,
-                tied_to,
-                param.element_size(),
             )
-            if tied_to is None:
-                targets.append((param, action == "train"))
-                if action == "train" and not (param.is_floating_point() or param.is_complex()):
-                    problems.append(
-                        (
-                            _rule_where(policy, rule),
-                            f"parameter {name!r} has dtype "
-                            f"{param.dtype} and cannot train; freeze it",
-                        )
-                    )
-            elif decisions[first_alias].action != action:
-                other = decisions[first_alias]
+        seen.setdefault(name, i)
+        first_alias = owner.setdefault(id(param), len(decisions))
+        tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
+        decision = Decision(
+            name,
+            tuple(param.shape),
+            param.numel(),
+            action,
+            rule,
+            None,
+            tied_to,
+            param.element_size(),
+        )
+        if tied_to is None:
+            targets.append((param, action == "train"))
+            if action == "train" and not (param.is_floating_point() or param.is_complex()):
                 problems.append(
                     (
                         _rule_where(policy, rule),
-                        (
-                            f"parameters {other.name!r} and {name!r} are one tied tensor, but "
-                            f"{_by(policy, other.rule)} {_verb(other.action)} it and "
-                            f"{_by(policy, rule)} {_verb(action)} it; make the rules agree"
-                        ),
+                        f"parameter {name!r} has dtype {param.dtype} and cannot train; freeze it",
                     )
                 )
-            decisions.append(decision)
-    except PatternTimeout as err:
-        raise timeout_error(err, rules) from None
+        elif decisions[first_alias].action != action:
+            other = decisions[first_alias]
+            problems.append(
+                (
+                    _rule_where(policy, rule),
+                    (
+                        f"parameters {other.name!r} and {name!r} are one tied tensor, but "
+                        f"{_by(policy, other.rule)} {_verb(other.action)} it and "
+                        f"{_by(policy, rule)} {_verb(action)} it; make the rules agree"
+                    ),
+                )
+            )
+        decisions.append(decision)
     if unmatched:
         problems.insert(
             0,
@@ -234,29 +241,7 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
                 ),
             ),
         )
-    problems += expect.check(policy, decisions)
-    if problems:
-        raise DecisionError(problems)
-    groups: tuple[GroupUse, ...] = ()
-    if policy.groups:
-        decisions, groups = assign_groups(policy, decisions, names)
-    # norms.plan looks only at modules with running-statistics buffers
-    modules = ((bare_name(n), m) for n, m in buffered)
-    try:
-        norm = norms.plan(policy, modules, decisions, matcher)
-    except PatternTimeout as err:
-        raise timeout_error(err, rules) from None
-    report = build_report(
-        policy,
-        decisions,
-        matcher,
-        model=unwrap(model),
-        source=source,
-        norm_layers=norm.layers,
-        norm_warnings=norm.warnings,
-        groups=groups,
-    )
-    return Plan(report, tuple(targets), norm.targets)
+    return decisions, tuple(targets), problems
 
 
 def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
@@ -349,22 +334,27 @@ class Applied:
 def apply(policy: Policy, model: nn.Module) -> Applied:
     """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
     plan = decide(policy, model)
-    preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
-    before = [(p, p.requires_grad) for p, _ in plan.targets]
+    if plan.wrapped:
+        preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
+    changed: list[tuple[nn.Parameter, bool]] = []
     # a stale gradient would keep moving a frozen parameter (momentum, weight decay)
-    stale = [(p, p.grad) for p, flag in plan.targets if not flag and p.grad is not None]
+    stale: list[tuple[nn.Parameter, Any]] = []
 
     def restore() -> None:
-        for p, flag in before:
+        for p, flag in changed:
             p.requires_grad_(flag)
         for p, grad in stale:
             p.grad = grad
 
     try:
         for p, flag in plan.targets:
-            p.requires_grad_(flag)
-        for p, _ in stale:
-            p.grad = None
+            was = p.requires_grad
+            if was is not flag:
+                p.requires_grad_(flag)
+                changed.append((p, was))
+            if not flag and p.grad is not None:
+                stale.append((p, p.grad))
+                p.grad = None
     except BaseException:
         restore()
         raise

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .patterns import Matcher
-    from .policy import Policy
+    from .policy import Policy, Rule
 
 FORMAT = "tlrules-report/1"
 
@@ -37,6 +41,79 @@ class Decision:
             "rule": self.rule,
             "group": self.group,
         }
+
+
+class Columns:
+    """The decisions for a model whose tensors have one name each, as columns: the bare
+    names, the tensors, and the index of the rule that decided each (``None``: the
+    default). Applying a policy needs only these; ``rows()`` builds the ``Decision``
+    objects (shapes, element sizes) the first time a view asks for them."""
+
+    def __init__(
+        self,
+        names: list[str],
+        params: list[nn.Parameter],
+        found: list[int | None],
+        rules: Sequence[Rule],
+        default: str,
+    ):
+        self.names = names
+        self.params = params
+        self.found = found
+        self.verdicts: dict[int | None, tuple[int | None, str]] = {
+            i: (r.number, r.action) for i, r in enumerate(rules)
+        }
+        self.verdicts[None] = (None, default)
+        train = {i: action == "train" for i, (_, action) in self.verdicts.items()}
+        self.train = list(map(train.__getitem__, found))
+        self.numels = [p.numel() for p in params]
+        self._rows: tuple[Decision, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def rule_at(self, k: int) -> int | None:
+        return self.verdicts[self.found[k]][0]
+
+    def counts(self) -> dict[int | None, list[int]]:
+        """Rule number -> [parameters, elements] it decided."""
+        out: dict[int | None, list[int]] = {}
+        for i, n in Counter(self.found).items():
+            out[self.verdicts[i][0]] = [n, 0]
+        for i, numel in zip(self.found, self.numels, strict=True):
+            out[self.verdicts[i][0]][1] += numel
+        return out
+
+    def summary(self) -> Summary:
+        sizes = [n * p.element_size() for n, p in zip(self.numels, self.params, strict=True)]
+        return Summary(
+            len(self.names),
+            sum(self.numels),
+            sum(self.train),
+            sum(itertools.compress(self.numels, self.train)),
+            sum(sizes),
+            sum(itertools.compress(sizes, self.train)),
+        )
+
+    def rows(self) -> tuple[Decision, ...]:
+        if self._rows is None:
+            verdicts = self.verdicts
+            self._rows = tuple(
+                Decision(
+                    name,
+                    tuple(p.shape),
+                    n,
+                    verdicts[i][1],
+                    verdicts[i][0],
+                    None,
+                    None,
+                    p.element_size(),
+                )
+                for name, p, i, n in zip(
+                    self.names, self.params, self.found, self.numels, strict=True
+                )
+            )
+        return self._rows
 
 
 @dataclass(frozen=True)
@@ -175,7 +252,7 @@ class Summary:
 class Report:
     """The audit of one policy on one model. ``str()`` draws the tree; ``to_dict()`` is JSON."""
 
-    decisions: tuple[Decision, ...]
+    table: tuple[Decision, ...] | Columns  # see ``decisions``
     rules: tuple[RuleUse, ...]
     warnings: tuple[AuditWarning, ...] = ()
     norm_layers: tuple[NormLayer, ...] = ()
@@ -189,8 +266,15 @@ class Report:
     _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
 
     @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """Every parameter name and what the policy decided for it, in model order."""
+        return self.table.rows() if isinstance(self.table, Columns) else self.table
+
+    @property
     def summary(self) -> Summary:
         """Counts over tensors: a tied tensor is counted once."""
+        if not self._summary and isinstance(self.table, Columns):
+            self._summary.append(self.table.summary())
         if not self._summary:
             params = numel = trainable = trainable_numel = size = trainable_size = 0
             for d in self.decisions:
@@ -228,7 +312,7 @@ class Report:
 
 def build_report(
     policy: Policy,
-    decisions: Sequence[Decision],
+    decisions: Sequence[Decision] | Columns,
     matcher: Matcher,
     *,
     model: object = None,
@@ -239,10 +323,13 @@ def build_report(
 ) -> Report:
     """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
     counts = {r.number: [0, 0] for r in policy.rules}
-    for d in decisions:
-        if d.rule is not None:
-            counts[d.rule][0] += 1
-            counts[d.rule][1] += d.numel
+    if isinstance(decisions, Columns):
+        counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
+    else:
+        for d in decisions:
+            if d.rule is not None:
+                counts[d.rule][0] += 1
+                counts[d.rule][1] += d.numel
     uses = tuple(
         RuleUse(
             r.number,
@@ -259,7 +346,7 @@ def build_report(
 
     warnings = [*lint(policy), *_rule_warnings(policy, decisions, matcher, counts), *norm_warnings]
     return Report(
-        decisions=tuple(decisions),
+        table=decisions if isinstance(decisions, Columns) else tuple(decisions),
         rules=uses,
         warnings=tuple(warnings),
         norm_layers=tuple(norm_layers),
@@ -274,7 +361,10 @@ def build_report(
 
 
 def _rule_warnings(
-    policy: Policy, decisions: Sequence[Decision], matcher: Matcher, counts: dict[int, list[int]]
+    policy: Policy,
+    decisions: Sequence[Decision] | Columns,
+    matcher: Matcher,
+    counts: dict[int, list[int]],
 ) -> list[AuditWarning]:
     """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
 
@@ -284,11 +374,15 @@ def _rule_warnings(
     idle = [rule for rule in policy.rules if not counts[rule.number][0]]
     if not idle:
         return out
-    names = [d.name for d in decisions]
+    if isinstance(decisions, Columns):
+        names, rule_at = decisions.names, decisions.rule_at
+    else:
+        names = [d.name for d in decisions]
+        rule_at = lambda k: decisions[k].rule  # noqa: E731
     hits = matcher.select([rule.number - 1 for rule in idle], names)
     for rule in idle:
         # a name this rule matches was taken by an earlier rule, since first match wins
-        takers = sorted({r for k in hits[rule.number - 1] if (r := decisions[k].rule)})
+        takers = sorted({r for k in hits[rule.number - 1] if (r := rule_at(k))})
         if not takers:
             close = closest_names(rule.pattern.text, names)
             hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""

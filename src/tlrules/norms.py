@@ -18,14 +18,14 @@ asked for; its children still follow. Nothing runs per step, and the lock surviv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .audit import AuditWarning, Decision, NormLayer
+from .audit import AuditWarning, NormLayer
 
 if TYPE_CHECKING:
     from .patterns import Matcher
@@ -49,20 +49,22 @@ def has_running_stats(module: nn.Module) -> bool:
 
 def plan(
     policy: Policy,
-    modules: Iterable[tuple[str, nn.Module]],
-    decisions: Sequence[Decision],
+    layers: Iterable[tuple[str, nn.Module, bool | None]],
     matcher: Matcher,
 ) -> NormPlan:
-    """Decide, for every norm layer among ``modules`` (bare name, module), whether its
-    statistics stay fixed."""
-    action = {d.name: d.action for d in decisions}
-    layers, warnings, targets = [], [], []
-    for name, module in modules:
+    """Decide, for every norm layer among ``layers`` (bare name, module, whether all its
+    own parameters are frozen: ``None`` when it has none), whether its statistics stay
+    fixed."""
+    out, warnings, targets = [], [], []
+    for name, module, frozen in layers:
         if not has_running_stats(module):
             continue
-        frozen = _frozen(policy, module, name, action, matcher)
+        if frozen is None:  # its running_mean is decided like a parameter's name
+            index = matcher.first(f"{name}.running_mean" if name else "running_mean")
+            action = policy.default if index is None else policy.rules[index].action
+            frozen = action == "freeze"
         fixed = policy.norm_stats == "frozen" or (policy.norm_stats == "follow" and frozen)
-        layers.append(NormLayer(name, "frozen" if fixed else "update"))
+        out.append(NormLayer(name, "frozen" if fixed else "update"))
         targets.append((module, fixed))
         if frozen and not fixed:
             warnings.append(
@@ -75,23 +77,7 @@ def plan(
                     ),
                 )
             )
-    return NormPlan(tuple(layers), tuple(warnings), tuple(targets))
-
-
-def _frozen(
-    policy: Policy, module: nn.Module, name: str, action: dict[str, str], matcher: Matcher
-) -> bool:
-    """All of the layer's own parameters are frozen; without any, its ``running_mean``
-    name is decided like a parameter's (a name no rule matches and no default decides
-    is not frozen)."""
-    prefix = f"{name}." if name else ""
-    own = [f"{prefix}{p}" for p, value in module._parameters.items() if value is not None]
-    if own:
-        return all(action.get(p) == "freeze" for p in own)
-    index = matcher.first(f"{prefix}running_mean")
-    if index is not None:
-        return policy.rules[index].action == "freeze"
-    return policy.default == "freeze"
+    return NormPlan(tuple(out), tuple(warnings), tuple(targets))
 
 
 class _EvalLock:
