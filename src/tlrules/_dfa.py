@@ -132,8 +132,10 @@ class _NFA:
         self.test: list[Test] = []
         self.negate: list[bool] = []
         self.next: list[list[int]] = []
-        self.rule: list[int] = []
+        self.rule: list[int] = []  # the index of the pattern each node belongs to
+        self.current = -1  # the pattern being built
         self.limit = 0
+        self.loops: list[tuple[int, int]] = []  # '.*' loops: (the '.' node, what follows)
 
     def add(self, kind: int, nexts: list[int], test: Test = _any_char, negate: bool = False) -> int:
         if len(self.kind) >= self.limit:
@@ -142,12 +144,13 @@ class _NFA:
         self.test.append(test)
         self.negate.append(negate)
         self.next.append(nexts)
-        self.rule.append(-1)
+        self.rule.append(self.current)
         return len(self.kind) - 1
 
     def truncate(self, size: int) -> None:
         for column in (self.kind, self.test, self.negate, self.next, self.rule):
             del column[size:]
+        self.loops = [(char, after) for char, after in self.loops if char < size]
 
     def build(self, items: Sequence[tuple[Any, Any]], nxt: int) -> int:
         for op, av in reversed(items):
@@ -188,7 +191,10 @@ class _NFA:
     def _repeat(self, lo: int, hi: int, body: list[tuple[Any, Any]], nxt: int) -> int:
         if hi is _c.MAXREPEAT:
             loop = self.add(_SPLIT, [])
-            self.next[loop] += [self.build(body, loop), nxt]
+            first = self.build(body, loop)
+            self.next[loop] += [first, nxt]
+            if len(body) == 1 and body[0][0] is _c.ANY:
+                self.loops.append((first, nxt))
             tail = loop
         else:
             tail = nxt
@@ -227,13 +233,19 @@ class Program:
                     items = _parsed(body)
                 else:
                     items = [item for fragment in body for item in _parsed(fragment)]
+                nfa.current = index
                 accept = nfa.add(_ACCEPT, [])
-                nfa.rule[accept] = index
                 starts.append(nfa.build(items, accept))
             except (Unsupported, _c.error, RecursionError, OverflowError):
                 nfa.truncate(size)
                 self.unsupported.append(index)
         kind, tests = nfa.kind, nfa.test
+        # a '.' in a '.*' loop from which the pattern can stop and accept (through
+        # alternatives only): once a name reaches it, the pattern matches however the
+        # name goes on, and no later pattern can come first
+        self.universal = frozenset(
+            char for char, after in nfa.loops if any(kind[n] == _ACCEPT for n in self._walk(after))
+        )
         self.succ = [nexts[0] if nexts else -1 for nexts in nfa.next]
         self.accepting = frozenset(n for n, k in enumerate(kind) if k == _ACCEPT)
         self.ahead = frozenset(n for n, k in enumerate(kind) if k == _AHEAD)
@@ -296,14 +308,18 @@ class DFA:
 
     ``finals(names)`` gives the state each name ends in; ``accepts[state]`` the indexes
     of the patterns that match there, in order, and ``first[state]`` the lowest
-    (``None``: no pattern matches). ``child(state, segment)`` and ``leaf(state,
-    segment)`` step over one dotted segment, for walking a module tree.
+    (``None``: no pattern matches). With ``prune``, a state drops the patterns after
+    one that matches whatever follows, so ``accepts`` ends at the first pattern that
+    surely matches; ``prune=False`` keeps every pattern, for ``Matcher.select``.
+    ``child(state, segment)`` and ``leaf(state, segment)`` step over one dotted segment,
+    for walking a module tree.
     """
 
     NEWLINE = -1  # the "state" of a name with a newline: not matched here
 
-    def __init__(self, program: Program):
-        self._p = program
+    def __init__(self, program: Program, prune: bool = True):
+        self._p = self.program = program
+        self._prune = prune
         self._sig_of: dict[str, tuple[bool, ...]] = {}
         self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
         self._sets: list[tuple[frozenset[int], tuple[bool, ...] | None]] = []
@@ -381,6 +397,11 @@ class DFA:
 
     def _state(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
         p = self._p
+        if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
+            rule = p.nfa.rule  # the patterns after it can no longer come first
+            last = min(rule[n] for n in nodes & p.universal)
+            if any(rule[n] > last for n in nodes):
+                nodes = frozenset(n for n in nodes if rule[n] <= last)
         pending = nodes & p.ahead
         key = (nodes, sig if pending else None)  # only a pending lookahead reads sig later
         s = self._ids.get(key)

@@ -342,9 +342,7 @@ def build_report(
         )
         for r in policy.rules
     )
-    from .lint import lint  # lint imports this module
-
-    warnings = [*lint(policy), *_rule_warnings(policy, decisions, matcher, counts), *norm_warnings]
+    warnings = [*policy.lint, *_rule_warnings(policy, decisions, matcher, counts), *norm_warnings]
     return Report(
         table=decisions if isinstance(decisions, Columns) else tuple(decisions),
         rules=uses,

@@ -47,6 +47,7 @@ class _Compiled:
         self.bodies = bodies
         program = _program(specs)
         self.dfa = DFA(program)
+        self.full: DFA | None = None  # every pattern, not only the first: for select
         # the patterns the automaton left to the regex engine, in rule order
         self.isolated = [(i, regex.compile(bodies[i])) for i in program.unsupported]
         self.single: dict[int, regex.Pattern[str]] = {}
@@ -114,7 +115,8 @@ class Matcher:
 
     def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
         """For each pattern in ``indexes``, the positions of the names it alone matches."""
-        dfa = self._c.dfa
+        c = self._c
+        dfa = c.full = c.full or DFA(c.dfa.program, prune=False)
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self._c.isolated if i in out}
         fast = out.keys() - slow

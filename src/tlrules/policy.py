@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from .apply import Applied
-    from .audit import Report
+    from .audit import AuditWarning, Report
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,14 @@ class Policy:
     @property
     def norm_stats(self) -> str:
         return self.spec.norm_stats
+
+    @cached_property
+    def lint(self) -> tuple[AuditWarning, ...]:
+        """What ``tlrules.lint`` finds in these rules alone (remembered: a policy does
+        not change)."""
+        from .lint import lint  # lint imports audit, which names this module
+
+        return tuple(lint(self))
 
     @cached_property
     def _needs_names(self) -> bool:
