@@ -323,6 +323,8 @@ class DFA:
         self._sig_of: dict[str, tuple[bool, ...]] = {}
         self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
         self._sets: list[tuple[frozenset[int], tuple[bool, ...] | None]] = []
+        self._pending: list[frozenset[int]] = []  # each state's waiting lookaheads
+        self._raw: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
         self.accepts: list[tuple[int, ...]] = []
         self.first: list[int | None] = []
         self._chars: list[dict[str, int]] = []
@@ -396,11 +398,18 @@ class DFA:
     # ------------------------------------------------------------------ states
 
     def _state(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+        raw = (nodes, sig)
+        s = self._raw.get(raw)
+        if s is None:
+            s = self._raw[raw] = self._intern(nodes, sig)
+        return s
+
+    def _intern(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
         p = self._p
         if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
             rule = p.nfa.rule  # the patterns after it can no longer come first
-            last = min(rule[n] for n in nodes & p.universal)
-            if any(rule[n] > last for n in nodes):
+            last = min(map(rule.__getitem__, nodes & p.universal))
+            if max(map(rule.__getitem__, nodes)) > last:
                 nodes = frozenset(n for n in nodes if rule[n] <= last)
         pending = nodes & p.ahead
         key = (nodes, sig if pending else None)  # only a pending lookahead reads sig later
@@ -408,6 +417,7 @@ class DFA:
         if s is None:
             s = self._ids[key] = len(self._sets)
             self._sets.append(key)
+            self._pending.append(pending)
             done = nodes | self._resolve(pending, sig, "") if pending else nodes
             accepts = tuple(sorted(p.nfa.rule[n] for n in done & p.accepting))
             self.accepts.append(accepts)
@@ -422,9 +432,9 @@ class DFA:
             return self.NEWLINE
         p = self._p
         nodes, sig = self._sets[s]
-        taking = p.taking(c)
+        taking = p._taking.get(c) or p.taking(c)
         hits = nodes & taking
-        pending = nodes & p.ahead
+        pending = self._pending[s]
         if pending:  # lookaheads that waited for this character, then the character itself
             hits |= (self._resolve(pending, sig, c) - nodes) & taking
         succ = p.succ

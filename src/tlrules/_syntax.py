@@ -33,8 +33,9 @@ class _Range:
     hi: int | None  # None: open-ended
 
 
-def _int_range(lo: int, hi: int | None) -> str:
-    """A regex for the decimal numbers from ``lo`` to ``hi`` (``None``: no end)."""
+def _int_range(lo: int, hi: int | None, behind: bool = True, ahead: bool = True) -> str:
+    """A regex for the decimal numbers from ``lo`` to ``hi`` (``None``: no end), as a
+    whole digit run: not after a digit (``behind``), not before one (``ahead``)."""
 
     def same_len(a: str, b: str) -> str:
         if a == b:
@@ -61,7 +62,13 @@ def _int_range(lo: int, hi: int | None) -> str:
             alts.append(same_len(str(a), str(b)))
     if hi is None:
         alts.append(rf"[1-9]\d{{{len(str(lo))},}}")
-    return r"(?<!\d)0*(?:" + "|".join(alts) + r")(?!\d)"
+    return (
+        (r"(?<!\d)" if behind else "")
+        + "0*(?:"
+        + "|".join(alts)
+        + ")"
+        + (r"(?!\d)" if ahead else "")
+    )
 
 
 def _parse_glob(text: str) -> list[str | _Range]:
@@ -134,6 +141,12 @@ def _deterministic(piece: str) -> bool:
     return piece != ".*" and not piece.startswith("(?:")
 
 
+def _nondigit(piece: str) -> bool:
+    """Whether a glob piece is one literal character that is not a digit."""
+    char = _literal(piece)
+    return char is not None and not char.isdigit()
+
+
 def _literal(piece: str) -> str | None:
     """The character a literal glob piece stands for, else ``None``."""
     return piece[-1] if piece and regex.escape(piece[-1]) == piece else None
@@ -198,9 +211,13 @@ class Pattern:
         return _glob_body(self._resolved(names))
 
     def _resolved(self, names: Sequence[str] | _Lines) -> list[str] | None:
-        """The glob's pieces as regex fragments, ranges included; ``None``: matches nothing."""
+        """The glob's pieces as regex fragments, ranges included; ``None``: matches nothing.
+
+        A range checks that no digit touches it only where one could: not at the start
+        or the end (a name ends there, or goes on with '.'), nor next to a literal."""
         out: list[str] = []
-        for piece in self.pieces:
+        pieces = self.pieces
+        for k, piece in enumerate(pieces):
             if isinstance(piece, str):
                 out.append(piece)
                 continue
@@ -213,7 +230,15 @@ class Pattern:
                 hi = hi if hi is None or hi >= 0 else last + 1 + hi
                 if hi is not None and hi < lo:
                     return None
-            out.append(_int_range(lo, hi))
+            after = pieces[k + 1] if k + 1 < len(pieces) else r"\."
+            out.append(
+                _int_range(
+                    lo,
+                    hi,
+                    behind=bool(out) and not _nondigit(out[-1]),
+                    ahead=not (isinstance(after, str) and _nondigit(after)),
+                )
+            )
         return out
 
 

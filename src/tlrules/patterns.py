@@ -47,7 +47,9 @@ class _Compiled:
         self.bodies = bodies
         program = _program(specs)
         self.dfa = DFA(program)
-        self.full: DFA | None = None  # every pattern, not only the first: for select
+        self.specs = specs
+        # for select: automata that keep every one of a few patterns, not only the first
+        self.some: dict[tuple[int, ...], DFA] = {}
         # the patterns the automaton left to the regex engine, in rule order
         self.isolated = [(i, regex.compile(bodies[i])) for i in program.unsupported]
         self.single: dict[int, regex.Pattern[str]] = {}
@@ -116,16 +118,18 @@ class Matcher:
     def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
         """For each pattern in ``indexes``, the positions of the names it alone matches."""
         c = self._c
-        dfa = c.full = c.full or DFA(c.dfa.program, prune=False)
         out: dict[int, list[int]] = {i: [] for i in indexes}
-        slow = {i for i, _ in self._c.isolated if i in out}
-        fast = out.keys() - slow
+        slow = {i for i, _ in c.isolated if i in out}
+        fast = tuple(sorted(out.keys() - slow))
+        dfa = c.some.get(fast)
+        if dfa is None:  # an automaton of these patterns alone, none pruned
+            dfa = c.some[fast] = DFA(_program(tuple(c.specs[i] for i in fast)), prune=False)
         hits: dict[int, list[int]] = {}  # final state -> the patterns in ``fast`` it accepts
         for k, s in enumerate(dfa.finals(names)):
             hit = hits.get(s)
             if hit is None:
                 if s >= 0:
-                    hit = hits[s] = [i for i in dfa.accepts[s] if i in fast]
+                    hit = hits[s] = [fast[i] for i in dfa.accepts[s]]
                 else:  # a name with a newline
                     hit = [i for i in fast if self.matches(i, names[k])]
             for i in hit:
