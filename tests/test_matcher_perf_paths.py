@@ -172,3 +172,16 @@ def test_bulk_decisions_refuse_an_integer_parameter_that_would_train() -> None:
     policy = tlrules.Policy.from_text("version: 1\nrules:\n  - '*': train\n")
     with pytest.raises(tlrules.DecisionError, match=r"'steps' has dtype torch\.int64 and cannot"):
         policy.apply(model)
+
+
+def test_parameters_set_under_dotted_keys_are_matched_by_their_whole_names() -> None:
+    model = nn.Module()
+    model._parameters["model.layers.3.w"] = nn.Parameter(torch.zeros(1))  # as some loaders do
+    model._parameters["fc.b"] = nn.Parameter(torch.zeros(1))
+    model.fc = nn.Linear(1, 1)
+    policy = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - model.layers.{2..4}: train\n  - 're:fc\\.b': train\n"
+        "  - '*': freeze\n"
+    )
+    decided = [(d.name, d.rule) for d in policy.audit(model).decisions]
+    assert decided == [("model.layers.3.w", 1), ("fc.b", 2), ("fc.weight", 3), ("fc.bias", 3)]

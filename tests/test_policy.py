@@ -45,8 +45,9 @@ MESSAGES = {
     "'re:(a|aa)+\\\\1\\\\.x' did not finish within the time limit on '"
     + "a"
     * 48
-    + ".weight' (catastrophic backtracking); rewrite it without nested repetition such as "
-    "'(a|aa)+' or '(x+)+'",
+    + ".weight' (catastrophic backtracking); remove the nested repetition such as "
+    "'(a|aa)+', or the backreference, inline flag or wide lookaround that keeps it on the "
+    "backtracking engine",
 }
 APPLY_TO = {
     "unmatched.yaml": Tied,

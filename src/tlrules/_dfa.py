@@ -316,6 +316,7 @@ class DFA:
     """
 
     NEWLINE = -1  # the "state" of a name with a newline: not matched here
+    DOTTED = -2  # a tree segment holding a dot: read the whole name instead (``finals``)
 
     def __init__(self, program: Program, prune: bool = True):
         self._p = self.program = program
@@ -356,6 +357,8 @@ class DFA:
     def child(self, s: int, seg: str) -> int:
         """The state after reading ``seg + "."`` from ``s``."""
         t = self.children[s].get(seg) if s >= 0 else s
+        if t is None and "." in seg:
+            t = self.children[s][seg] = self.DOTTED
         if t is None:
             t = self._read(s, seg)
             t = self.children[s][seg] = self._read(t, ".") if t >= 0 else t
@@ -365,7 +368,7 @@ class DFA:
         """The state after reading ``seg`` from ``s``."""
         t = self.leaves[s].get(seg) if s >= 0 else s
         if t is None:
-            t = self.leaves[s][seg] = self._read(s, seg)
+            t = self.leaves[s][seg] = self.DOTTED if "." in seg else self._read(s, seg)
         return t
 
     def _after(self, head: str) -> int:

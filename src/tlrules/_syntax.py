@@ -153,9 +153,10 @@ def _literal(piece: str) -> str | None:
 
 
 class _Lines:
-    """Names joined by newlines, for matching all of them in one pass of the regex engine.
+    """Names joined by newlines, for finding the largest index of a negative range in one
+    pass of the regex engine.
 
-    ``ok`` is false when a name is empty or holds a newline; those lists are matched one
+    ``ok`` is false when a name is empty or holds a newline; those lists are searched one
     name at a time.
     """
 

@@ -287,8 +287,9 @@ def timeout_error(err: PatternTimeout, rules: Sequence[Rule | GroupEntry]) -> De
                 r.where,
                 (
                     f"pattern {r.pattern.text!r} did not finish within the time limit on "
-                    f"{err.name!r} (catastrophic backtracking); rewrite it without nested "
-                    "repetition such as '(a|aa)+' or '(x+)+'"
+                    f"{err.name!r} (catastrophic backtracking); remove the nested repetition "
+                    "such as '(a|aa)+', or the backreference, inline flag or wide lookaround "
+                    "that keeps it on the backtracking engine"
                 ),
             )
             for r in slow

@@ -58,30 +58,31 @@ def assign_groups(
         keys.setdefault(e.options, [])
     chosen: list[tuple[tuple[str, Any], ...] | None] = []
     by_name: dict[str, tuple[tuple[str, Any], ...] | None] = {}
-    try:
-        for d in decisions:
-            if d.action != "train":
-                key = None
-            elif d.tied_to is not None:
-                key = by_name[d.tied_to]
-            else:
-                entry = next(
-                    (
-                        e
-                        for i, e in enumerate(entries)
-                        if e.selects(len(d.shape)) and matcher.matches(i, d.name)
-                    ),
-                    None,
-                )
-                key = () if entry is None else entry.options
-                if entry is not None and entry.number not in keys[key]:
-                    keys[key].append(entry.number)
-            by_name[d.name] = key
-            chosen.append(key)
+    try:  # every entry's names in one pass, then each parameter's first entry that fits
+        hits = matcher.select(range(len(entries)), [d.name for d in decisions])
     except PatternTimeout as err:
         from .apply import timeout_error
 
         raise timeout_error(err, entries) from None
+    matching: dict[int, list[int]] = {}
+    for i in range(len(entries)):
+        for k in hits[i]:
+            matching.setdefault(k, []).append(i)
+    for k, d in enumerate(decisions):
+        if d.action != "train":
+            key = None
+        elif d.tied_to is not None:
+            key = by_name[d.tied_to]
+        else:
+            entry = next(
+                (entries[i] for i in matching.get(k, ()) if entries[i].selects(len(d.shape))),
+                None,
+            )
+            key = () if entry is None else entry.options
+            if entry is not None and entry.number not in keys[key]:
+                keys[key].append(entry.number)
+        by_name[d.name] = key
+        chosen.append(key)
     taken = set(chosen)
     used = [k for k in keys if k in taken]
     index = {k: i for i, k in enumerate(used)}

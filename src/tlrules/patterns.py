@@ -173,10 +173,17 @@ class Matcher:
 
     def _finish(self, finals: list[int], names: Sequence[str]) -> list[int | None]:
         """The first pattern for each name, from the automaton's final states."""
-        first = self._c.dfa.first
+        dfa = self._c.dfa
+        first = dfa.first
         if not finals or min(finals) >= 0:
             out = [first[s] for s in finals]
         else:  # a name with a newline: each pattern on its own, by the regex engine
+            dotted = [k for k, s in enumerate(finals) if s == DFA.DOTTED]
+            if dotted:  # a tree segment with a dot: the whole name, read by prefixes
+                read = dfa.finals([names[k] for k in dotted])
+                finals = finals[:]
+                for k, s in zip(dotted, read, strict=True):
+                    finals[k] = s
             out = [
                 first[s] if s >= 0 else self._slow_first(n)
                 for s, n in zip(finals, names, strict=True)
