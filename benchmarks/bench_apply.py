@@ -24,9 +24,9 @@ import tlrules
 from tlrules import patterns
 
 try:
-    from tlrules import _dfa
+    from tlrules import _dfa, _syntax
 except ImportError:  # an older tlrules, before the automaton
-    _dfa = None  # type: ignore[assignment]
+    _dfa = _syntax = None  # type: ignore[assignment]
 from tlrules.render import to_json
 
 from .models import build
@@ -77,7 +77,13 @@ def forget() -> None:
 def cold() -> None:
     """Drop every compiled pattern, tlrules' and the regex libraries' caches alike."""
     forget()
-    for module, cache in ((patterns, "_program"), (_dfa, "_parsed")):
+    caches = (
+        (patterns, "_program"),
+        (_dfa, "_parsed"),
+        (_syntax, "_int_range"),
+        (_syntax, "_escape"),
+    )
+    for module, cache in caches:
         clear = getattr(getattr(module, cache, None), "cache_clear", None)
         if clear is not None:
             clear()

@@ -6,6 +6,7 @@ to regex bodies (``Pattern``), negative ranges resolved against a model's names.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,13 @@ class _Range:
     hi: int | None  # None: open-ended
 
 
+@functools.lru_cache(maxsize=512)
+def _escape(char: str) -> str:
+    """``regex.escape`` of one character, remembered (globs escape every character)."""
+    return str(regex.escape(char))
+
+
+@functools.lru_cache(maxsize=1024)
 def _int_range(lo: int, hi: int | None, behind: bool = True, ahead: bool = True) -> str:
     """A regex for the decimal numbers from ``lo`` to ``hi`` (``None``: no end), as a
     whole digit run: not after a digit (``behind``), not before one (``ahead``)."""
@@ -85,7 +93,7 @@ def _parse_glob(text: str) -> list[str | _Range]:
             if i + 1 == len(text):
                 raise PatternSyntaxError("a trailing '\\' escapes nothing; remove it", i)
             i += 1
-            out.append(regex.escape(text[i]))
+            out.append(_escape(text[i]))
         elif c == "[":
             j = i + 1
             negate = text[j : j + 1] == "!"
@@ -127,7 +135,7 @@ def _parse_glob(text: str) -> list[str | _Range]:
         elif c in "]}":
             raise PatternSyntaxError(f"unmatched '{c}'; write '\\{c}' for the character", i)
         else:
-            out.append(regex.escape(c))
+            out.append(_escape(c))
         i += 1
     return out
 
@@ -149,7 +157,7 @@ def _nondigit(piece: str) -> bool:
 
 def _literal(piece: str) -> str | None:
     """The character a literal glob piece stands for, else ``None``."""
-    return piece[-1] if piece and regex.escape(piece[-1]) == piece else None
+    return piece[-1] if piece and _escape(piece[-1]) == piece else None
 
 
 class _Lines:
@@ -257,7 +265,7 @@ def _last_index(prefix: list[str], lines: _Lines) -> int | None:
         if text[-1:].isdigit():
             return None  # the number would touch the digit before it
         found = re.findall(re.escape("\n" + text) + r"(\d+)", "\n" + lines.text)
-        return max(map(int, found)) if found else None
+        return max(map(int, set(found))) if found else None
     if lines.ok and "\n" not in head:
         if all(_deterministic(p) for p in prefix):  # one place per name to look
             scan = regex.compile(r"(?m)^(?:" + head + r")(?<!\d)(\d+)")
@@ -268,7 +276,7 @@ def _last_index(prefix: list[str], lines: _Lines) -> int | None:
         except TimeoutError:
             pass  # the name-by-name loop below
         else:
-            return max(map(int, found)) if found else None
+            return max(map(int, set(found))) if found else None
     pattern = regex.compile(head)
     best: int | None = None
     for name in lines.names:
