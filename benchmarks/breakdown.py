@@ -27,8 +27,11 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
     names = tree.names
     found = policy.matcher(names).first_all(names)
 
-    def decisions() -> None:  # the columns apply keeps, then the Decision objects of a view
-        Columns(names, tree.params, found, policy.rules, policy.default).rows()
+    def columns() -> Columns:  # what apply keeps for the report
+        return Columns(names, tree.params, found, policy.rules, policy.default)
+
+    def decisions() -> None:  # what a view (tree, table, JSON) builds from them
+        columns().rows()
 
     def bookkeeping() -> None:  # what apply() does around decide: remember, then set
         changed, stale = [], []
@@ -44,13 +47,19 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
         {
             "A: bare loop": baseline_a(model),
             "module walk (decide)": lambda: walk(model),
-            "matching, first time": (forget, lambda: policy.matcher(names).first_tree(tree, names)),
-            "report columns + Decision objects": decisions,
-            "preflight.before_apply": lambda: preflight.before_apply(policy, model, plan.targets),
+            "matching, first time": (
+                lambda: forget(policy),
+                lambda: policy.matcher(names).first_tree(tree, names),
+            ),
+            "report columns": columns,
+            "report columns + Decision objects (a view)": decisions,
+            "preflight.before_apply (skipped: no wrapper)": lambda: preflight.before_apply(
+                policy, model, plan.targets
+            ),
             "apply() bookkeeping + requires_grad_": bookkeeping,
-            "audit (decide), first": (forget, lambda: policy.audit(model)),
+            "audit (decide), first": (lambda: forget(policy), lambda: policy.audit(model)),
             "audit (decide), again": lambda: policy.audit(model),
-            "apply, first": (forget, lambda: policy.apply(model)),
+            "apply, first": (lambda: forget(policy), lambda: policy.apply(model)),
             "apply, again": lambda: policy.apply(model),
         },
         7,
