@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-_WRAPPER_CLASSES = frozenset(
-    {"DistributedDataParallel", "FullyShardedDataParallel", "OptimizedModule"}
-)
+from .preflight import WRAPPER_CLASSES, compiled_in_place, holds_wrapper
 
 
 @dataclass
@@ -52,8 +50,8 @@ def walk(model: nn.Module) -> Tree:
             if (cls.named_modules, cls.named_parameters) != _PLAIN:
                 return _listed(model)  # a class that lists its own members: ask it
             classes.add(cls)
-            wrapped = wrapped or cls.__name__ in _WRAPPER_CLASSES
-        if module.__dict__.get("_compiled_call_impl") is not None:
+            wrapped = wrapped or cls.__name__ in WRAPPER_CLASSES
+        if compiled_in_place(module):
             wrapped = True
         here = len(parents)
         parents.append(parent)
@@ -81,8 +79,5 @@ def _listed(model: nn.Module) -> Tree:
         tree.names.append(name)
         tree.params.append(p)
     tree.buffered = [(n, m) for n, m in model.named_modules() if m._buffers]
-    tree.wrapped = any(
-        type(m).__name__ in _WRAPPER_CLASSES or m.__dict__.get("_compiled_call_impl") is not None
-        for m in model.modules()
-    )
+    tree.wrapped = holds_wrapper(model)
     return tree

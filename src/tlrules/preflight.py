@@ -77,7 +77,7 @@ def before_apply(
 ) -> None:
     """Warn about every trap that applying ``targets`` (parameter, requires_grad) to
     ``model`` walks into; called by ``apply`` before it changes anything."""
-    if not _wrapped(model):
+    if not holds_wrapper(model):
         return
     planned = {id(p): flag for p, flag in targets}
     findings = [*_ddp(model, planned), *_fsdp1(model, policy, planned), *_compiled(model, planned)]
@@ -86,18 +86,20 @@ def before_apply(
         warnings.warn(finding.message, finding.category, stacklevel=4)
 
 
-_WRAPPER_CLASSES = frozenset(
+WRAPPER_CLASSES = frozenset(
     {"DistributedDataParallel", "FullyShardedDataParallel", "OptimizedModule"}
 )
 
 
-def _wrapped(model: nn.Module) -> bool:
+def compiled_in_place(module: nn.Module) -> bool:
+    """Whether ``module.compile()`` was called on this very module."""
+    return module.__dict__.get("_compiled_call_impl") is not None
+
+
+def holds_wrapper(model: nn.Module) -> bool:
     """Whether ``model`` holds any wrapper these checks look at: one pass, so that a
-    plain model pays one traversal of its modules."""
-    return any(
-        type(m).__name__ in _WRAPPER_CLASSES or m.__dict__.get("_compiled_call_impl") is not None
-        for m in model.modules()
-    )
+    plain model pays one traversal of its modules (``decide``'s walk notes the same)."""
+    return any(type(m).__name__ in WRAPPER_CLASSES or compiled_in_place(m) for m in model.modules())
 
 
 def _trainable(p: Any, planned: dict[int, bool]) -> bool:
