@@ -121,13 +121,12 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
     else:
         table, targets, problems = _decide_each(policy, tree.names, params, names, found)
     if expect.wanted(policy):
-        problems += expect.check(policy, table.rows() if isinstance(table, Columns) else table)
+        problems += expect.check(policy, _rows(table))
     if problems:
         raise DecisionError(problems)
     groups: tuple[GroupUse, ...] = ()
     if policy.groups:
-        rows = table.rows() if isinstance(table, Columns) else table
-        table, groups = assign_groups(policy, rows, names)
+        table, groups = assign_groups(policy, _rows(table), names)
     try:
         norm = norms.plan(policy, _norm_layers(tree, targets), matcher)
     except PatternTimeout as err:
@@ -143,6 +142,10 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
         groups=groups,
     )
     return Plan(report, targets, norm.targets, tree.wrapped)
+
+
+def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
+    return table.rows() if isinstance(table, Columns) else table
 
 
 def _norm_layers(
