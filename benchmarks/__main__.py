@@ -1,7 +1,8 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [--only apply,cli,train,scaling]``.
 
-Writes the raw figures to ``benchmarks/results.json`` (``results-quick.json`` with
-``--quick``) and the plot to ``benchmarks/scaling.png``; ``RESULTS.md`` records them.
+Writes the raw figures to ``benchmarks/results.json`` and the plot to
+``benchmarks/scaling.png`` (``results-quick.json`` and ``scaling-quick.png`` with
+``--quick``); ``RESULTS.md`` records them.
 """
 
 from __future__ import annotations

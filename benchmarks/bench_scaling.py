@@ -107,11 +107,12 @@ def run(quick: bool = False) -> dict[str, Any]:
             flush=True,
         )
         del model, report
-    _plot(rows)
-    return {"rows": rows, "plot": str(PLOT.name)}
+    plot = PLOT.with_name("scaling-quick.png") if quick else PLOT  # keep the recorded one
+    _plot(rows, plot)
+    return {"rows": rows, "plot": plot.name}
 
 
-def _plot(rows: list[dict[str, Any]]) -> None:
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +130,7 @@ def _plot(rows: list[dict[str, Any]]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

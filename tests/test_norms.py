@@ -177,3 +177,15 @@ def test_a_norm_layer_in_the_json_report() -> None:
         {"name": "1", "stats": "frozen"},
         {"name": "4", "stats": "update"},
     ]
+
+
+@pytest.mark.parametrize(("selector", "stats"), [("LayerNorm", "frozen"), ("BatchNorm*", "update")])
+def test_a_norm_layer_without_weights_honours_module_selectors(selector: str, stats: str) -> None:
+    # its running_mean is decided like a parameter of the layer: a rule whose class glob
+    # does not match the layer's class falls through to the next rule
+    policy = tlrules.Policy.from_text(
+        f"version: 1\nrules:\n  - match: '*'\n    module: '{selector}'\n    action: train\n"
+        "  - '*': freeze\n"
+    )
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, affine=False))
+    assert [(n.name, n.stats) for n in policy.audit(model).norm_layers] == [("1", stats)]

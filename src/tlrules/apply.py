@@ -6,7 +6,6 @@ and the report. ``apply`` then sets ``requires_grad`` on every parameter, or on 
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import gc
 import re
@@ -21,7 +20,8 @@ from ._walk import Tree, walk
 from .audit import Columns, Decision, GroupUse, Report, build_report
 from .errors import DecisionError, Where
 from .optim import assign_groups
-from .patterns import WRAPPER_SEGMENTS, Matcher, PatternTimeout
+from .patterns import WRAPPER_SEGMENTS, PatternTimeout
+from .policy import by_module_class
 
 if TYPE_CHECKING:
     from .policy import GroupEntry, Policy, Rule
@@ -98,7 +98,7 @@ def decide(policy: Policy, model: nn.Module, *, source: str | None = None) -> Pl
         found = matcher.first_tree(tree, names)
         if any(r.module for r in rules):
             classes = _owner_classes(model, raw_names)
-            found = _by_module_class(rules, matcher, names, classes, found)
+            found = by_module_class(rules, matcher, names, classes, found)
     except PatternTimeout as err:
         raise timeout_error(err, rules) from None
     params = tree.params
@@ -251,34 +251,6 @@ def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
     """The class name of the module that holds each parameter."""
     modules = dict(model.named_modules(remove_duplicate=False))
     return [type(modules[n.rpartition(".")[0]]).__name__ for n in raw_names]
-
-
-def _by_module_class(
-    rules: Sequence[Rule],
-    matcher: Matcher,
-    names: list[str],
-    classes: list[str],
-    found: list[int | None],
-) -> list[int | None]:
-    """First-match results where a rule with ``module:`` also needs the owner's class to
-    match its glob; a name whose first rule fails that tries the following rules."""
-    out = found[:]
-    for i, (name, cls, index) in enumerate(zip(names, classes, found, strict=True)):
-        if index is None or _class_ok(rules[index], cls):
-            continue
-        out[i] = next(
-            (
-                k
-                for k in range(index + 1, len(rules))
-                if _class_ok(rules[k], cls) and matcher.matches(k, name)
-            ),
-            None,
-        )
-    return out
-
-
-def _class_ok(rule: Rule, cls: str) -> bool:
-    return rule.module is None or fnmatch.fnmatchcase(cls, rule.module)
 
 
 def timeout_error(err: PatternTimeout, rules: Sequence[Rule | GroupEntry]) -> DecisionError:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from .audit import AuditWarning, NormLayer
+from .policy import by_module_class
 
 if TYPE_CHECKING:
     from .patterns import Matcher
@@ -60,7 +61,11 @@ def plan(
         if not has_running_stats(module):
             continue
         if frozen is None:  # its running_mean is decided like a parameter's name
-            index = matcher.first(f"{name}.running_mean" if name else "running_mean")
+            stat = f"{name}.running_mean" if name else "running_mean"
+            found = [matcher.first(stat)]
+            index = by_module_class(policy.rules, matcher, [stat], [type(module).__name__], found)[
+                0
+            ]
             action = policy.default if index is None else policy.rules[index].action
             frozen = action == "freeze"
         fixed = policy.norm_stats == "frozen" or (policy.norm_stats == "follow" and frozen)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -336,3 +337,32 @@ def _pattern_where(
     where = doc.where(loc, key=is_key, rule=rule)
     shift = pos + (loc in (doc.quoted_keys if is_key else doc.quoted))
     return Where(where.path, where.line, (where.column or 1) + shift, rule)
+
+
+def by_module_class(
+    rules: Sequence[Rule],
+    matcher: Matcher,
+    names: Sequence[str],
+    classes: Sequence[str],
+    found: list[int | None],
+) -> list[int | None]:
+    """First-match results where a rule with ``module:`` also needs the class of the module
+    that holds the name to match its glob; a name whose first rule fails that tries the
+    following rules."""
+    out = found[:]
+    for i, (name, cls, index) in enumerate(zip(names, classes, found, strict=True)):
+        if index is None or _class_ok(rules[index], cls):
+            continue
+        out[i] = next(
+            (
+                k
+                for k in range(index + 1, len(rules))
+                if _class_ok(rules[k], cls) and matcher.matches(k, name)
+            ),
+            None,
+        )
+    return out
+
+
+def _class_ok(rule: Rule, cls: str) -> bool:
+    return rule.module is None or fnmatch.fnmatchcase(cls, rule.module)
