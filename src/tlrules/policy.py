@@ -64,6 +64,9 @@ class GroupEntry:
         return self.max_ndim is None or ndim <= self.max_ndim
 
 
+_MATCHERS_KEPT = 4  # matchers a policy keeps for models with other names (negative ranges)
+
+
 @dataclass(frozen=True)
 class Policy:
     """A validated, compiled policy. Build it with ``tlrules.load`` or ``Policy.from_text``.
@@ -108,13 +111,15 @@ class Policy:
         return any(r.pattern.needs_names for r in self.rules)
 
     def matcher(self, names: Sequence[str] = ()) -> Matcher:
-        """The single matcher for these rules; negative ranges resolved against ``names``."""
+        """The single matcher for these rules; negative ranges resolved against ``names``
+        (the last few models' matchers are kept, so applying again costs one lookup)."""
         key = tuple(names) if self._needs_names else ()
         found = self._matchers.get(key)
         if found is None:
             found = Matcher([r.pattern for r in self.rules], key)
-            if not self._needs_names:  # a model-independent matcher is reused forever
-                self._matchers[key] = found
+            if len(self._matchers) >= _MATCHERS_KEPT:
+                del self._matchers[next(iter(self._matchers))]
+            self._matchers[key] = found
         return found
 
     @property
