@@ -9,7 +9,7 @@ import sys
 import tlrules
 from tlrules import preflight
 from tlrules._walk import walk
-from tlrules.apply import decide
+from tlrules.apply import decide, set_flags
 from tlrules.audit import Columns
 
 from .bench_apply import baseline_a, forget
@@ -34,14 +34,7 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
         columns().rows()
 
     def bookkeeping() -> None:  # what apply() does around decide: remember, then set
-        changed, stale = [], []
-        for p, flag in plan.targets:
-            was = p.requires_grad
-            if was is not flag:
-                p.requires_grad_(flag)
-                changed.append((p, was))
-            if not flag and p.grad is not None:
-                stale.append((p, p.grad))
+        set_flags(plan.targets, [], [])
 
     stats = rounds(
         {

@@ -319,7 +319,7 @@ class DFA:
     DOTTED = -2  # a tree segment holding a dot: read the whole name instead (``finals``)
 
     def __init__(self, program: Program, prune: bool = True):
-        self._p = self.program = program
+        self._p = program
         self._prune = prune
         self._sig_of: dict[str, tuple[bool, ...]] = {}
         self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}

@@ -307,6 +307,24 @@ class Applied:
         return str(self.report)
 
 
+def set_flags(
+    targets: Sequence[tuple[nn.Parameter, bool]],
+    changed: list[tuple[nn.Parameter, bool]],
+    stale: list[tuple[nn.Parameter, Any]],
+) -> None:
+    """Set each parameter's ``requires_grad`` and drop a frozen one's stale gradient,
+    noting in ``changed`` and ``stale`` what undo restores (also what was done before an
+    error, so that the caller can put it back)."""
+    for p, flag in targets:
+        was = p.requires_grad
+        if was is not flag:
+            p.requires_grad_(flag)
+            changed.append((p, was))
+        if not flag and p.grad is not None:
+            stale.append((p, p.grad))
+            p.grad = None
+
+
 def apply(policy: Policy, model: nn.Module) -> Applied:
     """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
     plan = decide(policy, model)
@@ -323,14 +341,7 @@ def apply(policy: Policy, model: nn.Module) -> Applied:
             p.grad = grad
 
     try:
-        for p, flag in plan.targets:
-            was = p.requires_grad
-            if was is not flag:
-                p.requires_grad_(flag)
-                changed.append((p, was))
-            if not flag and p.grad is not None:
-                stale.append((p, p.grad))
-                p.grad = None
+        set_flags(plan.targets, changed, stale)
     except BaseException:
         restore()
         raise

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import regex
 
 from ._dfa import DFA, Program
-from ._syntax import _SUBTREE, TIME_LIMIT, Pattern, PatternSyntaxError, _lines
+from ._syntax import _SUBTREE, TIME_LIMIT, Pattern, PatternSyntaxError, _glob_body, _lines
 
 if TYPE_CHECKING:
     from ._walk import Tree
@@ -41,9 +41,7 @@ class _Compiled:
     """The automaton and the regexes for one list of resolved bodies (cached: ``_compiled``)."""
 
     def __init__(self, specs: tuple[str | tuple[str, ...], ...]):
-        bodies = tuple(
-            s if isinstance(s, str) else "(?:" + "".join(s[:-1]) + ")" + s[-1] for s in specs
-        )
+        bodies = tuple(s if isinstance(s, str) else _glob_body(list(s[:-1])) for s in specs)
         self.bodies = bodies
         program = _program(specs)
         self.dfa = DFA(program)
