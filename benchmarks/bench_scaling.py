@@ -90,10 +90,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             {
                 "A": baseline_a(model),
                 "B": baseline_b(model, policy),
-                "tlrules first": (lambda: forget(policy), lambda model=model: policy.apply(model)),
+                "tlrules first": (forget, lambda model=model: policy.apply(model)),
                 "tlrules again": lambda model=model: policy.apply(model),
                 "matcher only": (
-                    lambda: forget(policy),
+                    forget,
                     lambda n=names: policy.matcher(n).first_all(n),
                 ),
                 "JSON report": lambda report=report: to_json(report),

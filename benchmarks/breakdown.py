@@ -8,9 +8,8 @@ import sys
 
 import tlrules
 from tlrules import preflight
-from tlrules._walk import walk
-from tlrules.apply import decide, set_flags
-from tlrules.audit import Columns
+from tlrules.engine import decide, set_flags, walk
+from tlrules.report import Columns
 
 from .bench_apply import baseline_a, forget
 from .models import build
@@ -28,7 +27,16 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
     found = policy.matcher(names).first_all(names)
 
     def columns() -> Columns:  # what apply keeps for the report
-        return Columns(names, tree.params, found, policy.rules, policy.default)
+        params = tree.params
+        return Columns(
+            names,
+            found,
+            [(r.number, r.action) for r in policy.rules],
+            policy.default,
+            [tuple(p.shape) for p in params],
+            [p.numel() for p in params],
+            [p.element_size() for p in params],
+        )
 
     def decisions() -> None:  # what a view (tree, table, JSON) builds from them
         columns().rows()
@@ -41,7 +49,7 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
             "A: bare loop": baseline_a(model),
             "module walk (decide)": lambda: walk(model),
             "matching, first time": (
-                lambda: forget(policy),
+                forget,
                 lambda: policy.matcher(names).first_tree(tree, names),
             ),
             "report columns": columns,
@@ -50,9 +58,9 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
                 policy, model, plan.targets
             ),
             "apply() bookkeeping + requires_grad_": bookkeeping,
-            "audit (decide), first": (lambda: forget(policy), lambda: policy.audit(model)),
+            "audit (decide), first": (forget, lambda: policy.audit(model)),
             "audit (decide), again": lambda: policy.audit(model),
-            "apply, first": (lambda: forget(policy), lambda: policy.apply(model)),
+            "apply, first": (forget, lambda: policy.apply(model)),
             "apply, again": lambda: policy.apply(model),
         },
         7,

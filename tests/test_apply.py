@@ -9,7 +9,7 @@ from torch import nn
 import tlrules
 from tests.models import Containers, Empty, Tied
 from tlrules import DecisionError
-from tlrules.apply import bare_name
+from tlrules.patterns import bare_name
 
 
 def policy(rules: str, **top: str) -> tlrules.Policy:

@@ -1,4 +1,4 @@
-"""The automaton (``tlrules._dfa``) against the ``regex`` engine it stands in for.
+"""The automaton (``tlrules.patterns.automaton``) against the ``regex`` engine it stands in for.
 
 Each regex is run alone and among others; the automaton must accept exactly the names
 ``regex.fullmatch`` accepts, and leave to the engine every construct it cannot express.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import regex
 
-from tlrules._dfa import DFA, Program
+from tlrules.patterns.automaton import DFA
+from tlrules.patterns.nfa import Program
 
 NAMES = [
     "",

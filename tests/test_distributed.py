@@ -26,9 +26,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import tlrules
-from tlrules import preflight
+from tlrules import preflight, sync_optimizer
 from tlrules.distributed import rewrap, switch_stage
-from tlrules.integrations import sync_optimizer
 
 WORLD = 2
 STEPS = 3
@@ -99,7 +98,7 @@ def _recorded(call: Callable[[], Any]) -> tuple[Any, list[tuple[str, str]]]:
     return value, [
         (type(w.message).__name__, str(w.message))
         for w in caught
-        if issubclass(w.category, tlrules.preflight.TLRulesWarning)
+        if issubclass(w.category, tlrules.TLRulesWarning)
     ]
 
 

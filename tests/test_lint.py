@@ -6,13 +6,13 @@ import pytest
 
 import tlrules
 from tlrules.cli import main
-from tlrules.lint import lint, shadowed_everywhere
+from tlrules.review import shadowed_everywhere
 
 
 def codes(*patterns: str) -> list[tuple[int | None, str]]:
     rules = "".join(f"  - {p!r}: freeze\n" for p in patterns)
     policy = tlrules.Policy.from_text(f"version: 1\nrules:\n{rules}", "p.yaml")
-    return [(w.rule, w.code) for w in lint(policy)]
+    return [(w.rule, w.code) for w in policy.lint]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_message_names_place_and_fix() -> None:
     policy = tlrules.Policy.from_text(
         "version: 1\nrules:\n  - 're:layer.{0,11}': train\n", "p.yaml"
     )
-    (warning,) = lint(policy)
+    (warning,) = policy.lint
     assert warning.message == (
         "p.yaml:3:5: rule 1: in regex 're:layer.{0,11}', '.{0,11}' repeats the character before "
         "it 0 to 11 times; it is not a layer range. For layers 0 to 11 write the glob "
@@ -83,7 +83,7 @@ def test_policies_in_stages_are_linted_once_per_rule(tmp_path, capsys) -> None:
         "version: 1\nstages:\n  - name: a\n    rules:\n      - 'layer4.*': train\n"
         "      - '*': freeze\n  - name: b\n    rules:\n      - 're:x.y': train\n"
     )
-    assert [(w.code, w.rule) for w in lint(tlrules.load(path))] == [
+    assert [(w.code, w.rule) for w in tlrules.load(path).lint] == [
         ("glob-looks-like-regex", 1),
         ("regex-unescaped-dot", 1),
     ]

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import tlrules
-from tlrules._walk import walk
-from tlrules.patterns import Matcher, Pattern, PatternTimeout
+from tlrules import PatternTimeout
+from tlrules.engine import walk
+from tlrules.patterns import Matcher, Pattern
 
 from .models import Containers, Tied, small_cnn
 from .test_patterns import _glob, _name, _regex, reference

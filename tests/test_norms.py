@@ -10,7 +10,7 @@ from torch import nn
 
 import tlrules
 from tests.models import Containers, small_cnn
-from tlrules.norms import locked
+from tlrules.engine.norms import locked
 
 # small_cnn(): 0 conv, 1 bn, 2 relu, 3 conv, 4 bn, 5 relu, 6 pool, 7 flatten, 8 linear
 FIRST_FROZEN = """\

@@ -28,7 +28,7 @@ rules:
 """
 
 
-def _report(model_cls: type) -> tlrules.audit.Report:
+def _report(model_cls: type) -> tlrules.Report:
     policy = tlrules.Policy.from_text(RULES, "rules/fixture.yaml")
     return policy.audit(model_cls(), source=model_cls.__name__)
 

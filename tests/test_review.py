@@ -11,8 +11,8 @@ from torch import nn
 import tlrules
 from tests.models import Containers
 from tlrules.cli import main
-from tlrules.explain import explain
-from tlrules.lock import dumps, lock, verify
+from tlrules.render import json_document
+from tlrules.review import explain, lock, verify
 
 ROOT = Path(__file__).parents[1]
 RULES = "version: 1\nrules:\n  - 'blocks.{-2..-1}': train\n  - heads.cls: train\n  - '*': freeze\n"
@@ -23,7 +23,7 @@ def _policy() -> tlrules.Policy:
 
 
 def test_verify_names_the_parameters_a_rename_changed() -> None:
-    document = json.loads(dumps(lock(_policy().audit(Containers()))))
+    document = json.loads(json_document(lock(_policy().audit(Containers()))))
     assert verify(document, _policy().audit(Containers())) == []
     renamed = Containers()
     renamed.classifiers = renamed.heads  # the module 'heads' is now 'classifiers'

@@ -11,9 +11,9 @@ import yaml
 from pydantic import ValidationError
 
 from tlrules.cli import main
-from tlrules.cli_library import policy_json_schema
+from tlrules.cli.library import policy_json_schema
 from tlrules.policy import library_dir
-from tlrules.schema import PolicySpec
+from tlrules.policy.schema import PolicySpec
 
 jsonschema = pytest.importorskip("jsonschema")
 

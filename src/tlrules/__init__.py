@@ -9,23 +9,106 @@
 ... ''')
 >>> [rule.action for rule in policy.rules]
 ['train', 'freeze']
+
+``import tlrules`` does not import torch: the names that need it (``Policy``, ``load``,
+``Applied``, the optimizer helpers, ``tlrules.preflight``, ``tlrules.distributed``) are
+imported on first use, so ``tlrules validate`` starts fast.
 """
 
-from .errors import DecisionError, ModelSpecError, PolicyError, TLRulesError
-from .optim import OptimizerCheck, OptimizerMismatchWarning, check_optimizer
-from .policy import Policy, load
-from .preflight import TLRulesWarning
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CompileWarning,
+    DecisionError,
+    ModelSpecError,
+    OptimizerMismatchWarning,
+    PatternTimeout,
+    PolicyError,
+    TLRulesError,
+    TLRulesWarning,
+    Where,
+    WrapperOrderWarning,
+)
+from .patterns import clear_caches
+from .report import (
+    AuditWarning,
+    Decision,
+    GroupUse,
+    Memory,
+    NormLayer,
+    Report,
+    RuleUse,
+    Summary,
+)
+
+if TYPE_CHECKING:
+    from . import distributed, preflight
+    from .api import Policy, load
+    from .engine import Applied
+    from .optim import OptimizerCheck, OptimizerSync, check_optimizer, sync_optimizer
+    from .preflight import Finding
+
+# name -> the module that defines it (these import torch)
+_LAZY = {
+    "Policy": "api",
+    "load": "api",
+    "Applied": "engine",
+    "OptimizerCheck": "optim",
+    "OptimizerSync": "optim",
+    "check_optimizer": "optim",
+    "sync_optimizer": "optim",
+    "Finding": "preflight",
+}
+_SUBMODULES = ("distributed", "preflight")
 
 __all__ = [
+    "Applied",
+    "AuditWarning",
+    "CompileWarning",
+    "Decision",
     "DecisionError",
+    "Finding",
+    "GroupUse",
+    "Memory",
     "ModelSpecError",
+    "NormLayer",
     "OptimizerCheck",
     "OptimizerMismatchWarning",
+    "OptimizerSync",
+    "PatternTimeout",
     "Policy",
     "PolicyError",
+    "Report",
+    "RuleUse",
+    "Summary",
     "TLRulesError",
     "TLRulesWarning",
+    "Where",
+    "WrapperOrderWarning",
     "check_optimizer",
+    "clear_caches",
+    "distributed",
     "load",
+    "preflight",
+    "sync_optimizer",
 ]
-__version__ = "0.1.0"
+
+try:
+    __version__ = metadata.version("tlrules")
+except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f"{__name__}.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-if TYPE_CHECKING:
-    import torch
-
-    from .apply import Applied
-    from .policy import Policy
+from . import engine
+from .engine import Applied
+from .optim import sync_optimizer
+from .policy import CompiledPolicy
 
 _MIB = 1024 * 1024
 
@@ -83,7 +83,7 @@ def rewrap(ddp: DistributedDataParallel, **overrides: Any) -> DistributedDataPar
 
 def switch_stage(
     ddp: DistributedDataParallel,
-    policy: Policy,
+    policy: CompiledPolicy,
     *,
     optimizer: torch.optim.Optimizer | None = None,
     lr: float | None = None,
@@ -95,15 +95,13 @@ def switch_stage(
     else ``rewrap(ddp)`` with the same settings. Every rank must call it at the same step.
 
     With ``optimizer``, it is brought in line with the stage the way
-    ``tlrules.integrations.sync_optimizer`` does: newly trainable parameters are added
+    ``tlrules.sync_optimizer`` does: newly trainable parameters are added
     with their ``param_groups`` settings (``lr`` is the base learning rate; a stage's own
     ``lr`` replaces it), parameters whose settings change move to a new group with their
     state, and frozen ones leave it. Use the returned ``model`` from now on.
     """
-    from .integrations.optimizer import sync_optimizer
-
     module = ddp.module
-    applied = policy.apply(module)
+    applied = engine.apply(policy, module)
     if optimizer is not None:
         sync_optimizer(optimizer, policy, module, lr=lr, schedulers=schedulers)
     new = wrap(module) if wrap is not None else rewrap(ddp)

@@ -1,7 +1,14 @@
-"""One error type for every bad input, with the place it came from."""
+"""What tlrules raises and warns with.
+
+Every failure caused by input (policy text, pattern, model spec, checkpoint, a pattern's
+time limit) is a ``TLRulesError`` by the time it leaves the library; the CLI turns it
+into exit code 2 and one line per problem. Any other exception is a bug in tlrules.
+Every warning about how a policy meets a model is a ``TLRulesWarning``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -57,3 +64,47 @@ class DecisionError(TLRulesError):
 
 class ModelSpecError(TLRulesError):
     """A model spec given to the CLI cannot be built or read."""
+
+
+class PatternTimeout(DecisionError):
+    """A name took longer than the time limit against patterns that run on the ``regex``
+    engine. ``rules`` are the indexes of those patterns in the list matched, ``name`` the
+    name; the message names each pattern. Code that knows where the patterns were
+    written (``tlrules.policy.timeouts_named``) adds their file and line."""
+
+    def __init__(self, name: str, rules: Sequence[int], patterns: Sequence[str]):
+        super().__init__([(Where(), too_slow(p, name)) for p in patterns])
+        self.name = name
+        self.rules = list(rules)
+
+
+def too_slow(pattern: str, name: str) -> str:
+    """The message for ``pattern`` running past the time limit on ``name``."""
+    return (
+        f"pattern {pattern!r} did not finish within the time limit on {name!r} "
+        "(catastrophic backtracking); remove the nested repetition such as '(a|aa)+', or "
+        "the backreference, inline flag or wide lookaround that keeps it on the "
+        "backtracking engine"
+    )
+
+
+class TLRulesWarning(UserWarning):
+    """Base of every warning tlrules gives about how a policy meets a model."""
+
+
+class WrapperOrderWarning(TLRulesWarning):
+    """A distributed wrapper was built for another trainable set than the policy gives."""
+
+
+class CompileWarning(TLRulesWarning):
+    """A ``torch.compile``\\ d model that already ran gets another trainable set."""
+
+
+class OptimizerMismatchWarning(TLRulesWarning):
+    """An optimizer holds frozen parameters or lacks trainable ones."""
+
+
+def quoted(names: Sequence[str], shown: int = 8) -> str:
+    """The first ``shown`` of ``names``, quoted, then "and N more"."""
+    listed = ", ".join(repr(n) for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")

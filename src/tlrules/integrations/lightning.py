@@ -25,7 +25,7 @@ Needs ``pip install 'tlrules[lightning]'``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     import lightning.pytorch as pl
@@ -35,13 +35,13 @@ except ImportError as err:  # pragma: no cover - the message is the point
         "pip install 'tlrules[lightning]'"
     ) from err
 
-from .optimizer import sync_optimizer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..distributed import rewrap
+from ..optim import sync_optimizer
+from ..policy import CompiledPolicy
 from .schedule import StageSchedule
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from ..policy import Policy
 
 __all__ = ["PolicyFinetuning"]
 
@@ -55,7 +55,9 @@ class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any 
     default each optimizer's own default ``lr``.
     """
 
-    def __init__(self, policy: Policy, *, module: str | None = None, lr: float | None = None):
+    def __init__(
+        self, policy: CompiledPolicy, *, module: str | None = None, lr: float | None = None
+    ):
         super().__init__()
         self.schedule = StageSchedule(policy, lr=lr)
         self.module = module
@@ -115,10 +117,6 @@ def _schedulers(trainer: pl.Trainer) -> list[Any]:
 
 def _rebuild_ddp(trainer: pl.Trainer) -> None:
     """Under a DDP strategy, a wrapper whose gradient hooks cover the new trainable set."""
-    from torch.nn.parallel import DistributedDataParallel
-
     wrapped = trainer.strategy.model
     if isinstance(wrapped, DistributedDataParallel):
-        from ..distributed import rewrap
-
         trainer.strategy.model = rewrap(wrapped)

@@ -21,16 +21,15 @@ and, to resume, ``schedule.load_state_dict(saved["stage"])`` then
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from .. import engine
+from ..engine import Applied
 from ..errors import PolicyError, TLRulesError
-from .optimizer import OptimizerSync, layout, restore_layout, sync_optimizer
-
-if TYPE_CHECKING:
-    import torch
-
-    from ..apply import Applied
-    from ..policy import Policy
+from ..optim import OptimizerSync, layout, restore_layout, sync_optimizer
+from ..policy import CompiledPolicy
 
 FORMAT = "tlrules-stage/1"
 
@@ -41,7 +40,7 @@ class StageSchedule:
     ``state_dict()``/``load_state_dict()``, so a resumed run comes back in its stage with
     the same trainable set and optimizer groups."""
 
-    def __init__(self, policy: Policy, *, lr: float | None = None) -> None:
+    def __init__(self, policy: CompiledPolicy, *, lr: float | None = None) -> None:
         self.policy = policy
         self.lr = lr
         self.names: tuple[str | None, ...] = policy.stage_names or (None,)
@@ -63,7 +62,7 @@ class StageSchedule:
         self.syncs: list[OptimizerSync] = []  # what the last switch did to each optimizer
         self._resume: dict[str, Any] | None = None
 
-    def policy_of(self, name: str | None) -> Policy:
+    def policy_of(self, name: str | None) -> CompiledPolicy:
         """The policy of stage ``name`` (the policy itself for one without stages)."""
         return self.policy if name is None else self.policy.stage(name)
 
@@ -84,7 +83,7 @@ class StageSchedule:
     ) -> Applied:
         """Apply stage ``name`` to ``model`` and bring each optimizer in line with it."""
         stage = self.policy_of(name)
-        applied = stage.apply(model)
+        applied = engine.apply(stage, model)
         schedulers = list(schedulers)
         self.syncs = [
             sync_optimizer(o, stage, model, lr=self.lr, schedulers=schedulers) for o in optimizers
@@ -149,7 +148,7 @@ class StageSchedule:
         if state is None:
             return None
         if not self.entered:
-            self.applied = self.policy_of(state["stage"]).apply(model)
+            self.applied = engine.apply(self.policy_of(state["stage"]), model)
             self.entered = True
         if optimizers is not None:
             for optimizer, saved in zip(optimizers, state["optimizers"], strict=False):

@@ -32,7 +32,7 @@ Needs ``pip install 'tlrules[transformers]'``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     import transformers
@@ -42,14 +42,13 @@ except ImportError as err:  # pragma: no cover - the message is the point
         "pip install 'tlrules[transformers]'"
     ) from err
 
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from ..errors import TLRulesError
-from .optimizer import sync_optimizer
+from ..optim import sync_optimizer
+from ..policy import CompiledPolicy
 from .schedule import StageSchedule
-
-if TYPE_CHECKING:
-    import torch
-
-    from ..policy import Policy
 
 __all__ = ["STATE_KEY", "PolicyCallback", "finetune"]
 
@@ -61,7 +60,7 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
     ``lr`` is the base learning rate that ``param_groups`` entries scale; by default the
     Trainer's ``learning_rate``."""
 
-    def __init__(self, policy: Policy, *, lr: float | None = None) -> None:
+    def __init__(self, policy: CompiledPolicy, *, lr: float | None = None) -> None:
         self.schedule = StageSchedule(policy, lr=lr)
         self.hooked = False  # whether finetune() hooked the trainer's optimizer creation
         self.trainer: Any = None
@@ -108,8 +107,6 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         state.stateful_callbacks[STATE_KEY] = self.schedule.state_dict(model, [optimizer])
 
     def _refuse_ddp(self) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
         wrapped = getattr(self.trainer, "model_wrapped", None)
         if isinstance(wrapped, DistributedDataParallel):
             raise TLRulesError(
@@ -120,7 +117,7 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
 
 
 def finetune(
-    trainer: transformers.Trainer, policy: Policy, *, lr: float | None = None
+    trainer: transformers.Trainer, policy: CompiledPolicy, *, lr: float | None = None
 ) -> PolicyCallback:
     """Add a ``PolicyCallback`` for ``policy`` to ``trainer`` and hook its optimizer
     creation (see the module docstring); returns the callback."""

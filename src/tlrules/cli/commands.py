@@ -1,0 +1,146 @@
+"""``tlrules`` command line. ``main(argv)`` is a plain function that returns the exit code.
+
+Exit codes: 0 done; 1 the audit has warnings and ``--strict`` was given (``verify``: the
+decisions changed); 2 the input is unusable (policy, model spec, file), with one clear
+message on stderr; 3 a bug in tlrules (one line; the traceback with ``--debug``).
+Torch is imported only by the commands that build a model.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from ..errors import TLRulesError
+from ..policy import load
+from . import library, review
+from .exits import debugging, guarded, print_error
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Declarative freezing rules for PyTorch transfer learning.",
+)
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the traceback of an internal error (exit code 3); also "
+            "TLRULES_DEBUG=1. Accepted anywhere on the command line.",
+        ),
+    ] = False,
+) -> None:
+    """Declarative freezing rules for PyTorch transfer learning."""
+
+
+class Format(str, Enum):
+    tree = "tree"
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def audit(
+    model: Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")],
+    policy: Annotated[str, typer.Argument(help="A policy file or a library name.")],
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="How to draw the audit.")
+    ] = Format.tree,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when the audit has warnings.")] = False,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="One stage of a policy in stages, or 'all': how each parameter changes "
+            "across them."
+        ),
+    ] = None,
+) -> None:
+    """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
+    loaded = load(policy)
+    from ..engine import audit as decide_report  # the commands that build a model import torch
+    from ..models import build
+    from ..render import render, stage_changes
+
+    built = build(model)
+    if stage == "all":
+        reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
+        sys.stdout.write(stage_changes(reports, fmt.value))
+    else:
+        part = loaded.stage(stage) if stage else loaded
+        reports = [decide_report(part, built, source=model)]
+        sys.stdout.write(render(reports[0], fmt.value))
+    if strict and any(r.warnings for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    policies: Annotated[list[str], typer.Argument(help="Policy files or library names.")],
+    strict: Annotated[bool, typer.Option(help="Exit 1 when lint finds anything.")] = False,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models",
+            help="Also build each model the policy names ('models:') and warn "
+            "about rules shadowed on all of them (imports torch).",
+        ),
+    ] = False,
+) -> None:
+    """Check policy files without building a model (never imports torch without --models)."""
+    failed = warned = False
+    for path in policies:
+        try:
+            loaded = load(path)
+            size = f"{len(loaded.stages)} stages" if loaded.stages else f"{len(loaded.rules)} rules"
+            print(f"ok: {path} ({size})")
+            found = list(loaded.lint)
+            if models:
+                from ..review import shadowed_everywhere  # builds the models: imports torch
+
+                found += shadowed_everywhere(loaded)
+        except TLRulesError as err:
+            print_error(err)
+            failed = True
+            continue
+        for warning in found:
+            print(f"warning[{warning.code}]: {warning.message}")
+            warned = True
+    if failed:
+        raise typer.Exit(2)
+    if strict and warned:
+        raise typer.Exit(1)
+
+
+library.register(app)
+review.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = debugging(args)
+    if "--debug" in args:  # accepted anywhere: click takes it before the command only
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    return guarded(lambda: _click(args), debug=debug)
+
+
+def _click(args: list[str]) -> int:
+    try:
+        app(args=args, prog_name="tlrules")
+    except SystemExit as done:  # click's standalone mode ends every run this way
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
+
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())

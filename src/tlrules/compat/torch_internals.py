@@ -1,0 +1,90 @@
+"""Private members of torch that tlrules reads or patches, each in one function.
+
+Where a torch version lacks one, the function says "unknown" (``None``) or assumes the
+cautious answer, and the check that needs it is skipped or warns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from operator import attrgetter
+from typing import Any
+
+from torch import nn
+
+Members = tuple[dict[str, nn.Parameter | None], dict[str, Any], dict[str, nn.Module | None]]
+
+members: Callable[[nn.Module], Members] = attrgetter("_parameters", "_buffers", "_modules")
+"""A module's own ``(parameters, buffers, children)`` dicts: one read, without the nested
+generators of ``named_parameters``/``named_modules`` (most of their time on a large model)."""
+
+
+def compiled_in_place(module: nn.Module) -> bool:
+    """Whether ``module.compile()`` was called on this very module."""
+    return module.__dict__.get("_compiled_call_impl") is not None
+
+
+def compiled_inner(module: nn.Module) -> nn.Module | None:
+    """The module a ``torch.compile`` wrapper (``OptimizedModule``) holds, else ``None``."""
+    inner = getattr(module, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else None
+
+
+def ddp_registered(ddp: Any) -> tuple[int, int] | None:
+    """(tensors, bytes) of the parameters a ``DistributedDataParallel`` registered its
+    gradient hooks for when it was built (its reducer's own count); ``None`` when this
+    torch does not say."""
+    try:
+        data = ddp._get_ddp_logging_data()
+        return int(data["num_parameter_tensors"]), int(data["total_parameter_size_bytes"])
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError):
+        return None
+
+
+def fsdp1_flat_parameter(unit: Any) -> tuple[Any, list[str]] | None:
+    """An FSDP1 unit built without ``use_orig_params=True``: its ``FlatParameter`` and
+    the names of the parameters flattened into it; ``None`` for any other unit."""
+    if getattr(unit, "_use_orig_params", True):
+        return None
+    flat = getattr(unit, "_flat_param", None)
+    names = getattr(flat, "_fqns", None)
+    return (flat, list(names)) if flat is not None and names else None
+
+
+def dynamo_has_run(module: nn.Module) -> bool:
+    """Whether Dynamo holds compiled code for ``module``'s forward (for a torch.nn class,
+    Dynamo's wrapper of its inlined call: any such module's); True when unknown."""
+    try:  # private APIs; without them, assume the model ran
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        from torch._dynamo.external_utils import wrap_inline
+
+        codes = [type(module).forward.__code__, wrap_inline(dynamo_has_run).__code__]
+        return any(_debug_get_cache_entry_list(code) for code in codes)
+    except (ImportError, AttributeError, TypeError):
+        return True
+
+
+def scheduler_last_lrs(scheduler: Any) -> Any:
+    """The learning rates an LR scheduler last set, as it keeps them (a list), or ``None``."""
+    return getattr(scheduler, "_last_lr", None)
+
+
+@contextlib.contextmanager
+def parameters_to_meta() -> Iterator[None]:
+    """Like accelerate's ``init_empty_weights``: each parameter moves to the meta device
+    as soon as it is registered, for models whose constructors compute on tensors."""
+    original = nn.Module.register_parameter
+
+    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        original(module, name, param)
+        own = members(module)[0]
+        moved = own[name]
+        if moved is not None:
+            own[name] = type(moved)(moved.to("meta"), requires_grad=moved.requires_grad)
+
+    nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]  # restored below
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]  # restoring

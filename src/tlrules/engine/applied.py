@@ -1,0 +1,88 @@
+"""Decisions -> model: the one place that changes a model (``apply``), and its undo.
+
+``audit`` decides without changing anything; ``apply`` decides, then sets
+``requires_grad`` on every parameter (clearing a frozen one's stale ``.grad``) and
+locks frozen norm layers in eval mode: all of it, or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from .. import preflight
+from ..policy import CompiledPolicy
+from ..report import Report
+from . import norms
+from .decisions import decide
+
+
+class Applied:
+    """What ``policy.apply(model)`` returns: the report, and ``undo()``.
+
+    ``str()`` draws the report; ``to_dict()`` gives the JSON document.
+    """
+
+    def __init__(self, report: Report, undo: list[Callable[[], Any]]):
+        self.report = report
+        self._undo = undo
+
+    def undo(self) -> None:
+        """Restore every ``requires_grad``, cleared ``.grad`` and norm layer's train-mode
+        behaviour exactly as it was before apply."""
+        while self._undo:
+            self._undo.pop()()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+    def __str__(self) -> str:
+        return str(self.report)
+
+
+def audit(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None) -> Report:
+    """The report ``apply`` would give, without changing the model."""
+    return decide(policy.decidable(), model, source=source).report
+
+
+def set_flags(
+    targets: Sequence[tuple[nn.Parameter, bool]],
+    changed: list[tuple[nn.Parameter, bool]],
+    stale: list[tuple[nn.Parameter, Any]],
+) -> None:
+    """Set each parameter's ``requires_grad`` and drop a frozen one's stale gradient,
+    noting in ``changed`` and ``stale`` what undo restores (also what was done before an
+    error, so that the caller can put it back)."""
+    for p, flag in targets:
+        was = p.requires_grad
+        if was is not flag:
+            p.requires_grad_(flag)
+            changed.append((p, was))
+        if not flag and p.grad is not None:
+            stale.append((p, p.grad))
+            p.grad = None
+
+
+def apply(policy: CompiledPolicy, model: nn.Module) -> Applied:
+    """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
+    plan = decide(policy.decidable(), model)
+    if plan.wrapped:
+        preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
+    changed: list[tuple[nn.Parameter, bool]] = []
+    # a stale gradient would keep moving a frozen parameter (momentum, weight decay)
+    stale: list[tuple[nn.Parameter, Any]] = []
+
+    def restore() -> None:
+        for p, flag in changed:
+            p.requires_grad_(flag)
+        for p, grad in stale:
+            p.grad = grad
+
+    try:
+        set_flags(plan.targets, changed, stale)
+    except BaseException:
+        restore()
+        raise
+    return Applied(plan.report, [restore, norms.fix(plan.norms)])

@@ -1,0 +1,106 @@
+"""The report of one policy on one model, from its decisions: per-rule counts and the
+warnings about rules (dead, shadowed) next to the policy's lint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..patterns import Matcher, closest_names
+from ..policy import CompiledPolicy, timeouts_named
+from ..report import AuditWarning, Columns, Decision, GroupUse, NormLayer, Report, RuleUse
+
+
+def build_report(
+    policy: CompiledPolicy,
+    decisions: Sequence[Decision] | Columns,
+    matcher: Matcher,
+    *,
+    model: object = None,
+    source: str | None = None,
+    norm_layers: Sequence[NormLayer] = (),
+    norm_warnings: Sequence[AuditWarning] = (),
+    groups: Sequence[GroupUse] = (),
+) -> Report:
+    """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
+    counts = {r.number: [0, 0] for r in policy.rules}
+    if isinstance(decisions, Columns):
+        counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
+    else:
+        for d in decisions:
+            if d.rule is not None:
+                counts[d.rule][0] += 1
+                counts[d.rule][1] += d.numel
+    uses = tuple(
+        RuleUse(
+            r.number,
+            r.pattern.text,
+            r.action,
+            r.location,
+            counts[r.number][0],
+            counts[r.number][1],
+            r.note,
+        )
+        for r in policy.rules
+    )
+    with timeouts_named(policy.rules):
+        found = _rule_warnings(policy, decisions, matcher, counts)
+    return Report(
+        table=decisions if isinstance(decisions, Columns) else tuple(decisions),
+        rules=uses,
+        warnings=(*policy.lint, *found, *norm_warnings),
+        norm_layers=tuple(norm_layers),
+        policy_name=policy.name,
+        policy_path=policy.path,
+        stage=policy.stage_name,
+        model_source=source,
+        model_class=None if model is None else type(model).__name__,
+        default=policy.default,
+        groups=tuple(groups),
+    )
+
+
+def _rule_warnings(
+    policy: CompiledPolicy,
+    decisions: Sequence[Decision] | Columns,
+    matcher: Matcher,
+    counts: dict[int, list[int]],
+) -> list[AuditWarning]:
+    """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
+
+    Only rules that decided nothing are checked, all in one pass over the names.
+    """
+    out: list[AuditWarning] = []
+    idle = [rule for rule in policy.rules if not counts[rule.number][0]]
+    if not idle:
+        return out
+    if isinstance(decisions, Columns):
+        names, rule_at = decisions.names, decisions.rule_at
+    else:
+        names = [d.name for d in decisions]
+        rule_at = lambda k: decisions[k].rule  # noqa: E731
+    hits = matcher.select([rule.number - 1 for rule in idle], names)
+    for rule in idle:
+        # a name this rule matches was taken by an earlier rule, since first match wins
+        takers = sorted({r for k in hits[rule.number - 1] if (r := rule_at(k))})
+        if not takers:
+            close = closest_names(rule.pattern.text, names)
+            hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
+            out.append(
+                AuditWarning(
+                    "dead-rule",
+                    f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
+                    rule.number,
+                )
+            )
+        else:
+            earlier = ", ".join(map(str, takers))
+            out.append(
+                AuditWarning(
+                    "shadowed-rule",
+                    f"rule {rule.number} {rule.pattern.text!r} only matches parameters that "
+                    f"earlier rules already decided (rule{'s' if len(takers) > 1 else ''} "
+                    f"{earlier}); move it up or remove it",
+                    rule.number,
+                )
+            )
+    return out

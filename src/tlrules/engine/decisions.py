@@ -1,0 +1,251 @@
+"""Every decision for one model, computed before anything changes (``decide``).
+
+``decide`` is pure: it reads the model's parameter names, computes every decision and
+the report, and returns them with what applying needs (``Plan``). ``applied.apply``
+then sets ``requires_grad`` on every parameter, or on none.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..compat.torch_internals import members
+from ..errors import DecisionError, Where, quoted
+from ..patterns import bare_name, bare_names
+from ..policy import CompiledPolicy, timeouts_named
+from ..preflight.wrappers import unwrap
+from ..report import Columns, Decision, GroupUse, Report
+from . import expect, norms
+from .audit import build_report
+from .groups import assign_groups
+from .selectors import by_module_class
+from .tree import Tree, walk
+
+_LISTED = 8  # names shown in a message before "and N more"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every decision for one model, before anything is changed."""
+
+    report: Report
+    targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
+    norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
+    wrapped: bool = True  # a wrapper that preflight checks may be inside
+
+
+class _GcPause:
+    """The cyclic garbage collector paused while any thread decides. Deciding a large
+    model builds hundreds of thousands of acyclic objects (names, decisions); each batch
+    of them would otherwise set off full collections over the whole model, most of the
+    time spent. The first thread in pauses it (if it ran), the last one out restarts it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._restart = False
+
+    def __call__(self, fn: Callable[..., Plan]) -> Callable[..., Plan]:
+        @functools.wraps(fn)
+        def paused(*args: Any, **kwargs: Any) -> Plan:
+            with self._lock:
+                if not self._inside:
+                    self._restart = gc.isenabled()
+                    gc.disable()
+                self._inside += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._inside -= 1
+                    if not self._inside and self._restart:
+                        gc.enable()
+
+        return paused
+
+
+@_GcPause()
+def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None) -> Plan:
+    """Compute every parameter's decision and the report; the model is not touched."""
+    tree = walk(model)
+    raw_names = tree.names
+    names = bare_names(raw_names)
+    matcher = policy.matcher(names)
+    rules = policy.rules
+    default = policy.default
+    with timeouts_named(rules):
+        found = matcher.first_tree(tree, names)
+        if any(r.module for r in rules):
+            classes = _owner_classes(model, raw_names)
+            found = by_module_class(rules, matcher, names, classes, found)
+    params = tree.params
+    table: Columns | list[Decision]
+    if (
+        names is raw_names
+        and len(set(map(id, params))) == len(params)
+        and (default != "error" or None not in found)
+    ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
+        table = Columns(
+            names,
+            found,
+            [(r.number, r.action) for r in rules],
+            default,
+            [tuple(p.shape) for p in params],
+            [p.numel() for p in params],
+            [p.element_size() for p in params],
+        )
+        targets = tuple(zip(params, table.train, strict=True))
+        problems = [
+            (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], p))
+            for k, (p, flag) in enumerate(targets)
+            if flag and not (p.is_floating_point() or p.is_complex())
+        ]
+    else:
+        table, targets, problems = _decide_each(policy, tree.names, params, names, found)
+    if expect.wanted(policy):
+        problems += expect.check(policy, _rows(table))
+    if problems:
+        raise DecisionError(problems)
+    groups: tuple[GroupUse, ...] = ()
+    if policy.groups:
+        table, groups = assign_groups(policy, _rows(table), names)
+    with timeouts_named(rules):
+        norm = norms.plan(policy, _norm_layers(tree, targets), matcher)
+    report = build_report(
+        policy,
+        table,
+        matcher,
+        model=unwrap(model),
+        source=source,
+        norm_layers=norm.layers,
+        norm_warnings=norm.warnings,
+        groups=groups,
+    )
+    return Plan(report, targets, norm.targets, tree.wrapped)
+
+
+def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
+    return table.rows() if isinstance(table, Columns) else table
+
+
+def _norm_layers(
+    tree: Tree, targets: tuple[tuple[nn.Parameter, bool], ...]
+) -> Iterator[tuple[str, nn.Module, bool | None]]:
+    """The modules with buffers (bare name, module, whether all its own parameters are
+    frozen: ``None`` when it has none), for ``norms.plan``."""
+    if not tree.buffered:
+        return
+    train = {id(p): flag for p, flag in targets}  # every tensor once: aliases too
+    for name, module in tree.buffered:
+        own = [id(p) for p in members(module)[0].values() if p is not None]
+        frozen = not any(train[p] for p in own) if own else None
+        yield bare_name(name), module, frozen
+
+
+def _decide_each(
+    policy: CompiledPolicy,
+    raw_names: list[str],
+    params: list[nn.Parameter],
+    names: list[str],
+    found: list[int | None],
+) -> tuple[list[Decision], tuple[tuple[nn.Parameter, bool], ...], list[tuple[Where, str]]]:
+    """Decisions one name at a time, for tied tensors (each decided once, its aliases
+    must agree), wrapper names that collide, and names no rule decides."""
+    rules, default = policy.rules, policy.default
+    decisions: list[Decision] = []
+    unmatched: list[str] = []
+    owner: dict[int, int] = {}  # id(tensor) -> index of its first name
+    seen: dict[str, int] = {}
+    targets: list[tuple[nn.Parameter, bool]] = []
+    problems: list[tuple[Where, str]] = []
+    for i, (raw_name, param, name) in enumerate(zip(raw_names, params, names, strict=True)):
+        index = found[i]
+        if index is None:
+            if default == "error":
+                unmatched.append(name)
+                continue
+            rule, action = None, default
+        else:
+            rule, action = rules[index].number, rules[index].action
+        if name in seen and params[seen[name]] is not param:
+            problems.append(
+                (
+                    policy.where,
+                    f"parameters {raw_names[seen[name]]!r} and {raw_name!r} are "
+                    f"both named {name!r} once wrapper prefixes are removed",
+                )
+            )
+        seen.setdefault(name, i)
+        first_alias = owner.setdefault(id(param), len(decisions))
+        tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
+        decision = Decision(
+            name,
+            tuple(param.shape),
+            param.numel(),
+            action,
+            rule,
+            None,
+            tied_to,
+            param.element_size(),
+        )
+        if tied_to is None:
+            targets.append((param, action == "train"))
+            if action == "train" and not (param.is_floating_point() or param.is_complex()):
+                problems.append((_rule_where(policy, rule), _cannot_train(name, param)))
+        elif decisions[first_alias].action != action:
+            other = decisions[first_alias]
+            problems.append(
+                (
+                    _rule_where(policy, rule),
+                    (
+                        f"parameters {other.name!r} and {name!r} are one tied tensor, but "
+                        f"{_by(policy, other.rule)} {_verb(other.action)} it and "
+                        f"{_by(policy, rule)} {_verb(action)} it; make the rules agree"
+                    ),
+                )
+            )
+        decisions.append(decision)
+    if unmatched:
+        problems.insert(
+            0,
+            (
+                policy.where,
+                (
+                    f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} "
+                    "no rule and "
+                    f"the policy's default is 'error': {quoted(unmatched, _LISTED)}; "
+                    "add a catch-all rule such "
+                    "as '- \"*\": freeze' at the end, or set 'default: freeze'"
+                ),
+            ),
+        )
+    return decisions, tuple(targets), problems
+
+
+def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
+    """The class name of the module that holds each parameter."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    return [type(modules[n.rpartition(".")[0]]).__name__ for n in raw_names]
+
+
+def _cannot_train(name: str, param: nn.Parameter) -> str:
+    return f"parameter {name!r} has dtype {param.dtype} and cannot train; freeze it"
+
+
+def _rule_where(policy: CompiledPolicy, rule: int | None) -> Where:
+    return policy.where if rule is None else policy.rules[rule - 1].where
+
+
+def _by(policy: CompiledPolicy, rule: int | None) -> str:
+    return "the default" if rule is None else f"rule {rule} {policy.rules[rule - 1].pattern.text!r}"
+
+
+def _verb(action: str) -> str:
+    return "trains" if action == "train" else "freezes"

@@ -1,0 +1,79 @@
+"""What a ``torch.optim`` optimizer takes from a policy: ``param_groups``.
+
+``policy.param_groups(model, lr=1e-3, weight_decay=0.05)`` returns the list of dicts any
+``torch.optim`` optimizer takes. Only trainable parameters appear. Each goes to the group
+of the first ``param_groups`` entry that matches its name (and its ``max_ndim``, when the
+entry sets one); entries with equal settings share one group; parameters no entry
+matches form the base group. Groups come in a fixed order: the base group first, then
+one per distinct setting in entry order; empty groups are left out.
+
+"No weight decay on biases and norm weights" is two lines:
+
+.. code-block:: yaml
+
+    param_groups:
+      - "*.bias": {weight_decay: 0.0}
+      - {match: "*", max_ndim: 1, weight_decay: 0.0}  # norm weights: the other 1-d tensors
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import DecisionError
+from ..policy import CompiledPolicy
+from .decisions import decide
+
+
+def param_groups(
+    policy: CompiledPolicy,
+    model: torch.nn.Module,
+    *,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    **optimizer_defaults: Any,
+) -> list[dict[str, Any]]:
+    """The optimizer groups of ``model`` under ``policy`` (see the module docstring).
+
+    ``lr``, ``weight_decay`` and ``optimizer_defaults`` are the base settings; a stage's
+    ``lr`` replaces ``lr``; an entry's ``lr`` replaces the base learning rate, its
+    ``lr_scale`` multiplies it.
+    """
+    policy = policy.decidable()
+    report = decide(policy, model).report
+    if policy.stage_spec is not None and policy.stage_spec.lr is not None:
+        lr = policy.stage_spec.lr
+    base = {"lr": lr, "weight_decay": weight_decay, **optimizer_defaults}
+    base = {k: v for k, v in base.items() if v is not None}
+    params = [p for _, p in model.named_parameters(remove_duplicate=False)]
+    if not policy.groups:
+        trainable = [
+            p
+            for p, d in zip(params, report.decisions, strict=True)
+            if d.action == "train" and d.tied_to is None
+        ]
+        return [{"params": trainable, **base}] if trainable else []
+    members: dict[int, list[torch.nn.Parameter]] = {g.group: [] for g in report.groups}
+    for p, d in zip(params, report.decisions, strict=True):
+        if d.group is not None and d.tied_to is None:
+            members[d.group].append(p)
+    out = []
+    for g in report.groups:
+        settings = dict(base)
+        options = dict(g.options)
+        scale = options.pop("lr_scale", None)
+        if scale is not None:
+            if lr is None:
+                entry = policy.groups[g.entries[0] - 1]
+                raise DecisionError(
+                    f"param_groups entry {entry.number} {entry.pattern.text!r} sets lr_scale, "
+                    "which multiplies the base learning rate: pass it, "
+                    "policy.param_groups(model, lr=...)",
+                    entry.where,
+                )
+            settings["lr"] = lr * scale
+        settings.update(options)
+        out.append({"params": members[g.group], **settings})
+    return out

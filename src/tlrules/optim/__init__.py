@@ -1,0 +1,17 @@
+"""Optimizers and policies: an optimizer checked against a model's trainable set, and
+brought in line with a stage (parameters added, moved or dropped with their state; the
+group layout saved by parameter name, to resume)."""
+
+from .check import OptimizerCheck, check_optimizer, warn_mismatch
+from .sync import OptimizerSync, layout, raw_optimizer, restore_layout, sync_optimizer
+
+__all__ = [
+    "OptimizerCheck",
+    "OptimizerSync",
+    "check_optimizer",
+    "layout",
+    "raw_optimizer",
+    "restore_layout",
+    "sync_optimizer",
+    "warn_mismatch",
+]

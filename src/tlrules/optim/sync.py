@@ -1,0 +1,226 @@
+"""An optimizer brought in line with a stage, and its group layout saved by parameter name.
+
+``sync_optimizer(optimizer, policy.stage("finetune"), model, lr=1e-3)`` makes every
+parameter the stage trains sit in a group with exactly the settings the stage's
+``param_groups`` give it, keeping each parameter's optimizer state:
+
+- a newly trainable parameter joins a group with its settings: an existing group whose
+  settings are equal, else a new group appended with them;
+- a parameter whose settings change (a fine-tuning stage with its own ``lr``) moves the
+  same way; its state (momentum, Adam moments) moves with it;
+- a parameter the stage freezes leaves its group, and its state is dropped.
+
+Groups are only appended, never removed or reordered, so group indices stay valid for LR
+schedulers; a group left without parameters stays, empty. A learning rate is compared by
+its ``initial_lr`` where a scheduler set one, so a scheduled group is not mistaken for a
+changed one. An appended group gets ``initial_lr``; each scheduler in ``schedulers``
+gets a ``base_lrs`` (and ``lr_lambdas``) entry for it, and its ``lr`` starts where the
+schedule is now (``LambdaLR``'s own function; otherwise the ratio the existing groups
+were scaled by).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..compat.torch_internals import scheduler_last_lrs
+from ..engine import param_groups
+from ..errors import TLRulesError
+from ..patterns import bare_name
+from ..policy import CompiledPolicy
+
+_SETTING_TYPES = (bool, int, float, str, type(None))
+
+
+@dataclass(frozen=True)
+class OptimizerSync:
+    """What ``sync_optimizer`` changed; names are bare parameter names."""
+
+    added: tuple[str, ...]  # parameters that joined the optimizer
+    moved: tuple[str, ...]  # parameters that changed group because their settings changed
+    removed: tuple[str, ...]  # frozen parameters that left it
+    new_groups: tuple[int, ...]  # indices of the groups appended
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.moved or self.removed)
+
+
+def raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The ``torch.optim.Optimizer`` inside a framework's wrapper (Accelerate's
+    ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``)."""
+    while True:  # AcceleratedOptimizer subclasses Optimizer yet keeps its state inside
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if not isinstance(inner, torch.optim.Optimizer):
+            break
+        optimizer = inner
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"not a torch.optim.Optimizer: {type(optimizer).__name__}")
+    return optimizer
+
+
+def sync_optimizer(
+    optimizer: Any,
+    policy: CompiledPolicy,
+    model: torch.nn.Module,
+    *,
+    lr: float | None = None,
+    schedulers: Iterable[Any] = (),
+) -> OptimizerSync:
+    """Bring ``optimizer`` in line with what ``policy`` trains in ``model`` (the module
+    docstring says how). ``lr`` is the base learning rate ``param_groups`` scales; by
+    default the optimizer's own default ``lr``. Apply the policy first."""
+    opt = raw_optimizer(optimizer)
+    base = lr if lr is not None else opt.defaults.get("lr")
+    names = {id(p): bare_name(n) for n, p in model.named_parameters()}
+    want: dict[int, dict[str, Any]] = {}
+    order: list[tuple[dict[str, Any], list[torch.nn.Parameter]]] = []
+    for target in param_groups(policy, model, lr=base):
+        settings = {k: v for k, v in target.items() if k != "params"}
+        order.append((settings, list(target["params"])))
+        for p in target["params"]:
+            want[id(p)] = settings
+    held: set[int] = set()
+    moved: list[str] = []
+    removed: list[str] = []
+    for group in opt.param_groups:
+        keep = []
+        for p in group["params"]:
+            wanted = want.get(id(p))
+            if wanted is None and id(p) in names:  # frozen by the policy
+                removed.append(names[id(p)])
+                opt.state.pop(p, None)
+                continue
+            if wanted is not None and not _matches(group, wanted):
+                moved.append(names[id(p)])
+                continue
+            keep.append(p)
+            held.add(id(p))
+        group["params"] = keep
+    moved_names = set(moved)
+    added: list[str] = []
+    new_groups: list[int] = []
+    for settings, params in order:
+        pending = [p for p in params if id(p) not in held]
+        if not pending:
+            continue
+        added += [names[id(p)] for p in pending if names[id(p)] not in moved_names]
+        home = next((g for g in opt.param_groups if _matches(g, settings)), None)
+        if home is not None:
+            home["params"].extend(pending)
+        else:
+            opt.add_param_group({"params": pending, **settings})
+            new_groups.append(len(opt.param_groups) - 1)
+    _extend_schedulers(opt, new_groups, schedulers)
+    return OptimizerSync(tuple(added), tuple(moved), tuple(removed), tuple(new_groups))
+
+
+def _matches(group: dict[str, Any], settings: dict[str, Any]) -> bool:
+    for key, value in settings.items():
+        current = group.get("initial_lr", group.get("lr")) if key == "lr" else group.get(key)
+        if isinstance(value, float) and isinstance(current, (int, float)):
+            if not math.isclose(value, float(current), rel_tol=1e-12, abs_tol=0.0):
+                return False
+        elif _plain(current) != _plain(value):
+            return False
+    return True
+
+
+def _extend_schedulers(
+    opt: torch.optim.Optimizer, new_groups: Sequence[int], schedulers: Iterable[Any]
+) -> None:
+    if not new_groups:
+        return
+    scheduled = any(
+        "initial_lr" in g for i, g in enumerate(opt.param_groups) if i not in new_groups
+    )
+    if scheduled:
+        for i in new_groups:
+            opt.param_groups[i]["initial_lr"] = opt.param_groups[i]["lr"]
+    for scheduler in schedulers:
+        try:
+            if raw_optimizer(getattr(scheduler, "optimizer", None)) is not opt:
+                continue
+        except TypeError:  # not an optimizer's scheduler
+            continue
+        for i in new_groups:
+            group = opt.param_groups[i]
+            initial = group.get("initial_lr", group["lr"])
+            lambdas = getattr(scheduler, "lr_lambdas", None)
+            if isinstance(lambdas, list) and len(lambdas) == i and lambdas:
+                lambdas.append(lambdas[-1])
+                # where the schedule is now, as LambdaLR computes it
+                group["lr"] = initial * lambdas[-1](scheduler.last_epoch)
+            else:
+                group["lr"] = initial * _progress(opt, new_groups)
+            lists = (getattr(scheduler, "base_lrs", None), scheduler_last_lrs(scheduler))
+            for values, value in zip(lists, (initial, group["lr"]), strict=True):
+                if isinstance(values, list) and len(values) == i:
+                    values.append(value)
+
+
+def _progress(opt: torch.optim.Optimizer, new_groups: Sequence[int]) -> float:
+    """How far a scheduler has scaled the existing groups: ``lr / initial_lr`` of the
+    first one that has both (exact for schedules that scale every group alike)."""
+    for i, group in enumerate(opt.param_groups):
+        if i not in new_groups and group.get("initial_lr"):
+            return float(group["lr"]) / float(group["initial_lr"])
+    return 1.0
+
+
+def layout(optimizer: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """``optimizer``'s groups with parameter names instead of tensors, and the plain
+    (JSON-able) settings: what ``restore_layout`` rebuilds the groups from."""
+    opt = raw_optimizer(optimizer)
+    names = {id(p): bare_name(n) for n, p in model.named_parameters()}
+    out = []
+    for group in opt.param_groups:
+        entry: dict[str, Any] = {
+            "params": [names[id(p)] for p in group["params"] if id(p) in names]
+        }
+        entry.update(
+            {k: _plain(v) for k, v in group.items() if k != "params" and _is_plain(_plain(v))}
+        )
+        out.append(entry)
+    return out
+
+
+def restore_layout(optimizer: Any, model: torch.nn.Module, saved: list[dict[str, Any]]) -> None:
+    """Rebuild ``optimizer``'s groups from ``layout``'s output, so that a saved optimizer
+    state dict (whose groups list parameters by position) loads into it. The optimizer
+    must not hold state yet: a freshly built one."""
+    opt = raw_optimizer(optimizer)
+    params = {bare_name(n): p for n, p in model.named_parameters()}
+    missing = sorted({n for g in saved for n in g["params"] if n not in params})
+    if missing:
+        raise TLRulesError(
+            f"the saved optimizer layout names parameters this model lacks: {missing[:4]}; "
+            "resume with the model the checkpoint was written from"
+        )
+    opt.state.clear()
+    opt.param_groups.clear()
+    for group in saved:
+        settings = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in group.items() if k != "params"
+        }
+        opt.add_param_group({**settings, "params": [params[n] for n in group["params"]]})
+
+
+def _plain(value: Any) -> Any:
+    """Numbers held as 0-d tensors or tuples, as JSON-able values."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, _SETTING_TYPES) for v in value)
+    return isinstance(value, _SETTING_TYPES)

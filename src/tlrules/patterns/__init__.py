@@ -1,0 +1,22 @@
+"""Patterns over parameter names: glob and regex syntax, the names wrappers leave, and
+one matcher for a whole policy. Needs no torch."""
+
+from .hints import closest_names
+from .matcher import Matcher, ModuleTree, clear_caches, compiled
+from .names import WRAPPER_SEGMENTS, bare_module, bare_name, bare_names
+from .syntax import TIME_LIMIT, Pattern, PatternSyntaxError
+
+__all__ = [
+    "TIME_LIMIT",
+    "WRAPPER_SEGMENTS",
+    "Matcher",
+    "ModuleTree",
+    "Pattern",
+    "PatternSyntaxError",
+    "bare_module",
+    "bare_name",
+    "bare_names",
+    "clear_caches",
+    "closest_names",
+    "compiled",
+]

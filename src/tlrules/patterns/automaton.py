@@ -1,0 +1,214 @@
+"""A ``Program`` (all of a policy's patterns as one NFA) run as a DFA over names, built
+lazily, state by state.
+
+Running the NFA walks the *set* of nodes alive after each character, so a name costs
+time linear in its length whatever the patterns (no backtracking: a pattern such as
+``(a|aa)+`` cannot hang it). Each set met is a DFA state, remembered with its
+transitions, and a state knows every pattern that accepts there.
+
+Names are walked segment by segment: ``states[head]`` is the state after ``head + "."``,
+and each state remembers the state after each segment seen from it. A module prefix
+shared by many parameters is therefore read once, and a segment (``weight``, ``17``)
+read from the same state is one dictionary lookup. Names holding a newline are left to
+the ``regex`` engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact
+``regex`` meaning.
+
+A ``DFA`` grows while it matches: every step that creates a state or remembers a
+transition runs under its program's lock, so threads may share one; reading what is
+already known takes no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .nfa import BEHIND, Program
+
+
+class DFA:
+    """A ``Program`` run as a DFA built lazily, state by state, over names.
+
+    ``finals(names)`` gives the state each name ends in; ``accepts[state]`` the indexes
+    of the patterns that match there, in order, and ``first[state]`` the lowest
+    (``None``: no pattern matches). With ``prune``, a state drops the patterns after
+    one that matches whatever follows, so ``accepts`` ends at the first pattern that
+    surely matches; ``prune=False`` keeps every pattern, for ``Matcher.select``.
+    ``child(state, segment)`` and ``leaf(state, segment)`` step over one dotted segment,
+    for walking a module tree.
+    """
+
+    NEWLINE = -1  # the "state" of a name with a newline: not matched here
+    DOTTED = -2  # a tree segment holding a dot: read the whole name instead (``finals``)
+
+    def __init__(self, program: Program, prune: bool = True):
+        self._p = program
+        self._lock = program.lock
+        self._prune = prune
+        self._sig_of: dict[str, tuple[bool, ...]] = {}
+        self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
+        self._sets: list[tuple[frozenset[int], tuple[bool, ...] | None]] = []
+        self._pending: list[frozenset[int]] = []  # each state's waiting lookaheads
+        self._raw: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
+        self.accepts: list[tuple[int, ...]] = []
+        self.first: list[int | None] = []
+        self._chars: list[dict[str, int]] = []
+        self.children: list[dict[str, int]] = []  # state -> segment -> state after "seg."
+        self.leaves: list[dict[str, int]] = []  # state -> segment -> state after "seg"
+        self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
+        with self._lock:
+            self.start = self._state(self._resolve(program.start, None, None), None)
+
+    # ------------------------------------------------------------------ names
+
+    def finals(self, names: Sequence[str]) -> list[int]:
+        """The state each name ends in (``NEWLINE`` for a name holding a newline)."""
+        out: list[int] = []
+        states, leaves, start = self._states, self.leaves, self.start
+        for name in names:
+            head, dot, seg = name.rpartition(".")
+            if dot:
+                s = states.get(head)
+                if s is None:
+                    s = self._after(head)
+            else:
+                s = start
+            if s >= 0:
+                t = leaves[s].get(seg)
+                s = self.leaf(s, seg) if t is None else t
+            out.append(s)
+        return out
+
+    def child(self, s: int, seg: str) -> int:
+        """The state after reading ``seg + "."`` from ``s``."""
+        if s < 0:
+            return s
+        with self._lock:
+            t = self.children[s].get(seg)
+            if t is None and "." in seg:
+                t = self.children[s][seg] = self.DOTTED
+            if t is None:
+                t = self._read(s, seg)
+                t = self.children[s][seg] = self._read(t, ".") if t >= 0 else t
+            return t
+
+    def leaf(self, s: int, seg: str) -> int:
+        """The state after reading ``seg`` from ``s``."""
+        if s < 0:
+            return s
+        with self._lock:
+            t = self.leaves[s].get(seg)
+            if t is None:
+                t = self.leaves[s][seg] = self.DOTTED if "." in seg else self._read(s, seg)
+            return t
+
+    def _after(self, head: str) -> int:
+        """The state after ``head + "."``, remembering every shorter prefix on the way."""
+        with self._lock:
+            return self._after_locked(head)
+
+    def _after_locked(self, head: str) -> int:
+        chain = [head]
+        while True:
+            up, dot, _ = chain[-1].rpartition(".")
+            if not dot:
+                s = self.start
+                break
+            known = self._states.get(up)
+            if known is not None:
+                s = known
+                break
+            chain.append(up)
+        for prefix in reversed(chain):
+            s = self._states[prefix] = self.child(s, prefix.rpartition(".")[2])
+        return s
+
+    def _read(self, s: int, text: str) -> int:
+        for c in text:
+            t = self._chars[s].get(c)
+            if t is None:
+                t = self._chars[s][c] = self._step(s, c)
+            s = t
+            if s < 0:
+                break
+        return s
+
+    # ------------------------------------------------------------------ states
+
+    def _state(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+        raw = (nodes, sig)
+        s = self._raw.get(raw)
+        if s is None:
+            s = self._raw[raw] = self._intern(nodes, sig)
+        return s
+
+    def _intern(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+        p = self._p
+        if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
+            rule = p.nfa.rule  # the patterns after it can no longer come first
+            last = min(map(rule.__getitem__, nodes & p.universal))
+            if max(map(rule.__getitem__, nodes)) > last:
+                nodes = frozenset(n for n in nodes if rule[n] <= last)
+        pending = nodes & p.ahead
+        key = (nodes, sig if pending else None)  # only a pending lookahead reads sig later
+        s = self._ids.get(key)
+        if s is None:
+            s = self._ids[key] = len(self._sets)
+            self._sets.append(key)
+            self._pending.append(pending)
+            done = nodes | self._resolve(pending, sig, "") if pending else nodes
+            accepts = tuple(sorted(p.nfa.rule[n] for n in done & p.accepting))
+            self.accepts.append(accepts)
+            self.first.append(accepts[0] if accepts else None)
+            self._chars.append({})
+            self.children.append({})
+            self.leaves.append({})
+        return s
+
+    def _step(self, s: int, c: str) -> int:
+        if c == "\n":
+            return self.NEWLINE
+        p = self._p
+        nodes, sig = self._sets[s]
+        taking = p._taking.get(c) or p.taking(c)
+        hits = nodes & taking
+        pending = self._pending[s]
+        if pending:  # lookaheads that waited for this character, then the character itself
+            hits |= (self._resolve(pending, sig, c) - nodes) & taking
+        succ = p.succ
+        moved = p.eclose([succ[n] for n in hits]) if hits else frozenset()
+        after = self._sig_of.get(c)
+        if after is None:
+            after = self._sig_of[c] = tuple(t(c) for t in p.behind)
+        if moved & p.asserting:
+            moved = self._resolve(moved, after, None)
+        return self._state(moved, after)
+
+    def _resolve(
+        self, nodes: frozenset[int], sig: tuple[bool, ...] | None, ahead: str | None
+    ) -> frozenset[int]:
+        """``nodes`` with their lookarounds decided: ``sig`` says which lookbehind tests the
+        previous character passes (``None``: at the start); ``ahead`` is the next
+        character ("" at the end; ``None``: not known yet, so lookaheads wait)."""
+        p = self._p
+        todo = list(nodes & p.asserting)
+        if not todo:
+            return nodes
+        kind, tests, negate, nexts = p.nfa.kind, p.nfa.test, p.nfa.negate, p.nfa.next
+        out = set(nodes)
+        done: set[int] = set()
+        while todo:
+            n = todo.pop()
+            if n in done:
+                continue
+            done.add(n)
+            if kind[n] == BEHIND:
+                sees = sig is not None and sig[p.behind_at[id(tests[n])]]
+            elif ahead is None:
+                continue  # a lookahead waits for the next character
+            else:
+                sees = ahead != "" and tests[n](ahead)
+            if sees != negate[n]:
+                more = p.eclose(nexts[n])
+                out |= more
+                todo += more & p.asserting
+        return frozenset(out)

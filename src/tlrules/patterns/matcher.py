@@ -1,0 +1,264 @@
+"""A policy's patterns compiled into one matcher: for each name, the first pattern that
+matches it (``syntax`` parses and translates each pattern).
+
+Every pattern the automaton can express (``nfa``, ``automaton``) runs there: all of them
+at once, in time linear in a name's length, each module prefix read once. The others
+(regexes with backreferences, flags, wide lookarounds) and names holding a newline go
+to the ``regex`` engine with ``TIME_LIMIT``, only where they could come before the
+automaton's answer; a name that runs past it raises ``PatternTimeout``.
+
+``compiled(patterns, names)`` keeps the matchers it builds in one bounded, locked cache:
+applying a policy again to a model costs one lookup. A matcher grows while it matches
+(automaton states, regexes compiled on first use); that growth is locked, so threads
+may share one. ``clear_caches()`` forgets everything remembered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
+
+import regex
+
+from ..errors import PatternTimeout
+from . import nfa, syntax
+from .automaton import DFA
+from .names import WRAPPER_SEGMENT_SET
+from .nfa import Program
+from .syntax import SUBTREE, TIME_LIMIT, Pattern, glob_body, lines_of
+
+__all__ = ["TIME_LIMIT", "Matcher", "ModuleTree", "clear_caches", "compiled"]
+
+_KEPT = 32  # matchers the cache keeps: a few policies, stages and models at once
+
+Spec = str | tuple[str, ...]  # a regex body, or a glob's regex fragments
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class ModuleTree(Protocol):
+    """What ``Matcher.first_tree`` reads of a module tree: module ``m`` is attribute
+    ``segments[m]`` of module ``parents[m]`` (-1: the root); parameter ``k`` is attribute
+    ``keys[k]`` of module ``owners[k]`` (``owners`` empty: only names are known)."""
+
+    parents: list[int]
+    segments: list[str]
+    owners: list[int]
+    keys: list[str]
+
+
+class Matcher:
+    """Finds, for a name, the index of the first pattern that matches it (see the module
+    docstring for how). ``names`` resolve negative ranges; ``compiled`` builds and keeps
+    matchers, this constructor always builds a new one."""
+
+    def __init__(self, patterns: Sequence[Pattern], names: Sequence[str] = ()):
+        lines = lines_of(names)
+        self.specs: tuple[Spec, ...] = tuple(
+            p.body() if p.syntax == "regex" else _glob_spec(p.resolved(lines)) for p in patterns
+        )
+        self.texts = tuple(p.text for p in patterns)
+        self.bodies = [s if isinstance(s, str) else glob_body(list(s[:-1])) for s in self.specs]
+        program = Program(list(enumerate(self.specs)))
+        self.dfa = DFA(program)
+        # the patterns the automaton left to the regex engine, in pattern order
+        self.isolated = [(i, regex.compile(self.bodies[i])) for i in program.unsupported]
+        self._lock = threading.Lock()  # for the dicts below
+        # for select: automata that keep every one of a few patterns, not only the first
+        self._some: dict[tuple[int, ...], DFA] = {}
+        self._single: dict[int, regex.Pattern[str]] = {}
+        self._cores: dict[int, regex.Pattern[str]] = {}
+        # the last names given to first_all and the result: applying or auditing the same
+        # model again (audit then apply, stage after stage) costs one comparison
+        self._last: tuple[tuple[str, ...], list[int | None]] = ((), [])
+
+    def first(self, name: str) -> int | None:
+        """Index of the first matching pattern, or ``None``."""
+        return self._firsts([name])[0]
+
+    def first_all(self, names: Sequence[str]) -> list[int | None]:
+        """``[self.first(n) for n in names]``."""
+        key = tuple(names)
+        last = self._last
+        if key != last[0] or not key:
+            last = self._last = (key, self._firsts(key))
+        return list(last[1])
+
+    def matches(self, index: int, name: str) -> bool:
+        """Whether pattern ``index`` alone matches ``name``."""
+        try:
+            return self._regex(index).fullmatch(name, timeout=TIME_LIMIT) is not None
+        except TimeoutError:
+            raise PatternTimeout(name, [index], [self.texts[index]]) from None
+
+    def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
+        """For each pattern in ``indexes``, the positions of the names it alone matches."""
+        out: dict[int, list[int]] = {i: [] for i in indexes}
+        slow = {i for i, _ in self.isolated if i in out}
+        fast = tuple(sorted(out.keys() - slow))
+        dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
+        hits: dict[int, list[int]] = {}  # final state -> the patterns in ``fast`` it accepts
+        for k, s in enumerate(dfa.finals(names)):
+            hit = hits.get(s)
+            if hit is None:
+                if s >= 0:
+                    hit = hits[s] = [fast[i] for i in dfa.accepts[s]]
+                else:  # a name with a newline
+                    hit = [i for i in fast if self.matches(i, names[k])]
+            for i in hit:
+                out[i].append(k)
+        for i in slow:
+            out[i] = [k for k, n in enumerate(names) if self.matches(i, n)]
+        return out
+
+    def first_tree(self, tree: ModuleTree, names: Sequence[str]) -> list[int | None]:
+        """``first_all(names)`` for the parameters of ``tree`` (``names``: their bare
+        names), reading each module's name once: the state after a module's prefix is
+        its parent's state stepped over one segment (a wrapper segment is skipped)."""
+        if not tree.owners:
+            return self.first_all(names)
+        dfa = self.dfa
+        children, leaves, child, leaf = dfa.children, dfa.leaves, dfa.child, dfa.leaf
+        state: list[int] = []
+        for up, seg in zip(tree.parents, tree.segments, strict=True):
+            if up < 0:
+                state.append(dfa.start)
+                continue
+            s = state[up]
+            if s < 0 or seg in WRAPPER_SEGMENT_SET:
+                state.append(s)
+                continue
+            t = children[s].get(seg)
+            state.append(child(s, seg) if t is None else t)
+        finals: list[int] = []
+        for m, k in zip(tree.owners, tree.keys, strict=True):
+            s = state[m]
+            if s >= 0:
+                t = leaves[s].get(k)
+                s = leaf(s, k) if t is None else t
+            finals.append(s)
+        return self._finish(finals, names)
+
+    def names_module(self, index: int, module: str) -> bool:
+        """Whether glob ``index`` matches ``module`` itself (so everything under it),
+        not only a longer name."""
+        core = self._remembered(
+            self._cores, index, lambda: regex.compile(self.bodies[index].removesuffix(SUBTREE))
+        )
+        try:
+            return core.fullmatch(module, timeout=TIME_LIMIT) is not None
+        except TimeoutError:
+            raise PatternTimeout(module, [index], [self.texts[index]]) from None
+
+    # ---------------------------------------------------------------- internals
+
+    def _firsts(self, names: Sequence[str]) -> list[int | None]:
+        return self._finish(self.dfa.finals(names), names)
+
+    def _finish(self, finals: list[int], names: Sequence[str]) -> list[int | None]:
+        """The first pattern for each name, from the automaton's final states."""
+        dfa = self.dfa
+        first = dfa.first
+        if not finals or min(finals) >= 0:
+            out = [first[s] for s in finals]
+        else:  # a name with a newline: each pattern on its own, by the regex engine
+            dotted = [k for k, s in enumerate(finals) if s == DFA.DOTTED]
+            if dotted:  # a tree segment with a dot: the whole name, read by prefixes
+                read = dfa.finals([names[k] for k in dotted])
+                finals = finals[:]
+                for k, s in zip(dotted, read, strict=True):
+                    finals[k] = s
+            out = [
+                first[s] if s >= 0 else self._slow_first(n)
+                for s, n in zip(finals, names, strict=True)
+            ]
+        if self.isolated:
+            for k, name in enumerate(names):
+                if finals[k] >= 0:
+                    out[k] = self._isolated(name, out[k])
+        return out
+
+    def _slow_first(self, name: str) -> int | None:
+        return next((i for i in range(len(self.bodies)) if self.matches(i, name)), None)
+
+    def _isolated(self, name: str, best: int | None) -> int | None:
+        for i, pat in self.isolated:
+            if best is not None and i > best:
+                break
+            try:
+                if pat.fullmatch(name, timeout=TIME_LIMIT):
+                    return i
+            except TimeoutError:
+                raise PatternTimeout(name, [i], [self.texts[i]]) from None
+        return best
+
+    def _unpruned(self, fast: tuple[int, ...]) -> DFA:
+        """An automaton of the patterns ``fast`` alone, none pruned."""
+        return DFA(Program([(k, self.specs[i]) for k, i in enumerate(fast)]), prune=False)
+
+    def _regex(self, index: int) -> regex.Pattern[str]:
+        return self._remembered(self._single, index, lambda: regex.compile(self.bodies[index]))
+
+    def _remembered(self, memo: dict[_K, _V], key: _K, make: Callable[[], _V]) -> _V:
+        found = memo.get(key)
+        if found is None:
+            with self._lock:
+                found = memo.get(key)
+                if found is None:
+                    found = memo[key] = make()
+        return found
+
+
+def _glob_spec(resolved: list[str] | None) -> Spec:
+    """A glob's regex as its fragments, subtree suffix included (``(?!)``: nothing)."""
+    return "(?!)" if resolved is None else (*resolved, SUBTREE)
+
+
+class _Cache:
+    """The matchers built so far, the least recently used dropped past ``_KEPT``."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[tuple[Pattern, ...], tuple[str, ...]], Matcher] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, patterns: tuple[Pattern, ...], names: tuple[str, ...]) -> Matcher:
+        key = (patterns, names)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        made = Matcher(patterns, names)  # outside the lock: other keys need not wait
+        with self._lock:
+            found = self._items.setdefault(key, made)
+            self._items.move_to_end(key)
+            while len(self._items) > _KEPT:
+                self._items.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_MATCHERS = _Cache()
+
+
+def compiled(patterns: tuple[Pattern, ...], names: Sequence[str] = ()) -> Matcher:
+    """The matcher of ``patterns``, built once and kept; ``names`` matter only when a
+    pattern has a negative range (pass ``()`` otherwise, and one matcher serves every
+    model)."""
+    key = tuple(names) if any(p.needs_names for p in patterns) else ()
+    return _MATCHERS.get(patterns, key)
+
+
+def clear_caches() -> None:
+    """Forget every matcher, parsed regex, escaped character and range translation
+    remembered so far (benchmarks use it to measure a first apply)."""
+    _MATCHERS.clear()
+    nfa.clear_caches()
+    syntax.clear_caches()

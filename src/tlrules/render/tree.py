@@ -1,0 +1,205 @@
+"""The module tree (a uniformly decided subtree drawn as one line), the flat table and
+the Markdown review comment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .text import (
+    NUMBERED,
+    columns,
+    group_line,
+    headline,
+    md_row,
+    memory_line,
+    rule_label,
+    warning_lines,
+)
+
+if TYPE_CHECKING:
+    from ..report import Decision, Report
+
+
+@dataclass
+class _Node:
+    name: str
+    children: dict[str, _Node] = field(default_factory=dict)
+    decision: Decision | None = None
+    count: int = 0
+    numel: int = 0
+    kinds: set[tuple[str, int | None]] = field(default_factory=set)
+
+
+def _build_tree(report: Report) -> _Node:
+    root = _Node("")
+    for d in report.decisions:
+        node = root
+        parts = d.name.split(".")
+        for part in parts:
+            node.count += 1
+            node.numel += d.numel
+            node.kinds.add((d.action, d.rule))
+            node = node.children.setdefault(part, _Node(part))
+        node.decision = d
+        node.count += 1
+        node.numel += d.numel
+        node.kinds.add((d.action, d.rule))
+    return root
+
+
+def _collapsed(node: _Node, path: str = "", depth: int = 0) -> Iterator[tuple[int, str, _Node]]:
+    """(depth, dotted path, node) for each line of the collapsed tree; consecutive
+    numbered siblings decided alike (``blocks.0`` .. ``blocks.9``) share one line."""
+    for child in _merge_runs(list(node.children.values())):
+        name = f"{path}.{child.name}" if path else child.name
+        yield depth, name, child
+        if len(child.kinds) > 1:
+            yield from _collapsed(child, name, depth + 1)
+
+
+def _merge_runs(children: list[_Node]) -> Iterator[_Node]:
+    run: list[tuple[_Node, str, int]] = []
+
+    def flush() -> Iterator[_Node]:
+        if len(run) > 1:
+            first, prefix, lo = run[0]
+            yield _Node(
+                f"{prefix}{{{lo}..{run[-1][2]}}}",
+                count=sum(c.count for c, _, _ in run),
+                numel=sum(c.numel for c, _, _ in run),
+                kinds=set(first.kinds),
+            )
+        else:
+            yield from (c for c, _, _ in run)
+        run.clear()
+
+    for child in children:
+        m = NUMBERED.fullmatch(child.name)
+        alike = m is not None and bool(child.children) and len(child.kinds) == 1
+        if run and not (
+            m
+            and alike
+            and child.kinds == run[0][0].kinds
+            and m[1] == run[-1][1]
+            and int(m[2]) == run[-1][2] + 1
+        ):
+            yield from flush()
+        if m and alike:
+            run.append((child, m[1], int(m[2])))
+        else:
+            yield child
+    yield from flush()
+
+
+def _actions(node: _Node) -> str:
+    actions = {action for action, _ in node.kinds}
+    return actions.pop() if len(actions) == 1 else "mixed"
+
+
+def tree(report: Report) -> str:
+    """The module tree, a uniformly decided subtree drawn as one line."""
+    root = _build_tree(report)
+    rows = [["module / parameter", "params", "elements", "action", "decided by"]]
+    for depth, _, node in _collapsed(root):
+        label = "  " * depth + node.name
+        if node.decision is not None and not node.children:
+            d = node.decision
+            shape = "x".join(map(str, d.shape)) or "scalar"
+            tie = f" = {d.tied_to}" if d.tied_to else ""
+            rows.append(
+                [
+                    f"{label} [{shape}]{tie}",
+                    "",
+                    f"{d.numel:,}",
+                    d.action,
+                    rule_label(report, d.rule),
+                ]
+            )
+        elif len(node.kinds) == 1:
+            ((action, rule),) = node.kinds
+            rows.append(
+                [label, str(node.count), f"{node.numel:,}", action, rule_label(report, rule)]
+            )
+        else:
+            rows.append([label, str(node.count), f"{node.numel:,}", _actions(node), ""])
+    return "\n".join([headline(report), *columns(rows, {1, 2}), *warning_lines(report)]) + "\n"
+
+
+def table(report: Report) -> str:
+    """One line per parameter name."""
+    rows = [["name", "shape", "elements", "action", "decided by", "group"]]
+    for d in report.decisions:
+        rows.append(
+            [
+                d.name,
+                "x".join(map(str, d.shape)) or "scalar",
+                f"{d.numel:,}",
+                d.action,
+                rule_label(report, d.rule),
+                "" if d.group is None else str(d.group),
+            ]
+        )
+    groups = [group_line(g) for g in report.groups]
+    return (
+        "\n".join([headline(report), *columns(rows, {2}), *groups, *warning_lines(report)]) + "\n"
+    )
+
+
+def markdown(report: Report) -> str:
+    """A code-review comment: summary, rules, collapsed tree, warnings."""
+    s = report.summary
+    lines = [
+        f"### tlrules: {report.policy_name or report.policy_path or 'policy'}"
+        + (f" (stage `{report.stage}`)" if report.stage else ""),
+        "",
+        f"**{report.model_source or report.model_class}**: {s.trainable} of {s.parameters} "
+        f"parameters train ({s.trainable_numel:,} of {s.numel:,} elements, "
+        f"{100 * s.trainable_numel / max(s.numel, 1):.1f}%).",
+        "",
+        f"Training {memory_line(s.memory).removeprefix('training ')}.",
+        "",
+        md_row(["rule", "pattern", "action", "parameters", "elements", "where"]),
+        md_row(["---:", "---", "---", "---:", "---:", "---"]),
+    ]
+    for r in report.rules:
+        lines.append(
+            md_row(
+                [
+                    str(r.rule),
+                    f"`{r.pattern}`",
+                    r.action,
+                    str(r.parameters),
+                    f"{r.numel:,}",
+                    f"`{r.where}`",
+                ]
+            )
+        )
+    lines += [
+        "",
+        md_row(["module", "params", "elements", "action", "decided by"]),
+        md_row(["---", "---:", "---:", "---", "---"]),
+    ]
+    for depth, name, node in _collapsed(_build_tree(report)):
+        if len(node.kinds) == 1:
+            ((action, rule),) = node.kinds
+            lines.append(
+                md_row(
+                    [
+                        f"`{name}`",
+                        str(node.count),
+                        f"{node.numel:,}",
+                        action,
+                        rule_label(report, rule),
+                    ]
+                )
+            )
+        elif depth == 0 or node.children:
+            lines.append(
+                md_row([f"`{name}`", str(node.count), f"{node.numel:,}", _actions(node), ""])
+            )
+    if report.warnings:
+        lines += ["", "**Warnings**", ""]
+        lines += [f"- `{w.code}`: {w.message}" for w in report.warnings]
+    return "\n".join(lines) + "\n"

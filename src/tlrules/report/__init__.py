@@ -1,0 +1,19 @@
+"""The audit as plain data: every parameter's decision, per-rule counts, norm layers,
+warnings, optimizer groups and the summary. Holds names, shapes and numbers, never a
+tensor or a module, so a kept report keeps no model alive. Needs no torch."""
+
+from .document import FORMAT, AuditWarning, GroupUse, NormLayer, Report, RuleUse
+from .rows import Columns, Decision, Memory, Summary
+
+__all__ = [
+    "FORMAT",
+    "AuditWarning",
+    "Columns",
+    "Decision",
+    "GroupUse",
+    "Memory",
+    "NormLayer",
+    "Report",
+    "RuleUse",
+    "Summary",
+]

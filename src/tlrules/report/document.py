@@ -1,0 +1,130 @@
+"""The audit of one policy on one model (``Report``) and what it is made of: per-rule
+counts, norm layers, warnings, optimizer groups. Plain data: ``to_dict()`` is the
+``tlrules-report/1`` JSON document, ``str()`` draws the module tree (``render``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..render import tree
+from .rows import Columns, Decision, Summary
+
+FORMAT = "tlrules-report/1"
+
+
+@dataclass(frozen=True)
+class RuleUse:
+    """What one rule decided."""
+
+    rule: int
+    pattern: str
+    action: str
+    where: str
+    parameters: int
+    numel: int
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "pattern": self.pattern,
+            "action": self.action,
+            "where": self.where,
+            "parameters": self.parameters,
+            "numel": self.numel,
+        }
+
+
+@dataclass(frozen=True)
+class NormLayer:
+    """A normalization layer with running statistics, and whether they stay fixed."""
+
+    name: str
+    stats: str  # "frozen" | "update"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "stats": self.stats}
+
+
+@dataclass(frozen=True)
+class AuditWarning:
+    """Something that is legal but probably not what the author meant."""
+
+    code: str  # dead-rule | shadowed-rule | norm-stats-update
+    message: str
+    rule: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "rule": self.rule, "message": self.message}
+
+
+@dataclass(frozen=True)
+class GroupUse:
+    """One optimizer group of ``policy.param_groups(model)``: its settings and size."""
+
+    group: int  # index in the list ``param_groups`` returns
+    options: tuple[tuple[str, Any], ...]  # the entry's settings; () for the base group
+    entries: tuple[int, ...]  # the param_groups entries merged into it; () for the base group
+    parameters: int
+    numel: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """The audit of one policy on one model. ``str()`` draws the tree; ``to_dict()`` is JSON."""
+
+    table: tuple[Decision, ...] | Columns  # see ``decisions``
+    rules: tuple[RuleUse, ...]
+    warnings: tuple[AuditWarning, ...] = ()
+    norm_layers: tuple[NormLayer, ...] = ()
+    policy_name: str | None = None
+    policy_path: str | None = None
+    stage: str | None = None
+    model_source: str | None = None
+    model_class: str | None = None
+    default: str = "error"
+    groups: tuple[GroupUse, ...] = ()  # the optimizer groups, when the policy has param_groups
+    _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """Every parameter name and what the policy decided for it, in model order."""
+        return self.table.rows() if isinstance(self.table, Columns) else self.table
+
+    @property
+    def summary(self) -> Summary:
+        """Counts over tensors: a tied tensor is counted once."""
+        if not self._summary and isinstance(self.table, Columns):
+            self._summary.append(self.table.summary())
+        if not self._summary:
+            params = numel = trainable = trainable_numel = size = trainable_size = 0
+            for d in self.decisions:
+                if d.tied_to is None:
+                    params += 1
+                    numel += d.numel
+                    size += d.numel * d.itemsize
+                    if d.action == "train":
+                        trainable += 1
+                        trainable_numel += d.numel
+                        trainable_size += d.numel * d.itemsize
+            self._summary.append(
+                Summary(params, numel, trainable, trainable_numel, size, trainable_size)
+            )
+        return self._summary[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``tlrules-report/1`` JSON document."""
+        return {
+            "format": FORMAT,
+            "policy": {"name": self.policy_name, "path": self.policy_path, "stage": self.stage},
+            "model": {"source": self.model_source, "class": self.model_class},
+            "summary": {**self.summary.to_dict(), "memory": self.summary.memory.to_dict()},
+            "parameters": [d.to_dict() for d in self.decisions],
+            "rules": [r.to_dict() for r in self.rules],
+            "norm_layers": [n.to_dict() for n in self.norm_layers],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+    def __str__(self) -> str:
+        return tree(self)

@@ -1,0 +1,153 @@
+"""One row per parameter name (``Decision``), the same rows as columns (``Columns``),
+and the counts over tensors (``Summary``, ``Memory``): plain data, no tensors."""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One parameter name and what the policy decided for it."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    action: str  # "train" | "freeze"
+    rule: int | None  # 1-based rule number; None: the policy's default decided
+    group: int | None = None  # optimizer group index, when the policy has param_groups
+    tied_to: str | None = None  # first name of the same tensor, for a tied alias
+    itemsize: int = 4  # bytes per element, for the memory estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "numel": self.numel,
+            "action": self.action,
+            "rule": self.rule,
+            "group": self.group,
+        }
+
+
+class Columns:
+    """The decisions for a model whose tensors have one name each, as columns: the bare
+    names, the index of the rule that decided each (``None``: the default), and each
+    tensor's shape, element count and element size. Applying a policy needs only these;
+    ``rows()`` builds the ``Decision`` objects the first time a view asks for them.
+
+    ``verdicts[i]`` is ``(rule number, action)`` of the rule at index ``i``."""
+
+    def __init__(
+        self,
+        names: list[str],
+        found: list[int | None],
+        verdicts: Sequence[tuple[int, str]],
+        default: str,
+        shapes: list[tuple[int, ...]],
+        numels: list[int],
+        itemsizes: list[int],
+    ):
+        self.names = names
+        self.found = found
+        self.verdicts: dict[int | None, tuple[int | None, str]] = dict(enumerate(verdicts))
+        self.verdicts[None] = (None, default)
+        train = {i: action == "train" for i, (_, action) in self.verdicts.items()}
+        self.train = list(map(train.__getitem__, found))
+        self.shapes = shapes
+        self.numels = numels
+        self.itemsizes = itemsizes
+        self._rows: tuple[Decision, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def rule_at(self, k: int) -> int | None:
+        return self.verdicts[self.found[k]][0]
+
+    def counts(self) -> dict[int | None, list[int]]:
+        """Rule number -> [parameters, elements] it decided."""
+        out: dict[int | None, list[int]] = {}
+        for i, n in Counter(self.found).items():
+            out[self.verdicts[i][0]] = [n, 0]
+        for i, numel in zip(self.found, self.numels, strict=True):
+            out[self.verdicts[i][0]][1] += numel
+        return out
+
+    def summary(self) -> Summary:
+        sizes = list(map(operator.mul, self.numels, self.itemsizes))
+        return Summary(
+            len(self.names),
+            sum(self.numels),
+            sum(self.train),
+            sum(itertools.compress(self.numels, self.train)),
+            sum(sizes),
+            sum(itertools.compress(sizes, self.train)),
+        )
+
+    def rows(self) -> tuple[Decision, ...]:
+        if self._rows is None:
+            verdicts = self.verdicts
+            self._rows = tuple(
+                Decision(name, tuple(shape), n, verdicts[i][1], verdicts[i][0], None, None, size)
+                for name, i, shape, n, size in zip(
+                    self.names, self.found, self.shapes, self.numels, self.itemsizes, strict=True
+                )
+            )
+        return self._rows
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Training memory, in bytes, for gradients and optimizer state: what the trainable
+    parameters need versus what training every parameter would need. Optimizer state per
+    family: SGD with momentum keeps one buffer per parameter, Adam/AdamW two (the scalar
+    ``step`` is left out)."""
+
+    trainable_bytes: int
+    all_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        t, a = self.trainable_bytes, self.all_bytes
+        return {
+            "gradients": {"trainable": t, "all": a},
+            "sgd_momentum": {"trainable": t, "all": a},
+            "adam": {"trainable": 2 * t, "all": 2 * a},
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    parameters: int
+    numel: int
+    trainable: int
+    trainable_numel: int
+    bytes: int = 0
+    trainable_bytes: int = 0
+
+    @property
+    def memory(self) -> Memory:
+        return Memory(self.trainable_bytes, self.bytes)
+
+    @property
+    def frozen(self) -> int:
+        return self.parameters - self.trainable
+
+    @property
+    def frozen_numel(self) -> int:
+        return self.numel - self.trainable_numel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters,
+            "numel": self.numel,
+            "trainable": self.trainable,
+            "trainable_numel": self.trainable_numel,
+            "frozen": self.frozen,
+            "frozen_numel": self.frozen_numel,
+        }

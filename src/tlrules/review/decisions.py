@@ -1,0 +1,77 @@
+"""Why one parameter got its decision, and where two policies disagree."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import TLRulesError
+from ..patterns import Matcher
+from ..policy import CompiledPolicy, timeouts_named
+from ..report import Decision, Report
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rule tried against one name."""
+
+    rule: int
+    pattern: str
+    action: str
+    matched: bool
+    why: str
+    decided: bool
+
+    def __str__(self) -> str:
+        mark = "->" if self.decided else ("ok" if self.matched else "  ")
+        return f"{mark} rule {self.rule} {self.pattern!r} ({self.action}): {self.why}"
+
+
+def _why(policy: CompiledPolicy, matcher: Matcher, index: int, name: str) -> tuple[bool, str]:
+    pattern = policy.rules[index].pattern
+    body = matcher.bodies[index]
+    resolved = "" if not pattern.needs_names else f" (in this model: /{body}/)"
+    if pattern.syntax == "regex":
+        hit = matcher.matches(index, name)
+        return hit, (
+            "the regex matches the whole name" if hit else "the regex does not match the whole name"
+        )
+    if body == "(?!)":
+        return False, "its negative range finds no numbered container in this model"
+    if not matcher.matches(index, name):
+        return False, "no match" + resolved
+    parts = name.split(".")
+    for k in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:k])
+        if matcher.names_module(index, prefix):
+            if k == len(parts):
+                return True, "matches the whole name" + resolved
+            return True, f"matches the module {prefix!r}, so everything under it" + resolved
+    return True, "matches" + resolved
+
+
+def explain(policy: CompiledPolicy, names: Sequence[str], name: str) -> list[Step]:
+    """Every rule in order against ``name`` (a bare parameter name of the model)."""
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise TLRulesError(f"the model has no parameter {name!r}{hint}")
+    matcher = policy.matcher(names)
+    steps = []
+    with timeouts_named(policy.rules):
+        decider = matcher.first(name)
+        for i, rule in enumerate(policy.rules):
+            matched, why = _why(policy, matcher, i, name)
+            if decider is not None and i > decider and matched:
+                why += f" (too late: rule {decider + 1} decided)"
+            steps.append(
+                Step(rule.number, rule.pattern.text, rule.action, matched, why, i == decider)
+            )
+    return steps
+
+
+def diff(a: Report, b: Report) -> list[tuple[Decision, Decision]]:
+    """Pairs of decisions, by name, whose action differs between two reports of one model."""
+    other = {d.name: d for d in b.decisions}
+    return [(d, other[d.name]) for d in a.decisions if other[d.name].action != d.action]

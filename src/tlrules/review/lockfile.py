@@ -1,0 +1,90 @@
+"""Lock files: the decisions a policy gave a model, recorded so CI notices when either
+the model or the policy changes what trains.
+
+``tlrules lock MODEL POLICY > policy.lock.json`` writes one (``render.json_document``:
+one list entry per line, so it diffs well in review); ``tlrules verify MODEL
+POLICY policy.lock.json`` recomputes the decisions and lists every difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import TLRulesError, Where
+from ..report import Decision, Report
+
+FORMAT = "tlrules-lock/1"
+
+
+def fingerprint(decisions: Sequence[Decision]) -> str:
+    """sha256 over the architecture's parameter names and shapes, in order."""
+    digest = hashlib.sha256()
+    for d in decisions:
+        digest.update(f"{d.name}:{','.join(map(str, d.shape))}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def lock(report: Report) -> dict[str, Any]:
+    """The lock document for ``report``."""
+    return {
+        "format": FORMAT,
+        "policy": {"name": report.policy_name, "stage": report.stage},
+        "model": {"source": report.model_source, "class": report.model_class},
+        "fingerprint": fingerprint(report.decisions),
+        "summary": {k: v for k, v in report.summary.to_dict().items() if k != "memory"},
+        "parameters": [
+            {"name": d.name, "shape": list(d.shape), "action": d.action, "rule": d.rule}
+            for d in report.decisions
+        ],
+        "rules": [
+            {"rule": r.rule, "pattern": r.pattern, "action": r.action, "parameters": r.parameters}
+            for r in report.rules
+        ],
+    }
+
+
+def read(path: str) -> dict[str, Any]:
+    """A lock document from ``path``; a clear error for anything else."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except OSError as err:
+        raise TLRulesError(f"cannot read the lock file: {err.strerror}", Where(path)) from err
+    except json.JSONDecodeError as err:
+        raise TLRulesError(
+            f"not a JSON lock file: {err.msg}", Where(path, err.lineno, err.colno)
+        ) from err
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise TLRulesError(
+            f"not a {FORMAT} document; write one with 'tlrules lock MODEL POLICY > FILE'",
+            Where(path),
+        )
+    return document
+
+
+def verify(document: dict[str, Any], report: Report) -> list[str]:
+    """Every way ``report`` differs from the recorded ``document``; empty when it matches."""
+    was = {p["name"]: p for p in document["parameters"]}
+    now = {d.name: d for d in report.decisions}
+    changes = [f"removed: {name}" for name in was if name not in now]
+    changes += [f"added: {name} ({now[name].action})" for name in now if name not in was]
+    for name, d in now.items():
+        old = was.get(name)
+        if old is None:
+            continue
+        if old["shape"] != list(d.shape):
+            changes.append(f"shape: {name} {old['shape']} -> {list(d.shape)}")
+        if old["action"] != d.action:
+            changes.append(f"action: {name} {old['action']} -> {d.action}")
+        elif old["rule"] != d.rule:
+            changes.append(f"rule: {name} decided by {_rule(old['rule'])} -> {_rule(d.rule)}")
+    if not changes and document["fingerprint"] != fingerprint(report.decisions):
+        changes.append("order: the parameters are the same but in a different order")
+    return changes
+
+
+def _rule(number: int | None) -> str:
+    return "the default" if number is None else f"rule {number}"
