@@ -3,8 +3,10 @@ exit 0, and the drawn tree is what the command prints today."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+# the console script installed next to this interpreter, whether or not its folder is on PATH
+SCRIPTS = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 CLI = [
     line.split("  #")[0].strip()
     for lang, code in BLOCKS
@@ -42,7 +46,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("command", CLI)
 def test_cli_example_runs(command: str, workdir: Path) -> None:
-    result = subprocess.run(command, shell=True, cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run(
+        command, shell=True, cwd=workdir, env=SCRIPTS, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -51,6 +57,7 @@ def test_drawn_tree_is_current() -> None:
     result = subprocess.run(
         ["tlrules", "audit", "torchvision:vit_b_16", "torchvision/vit-last-blocks"],
         cwd=ROOT,
+        env=SCRIPTS,
         capture_output=True,
         text=True,
         check=True,

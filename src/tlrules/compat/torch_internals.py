@@ -1,4 +1,5 @@
-"""Private members of torch that tlrules reads or patches, each in one function.
+"""Private members of torch (and of the trainers built on it) that tlrules reads or
+patches, each in one function.
 
 Where a torch version lacks one, the function says "unknown" (``None``) or assumes the
 cautious answer, and the check that needs it is skipped or warns.
@@ -63,6 +64,12 @@ def dynamo_has_run(module: nn.Module) -> bool:
         return any(_debug_get_cache_entry_list(code) for code in codes)
     except (ImportError, AttributeError, TypeError):
         return True
+
+
+def wrapped_optimizer(optimizer: Any) -> Any:
+    """The optimizer a framework's wrapper holds: Accelerate's ``AcceleratedOptimizer``
+    keeps it as ``optimizer``, Lightning's ``LightningOptimizer`` as ``_optimizer``."""
+    return getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
 
 
 def scheduler_last_lrs(scheduler: Any) -> Any:

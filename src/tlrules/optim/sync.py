@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..compat.torch_internals import scheduler_last_lrs
+from ..compat.torch_internals import scheduler_last_lrs, wrapped_optimizer
 from ..engine import param_groups
 from ..errors import TLRulesError
 from ..patterns import bare_name
@@ -55,7 +55,7 @@ def raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """The ``torch.optim.Optimizer`` inside a framework's wrapper (Accelerate's
     ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``)."""
     while True:  # AcceleratedOptimizer subclasses Optimizer yet keeps its state inside
-        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        inner = wrapped_optimizer(optimizer)
         if not isinstance(inner, torch.optim.Optimizer):
             break
         optimizer = inner
