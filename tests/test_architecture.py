@@ -79,3 +79,27 @@ def test_a_planted_module_breaks_its_contract(contract: str, tmp_path: Path) -> 
     assert "Contracts: 0 kept, 1 broken." in result.stdout
     assert "planted" in result.stdout.split("Broken contracts")[1]
     assert _lint_imports(ROOT / "src", contract).returncode == 0  # the real tree keeps it
+
+
+def test_the_documented_arrows_are_the_imports() -> None:
+    import grimp
+
+    graph = grimp.build_graph("tlrules", exclude_type_checking_imports=True)
+    found: dict[str, set[str]] = {}
+    for module in graph.modules:
+        part = module.split(".")[1] if "." in module else None
+        for imported in graph.find_modules_directly_imported_by(module):
+            other = imported.split(".")[1] if imported.startswith("tlrules.") else None
+            if part and other and other != part:
+                found.setdefault(part, set()).add(other)
+    rows = [
+        line.split(" | ")
+        for line in (ROOT / "docs" / "architecture.md").read_text().splitlines()
+        if line.startswith("| `")
+    ]
+    documented = {
+        row[0].strip("| `"): {p.strip() for p in row[2].strip(" |").split(",")} - {"nothing"}
+        for row in rows
+    }
+    assert documented == {part: found.get(part, set()) for part in documented}
+    assert set(documented) == set(found) - {"__main__"} | {"compat", "errors", "render"}

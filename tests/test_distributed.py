@@ -232,6 +232,32 @@ def _fsdp1_flat_params(rank: int) -> dict[str, Any]:
     return {"findings": findings, "warnings": caught}
 
 
+SLOW = """
+version: 1
+rules:
+  - "re:(a|aa)+\\\\1\\\\.x": train
+  - "*": freeze
+"""
+LONG = "a" * 48  # the backreference backtracks on this name far past the time limit
+
+
+def _fsdp1_slow_pattern(rank: int) -> dict[str, Any]:
+    """The FSDP1 check decides the flattened names with the policy's matcher: a pattern
+    that runs past its time limit there is bad input, named with its rule and file."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    policy = tlrules.Policy.from_text(SLOW, "slow.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FSDP1's own deprecation notice
+        net = nn.ModuleDict({LONG: nn.Linear(2, 2)})
+        wrapped = FSDP(net, device_id=torch.device("cpu"), use_orig_params=False)
+    try:
+        preflight.check(wrapped, policy)
+    except tlrules.DecisionError as err:
+        return {"problems": [(str(w), m) for w, m in err.problems]}
+    return {"problems": []}
+
+
 SCENARIOS: dict[str, Callable[[int], dict[str, Any]]] = {
     "ddp_before": _ddp_applied_before_wrapping,
     "ddp_after": _ddp_built_first_then_rewrapped,
@@ -241,6 +267,7 @@ SCENARIOS: dict[str, Callable[[int], dict[str, Any]]] = {
     "fsdp2_after": lambda rank: _fsdp2(rank, wrap_first=True),
     "fsdp2_switch": _fsdp2_stage_switch,
     "fsdp1": _fsdp1_flat_params,
+    "fsdp1_slow": _fsdp1_slow_pattern,
 }
 
 
@@ -391,6 +418,14 @@ def test_fsdp1_flat_parameters_mixing_decisions_warn(ranks: list[dict[str, Any]]
         assert "use_orig_params=True" in message
         assert "trains 'backbone.3.weight'" in message
         assert "freezes 'backbone.0.weight'" in message
+
+
+def test_fsdp1_check_with_a_slow_pattern_is_bad_input(ranks: list[dict[str, Any]]) -> None:
+    for rank in ranks:
+        ((where, message),) = rank["fsdp1_slow"]["problems"]
+        assert where == "slow.yaml:4:5: rule 1"
+        assert message.startswith("pattern 're:(a|aa)+\\\\1\\\\.x' did not finish within the time")
+        assert f"on '{LONG}." in message
 
 
 # --- one process: the stage state a plain training loop saves and resumes from ------------

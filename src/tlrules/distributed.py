@@ -29,6 +29,8 @@ from .engine import Applied
 from .optim import sync_optimizer
 from .policy import CompiledPolicy
 
+__all__ = ["Switched", "ddp_settings", "rewrap", "switch_stage"]
+
 _MIB = 1024 * 1024
 
 
