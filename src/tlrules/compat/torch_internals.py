@@ -14,11 +14,22 @@ from typing import Any
 
 from torch import nn
 
-Members = tuple[dict[str, nn.Parameter | None], dict[str, Any], dict[str, nn.Module | None]]
+Parameters = dict[str, nn.Parameter | None]
+Buffers = dict[str, Any]
+Children = dict[str, nn.Module | None]
+Members = tuple[Parameters, Buffers, Children]
 
 members: Callable[[nn.Module], Members] = attrgetter("_parameters", "_buffers", "_modules")
 """A module's own ``(parameters, buffers, children)`` dicts: one read, without the nested
 generators of ``named_parameters``/``named_modules`` (most of their time on a large model)."""
+
+
+def walked(module: nn.Module) -> tuple[Parameters, Buffers, Children, bool]:
+    """``members(module)`` and ``compiled_in_place(module)`` in one read of the module's
+    ``__dict__``: what the module walk asks of every module."""
+    own = module.__dict__
+    compiled = own.get("_compiled_call_impl") is not None
+    return own["_parameters"], own["_buffers"], own["_modules"], compiled
 
 
 def compiled_in_place(module: nn.Module) -> bool:

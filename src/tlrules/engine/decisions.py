@@ -200,33 +200,31 @@ def _decide_each(
             if action == "train" and not (param.is_floating_point() or param.is_complex()):
                 problems.append((_rule_where(policy, rule), _cannot_train(name, param)))
         elif decisions[first_alias].action != action:
-            other = decisions[first_alias]
-            problems.append(
-                (
-                    _rule_where(policy, rule),
-                    (
-                        f"parameters {other.name!r} and {name!r} are one tied tensor, but "
-                        f"{_by(policy, other.rule)} {_verb(other.action)} it and "
-                        f"{_by(policy, rule)} {_verb(action)} it; make the rules agree"
-                    ),
-                )
-            )
+            problems.append(_disagree(policy, decisions[first_alias], decision))
         decisions.append(decision)
     if unmatched:
-        problems.insert(
-            0,
-            (
-                policy.where,
-                (
-                    f"{len(unmatched)} parameter{'s match' if len(unmatched) > 1 else ' matches'} "
-                    "no rule and "
-                    f"the policy's default is 'error': {quoted(unmatched, _LISTED)}; "
-                    "add a catch-all rule such "
-                    "as '- \"*\": freeze' at the end, or set 'default: freeze'"
-                ),
-            ),
-        )
+        problems.insert(0, (policy.where, _unmatched(unmatched)))
     return decisions, tuple(targets), problems
+
+
+def _disagree(policy: CompiledPolicy, first: Decision, alias: Decision) -> tuple[Where, str]:
+    """The problem of two names of one tied tensor that the rules decide differently."""
+    return (
+        _rule_where(policy, alias.rule),
+        (
+            f"parameters {first.name!r} and {alias.name!r} are one tied tensor, but "
+            f"{_by(policy, first.rule)} {_verb(first.action)} it and "
+            f"{_by(policy, alias.rule)} {_verb(alias.action)} it; make the rules agree"
+        ),
+    )
+
+
+def _unmatched(names: list[str]) -> str:
+    return (
+        f"{len(names)} parameter{'s match' if len(names) > 1 else ' matches'} no rule and "
+        f"the policy's default is 'error': {quoted(names, _LISTED)}; add a catch-all rule "
+        "such as '- \"*\": freeze' at the end, or set 'default: freeze'"
+    )
 
 
 def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..compat.torch_internals import compiled_in_place, members
+from ..compat.torch_internals import members, walked
 from ..preflight.wrappers import WRAPPER_CLASSES, holds_wrapper
 
 
@@ -52,13 +52,12 @@ def walk(model: nn.Module) -> Tree:
                 return _listed(model)  # a class that lists its own members: ask it
             classes.add(cls)
             wrapped = wrapped or cls.__name__ in WRAPPER_CLASSES
-        if compiled_in_place(module):
-            wrapped = True
         here = len(parents)
         parents.append(parent)
         segments.append(segment)
         dot = prefix + "." if prefix else ""
-        own, buffers, children = members(module)
+        own, buffers, children, compiled = walked(module)
+        wrapped = wrapped or compiled
         for k, v in own.items():  # plain loops: cheaper than comprehensions
             if v is not None:
                 names.append(dot + k)

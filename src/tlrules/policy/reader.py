@@ -55,13 +55,24 @@ def _short_tag(tag: str) -> str:
 
 def read(text: str, path: str | None = None) -> Document:
     """Parse ``text`` with a safe loader; collect every duplicate key and unsafe tag."""
-    doc = Document(None, path)
-    problems: list[tuple[Where, str]] = []
+    root = _compose(text, path)
+    if root is None:
+        raise PolicyError("the policy file is empty; start it with 'version: 1'", Where(path, 1, 1))
+    builder = _Builder(Document(None, path))
+    builder.doc.data = builder.walk(root, ())
+    if builder.problems:
+        raise PolicyError(builder.problems)
+    return builder.doc
+
+
+def _compose(text: str, path: str | None) -> yaml.Node | None:
+    """The YAML node tree of ``text`` (nothing constructed yet); bad YAML is an error at
+    its line and column."""
     try:
         try:  # libyaml when PyYAML has it: the same nodes and marks, several times faster
-            root = yaml.compose(text, Loader=_FAST)
+            return yaml.compose(text, Loader=_FAST)
         except yaml.YAMLError:  # the pure-Python loader words the error as the tests pin
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = _pos(mark) if mark else (None, None)
@@ -70,58 +81,64 @@ def read(text: str, path: str | None = None) -> Document:
             cline, ccol = _pos(err.context_mark)
             what += f" ({err.context} at line {cline}, column {ccol})"
         raise PolicyError(f"invalid YAML: {what}", Where(path, line, col)) from err
-    if root is None:
-        raise PolicyError("the policy file is empty; start it with 'version: 1'", Where(path, 1, 1))
-    constructor = yaml.constructor.SafeConstructor()
 
-    def allowed(node: yaml.Node) -> bool:
+
+class _Builder:
+    """Plain data from YAML nodes, with every node's position noted in ``doc`` and every
+    problem in ``problems``: only plain tags are constructed."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[tuple[Where, str]] = []
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def where(self, node: yaml.Node) -> Where:
+        return Where(self.doc.path, *_pos(node.start_mark))
+
+    def allowed(self, node: yaml.Node) -> bool:
         if node.tag in _PLAIN_TAGS:
             return True
-        problems.append(
+        self.problems.append(
             (
-                Where(path, *_pos(node.start_mark)),
+                self.where(node),
                 f"tag '{_short_tag(node.tag)}' is not allowed: a policy holds plain "
                 "strings, numbers, lists and mappings (remove the tag)",
             )
         )
         return False
 
-    def walk(node: yaml.Node, loc: Path_) -> Any:
-        doc.values[loc] = _pos(node.start_mark)
-        if not allowed(node):
+    def walk(self, node: yaml.Node, loc: Path_) -> Any:
+        self.doc.values[loc] = _pos(node.start_mark)
+        if not self.allowed(node):
             return None
         if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or not allowed(key_node):
-                    problems.append(
-                        (Where(path, *_pos(key_node.start_mark)), "a key must be a plain value")
-                    )
-                    continue
-                key = str(constructor.construct_object(key_node))
-                key_loc = (*loc, key)
-                if key in out:
-                    first = doc.keys[key_loc]
-                    problems.append(
-                        (
-                            Where(path, *_pos(key_node.start_mark)),
-                            f"duplicate key '{key}' (first at line {first[0]}); "
-                            "a mapping holds each key once: merge or rename one of them",
-                        )
-                    )
-                    continue
-                doc.keys[key_loc] = _pos(key_node.start_mark)
-                if key_node.style in ("'", '"'):
-                    doc.quoted_keys.add((*loc, key))
-                out[key] = walk(value_node, (*loc, key))
-            return out
+            return self.mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
-            return [walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+            return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
-            doc.quoted.add(loc)
-        return constructor.construct_object(node)
+            self.doc.quoted.add(loc)
+        return self.constructor.construct_object(node)
 
-    doc.data = walk(root, ())
-    if problems:
-        raise PolicyError(problems)
-    return doc
+    def mapping(self, node: yaml.MappingNode, loc: Path_) -> dict[str, Any]:
+        doc, out = self.doc, {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or not self.allowed(key_node):
+                self.problems.append((self.where(key_node), "a key must be a plain value"))
+                continue
+            key = str(self.constructor.construct_object(key_node))
+            key_loc = (*loc, key)
+            if key in out:
+                first = doc.keys[key_loc]
+                self.problems.append(
+                    (
+                        self.where(key_node),
+                        f"duplicate key '{key}' (first at line {first[0]}); "
+                        "a mapping holds each key once: merge or rename one of them",
+                    )
+                )
+                continue
+            doc.keys[key_loc] = _pos(key_node.start_mark)
+            if key_node.style in ("'", '"'):
+                doc.quoted_keys.add(key_loc)
+            out[key] = self.walk(value_node, key_loc)
+        return out
