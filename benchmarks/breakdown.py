@@ -9,6 +9,7 @@ import sys
 import tlrules
 from tlrules import preflight
 from tlrules.engine import decide, set_flags, walk
+from tlrules.engine.decisions import columns
 from tlrules.report import Columns
 
 from .bench_apply import baseline_a, forget
@@ -26,20 +27,11 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
     names = tree.names
     found = policy.matcher(names).first_all(names)
 
-    def columns() -> Columns:  # what apply keeps for the report
-        params = tree.params
-        return Columns(
-            names,
-            found,
-            [(r.number, r.action) for r in policy.rules],
-            policy.default,
-            [tuple(p.shape) for p in params],
-            [p.numel() for p in params],
-            [p.element_size() for p in params],
-        )
+    def table() -> Columns:  # what apply keeps for the report
+        return columns(policy, names, found, tree.params)
 
     def decisions() -> None:  # what a view (tree, table, JSON) builds from them
-        columns().rows()
+        table().rows()
 
     def bookkeeping() -> None:  # what apply() does around decide: remember, then set
         set_flags(plan.targets, [], [])
@@ -52,7 +44,7 @@ def main(name: str = "deepseek_v3", size: int = 30) -> None:
                 forget,
                 lambda: policy.matcher(names).first_tree(tree, names),
             ),
-            "report columns": columns,
+            "report columns": table,
             "report columns + Decision objects (a view)": decisions,
             "preflight.before_apply (skipped: no wrapper)": lambda: preflight.before_apply(
                 policy, model, plan.targets

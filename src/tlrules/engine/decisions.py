@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,15 +93,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         and len(set(map(id, params))) == len(params)
         and (default != "error" or None not in found)
     ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
-        table = Columns(
-            names,
-            found,
-            [(r.number, r.action) for r in rules],
-            default,
-            [tuple(p.shape) for p in params],
-            [p.numel() for p in params],
-            [p.element_size() for p in params],
-        )
+        table = columns(policy, names, found, params)
         targets = tuple(zip(params, table.train, strict=True))
         problems = [
             (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], p))
@@ -129,6 +122,23 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         groups=groups,
     )
     return Plan(report, targets, norm.targets, tree.wrapped)
+
+
+def columns(
+    policy: CompiledPolicy, names: list[str], found: list[int | None], params: list[nn.Parameter]
+) -> Columns:
+    """The decisions of a model whose tensors have one name each, as the report keeps
+    them: shapes, element counts and sizes read now, so that it holds no tensor."""
+    shapes = [tuple(p.shape) for p in params]
+    return Columns(
+        names,
+        found,
+        [(r.number, r.action) for r in policy.rules],
+        policy.default,
+        shapes,
+        list(map(math.prod, shapes)),
+        [p.element_size() for p in params],
+    )
 
 
 def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
