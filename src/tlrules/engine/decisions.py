@@ -24,8 +24,8 @@ from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect, norms
-from .audit import build_report
 from .groups import assign_groups
+from .reporting import build_report
 from .selectors import by_module_class
 from .tree import Tree, walk
 

@@ -189,6 +189,13 @@ class Pattern:
     syntax: str  # "glob" | "regex"
     pieces: tuple[str | _Range, ...]
 
+    def __hash__(self) -> int:  # remembered: matchers are cached by their patterns
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.text, self.syntax, self.pieces))
+
     @classmethod
     def parse(cls, text: str, syntax: str = "glob") -> Pattern:
         """Check ``text`` and translate it; ``re:`` forces regex syntax."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .document import json_document, to_json
 from .stages import STAGES_FORMAT, stage_changes
-from .tree import markdown, table, tree
+from .views import markdown, table, tree
 
 if TYPE_CHECKING:
     from ..report import Report
