@@ -16,6 +16,7 @@ import typer
 
 from ..errors import TLRulesError
 from ..policy import load
+from ..render import render, stage_changes
 from . import library, review
 from .exits import debugging, guarded, print_error
 
@@ -69,7 +70,6 @@ def audit(
     loaded = load(policy)
     from ..engine import audit as decide_report  # the commands that build a model import torch
     from ..models import build
-    from ..render import render, stage_changes
 
     built = build(model)
     if stage == "all":
