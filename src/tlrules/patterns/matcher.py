@@ -55,7 +55,7 @@ class Matcher:
     matchers, this constructor always builds a new one."""
 
     def __init__(self, patterns: Sequence[Pattern], names: Sequence[str] = ()):
-        lines = lines_of(names)
+        lines = lines_of(names if any(p.needs_names for p in patterns) else ())
         self.specs: tuple[Spec, ...] = tuple(
             p.body() if p.syntax == "regex" else _glob_spec(p.resolved(lines)) for p in patterns
         )
