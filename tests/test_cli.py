@@ -147,7 +147,14 @@ def test_validate_never_imports_torch() -> None:
 
 def test_console_script_runs_the_audit() -> None:
     result = subprocess.run(
-        [Path(sys.executable).with_name("tlrules"), "audit", "resnet50", LAYER4, "-f", "table"],
+        [
+            Path(sys.executable).with_name("tlrules"),
+            "audit",
+            "resnet50",
+            LAYER4,
+            "--format",
+            "table",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
