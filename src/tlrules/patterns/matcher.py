@@ -88,10 +88,7 @@ class Matcher:
 
     def matches(self, index: int, name: str) -> bool:
         """Whether pattern ``index`` alone matches ``name``."""
-        try:
-            return self._regex(index).fullmatch(name, timeout=TIME_LIMIT) is not None
-        except TimeoutError:
-            raise PatternTimeout(name, [index], [self.texts[index]]) from None
+        return self._timed(self._regex(index), index, name)
 
     def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
         """For each pattern in ``indexes``, the positions of the names it alone matches."""
@@ -147,10 +144,7 @@ class Matcher:
         core = self._remembered(
             self._cores, index, lambda: regex.compile(self.bodies[index].removesuffix(SUBTREE))
         )
-        try:
-            return core.fullmatch(module, timeout=TIME_LIMIT) is not None
-        except TimeoutError:
-            raise PatternTimeout(module, [index], [self.texts[index]]) from None
+        return self._timed(core, index, module)
 
     # ---------------------------------------------------------------- internals
 
@@ -187,12 +181,17 @@ class Matcher:
         for i, pat in self.isolated:
             if best is not None and i > best:
                 break
-            try:
-                if pat.fullmatch(name, timeout=TIME_LIMIT):
-                    return i
-            except TimeoutError:
-                raise PatternTimeout(name, [i], [self.texts[i]]) from None
+            if self._timed(pat, i, name):
+                return i
         return best
+
+    def _timed(self, compiled: regex.Pattern[str], index: int, text: str) -> bool:
+        """Whether ``compiled`` (a regex of pattern ``index``) fullmatches ``text`` within
+        the time limit; past it, ``PatternTimeout`` names the pattern."""
+        try:
+            return compiled.fullmatch(text, timeout=TIME_LIMIT) is not None
+        except TimeoutError:
+            raise PatternTimeout(text, [index], [self.texts[index]]) from None
 
     def _unpruned(self, fast: tuple[int, ...]) -> DFA:
         """An automaton of the patterns ``fast`` alone, none pruned."""
