@@ -1,0 +1,61 @@
+"""What one input may cost before tlrules refuses it (DESIGN.md section 6).
+
+Every file a user hands tlrules (a policy, the bases it extends, a model spec, a
+checkpoint, a config folder) may be hostile. Each limit below is checked *before* the
+step it protects is paid for, and is generous for real inputs: a 10,000-rule policy for a
+45,000-tensor model passes every one. ``docs/reliability.md`` lists them with the message
+a user sees; a test checks that table against this module.
+
+The values are module constants so that a caller with unusual needs can raise one
+(``tlrules.limits.MAX_RULES = 200_000``) before loading; the code reads them at call time.
+"""
+
+from __future__ import annotations
+
+# -- policy text ------------------------------------------------------------------------
+MAX_POLICY_BYTES = 8 * 1024 * 1024
+"""Size of one policy file (or text), before it is decoded."""
+
+MAX_YAML_NODES = 500_000
+"""YAML nodes in one policy file, counting every alias as the nodes it stands for."""
+
+MAX_NESTING = 64
+"""Depth of nested YAML collections in a policy file."""
+
+MAX_RULES = 100_000
+"""Rules in one policy, over all stages and bases."""
+
+MAX_PATTERN_CHARS = 4_096
+"""Characters in one pattern (after its ``re:`` prefix)."""
+
+MAX_RANGE_DIGITS = 18
+"""Digits in one bound of a glob range ``{A..B}`` (up to 10**18 - 1)."""
+
+MAX_REGEX_REPEAT = 100_000
+"""Expanded size of a regex's counted repeats: ``(?:a{1000}){1000}`` is 1,000,000."""
+
+# -- extends ---------------------------------------------------------------------------
+MAX_EXTENDS_BASES = 64
+"""Distinct bases one policy extends, directly and through its bases (each loaded once)."""
+
+MAX_NAME_CHARS = 255
+"""Characters in a library name or an ``extends`` entry."""
+
+# -- models and checkpoints -----------------------------------------------------------
+MAX_MODULES = 1_000_000
+"""Modules created while building one model (on the meta device)."""
+
+MAX_CHECKPOINT_HEADER_BYTES = 100 * 1024 * 1024
+"""Size of a safetensors header (the JSON before the tensor data)."""
+
+MAX_PICKLE_BYTES = 256 * 1024 * 1024
+"""Size of the pickle inside a ``.pt``/``.pth``/``.bin``/``.ckpt`` file (tensor data apart)."""
+
+MAX_INFLATION = 100
+"""Ratio of a compressed archive member's size to its size on disk."""
+
+MAX_CHECKPOINT_TENSORS = 1_000_000
+"""Tensors listed in one checkpoint."""
+
+MAX_CHECKPOINT_ELEMENTS = 2**48
+"""Elements in one checkpoint tensor (its shape's product); a bigger one is not real."""
