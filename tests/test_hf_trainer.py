@@ -76,8 +76,8 @@ class _Probe(transformers.TrainerCallback):  # type: ignore[misc]
         names = {id(p): n for n, p in model.named_parameters()}
         self.seen[epoch] = {
             "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
-            "groups": [(sorted(names[id(p)] for p in g["params"]), g["lr"])
-                       for g in opt.param_groups if g["params"]],
+            "groups": [(sorted(names[id(p)] for p in g["params"]), g["lr"], g["weight_decay"])
+                       for g in opt.param_groups],
             "exp_avg": {names[id(p)]: s["exp_avg"].clone() for p, s in opt.state.items()},
         }  # fmt: skip
 
@@ -96,8 +96,11 @@ def _trainer(
     )
 
 
-def _top(model: Any) -> list[str]:
-    return sorted(n for n, _ in model.named_parameters() if n.startswith("bert.encoder.layer.1."))
+def _top(model: Any) -> tuple[list[str], list[str]]:
+    """Layer 1's parameters the Trainer decays, and those it does not (biases, LayerNorm)."""
+    top = sorted(n for n, _ in model.named_parameters() if n.startswith("bert.encoder.layer.1."))
+    nodecay = [n for n in top if n.endswith("bias") or "LayerNorm" in n]
+    return [n for n in top if n not in nodecay], nodecay
 
 
 def test_trainer_switches_stage_at_its_epoch(tmp_path: Path) -> None:
@@ -107,17 +110,20 @@ def test_trainer_switches_stage_at_its_epoch(tmp_path: Path) -> None:
     callback = finetune(trainer, tlrules.Policy.from_text(POLICY))
     trainer.train()
 
-    top = _top(model)
+    decay, nodecay = _top(model)
+    top = decay + nodecay
     assert probe.seen[0]["trainable"] == HEAD
     assert probe.seen[1]["trainable"] == sorted(HEAD + top)
     assert probe.seen[2]["trainable"] == probe.seen[1]["trainable"]
     assert callback.schedule.stage == "top"
-    # stage 'head': the policy's groups; stage 'top': layer 1 joins at lr_scale 0.1
-    assert probe.seen[0]["groups"] == [(["classifier.weight"], LR), (["classifier.bias"], LR)]
+    # stage 'head': the Trainer's decay split; stage 'top': layer 1 joins at lr_scale 0.1,
+    # split the Trainer's way (no weight decay on its biases and LayerNorm weights)
+    head_groups = [(["classifier.weight"], LR, 0.01), (["classifier.bias"], LR, 0.0)]
+    assert probe.seen[0]["groups"] == head_groups
     assert probe.seen[1]["groups"] == [
-        (["classifier.weight"], LR),
-        (["classifier.bias"], LR),
-        (top, pytest.approx(LR * 0.1)),
+        *head_groups,
+        (decay, pytest.approx(LR * 0.1), 0.01),
+        (nodecay, pytest.approx(LR * 0.1), 0.0),
     ]
     for name, value in model.named_parameters():
         changed = not torch.equal(value.detach(), before[name])
@@ -156,11 +162,77 @@ def test_plain_callback_switches_stage_and_the_scheduler_learns_the_new_group(
     trainer = _trainer(tmp_path, 2, probe, model, callback, schedule="linear")
     trainer.train()
 
-    top = _top(model)
-    assert probe.seen[1]["trainable"] == sorted(HEAD + top)
+    decay, nodecay = _top(model)
+    assert probe.seen[1]["trainable"] == sorted(HEAD + decay + nodecay)
     groups = probe.seen[1]["groups"]
-    assert [names for names, _ in groups] == [["classifier.weight"], ["classifier.bias"], top]
-    # the linear decay reached the new group too: still a tenth of the head's rate
-    head_lr, top_lr = groups[0][1], groups[2][1]
+    assert [(names, wd) for names, _, wd in groups] == [
+        (["classifier.weight"], 0.01),
+        (["classifier.bias"], 0.0),
+        (decay, 0.01),
+        (nodecay, 0.0),
+    ]
+    # the linear decay reached the new groups too: still a tenth of the head's rate
+    head_lr = groups[0][1]
     assert head_lr < LR
-    assert top_lr == pytest.approx(head_lr * 0.1)
+    assert [lr for _, lr, _ in groups[2:]] == [pytest.approx(head_lr * 0.1)] * 2
+
+
+ALL_AT_5E_5 = """
+version: 1
+name: tiny-bert-all
+stages:
+  - name: head
+    epochs: 1
+    rules:
+      - classifier: train
+      - "*": freeze
+  - name: all
+    lr: 5.0e-5
+    rules:
+      - "*": train
+    param_groups:
+      - bert.embeddings: {weight_decay: 0.1}
+"""
+
+
+class _Logged(transformers.TrainerCallback):  # type: ignore[misc]
+    """Each logged ``learning_rate`` beside the rates the groups train with at that step."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, float, list[float]]] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        if logs and "learning_rate" in logs:
+            rates = [g["lr"] for g in kw["optimizer"].param_groups]
+            self.logged.append((int(state.epoch - 1e-6), logs["learning_rate"], rates))
+
+
+def test_a_stage_switch_keeps_the_trainers_no_decay_split_and_logs_the_rate_in_use(
+    tmp_path: Path,
+) -> None:
+    probe, logged, model = _Probe(), _Logged(), _model()
+    trainer = _trainer(tmp_path, 2, probe, model, logged)
+    trainer.args.logging_strategy, trainer.args.logging_steps = "steps", 1
+    finetune(trainer, tlrules.Policy.from_text(ALL_AT_5E_5))
+    trainer.train()
+
+    decay = set(trainer.get_decay_parameter_names(model))
+    assert (
+        "classifier.bias" not in decay
+        and "bert.encoder.layer.0.output.LayerNorm.weight" not in decay
+    )
+    groups = probe.seen[1]["groups"]
+    assert all(names for names, _, _ in groups)  # no group left empty
+    got = {name: (lr, wd) for names, lr, wd in groups for name in names}
+    # every parameter at the stage's rate; weight decay the Trainer's way (0.0 for biases
+    # and LayerNorm weights), but where the policy's param_groups set it (embeddings)
+    want = {
+        name: (5e-5, 0.1 if name.startswith("bert.embeddings.") else 0.01 if name in decay else 0.0)
+        for name, _ in model.named_parameters()
+    }
+    assert got == want
+    assert [(lr, wd) for _, lr, wd in groups] == [(5e-5, 0.01), (5e-5, 0.0), (5e-5, 0.1)]
+    # the learning_rate the Trainer logs (its scheduler's last rate of group 0) is in use
+    assert {(epoch, lr) for epoch, lr, _ in logged.logged} == {(0, LR), (1, 5e-5)}
+    for _, lr, rates in logged.logged:
+        assert lr == rates[0]

@@ -88,6 +88,14 @@ def scheduler_last_lrs(scheduler: Any) -> Any:
     return getattr(scheduler, "_last_lr", None)
 
 
+def lightning_optimizers(configured: Any) -> list[Any]:
+    """The optimizers in what a LightningModule's ``configure_optimizers`` returned (any
+    of the forms Lightning accepts), parsed as Lightning does."""
+    from lightning.pytorch.core.optimizer import _configure_optimizers
+
+    return list(_configure_optimizers(configured)[0])
+
+
 @contextlib.contextmanager
 def parameters_to_meta() -> Iterator[None]:
     """Like accelerate's ``init_empty_weights``: each parameter moves to the meta device

@@ -8,7 +8,15 @@ with a stage. The framework callbacks live in submodules that need their optiona
 Importing ``tlrules`` imports none of this.
 """
 
-from ..optim import OptimizerSync, layout, restore_layout, sync_optimizer
+from ..optim import Grouping, OptimizerSync, grouping_of, layout, restore_layout, sync_optimizer
 from .schedule import StageSchedule
 
-__all__ = ["OptimizerSync", "StageSchedule", "layout", "restore_layout", "sync_optimizer"]
+__all__ = [
+    "Grouping",
+    "OptimizerSync",
+    "StageSchedule",
+    "grouping_of",
+    "layout",
+    "restore_layout",
+    "sync_optimizer",
+]

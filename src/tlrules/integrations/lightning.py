@@ -15,7 +15,12 @@ The declarative counterpart of Lightning's ``BackboneFinetuning``::
 - ``on_train_epoch_start``: when a stage starts (its epoch is the sum of the ``epochs``
   of the stages before it), applies it and adds the newly trainable parameters to the
   optimizers with their settings; under DDP it rebuilds the wrapper so that the new
-  parameters' gradients are all-reduced (``tlrules.distributed.rewrap``);
+  parameters' gradients are all-reduced (``tlrules.distributed.rewrap``). The
+  optimizers' own grouping is kept: ``configure_optimizers`` is called once more on the
+  new trainable set, and a parameter that joins gets the settings that set its group
+  apart there (a no-decay group's ``weight_decay``) unless the policy's
+  ``param_groups`` set them; what that call builds is dropped. A group left empty is
+  removed, with its entries in the LR schedulers;
 - ``state_dict``/``load_state_dict``: the stage and the optimizers' group layout go into
   the checkpoint, so ``trainer.fit(ckpt_path=...)`` resumes in the stage it left with the
   same trainable set and optimizer groups.
@@ -38,8 +43,9 @@ except ImportError as err:  # pragma: no cover - the message is the point
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..compat.torch_internals import lightning_optimizers
 from ..distributed import rewrap
-from ..optim import sync_optimizer
+from ..optim import Grouping, grouping_of, sync_optimizer
 from ..policy import CompiledPolicy
 from .schedule import StageSchedule
 
@@ -105,10 +111,22 @@ class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any 
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         switched = self.schedule.at_epoch(
-            trainer.current_epoch, self.target(pl_module), trainer.optimizers, _schedulers(trainer)
+            trainer.current_epoch,
+            self.target(pl_module),
+            trainer.optimizers,
+            _schedulers(trainer),
+            lambda k: _configured_grouping(pl_module, k),
         )
         if switched:
             _rebuild_ddp(trainer)
+
+
+def _configured_grouping(pl_module: pl.LightningModule, index: int) -> Grouping | None:
+    """How the module's ``configure_optimizers`` groups what trains now: it is called once
+    more and the grouping of its ``index``-th optimizer read (``grouping_of``); what it
+    built is dropped."""
+    optimizers = lightning_optimizers(pl_module.configure_optimizers())
+    return grouping_of(optimizers[index]) if index < len(optimizers) else None
 
 
 def _schedulers(trainer: pl.Trainer) -> list[Any]:

@@ -20,7 +20,7 @@ and, to resume, ``schedule.load_state_dict(saved["stage"])`` then
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ import torch
 from .. import engine
 from ..engine import Applied
 from ..errors import PolicyError, TLRulesError
-from ..optim import OptimizerSync, layout, restore_layout, sync_optimizer
+from ..optim import Grouping, OptimizerSync, layout, restore_layout, sync_optimizer
 from ..policy import CompiledPolicy
 
 FORMAT = "tlrules-stage/1"
@@ -80,13 +80,24 @@ class StageSchedule:
         model: torch.nn.Module,
         optimizers: Sequence[Any] = (),
         schedulers: Iterable[Any] = (),
+        grouping: Callable[[int], Grouping | None] | None = None,
     ) -> Applied:
-        """Apply stage ``name`` to ``model`` and bring each optimizer in line with it."""
+        """Apply stage ``name`` to ``model`` and bring each optimizer in line with it;
+        ``grouping(k)``, asked once the stage is applied, is the trainer's own grouping
+        for optimizer ``k`` (``sync_optimizer``'s ``grouping``)."""
         stage = self.policy_of(name)
         applied = engine.apply(stage, model)
         schedulers = list(schedulers)
         self.syncs = [
-            sync_optimizer(o, stage, model, lr=self.lr, schedulers=schedulers) for o in optimizers
+            sync_optimizer(
+                o,
+                stage,
+                model,
+                lr=self.lr,
+                schedulers=schedulers,
+                grouping=grouping(k) if grouping is not None else None,
+            )
+            for k, o in enumerate(optimizers)
         ]
         self.stage, self.entered, self.applied = name, True, applied
         return applied
@@ -97,12 +108,13 @@ class StageSchedule:
         model: torch.nn.Module,
         optimizers: Sequence[Any] = (),
         schedulers: Iterable[Any] = (),
+        grouping: Callable[[int], Grouping | None] | None = None,
     ) -> bool:
         """Enter the stage of ``epoch`` unless it is the one applied; whether it did."""
         name = self.stage_at(epoch)
         if self.entered and name == self.stage:
             return False
-        self.enter(name, model, optimizers, schedulers)
+        self.enter(name, model, optimizers, schedulers, grouping)
         return True
 
     def state_dict(

@@ -15,6 +15,11 @@
 - at each epoch start the callback applies the stage that epoch is in (the sum of the
   ``epochs`` of the stages before it) and adds the newly trainable parameters with their
   settings; the LR scheduler learns the new groups;
+- the Trainer's own grouping is kept: a parameter that joins gets ``weight_decay`` as
+  ``create_optimizer`` would give it (``args.weight_decay`` for the names
+  ``get_decay_parameter_names`` lists, 0.0 for biases and norm weights) unless the
+  policy's ``param_groups`` set it; a group left empty is removed, with its scheduler
+  entries, so the ``learning_rate`` the Trainer logs (group 0's) is one in use;
 - the stage and the optimizer's group layout are kept in the Trainer state
   (``trainer_state.json``, key ``tlrules``), so a run resumed from a checkpoint comes
   back in its stage with the same trainable set and groups before the optimizer's state
@@ -46,7 +51,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import TLRulesError
-from ..optim import sync_optimizer
+from ..optim import Grouping, sync_optimizer
 from ..policy import CompiledPolicy
 from .schedule import StageSchedule
 
@@ -92,13 +97,32 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         self._refuse_ddp()
         schedulers = [s for s in [kwargs.get("lr_scheduler")] if s is not None]
         self.schedule.lr = self._base_lr(args)
-        self.schedule.enter(name, model, [optimizer], schedulers)
+        grouping = self._grouping(model, args)
+        self.schedule.enter(name, model, [optimizer], schedulers, lambda k: grouping)
         self._remember(state, model, optimizer)
 
     def _sync(self, model: Any, optimizer: Any, scheduler: Any, args: Any) -> None:
         stage = self.schedule.policy_of(self.schedule.stage)
         schedulers = [scheduler] if scheduler is not None else []
-        sync_optimizer(optimizer, stage, model, lr=self._base_lr(args), schedulers=schedulers)
+        sync_optimizer(
+            optimizer,
+            stage,
+            model,
+            lr=self._base_lr(args),
+            schedulers=schedulers,
+            grouping=self._grouping(model, args),
+        )
+
+    def _grouping(self, model: torch.nn.Module, args: Any) -> Grouping:
+        """The Trainer's own split (``create_optimizer``): ``args.weight_decay`` for the
+        names ``get_decay_parameter_names`` lists, 0.0 for the rest (biases, norms)."""
+        if self.trainer is not None:  # honours a subclass's rule
+            listed = self.trainer.get_decay_parameter_names(model)
+        else:  # the plain callback never sees its Trainer; the rule does not use it
+            rule: Any = transformers.Trainer.get_decay_parameter_names
+            listed = rule(None, model)
+        decay, rate = set(listed), float(args.weight_decay)
+        return lambda name, p: {"weight_decay": rate if name in decay else 0.0}
 
     def _base_lr(self, args: Any) -> float | None:
         return self.schedule.lr if self.schedule.lr is not None else args.learning_rate

@@ -8,21 +8,29 @@ parameter the stage trains sit in a group with exactly the settings the stage's
   settings are equal, else a new group appended with them;
 - a parameter whose settings change (a fine-tuning stage with its own ``lr``) moves the
   same way; its state (momentum, Adam moments) moves with it;
-- a parameter the stage freezes leaves its group, and its state is dropped.
+- a parameter the stage freezes leaves its group, and its state is dropped;
+- settings the policy does not give (a trainer's no-decay split) are the trainer's own:
+  a parameter the optimizer holds keeps its group's, one that joins gets what
+  ``grouping`` (a ``Grouping``) says for it, e.g. Hugging Face's Trainer's
+  ``weight_decay=0.0`` for biases and norm weights; without ``grouping`` it joins the
+  first group with the policy's settings.
 
-Groups are only appended, never removed or reordered, so group indices stay valid for LR
-schedulers; a group left without parameters stays, empty. A learning rate is compared by
+A group left without parameters is removed (unless it is the only one), and so is its
+entry in each of ``schedulers``' per-group lists (``base_lrs``, the last learning rates,
+``lr_lambdas``, ``min_lrs``, ``max_lrs``, momentums), so that group 0, whose rate trainers
+log, is one in use; the other groups keep their order. A learning rate is compared by
 its ``initial_lr`` where a scheduler set one, so a scheduled group is not mistaken for a
 changed one. An appended group gets ``initial_lr``; each scheduler in ``schedulers``
 gets a ``base_lrs`` (and ``lr_lambdas``) entry for it, and its ``lr`` starts where the
 schedule is now (``LambdaLR``'s own function; otherwise the ratio the existing groups
-were scaled by).
+were scaled by). Schedulers nested in a ``SequentialLR`` or ``ChainedScheduler`` are not
+reached: pass them one by one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +43,14 @@ from ..patterns import bare_name
 from ..policy import CompiledPolicy
 
 _SETTING_TYPES = (bool, int, float, str, type(None))
+_SCHEDULED = ("params", "lr", "initial_lr")  # not a trainer's grouping
+# what a torch LR scheduler keeps one entry per group in (public attributes)
+_PER_GROUP = ("base_lrs", "lr_lambdas", "min_lrs", "max_lrs", "base_momentums", "max_momentums")
+
+Grouping = Callable[[str, torch.nn.Parameter], Mapping[str, Any]]
+"""A trainer's own settings for a trainable parameter, given its name in the model and
+the parameter (``{"weight_decay": 0.0}`` for a bias under Hugging Face's Trainer): what
+``sync_optimizer`` keeps unless the policy's ``param_groups`` say otherwise."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,8 @@ class OptimizerSync:
     added: tuple[str, ...]  # parameters that joined the optimizer
     moved: tuple[str, ...]  # parameters that changed group because their settings changed
     removed: tuple[str, ...]  # frozen parameters that left it
-    new_groups: tuple[int, ...]  # indices of the groups appended
+    new_groups: tuple[int, ...]  # indices (after the sync) of the groups appended
+    dropped_groups: tuple[int, ...] = ()  # indices (before the sync) of the groups removed
 
     @property
     def changed(self) -> bool:
@@ -64,6 +81,25 @@ def raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
+def grouping_of(optimizer: Any) -> Grouping:
+    """How ``optimizer`` groups its parameters, as a ``Grouping``: for each parameter it
+    holds, the settings other than the learning rate whose values differ between its
+    groups (a no-decay group's ``weight_decay``); nothing for any other parameter. Read
+    from an optimizer freshly built the trainer's way, it tells ``sync_optimizer`` where
+    the trainer would put a parameter that joins."""
+    groups = raw_optimizer(optimizer).param_groups
+    apart = _apart(groups)
+    found = {id(p): {k: g[k] for k in apart if k in g} for g in groups for p in g["params"]}
+    return lambda name, p: found.get(id(p), {})
+
+
+def _apart(groups: list[dict[str, Any]]) -> list[str]:
+    """The settings but the learning rate whose values differ between ``groups``."""
+    keys = {k for g in groups for k in g if k not in _SCHEDULED}
+    first = groups[0] if groups else {}
+    return sorted(k for k in keys if any(_plain(g.get(k)) != _plain(first.get(k)) for g in groups))
+
+
 def sync_optimizer(
     optimizer: Any,
     policy: CompiledPolicy,
@@ -71,53 +107,98 @@ def sync_optimizer(
     *,
     lr: float | None = None,
     schedulers: Iterable[Any] = (),
+    grouping: Grouping | None = None,
 ) -> OptimizerSync:
     """Bring ``optimizer`` in line with what ``policy`` trains in ``model`` (the module
     docstring says how). ``lr`` is the base learning rate ``param_groups`` scales; by
-    default the optimizer's own default ``lr``. Apply the policy first."""
+    default the optimizer's own default ``lr``. ``grouping`` gives the trainer's own
+    settings for a parameter that joins. Apply the policy first."""
     opt = raw_optimizer(optimizer)
     base = lr if lr is not None else opt.defaults.get("lr")
-    names = {id(p): bare_name(n) for n, p in model.named_parameters()}
-    want: dict[int, dict[str, Any]] = {}
-    order: list[tuple[dict[str, Any], list[torch.nn.Parameter]]] = []
+    named = {id(p): n for n, p in model.named_parameters()}
+    names = {k: bare_name(n) for k, n in named.items()}
+    policy_wants: dict[int, dict[str, Any]] = {}
+    own: dict[int, dict[str, Any]] = {}
+    order: list[torch.nn.Parameter] = []
     for target in param_groups(policy, model, lr=base):
         settings = {k: v for k, v in target.items() if k != "params"}
-        order.append((settings, list(target["params"])))
         for p in target["params"]:
-            want[id(p)] = settings
+            policy_wants[id(p)] = settings
+            own[id(p)] = dict(grouping(named[id(p)], p)) if grouping is not None else {}
+            order.append(p)
+    held, moved, removed = _release(opt, policy_wants, own, names)
+    moved_names = set(moved)
+    pending = [p for p in order if id(p) not in held]
+    added = [names[id(p)] for p in pending if names[id(p)] not in moved_names]
+    new_groups: list[int] = []
+    for settings, params in _by_settings(pending, policy_wants, own):
+        home = next((g for g in opt.param_groups if _matches(g, settings)), None)
+        if home is not None:
+            home["params"].extend(params)
+        else:
+            opt.add_param_group({"params": params, **settings})
+            new_groups.append(len(opt.param_groups) - 1)
+    schedulers = [s for s in schedulers if _drives(s, opt)]
+    _extend_schedulers(opt, new_groups, schedulers)
+    dropped = _drop_empty_groups(opt, schedulers)
+    new_groups = [i - sum(d < i for d in dropped) for i in new_groups]
+    return OptimizerSync(
+        tuple(added), tuple(moved), tuple(removed), tuple(new_groups), tuple(dropped)
+    )
+
+
+def _release(
+    opt: torch.optim.Optimizer,
+    policy_wants: dict[int, dict[str, Any]],
+    own: dict[int, dict[str, Any]],
+    names: dict[int, str],
+) -> tuple[set[int], list[str], list[str]]:
+    """Take out of ``opt``'s groups the frozen parameters (their state dropped) and those
+    whose policy settings changed (their state kept, for the group they join); a held
+    parameter's own settings (those ``own`` names and those that set ``opt``'s groups
+    apart) become its group's. The ids held, the names moved, the
+    names removed."""
     held: set[int] = set()
     moved: list[str] = []
     removed: list[str] = []
+    apart = _apart(opt.param_groups)
     for group in opt.param_groups:
         keep = []
         for p in group["params"]:
-            wanted = want.get(id(p))
+            wanted = policy_wants.get(id(p))
             if wanted is None and id(p) in names:  # frozen by the policy
                 removed.append(names[id(p)])
                 opt.state.pop(p, None)
                 continue
-            if wanted is not None and not _matches(group, wanted):
-                moved.append(names[id(p)])
-                continue
+            if wanted is not None:
+                carried = set(own[id(p)]).union(apart)
+                own[id(p)] = {k: group[k] for k in carried if k in group}
+                if not _matches(group, wanted):
+                    moved.append(names[id(p)])
+                    continue
             keep.append(p)
             held.add(id(p))
         group["params"] = keep
-    moved_names = set(moved)
-    added: list[str] = []
-    new_groups: list[int] = []
-    for settings, params in order:
-        pending = [p for p in params if id(p) not in held]
-        if not pending:
-            continue
-        added += [names[id(p)] for p in pending if names[id(p)] not in moved_names]
-        home = next((g for g in opt.param_groups if _matches(g, settings)), None)
-        if home is not None:
-            home["params"].extend(pending)
+    return held, moved, removed
+
+
+def _by_settings(
+    params: list[torch.nn.Parameter],
+    policy_wants: dict[int, dict[str, Any]],
+    own: dict[int, dict[str, Any]],
+) -> list[tuple[dict[str, Any], list[torch.nn.Parameter]]]:
+    """``params`` split by their wanted settings (their own, then the policy's), in the
+    order each setting first appears."""
+    out: list[tuple[dict[str, Any], list[torch.nn.Parameter]]] = []
+    for p in params:
+        settings = {**own[id(p)], **policy_wants[id(p)]}
+        plain = {k: _plain(v) for k, v in settings.items()}
+        found = next((ps for s, ps in out if {k: _plain(v) for k, v in s.items()} == plain), None)
+        if found is None:
+            out.append((settings, [p]))
         else:
-            opt.add_param_group({"params": pending, **settings})
-            new_groups.append(len(opt.param_groups) - 1)
-    _extend_schedulers(opt, new_groups, schedulers)
-    return OptimizerSync(tuple(added), tuple(moved), tuple(removed), tuple(new_groups))
+            found.append(p)
+    return out
 
 
 def _matches(group: dict[str, Any], settings: dict[str, Any]) -> bool:
@@ -131,8 +212,16 @@ def _matches(group: dict[str, Any], settings: dict[str, Any]) -> bool:
     return True
 
 
+def _drives(scheduler: Any, opt: torch.optim.Optimizer) -> bool:
+    """Whether ``scheduler`` is an LR scheduler of ``opt`` (through any wrapper)."""
+    try:
+        return raw_optimizer(getattr(scheduler, "optimizer", None)) is opt
+    except TypeError:  # not an optimizer's scheduler
+        return False
+
+
 def _extend_schedulers(
-    opt: torch.optim.Optimizer, new_groups: Sequence[int], schedulers: Iterable[Any]
+    opt: torch.optim.Optimizer, new_groups: Sequence[int], schedulers: Sequence[Any]
 ) -> None:
     if not new_groups:
         return
@@ -143,11 +232,6 @@ def _extend_schedulers(
         for i in new_groups:
             opt.param_groups[i]["initial_lr"] = opt.param_groups[i]["lr"]
     for scheduler in schedulers:
-        try:
-            if raw_optimizer(getattr(scheduler, "optimizer", None)) is not opt:
-                continue
-        except TypeError:  # not an optimizer's scheduler
-            continue
         for i in new_groups:
             group = opt.param_groups[i]
             initial = group.get("initial_lr", group["lr"])
@@ -162,6 +246,24 @@ def _extend_schedulers(
             for values, value in zip(lists, (initial, group["lr"]), strict=True):
                 if isinstance(values, list) and len(values) == i:
                     values.append(value)
+
+
+def _drop_empty_groups(opt: torch.optim.Optimizer, schedulers: Sequence[Any]) -> list[int]:
+    """Remove ``opt``'s groups without parameters (all but one when every group is empty)
+    and their entries in the schedulers' per-group lists; the indices removed."""
+    count = len(opt.param_groups)
+    empty = [i for i, g in enumerate(opt.param_groups) if not g["params"]]
+    if len(empty) == count:
+        empty = empty[1:]
+    if not empty:
+        return []
+    for scheduler in schedulers:
+        lists = [getattr(scheduler, a, None) for a in _PER_GROUP]
+        for values in [*lists, scheduler_last_lrs(scheduler)]:
+            if isinstance(values, list) and len(values) == count:
+                values[:] = [v for i, v in enumerate(values) if i not in empty]
+    opt.param_groups[:] = [g for i, g in enumerate(opt.param_groups) if i not in empty]
+    return empty
 
 
 def _progress(opt: torch.optim.Optimizer, new_groups: Sequence[int]) -> float:
