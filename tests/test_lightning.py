@@ -4,6 +4,7 @@ statistics stay fixed, and a run resumed from its checkpoint continues in its st
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,8 @@ class Net(pl.LightningModule):
             self.seen[self.current_epoch] = {
                 "trainable": sorted(n for n, p in self.model.named_parameters() if p.requires_grad),
                 "groups": [
-                    (sorted(names[id(p)] for p in g["params"]), g["lr"])
+                    (sorted(names[id(p)] for p in g["params"]), g["lr"], g["weight_decay"])
                     for g in opt.param_groups
-                    if g["params"]
                 ],
                 "bn_training": self.model.backbone[1].training,
                 "momentum": {
@@ -131,13 +131,14 @@ def test_stages_switch_at_their_epoch_and_the_optimizer_gains_new_params(tmp_pat
 
     assert [net.seen[e]["trainable"] for e in range(3)] == [HEAD, FINETUNE, FINETUNE]
     # stage 'head': the policy's groups (biases without weight decay) at the base rate
-    assert net.seen[0]["groups"] == [(["head.weight"], BASE_LR), (["head.bias"], BASE_LR)]
+    head_groups = [(["head.weight"], BASE_LR, 1e-4), (["head.bias"], BASE_LR, 0.0)]
+    assert net.seen[0]["groups"] == head_groups
     # stage 'finetune': the new backbone.3 parameters join in a group of their own at
-    # lr_scale 0.1 (the stage's own entry matches first, bias included)
+    # lr_scale 0.1 (the stage's own entry matches first, bias included), with the weight
+    # decay configure_optimizers gives every parameter
     assert net.seen[1]["groups"] == [
-        (["head.weight"], BASE_LR),
-        (["head.bias"], BASE_LR),
-        (["backbone.3.bias", "backbone.3.weight"], pytest.approx(BASE_LR * 0.1)),
+        *head_groups,
+        (["backbone.3.bias", "backbone.3.weight"], pytest.approx(BASE_LR * 0.1), 1e-4),
     ]
     assert net.seen[2]["groups"] == net.seen[1]["groups"]
     after = net.model.state_dict()
@@ -182,3 +183,71 @@ def test_a_run_stopped_in_stage_two_resumes_in_stage_two(tmp_path: Path) -> None
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)["optimizer_states"][0]
     assert len(state["param_groups"]) == 3
     assert set(momentum) == set(FINETUNE)
+
+
+ALL_AT_0_01 = """
+version: 1
+name: lit-all
+stages:
+  - name: head
+    epochs: 1
+    rules:
+      - head: train
+      - "*": freeze
+  - name: all
+    lr: 0.01
+    rules:
+      - "*": train
+"""
+
+
+class SplitNet(Net):
+    """The usual split in configure_optimizers: no weight decay on biases and BN weights;
+    the learning rate halves every epoch."""
+
+    def configure_optimizers(self) -> Any:
+        trained = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(
+            [
+                {"params": [p for p in trained if p.ndim > 1], "weight_decay": 0.01},
+                {"params": [p for p in trained if p.ndim == 1], "weight_decay": 0.0},
+            ],
+            lr=BASE_LR,
+            momentum=0.9,
+        )
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5)}
+
+
+def test_a_stage_switch_keeps_the_modules_no_decay_split_and_logs_the_rates_in_use(
+    tmp_path: Path,
+) -> None:
+    net = SplitNet()
+    callback = PolicyFinetuning(tlrules.Policy.from_text(ALL_AT_0_01), module="model")
+    monitor = pl.callbacks.LearningRateMonitor(logging_interval="step")
+    logger = pl.loggers.CSVLogger(tmp_path)
+    trainer = _trainer(tmp_path, 2, callback, more=[monitor], enable_checkpointing=False)
+    trainer.loggers, trainer.log_every_n_steps = [logger], 1
+    trainer.fit(net, _data())
+
+    groups = net.seen[1]["groups"]
+    assert all(names for names, _, _ in groups)  # no group left empty
+    got = {name: (lr, wd) for names, lr, wd in groups for name in names}
+    # the stage's rate, halved once by the schedule; weight decay as configure_optimizers
+    # splits it
+    assert got == {
+        name: (pytest.approx(0.005), 0.01 if p.ndim > 1 else 0.0)
+        for name, p in net.model.named_parameters()
+    }
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.base_lrs == [pytest.approx(0.01)] * 2
+    # what Lightning logs: each group's rate, only groups in use
+    with (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").open() as logged:
+        rows = list(csv.DictReader(logged))
+    assert sorted(k for k in rows[0] if k.startswith("lr-")) == ["lr-SGD/pg1", "lr-SGD/pg2"]
+    rates = {(r["step"], r["lr-SGD/pg1"], r["lr-SGD/pg2"]) for r in rows}
+    assert rates == {
+        ("0", "0.05", "0.05"),
+        ("1", "0.05", "0.05"),
+        ("2", "0.005", "0.005"),
+        ("3", "0.005", "0.005"),
+    }
