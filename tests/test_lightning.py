@@ -251,3 +251,22 @@ def test_a_stage_switch_keeps_the_modules_no_decay_split_and_logs_the_rates_in_u
         ("2", "0.005", "0.005"),
         ("3", "0.005", "0.005"),
     }
+
+
+def test_lightning_counts_the_frozen_batchnorm_layers_as_modules_in_eval_mode(
+    tmp_path: Path,
+) -> None:
+    # expected, and explained in docs/training.md: the layers norm_stats keeps in eval mode
+    net = Net()
+    audit = tlrules.Policy.from_text(POLICY).stage("head").audit(net.model)
+    locked = [n.name for n in audit.norm_layers if n.stats == "frozen"]
+    assert locked == ["backbone.1"]
+    trainer = _trainer(tmp_path, 1, _callback(), enable_checkpointing=False)
+    with pytest.warns(pl.utilities.warnings.PossibleUserWarning) as caught:
+        trainer.fit(net, _data())
+    notices = [str(w.message) for w in caught if "eval mode" in str(w.message)]
+    assert notices == [
+        f"Found {len(locked)} module(s) in eval mode at the start of training. This may lead "
+        "to unexpected behavior during training. If this is intentional, you can ignore "
+        "this warning."
+    ]
