@@ -13,6 +13,7 @@ from torch import nn
 import tlrules
 from tests.models import Containers, Tied, small_cnn
 from tlrules import DecisionError, OptimizerMismatchWarning, PolicyError, check_optimizer
+from tlrules.optim import grouping_of
 from tlrules.render import render
 
 NO_DECAY = """\
@@ -249,3 +250,84 @@ def test_memory_estimate_counts_gradient_and_optimizer_state_bytes() -> None:
     assert "training memory (this policy / everything trains): gradients 120 B / 1.7 KiB" in str(
         report
     )
+
+
+TWO_STAGES = """\
+version: 1
+stages:
+  - name: head
+    epochs: 1
+    rules: ["8": train, "*": freeze]
+  - name: all
+    lr: 0.01
+    rules: ["*": train]
+"""
+
+
+def split_sgd(model: nn.Module) -> torch.optim.SGD:
+    """The usual no-decay split over what trains: weight decay on the 2-d and 4-d weights."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(
+        [
+            {"params": [p for p in trained if p.ndim > 1], "weight_decay": 0.01},
+            {"params": [p for p in trained if p.ndim == 1], "weight_decay": 0.0},
+        ],
+        lr=0.1,
+    )
+
+
+def test_sync_keeps_the_trainers_split_and_drops_emptied_groups_with_their_schedule() -> None:
+    model = small_cnn()
+    stages = tlrules.Policy.from_text(TWO_STAGES)
+    stages.stage("head").apply(model)
+    optimizer = split_sgd(model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5**epoch)
+    optimizer.step()
+    scheduler.step()  # the schedule is at half the base rate
+
+    stages.stage("all").apply(model)
+    grouping = grouping_of(split_sgd(model))
+    done = tlrules.sync_optimizer(
+        optimizer, stages.stage("all"), model, schedulers=[scheduler], grouping=grouping
+    )
+
+    assert done.moved == ("8.weight", "8.bias")
+    assert (done.dropped_groups, done.new_groups) == ((0, 1), (0, 1))
+    decayed = ["0.weight", "3.weight", "8.weight"]
+    rest = ["0.bias", "1.weight", "1.bias", "3.bias", "4.weight", "4.bias", "8.bias"]
+    assert [
+        (names_of(model, g["params"]), g["initial_lr"], g["lr"], g["weight_decay"])
+        for g in optimizer.param_groups
+    ] == [(decayed, 0.01, 0.005, 0.01), (rest, 0.01, 0.005, 0.0)]
+    # the scheduler's per-group lists lost the emptied groups' entries and gained the new
+    assert scheduler.base_lrs == [0.01, 0.01]
+    assert len(scheduler.lr_lambdas) == 2
+    assert scheduler.get_last_lr() == [0.005, 0.005]
+    optimizer.step()
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.0025, 0.0025]
+
+
+def test_grouping_of_reads_the_settings_that_set_groups_apart() -> None:
+    model = small_cnn()
+    grouping = grouping_of(split_sgd(model))
+    params = dict(model.named_parameters())
+    assert grouping("0.weight", params["0.weight"]) == {"weight_decay": 0.01}
+    assert grouping("1.weight", params["1.weight"]) == {"weight_decay": 0.0}
+    # one group sets nothing apart; a parameter it does not hold gets nothing
+    single = grouping_of(torch.optim.SGD(model.parameters(), lr=0.1))
+    assert single("0.weight", params["0.weight"]) == {}
+    assert grouping("x", nn.Parameter(torch.zeros(1))) == {}
+
+
+def test_sync_keeps_one_group_when_a_stage_freezes_everything_it_held() -> None:
+    model = small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    only_head = policy("  - '8': train\n  - '*': freeze\n")
+    only_head.apply(model)
+    tlrules.sync_optimizer(optimizer, only_head, model)
+    nothing = policy("  - '*': freeze\n")
+    nothing.apply(model)
+    done = tlrules.sync_optimizer(optimizer, nothing, model)
+    assert done.dropped_groups == ()
+    assert [g["params"] for g in optimizer.param_groups] == [[]]
