@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import DecisionError, PatternTimeout, Where
+from ..errors import DecisionError, PatternTimeout, Where, shown
 from ..patterns import Pattern, PatternSyntaxError
 from .reader import Document
 from .schema import Expect, GroupSpec, RuleSpec, Syntax
@@ -62,7 +62,7 @@ def compile_rules(
             pattern = Pattern.parse(text, rspec.syntax or syntax)
         except PatternSyntaxError as err:
             where = _pattern_where(doc, item, i + 1, err.pos)
-            problems.append((where, f"pattern {text!r}: {err}"))
+            problems.append((where, f"pattern {shown(text)}: {err}"))
             continue
         where = doc.where(item, rule=i + 1)
         rules.append(
@@ -82,7 +82,9 @@ def compile_groups(
             pattern = Pattern.parse(gspec.match, gspec.syntax or syntax)
         except PatternSyntaxError as err:
             where = _pattern_where(doc, item, None, err.pos)
-            problems.append((where, f"param_groups entry {i + 1}: pattern {gspec.match!r}: {err}"))
+            problems.append(
+                (where, f"param_groups entry {i + 1}: pattern {shown(gspec.match)}: {err}")
+            )
             continue
         options = tuple(sorted(gspec.options().items()))
         entries.append(GroupEntry(i + 1, pattern, options, gspec.max_ndim, doc.where(item)))
