@@ -4,7 +4,8 @@ one matcher for a whole policy. Needs no torch."""
 from .hints import closest_names
 from .matcher import Matcher, ModuleTree, clear_caches, compiled
 from .names import WRAPPER_SEGMENTS, bare_module, bare_name, bare_names
-from .syntax import TIME_LIMIT, Pattern, PatternSyntaxError
+from .cost import PatternSyntaxError
+from .syntax import TIME_LIMIT, Pattern
 
 __all__ = [
     "TIME_LIMIT",
