@@ -113,12 +113,13 @@ def test_extends_a_library_policy(tmp_path: Path) -> None:
                 "../outside.yaml": "version: 1\nrules:\n  - x: train\n",
             },
             "a.yaml:2:11: extends '../outside.yaml' leaves the folder of the extending file "
-            "({dir}); keep bases in that folder tree, or name a library policy",
+            "({dir}): a base given as a path ends in '.yaml' and, with symlinks resolved, lies "
+            "in the extending file's folder or below it; or name a library policy",
         ),
         (
             {"a.yaml": "version: 1\nextends: [torchvision/resnet-layer4]\nrules:\n  - x: train\n"},
-            "a.yaml:2:11: extends 'torchvision/resnet-layer4': no such file next to it or "
-            "library policy 'torchvision/resnet-layer4'; did you mean",
+            "a.yaml:2:11: extends 'torchvision/resnet-layer4': no library policy "
+            "'torchvision/resnet-layer4'; did you mean",
         ),
         (
             {

@@ -27,6 +27,7 @@ class Rule:
     where: Where
     module: str | None = None  # glob over the owning module's class name
     expect: Expect | None = None  # bounds on the parameters this rule decides
+    first: bool = False  # in a base: placed before the rules of every policy extending it
 
     @property
     def location(self) -> str:
@@ -66,7 +67,16 @@ def compile_rules(
             continue
         where = doc.where(item, rule=i + 1)
         rules.append(
-            Rule(i + 1, pattern, rspec.action, rspec.note, where, rspec.module, rspec.expect)
+            Rule(
+                i + 1,
+                pattern,
+                rspec.action,
+                rspec.note,
+                where,
+                rspec.module,
+                rspec.expect,
+                rspec.first,
+            )
         )
     return tuple(rules), problems
 

@@ -58,10 +58,31 @@ class RuleSpec(_Strict):
     expect: Expect | None = Field(
         None, description="How many parameters this rule must decide, checked when applied."
     )
+    first: bool = Field(
+        False,
+        description="In a base, this rule is placed before the rules of every policy that "
+        "extends it (directly or through other bases), so they cannot override it; where "
+        "nothing extends the policy, the rule stays where it is.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_compact(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "match" not in data and "module" not in data:
+            patterns = [k for k in data if k not in cls.model_fields]
+            if len(patterns) > 1:
+                listed = ", ".join(repr(str(k)) for k in patterns)
+                second = patterns[1]
+                raise PydanticCustomError(
+                    "rules_in_one_item",
+                    "{message}",
+                    {
+                        "message": f"this list item holds {len(patterns)} rules ({listed}); "
+                        f"each rule is its own item: put '- ' before "
+                        f"'{second}: {data[second]}' (is a '-' missing?)",
+                        "key": str(second),
+                    },
+                )
         return _compact(data, "action")
 
     @model_validator(mode="after")
