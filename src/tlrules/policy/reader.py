@@ -61,7 +61,7 @@ _INT = "tag:yaml.org,2002:int"
 _INT_DIGITS = 4_300  # Python's default, when a program has lifted the limit
 
 
-def _pos(mark: yaml.Mark) -> tuple[int, int]:
+def _pos(mark: Any) -> tuple[int, int]:  # a yaml.Mark, or libyaml's
     return mark.line + 1, mark.column + 1
 
 
