@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
 
+from .. import limits
 from ..errors import PolicyError
 from .compiled import CompiledPolicy
 from .extends import extend
@@ -63,6 +64,7 @@ def _build(doc: Document, cls: type[_P]) -> _P:
         raise PolicyError(
             "a policy is a mapping of keys ('version: 1', 'rules: ...')", doc.where(())
         )
+    _check_rule_count(doc)
     try:
         spec = PolicySpec.model_validate(doc.data)
     except ValidationError as err:
@@ -83,3 +85,18 @@ def _build(doc: Document, cls: type[_P]) -> _P:
             policy, doc, lambda base, shown: from_text(read_file(base, shown), shown, cls)
         )
     return policy
+
+
+def _check_rule_count(doc: Document) -> None:
+    """Refuse more than ``limits.MAX_RULES`` rules over the policy's stages, before
+    validating any of them."""
+    data = doc.data
+    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    lists = [data.get("rules"), *(s.get("rules") for s in stages if isinstance(s, dict))]
+    count = sum(len(rules) for rules in lists if isinstance(rules, list))
+    if count > limits.MAX_RULES:
+        raise PolicyError(
+            f"the policy has {count:,} rules; the limit is {limits.MAX_RULES:,} "
+            "(tlrules.limits.MAX_RULES); use wider patterns, such as 'blocks.{0..11}' or '*'",
+            doc.where(("stages" if "stages" in data else "rules",), key=True),
+        )
