@@ -34,8 +34,9 @@ _N = TypeVar("_N", Rule, GroupEntry)
 
 _SCALARS = ("name", "description", "syntax", "default", "norm_stats", "models")
 _LOADING: ContextVar[tuple[Path, ...]] = ContextVar("tlrules_extends_chain", default=())
-# the bases read so far in one load, by resolved path: each is read once
-_LOADED: ContextVar[dict[Path, CompiledPolicy] | None] = ContextVar(
+# the bases read so far in one load, by resolved path: each is read once (None: being
+# read, or refused, its problems already told)
+_LOADED: ContextVar[dict[Path, CompiledPolicy | None] | None] = ContextVar(
     "tlrules_extends_loaded", default=None
 )
 
@@ -144,21 +145,25 @@ def _bases(
             if path in chain:
                 cycle = " -> ".join(_short(p) for p in (*chain[chain.index(path) :], path))
                 raise PolicyError(f"extends {ref!r} makes a cycle: {cycle}; remove one link", where)
-            base = loaded.get(path)
-            if base is None:
-                if len(loaded) >= limits.MAX_EXTENDS_BASES:
-                    raise PolicyError(
-                        f"extends {ref!r}: the policy already has {len(loaded)} bases, directly "
-                        f"and through its bases; the limit is {limits.MAX_EXTENDS_BASES} "
-                        "(tlrules.limits.MAX_EXTENDS_BASES)",
-                        where,
-                    )
-                token = _LOADING.set(chain)
-                try:
-                    base = loaded[path] = load(path, _short(path))
-                finally:
-                    _LOADING.reset(token)
-            bases.append(base)  # type: ignore[arg-type]  # built by load, of class _P
+            if path in loaded:
+                base = loaded[path]
+                if base is not None:
+                    bases.append(base)  # type: ignore[arg-type]  # built by load, of class _P
+                continue
+            if len(loaded) >= limits.MAX_EXTENDS_BASES:
+                raise PolicyError(
+                    f"extends {ref!r}: the policy already has {len(loaded)} bases, directly "
+                    f"and through its bases; the limit is {limits.MAX_EXTENDS_BASES} "
+                    "(tlrules.limits.MAX_EXTENDS_BASES)",
+                    where,
+                )
+            loaded[path] = None
+            token = _LOADING.set(chain)
+            try:
+                base = loaded[path] = load(path, _short(path))
+            finally:
+                _LOADING.reset(token)
+            bases.append(base)
         except PolicyError as err:
             problems += err.problems
     return bases, problems
