@@ -125,3 +125,13 @@ def test_what_reading_accepts_matching_accepts(pieces: list[str], syntax: str) -
                 matcher.names_module(0, name)
     except TLRulesError:  # a time limit: the input's own cost, told as such
         pass
+
+
+def test_a_module_glob_is_bounded_too() -> None:
+    text = "version: 1\nrules:\n  - match: x\n    module: '" + "N" * 5000 + "'\n    action: train\n"
+    with pytest.raises(PolicyError) as err:
+        from_text(text, "p.yaml")
+    assert str(err.value) == (
+        "p.yaml:4:13: rule 1: module '" + "N" * 60 + "'... (5,000 characters): the pattern is "
+        "5,000 characters long; the limit is 4,096 (tlrules.limits.MAX_PATTERN_CHARS); shorten it"
+    )

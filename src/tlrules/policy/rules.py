@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import limits
 from ..errors import DecisionError, PatternTimeout, Where, shown
 from ..patterns import Pattern, PatternSyntaxError
 from .reader import Document
@@ -66,6 +67,16 @@ def compile_rules(
             problems.append((where, f"pattern {shown(text)}: {err}"))
             continue
         where = doc.where(item, rule=i + 1)
+        if rspec.module is not None and len(rspec.module) > limits.MAX_PATTERN_CHARS:
+            problems.append(
+                (
+                    doc.where((*item, "module"), rule=i + 1),
+                    f"module {shown(rspec.module)}: the pattern is {len(rspec.module):,} "
+                    f"characters long; the limit is {limits.MAX_PATTERN_CHARS:,} "
+                    "(tlrules.limits.MAX_PATTERN_CHARS); shorten it",
+                )
+            )
+            continue
         rules.append(
             Rule(
                 i + 1,

@@ -40,7 +40,8 @@ class Expect(_Strict):
 
 
 class RuleSpec(_Strict):
-    """One rule: ``PATTERN: ACTION`` or ``{match, module, action, syntax, note, expect}``."""
+    """One rule: ``PATTERN: ACTION`` or ``{match, module, action, syntax, note, expect,
+    first}``."""
 
     match: str | None = Field(
         None,
@@ -182,8 +183,9 @@ class PolicySpec(_Strict):
     extends: list[str] | None = Field(
         None,
         min_length=1,
-        description="Base policies (paths relative to this file, or library names); their "
-        "rules follow this policy's own.",
+        description="Base policies: paths ending in .yaml, relative to this file and inside "
+        "its folder tree, or library names. Their rules follow this policy's own, except "
+        "those marked 'first: true', which come before them.",
     )
     rules: list[RuleSpec] | None = Field(
         None, min_length=1, description="Ordered; the first rule that matches a name decides."
