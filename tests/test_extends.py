@@ -284,3 +284,15 @@ def test_first_rules_show_in_the_audit_with_their_place(tmp_path: Path) -> None:
     report = tlrules.load(mine).audit(Containers())
     assert report.rules[0].where == "team.yaml:5"
     assert report.rules[0].pattern == "*bn*"
+
+
+def test_rules_with_bases_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "base.yaml", "version: 1\nrules:\n  - a: train\n  - b: train\n")
+    path = write(tmp_path, "p.yaml", "version: 1\nextends: [base.yaml]\nrules:\n  - c: train\n")
+    monkeypatch.setattr(tlrules.limits, "MAX_RULES", 2)
+    with pytest.raises(PolicyError) as err:
+        tlrules.load(path)
+    assert str(err.value) == (
+        f"{path}:2:1: the policy has 3 rules with its bases; the limit is 2 "
+        "(tlrules.limits.MAX_RULES); use wider patterns, such as 'blocks.{0..11}' or '*'"
+    )

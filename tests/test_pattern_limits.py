@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlrules import PolicyError, limits
-from tlrules.errors import TLRulesError
+from tlrules.errors import PatternTimeout, TLRulesError
 from tlrules.patterns import Matcher, Pattern, PatternSyntaxError
 from tlrules.policy import from_text
 
@@ -135,3 +135,14 @@ def test_a_module_glob_is_bounded_too() -> None:
         "p.yaml:4:13: rule 1: module '" + "N" * 60 + "'... (5,000 characters): the pattern is "
         "5,000 characters long; the limit is 4,096 (tlrules.limits.MAX_PATTERN_CHARS); shorten it"
     )
+
+
+def test_the_last_index_scan_name_by_name_has_the_time_limit() -> None:
+    """An empty name sends the search for a negative range's last index name by name;
+    that search runs with the time limit too, and names the pattern."""
+    glob = "*a" * 12 + "{-1..}"
+    names = ["", "a" * 3000 + "b0.w"]
+    with pytest.raises(PatternTimeout) as err:
+        Matcher([Pattern.parse("x"), Pattern.parse(glob)], names)
+    assert err.value.rules == [1]
+    assert str(err.value).startswith(f"pattern {glob!r} did not finish within the time limit")
