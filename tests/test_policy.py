@@ -41,6 +41,20 @@ MESSAGES = {
     "tied-conflict.yaml": "tied-conflict.yaml:4:5: rule 2: parameters 'embed.weight' and "
     "'head.weight' are one tied tensor, but rule 1 'embed' freezes it and rule 2 'head' "
     "trains it; make the rules agree",
+    "unquoted-star.yaml": "unquoted-star.yaml:4:5: invalid YAML: a pattern that starts with "
+    "'*' must be quoted ('*' starts a YAML alias): write '- \"*\": freeze'",
+    "tab-indent.yaml": "tab-indent.yaml:3:1: invalid YAML: line 3 is indented with a tab; YAML "
+    "indents with spaces only: write it as '  - fc: train'",
+    "missing-dash.yaml": "missing-dash.yaml:4:3: invalid YAML: 'fc: train' is not a list item: "
+    "each rule is its own item, starting with '-' (is a '-' missing?); write it as "
+    "'  - fc: train'",
+    "two-rules-one-item.yaml": "two-rules-one-item.yaml:4:5: rule 1: this list item holds 2 "
+    "rules ('layer4', 'fc'); each rule is its own item: put '- ' before 'fc: train' (is a '-' "
+    "missing?)",
+    "long-compact-key.yaml": "long-compact-key.yaml:3:1105: invalid YAML: a compact key "
+    "('PATTERN: ACTION') is limited to 1,024 characters by YAML, and this one has 1,100; "
+    "write the rule in full form: '- match: \"aaaaaaaaaaaaaaaaaaaa...\"' with 'action: "
+    "train' on the next line, under 'match'",
     "catastrophic-regex.yaml": "catastrophic-regex.yaml:3:5: rule 1: pattern "
     "'re:(a|aa)+\\\\1\\\\.x' did not finish within the time limit on '"
     + "a"

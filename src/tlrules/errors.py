@@ -108,3 +108,10 @@ def quoted(names: Sequence[str], shown: int = 8) -> str:
     """The first ``shown`` of ``names``, quoted, then "and N more"."""
     listed = ", ".join(repr(n) for n in names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def shown(text: str, width: int = 60) -> str:
+    """``text`` quoted, cut to ``width`` characters with its length when longer."""
+    if len(text) <= width:
+        return repr(text)
+    return f"{text[:width]!r}... ({len(text):,} characters)"

@@ -34,6 +34,9 @@ MAX_RANGE_DIGITS = 18
 MAX_REGEX_REPEAT = 100_000
 """Expanded size of a regex's counted repeats: ``(?:a{1000}){1000}`` is 1,000,000."""
 
+MAX_REGEX_NESTING = 32
+"""Depth of nested groups in one regex (the parsers recurse once per level)."""
+
 # -- extends ---------------------------------------------------------------------------
 MAX_EXTENDS_BASES = 64
 """Distinct bases one policy extends, directly and through its bases (each loaded once)."""

@@ -1,10 +1,11 @@
 """Patterns over parameter names: glob and regex syntax, the names wrappers leave, and
 one matcher for a whole policy. Needs no torch."""
 
+from .cost import PatternSyntaxError
 from .hints import closest_names
 from .matcher import Matcher, ModuleTree, clear_caches, compiled
 from .names import WRAPPER_SEGMENTS, bare_module, bare_name, bare_names
-from .syntax import TIME_LIMIT, Pattern, PatternSyntaxError
+from .syntax import TIME_LIMIT, Pattern
 
 __all__ = [
     "TIME_LIMIT",

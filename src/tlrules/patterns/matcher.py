@@ -27,7 +27,7 @@ from . import nfa, syntax
 from .automaton import DFA
 from .names import WRAPPER_SEGMENT_SET
 from .nfa import Program
-from .syntax import SUBTREE, TIME_LIMIT, Pattern, glob_body, lines_of
+from .syntax import SUBTREE, TIME_LIMIT, Lines, Pattern, RangeTimeout, glob_body, lines_of
 
 __all__ = ["TIME_LIMIT", "Matcher", "ModuleTree", "clear_caches", "compiled"]
 
@@ -56,9 +56,7 @@ class Matcher:
 
     def __init__(self, patterns: Sequence[Pattern], names: Sequence[str] = ()):
         lines = lines_of(names if any(p.needs_names for p in patterns) else ())
-        self.specs: tuple[Spec, ...] = tuple(
-            p.body() if p.syntax == "regex" else _glob_spec(p.resolved(lines)) for p in patterns
-        )
+        self.specs: tuple[Spec, ...] = tuple(_spec(i, p, lines) for i, p in enumerate(patterns))
         self.texts = tuple(p.text for p in patterns)
         self.bodies = [s if isinstance(s, str) else glob_body(list(s[:-1])) for s in self.specs]
         program = Program(list(enumerate(self.specs)))
@@ -208,6 +206,17 @@ class Matcher:
                 if found is None:
                     found = memo[key] = make()
         return found
+
+
+def _spec(index: int, pattern: Pattern, lines: Lines) -> Spec:
+    """What ``Program`` compiles of ``pattern`` (number ``index``); finding a negative
+    range's last index past the time limit raises ``PatternTimeout``."""
+    if pattern.syntax == "regex":
+        return pattern.body()
+    try:
+        return _glob_spec(pattern.resolved(lines))
+    except RangeTimeout as err:
+        raise PatternTimeout(err.name, [index], [pattern.text]) from None
 
 
 def _glob_spec(resolved: list[str] | None) -> Spec:

@@ -175,6 +175,10 @@ class _NFA:
         raise Unsupported(str(op))
 
     def _repeat(self, lo: int, hi: int, body: list[tuple[Any, Any]], nxt: int) -> int:
+        # each copy of the body is built out, but an empty body adds no node: count the
+        # copies themselves so that '(?:){4000000000}' cannot loop past the node limit
+        if max(lo, 0 if hi is _c.MAXREPEAT else hi) > self.limit:
+            raise Unsupported("a counted repeat larger than the node limit")
         if hi is _c.MAXREPEAT:
             loop = self.add(SPLIT, [])
             first = self.build(body, loop)

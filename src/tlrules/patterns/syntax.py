@@ -13,22 +13,13 @@ from dataclasses import dataclass
 
 import regex
 
-from ..errors import PolicyError
+from .cost import PatternSyntaxError, check_length, check_range_digits, check_regex
 
 # Seconds one name may take against the whole matcher, globs included.
 TIME_LIMIT = 0.25
 
 _RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)?\}")
 _DIGITS = re.compile(r"\d+")
-
-
-class PatternSyntaxError(PolicyError):
-    """A pattern that cannot be compiled; ``pos`` is the 0-based offset in the pattern
-    (the policy compiler turns it into a file position)."""
-
-    def __init__(self, message: str, pos: int = 0):
-        super().__init__(message)
-        self.pos = pos
 
 
 @dataclass(frozen=True)
@@ -104,13 +95,17 @@ def _parse_glob(text: str) -> list[str | _Range]:
             end = text.find("]", j + 1 if text[j : j + 1] == "]" else j)
             if end < 0:
                 raise PatternSyntaxError("unclosed '['; close the class with ']' or write '\\['", i)
-            body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in text[j:end])
-            # like '?' and '*' (regex '.'), a negated class never matches a newline
-            out.append(("[^" if negate else "[") + body + ("\\n]" if negate else "]"))
+            try:
+                out.append(_glob_class(text[j:end], negate))
+            except PatternSyntaxError as err:
+                raise PatternSyntaxError(str(err), i) from err
             i = end
         elif c == "{":
             m = _RANGE.match(text, i)
             if m:
+                check_range_digits(m[1], i + 1)
+                if m[2] is not None:
+                    check_range_digits(m[2], m.start(2))
                 lo, hi = int(m[1]), None if m[2] is None else int(m[2])
                 if lo >= 0 and hi is not None and hi >= 0 and lo > hi:
                     raise PatternSyntaxError(
@@ -141,6 +136,22 @@ def _parse_glob(text: str) -> list[str | _Range]:
             out.append(_escape(c))
         i += 1
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob_class(members: str, negate: bool) -> str:
+    """The regex class of a glob's ``[members]`` (``[!members]`` with ``negate``),
+    compiled here so that a class the regex engine refuses (``[z-a]``) is refused when
+    the policy is read, not when a model is matched."""
+    body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in members)
+    # like '?' and '*' (regex '.'), a negated class never matches a newline
+    fragment = ("[^" if negate else "[") + body + ("\\n]" if negate else "]")
+    try:
+        regex.compile(fragment)
+    except regex.error as err:
+        shown = "[" + "!" * negate + members + "]"
+        raise PatternSyntaxError(f"invalid class {shown!r}: {err.msg}") from err
+    return fragment
 
 
 SUBTREE = r"(?:\..*)?"
@@ -203,7 +214,9 @@ class Pattern:
             syntax, body = "regex", text[3:]
         else:
             body = text
+        check_length(body, len(text) - len(body))
         if syntax == "regex":
+            check_regex(body, len(text) - len(body))
             try:
                 regex.compile(body)
             except regex.error as err:
@@ -292,12 +305,27 @@ def _last_index(prefix: list[str], lines: Lines) -> int | None:
     for name in lines.names:
         for m in _DIGITS.finditer(name):
             value = int(m[0])
-            if (best is None or value > best) and pattern.fullmatch(name, 0, m.start()):
-                best = value
+            if best is not None and value <= best:
+                continue
+            try:
+                if pattern.fullmatch(name, 0, m.start(), timeout=TIME_LIMIT):
+                    best = value
+            except TimeoutError:
+                raise RangeTimeout(name) from None
     return best
+
+
+class RangeTimeout(Exception):
+    """Finding the last index of a negative range ran past ``TIME_LIMIT`` on ``name``
+    (the matcher names the pattern)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
 
 
 def clear_caches() -> None:
     """Forget the escaped characters and range translations remembered so far."""
     _escape.cache_clear()
     _int_range.cache_clear()
+    _glob_class.cache_clear()

@@ -13,12 +13,13 @@ from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
 
-from ..errors import PolicyError, Where
+from .. import limits
+from ..errors import PolicyError
 from .compiled import CompiledPolicy
 from .extends import extend
 from .library import resolve_path
 from .messages import problems as schema_problems
-from .reader import Document, read
+from .reader import Document, read, read_file
 from .rules import compile_groups, compile_rules
 from .schema import PolicySpec
 from .stages import build_stages
@@ -34,11 +35,8 @@ def load(path: str | os.PathLike[str], cls: type[Any] = CompiledPolicy) -> Any:
     """Load a policy from a file, or from the shipped library by name
     (``torchvision/resnet-layer4-fc``)."""
     resolved = resolve_path(path)
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except OSError as err:
-        raise PolicyError(f"cannot read the policy: {err.strerror}", Where(str(path))) from err
-    return from_text(text, str(path) if Path(path) == resolved else str(resolved), cls)
+    shown = str(path) if Path(path) == resolved else str(resolved)
+    return from_text(read_file(resolved, shown), shown, cls)
 
 
 @overload
@@ -66,6 +64,7 @@ def _build(doc: Document, cls: type[_P]) -> _P:
         raise PolicyError(
             "a policy is a mapping of keys ('version: 1', 'rules: ...')", doc.where(())
         )
+    _check_rule_count(doc)
     try:
         spec = PolicySpec.model_validate(doc.data)
     except ValidationError as err:
@@ -82,5 +81,22 @@ def _build(doc: Document, cls: type[_P]) -> _P:
     where = doc.where(("stages" if spec.stages else "rules",), key=True)
     policy = cls(spec, rules, doc.path, where, groups, stages)
     if spec.extends:
-        policy = extend(policy, doc, lambda base: load(base, cls))
+        policy = extend(
+            policy, doc, lambda base, shown: from_text(read_file(base, shown), shown, cls)
+        )
     return policy
+
+
+def _check_rule_count(doc: Document) -> None:
+    """Refuse more than ``limits.MAX_RULES`` rules over the policy's stages, before
+    validating any of them."""
+    data = doc.data
+    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    lists = [data.get("rules"), *(s.get("rules") for s in stages if isinstance(s, dict))]
+    count = sum(len(rules) for rules in lists if isinstance(rules, list))
+    if count > limits.MAX_RULES:
+        raise PolicyError(
+            f"the policy has {count:,} rules; the limit is {limits.MAX_RULES:,} "
+            "(tlrules.limits.MAX_RULES); use wider patterns, such as 'blocks.{0..11}' or '*'",
+            doc.where(("stages" if "stages" in data else "rules",), key=True),
+        )

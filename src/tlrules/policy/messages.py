@@ -50,6 +50,9 @@ def problems(err: ValidationError, doc: Document) -> list[tuple[Where, str]]:
             msg = e["msg"]
             both = msg == RULES_OR_STAGES["both"]
             where = doc.where(("stages",) if both else (), key=both)
+        elif kind == "rules_in_one_item":
+            msg = e["msg"]
+            where = doc.where((*loc, e["ctx"]["key"]), key=True, rule=rule)
         elif kind == "value_error":
             msg = str(e["ctx"]["error"])
             where = doc.where(loc, rule=rule)

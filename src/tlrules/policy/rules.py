@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import DecisionError, PatternTimeout, Where
+from .. import limits
+from ..errors import DecisionError, PatternTimeout, Where, shown
 from ..patterns import Pattern, PatternSyntaxError
 from .reader import Document
 from .schema import Expect, GroupSpec, RuleSpec, Syntax
@@ -27,6 +28,7 @@ class Rule:
     where: Where
     module: str | None = None  # glob over the owning module's class name
     expect: Expect | None = None  # bounds on the parameters this rule decides
+    first: bool = False  # in a base: placed before the rules of every policy extending it
 
     @property
     def location(self) -> str:
@@ -62,11 +64,30 @@ def compile_rules(
             pattern = Pattern.parse(text, rspec.syntax or syntax)
         except PatternSyntaxError as err:
             where = _pattern_where(doc, item, i + 1, err.pos)
-            problems.append((where, f"pattern {text!r}: {err}"))
+            problems.append((where, f"pattern {shown(text)}: {err}"))
             continue
         where = doc.where(item, rule=i + 1)
+        if rspec.module is not None and len(rspec.module) > limits.MAX_PATTERN_CHARS:
+            problems.append(
+                (
+                    doc.where((*item, "module"), rule=i + 1),
+                    f"module {shown(rspec.module)}: the pattern is {len(rspec.module):,} "
+                    f"characters long; the limit is {limits.MAX_PATTERN_CHARS:,} "
+                    "(tlrules.limits.MAX_PATTERN_CHARS); shorten it",
+                )
+            )
+            continue
         rules.append(
-            Rule(i + 1, pattern, rspec.action, rspec.note, where, rspec.module, rspec.expect)
+            Rule(
+                i + 1,
+                pattern,
+                rspec.action,
+                rspec.note,
+                where,
+                rspec.module,
+                rspec.expect,
+                rspec.first,
+            )
         )
     return tuple(rules), problems
 
@@ -82,7 +103,9 @@ def compile_groups(
             pattern = Pattern.parse(gspec.match, gspec.syntax or syntax)
         except PatternSyntaxError as err:
             where = _pattern_where(doc, item, None, err.pos)
-            problems.append((where, f"param_groups entry {i + 1}: pattern {gspec.match!r}: {err}"))
+            problems.append(
+                (where, f"param_groups entry {i + 1}: pattern {shown(gspec.match)}: {err}")
+            )
             continue
         options = tuple(sorted(gspec.options().items()))
         entries.append(GroupEntry(i + 1, pattern, options, gspec.max_ndim, doc.where(item)))

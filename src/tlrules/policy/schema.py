@@ -40,7 +40,8 @@ class Expect(_Strict):
 
 
 class RuleSpec(_Strict):
-    """One rule: ``PATTERN: ACTION`` or ``{match, module, action, syntax, note, expect}``."""
+    """One rule: ``PATTERN: ACTION`` or ``{match, module, action, syntax, note, expect,
+    first}``."""
 
     match: str | None = Field(
         None,
@@ -58,10 +59,31 @@ class RuleSpec(_Strict):
     expect: Expect | None = Field(
         None, description="How many parameters this rule must decide, checked when applied."
     )
+    first: bool = Field(
+        False,
+        description="In a base, this rule is placed before the rules of every policy that "
+        "extends it (directly or through other bases), so they cannot override it; where "
+        "nothing extends the policy, the rule stays where it is.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_compact(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "match" not in data and "module" not in data:
+            patterns = [k for k in data if k not in cls.model_fields]
+            if len(patterns) > 1:
+                listed = ", ".join(repr(str(k)) for k in patterns)
+                second = patterns[1]
+                raise PydanticCustomError(
+                    "rules_in_one_item",
+                    "{message}",
+                    {
+                        "message": f"this list item holds {len(patterns)} rules ({listed}); "
+                        f"each rule is its own item: put '- ' before "
+                        f"'{second}: {data[second]}' (is a '-' missing?)",
+                        "key": str(second),
+                    },
+                )
         return _compact(data, "action")
 
     @model_validator(mode="after")
@@ -161,8 +183,9 @@ class PolicySpec(_Strict):
     extends: list[str] | None = Field(
         None,
         min_length=1,
-        description="Base policies (paths relative to this file, or library names); their "
-        "rules follow this policy's own.",
+        description="Base policies: paths ending in .yaml, relative to this file and inside "
+        "its folder tree, or library names. Their rules follow this policy's own, except "
+        "those marked 'first: true', which come before them.",
     )
     rules: list[RuleSpec] | None = Field(
         None, min_length=1, description="Ordered; the first rule that matches a name decides."
