@@ -348,6 +348,8 @@ def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
     assert type(base).__name__ == "BertModel" and on_meta(base)
     head = build(f"hf:{bert_dir}#AutoModelForSequenceClassification")
     assert type(head).__name__ == "BertForSequenceClassification" and on_meta(head)
+    assert shapes(build(f"hf:{bert_dir}#BertForSequenceClassification")) == shapes(head)
+    assert type(build(f"hf:{bert_dir}#BertModel")).__name__ == "BertModel"
     assert {n.removeprefix("bert.") for n in shapes(head)} - set(shapes(base)) == {
         "classifier.weight", "classifier.bias",
     }  # fmt: skip
@@ -356,10 +358,16 @@ def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
 def test_bad_hf_specs(bert_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert refused(capsys, f"hf:{bert_dir}#AutoModelForCasualLM").startswith(
         f"error: model 'hf:{bert_dir}#AutoModelForCasualLM': 'AutoModelForCasualLM' is not a "
-        "transformers AutoModel class; did you mean 'AutoModelForCausalLM'"
+        "transformers AutoModel class or model class; did you mean 'AutoModelForCausalLM'"
     )
-    assert refused(capsys, f"hf:{bert_dir}#BertModel").endswith(
-        "'BertModel' is not a transformers AutoModel class; did you mean 'AutoModel'?"
+    assert refused(capsys, f"hf:{bert_dir}#BertForSequencClassification").startswith(
+        f"error: model 'hf:{bert_dir}#BertForSequencClassification': "
+        "'BertForSequencClassification' is not a transformers AutoModel class or model class; "
+        "did you mean 'BertForSequenceClassification'"
+    )
+    # only classes transformers exports, by name: never a path, never a non-model name
+    assert refused(capsys, f"hf:{bert_dir}#pipeline").endswith(
+        "'pipeline' is not a transformers AutoModel class or model class"
     )
     empty = tmp_path / "empty"
     empty.mkdir()

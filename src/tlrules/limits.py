@@ -42,8 +42,16 @@ MAX_NAME_CHARS = 255
 """Characters in a library name or an ``extends`` entry."""
 
 # -- models and checkpoints -----------------------------------------------------------
-MAX_MODULES = 1_000_000
-"""Modules created while building one model (on the meta device)."""
+MAX_MODULES = 250_000
+"""Modules registered while building one model (on the meta device); the largest real
+models build fewer than 100,000 (Qwen3-Next, one module per expert: about 98,000)."""
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""Size of a Hugging Face ``config.json`` (``hf:DIR``); real ones are under a megabyte."""
+
+MAX_CONFIG_REPEATS = 10_000
+"""A count of layers or experts in a Hugging Face ``config.json`` (an integer under a key
+that names layers, experts or depth), checked before building; real ones are hundreds."""
 
 MAX_CHECKPOINT_HEADER_BYTES = 100 * 1024 * 1024
 """Size of a safetensors header (the JSON before the tensor data)."""

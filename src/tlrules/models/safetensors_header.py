@@ -9,7 +9,6 @@ the tensor's bytes inside the file.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from .. import limits
 from ..errors import ModelSpecError
+from .jsontext import parse_json
 from .listing import Listed, check_count, check_shape, clipped
 
 _BITS = {  # every dtype the safetensors format defines, with its size in bits
@@ -35,9 +35,6 @@ _FLOATS = {
     "C64": torch.complex64,
 }
 _DEPTH = 3  # the format's own nesting: the header, a tensor's entry, its shape
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_PAIR = re.compile(rb"[\[{][\]}]")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -71,18 +68,8 @@ def safetensors_tensors(file: Path, spec: str) -> list[Listed]:
 
 
 def _parse(text: bytes, spec: str) -> dict[str, object]:
-    """The header's JSON object, its nesting checked first (the parser recurses)."""
-    brackets = _STRING.sub(b"", text).translate(None, _NOT_BRACKET)
-    for _ in range(_DEPTH):
-        brackets = _PAIR.sub(b"", brackets)
-    if _PAIR.search(brackets):
-        raise _bad(spec, f"the header nests JSON deeper than the format's {_DEPTH} levels")
-    if brackets:
-        raise _bad(spec, "the header is not JSON: its brackets do not pair up")
-    try:
-        header = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _bad(spec, f"the header is not JSON: {err}") from None
+    """The header's JSON object."""
+    header = parse_json(text, _DEPTH, lambda why: _bad(spec, f"the header is {why}"))
     if not isinstance(header, dict):
         raise _bad(spec, "the header is not a JSON object")
     return header
