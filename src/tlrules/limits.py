@@ -65,5 +65,9 @@ MAX_INFLATION = 100
 MAX_CHECKPOINT_TENSORS = 1_000_000
 """Tensors listed in one checkpoint."""
 
+MAX_TENSOR_NAME_CHARS = 1_024
+"""Characters in one checkpoint tensor name (real ones are under 200): it bounds the
+depth of the module tree and the width of every line drawn for it."""
+
 MAX_CHECKPOINT_ELEMENTS = 2**48
 """Elements in one checkpoint tensor (its shape's product); a bigger one is not real."""

@@ -44,6 +44,17 @@ def check_count(count: int, spec: str) -> None:
         )
 
 
+def check_name(name: str, spec: str) -> None:
+    """Refuse a tensor name longer than ``limits.MAX_TENSOR_NAME_CHARS``: a name is drawn
+    once per module above it, so its length bounds what every view of it costs."""
+    if len(name) > limits.MAX_TENSOR_NAME_CHARS:
+        raise ModelSpecError(
+            f"model {spec!r}: tensor name {name[:_SHOWN]!r}... is {len(name):,} characters; the "
+            f"limit is {limits.MAX_TENSOR_NAME_CHARS:,} (tlrules.limits.MAX_TENSOR_NAME_CHARS); "
+            "the file is damaged or not a checkpoint"
+        )
+
+
 def check_shape(name: str, shape: tuple[int, ...], spec: str) -> None:
     """Refuse a tensor of more than ``limits.MAX_CHECKPOINT_ELEMENTS`` elements."""
     numel = math.prod(shape)

@@ -18,7 +18,7 @@ import torch
 from .. import limits
 from ..errors import ModelSpecError
 from .jsontext import parse_json
-from .listing import Listed, check_count, check_shape, clipped
+from .listing import Listed, check_count, check_name, check_shape, clipped
 
 _BITS = {  # every dtype the safetensors format defines, with its size in bits
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16,
@@ -90,6 +90,7 @@ def _entry(name: str, info: object, data: int, spec: str) -> Listed | None:
     if dtype not in _BITS:
         why = f"tensor {clipped(name)} has dtype {clipped(dtype)}, which the format does not define"
         raise _bad(spec, why)
+    check_name(name, spec)
     check_shape(name, tuple(shape), spec)
     offsets = info.get("data_offsets")
     bits = _BITS[dtype]

@@ -20,7 +20,7 @@ import torch
 
 from .. import limits
 from ..errors import ModelSpecError
-from .listing import Listed, check_count, check_shape, clipped
+from .listing import Listed, check_count, check_name, check_shape, clipped
 
 _NESTED = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _GLOBAL = re.compile(r"GLOBAL (\S+?)(?: was not| whose|$)", re.MULTILINE)
@@ -38,6 +38,7 @@ _RUNS_CODE = {  # pickle opcodes that import or call; the weights-only unpickler
         ("EXT4", pickle.EXT4),
     ]
 }  # fmt: skip
+_SHOWN = 200  # characters of torch's message about a damaged file
 _TRUST = (
     "tlrules reads checkpoints with torch.load(weights_only=True) and never runs code "
     "from them; if you trust the file, load it yourself and save just the state dict "
@@ -47,7 +48,8 @@ _TRUST = (
 
 def torch_tensors(file: Path, spec: str) -> list[Listed]:
     """The floating-point tensors of the state dict in ``file``, in file order."""
-    zipped = zipfile.is_zipfile(file)
+    with file.open("rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # what torch.load looks at
     if zipped:
         _check_archive(file, spec)
     elif file.stat().st_size > limits.MAX_PICKLE_BYTES:
@@ -68,6 +70,7 @@ def torch_tensors(file: Path, spec: str) -> list[Listed]:
                 "the names and shapes of dense tensors only; save a state dict of dense "
                 "tensors (tensor.to_dense()) or convert it to .safetensors"
             )
+        check_name(name, spec)
         check_shape(name, tuple(t.shape), spec)
         if t.is_floating_point() or t.is_complex():
             storage = None
@@ -143,8 +146,8 @@ def _runs_code(message: str) -> str | None:
 
 
 def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return clipped(lines[0])[1:-1] if lines else "not a pickle"
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "not a pickle")
+    return line if len(line) <= _SHOWN else line[:_SHOWN] + "..."
 
 
 def _state_dict(obj: object, spec: str) -> dict[str, torch.Tensor]:
