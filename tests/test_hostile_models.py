@@ -442,7 +442,7 @@ def test_hf_config_counts_are_checked_before_building(
     folder = bert_config(tmp_path / "huge", num_hidden_layers=100_000)
     assert refused(capsys, f"hf:{folder}") == (
         f"error: model 'hf:{folder}': its config.json sets 'num_hidden_layers' to 100000; the "
-        "limit is 10,000 (tlrules.limits.MAX_CONFIG_REPEATS); real models have a few hundred "
+        "limit is 2,048 (tlrules.limits.MAX_CONFIG_REPEATS); real models have a few hundred "
         "at most"
     )
 
