@@ -347,6 +347,10 @@ def interrupted():
 
 def many():
     return nn.Sequential(*(nn.Identity() for _ in range(50)))
+
+def writes():
+    open("factory-ran", "w").close()
+    return nn.Linear(1, 1)
 """
 
 
@@ -396,6 +400,23 @@ def test_a_build_stops_as_soon_as_it_passes_the_module_limit(
     )
     # the hook is gone afterwards: building elsewhere is not counted
     assert len(nn.Sequential(*(nn.Identity() for _ in range(30)))) == 30
+
+
+def test_a_policy_never_names_a_factory_to_run(
+    hostile: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nmodels: ['hostile_factories:writes']\nrules:\n  - '*': train\n")
+    assert main(["validate", "--models", str(policy)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "error: model 'hostile_factories:writes': a factory named in a policy's 'models:' is "
+        "never called (it would run code the policy chose); name a torchvision, 'timm:' or "
+        "'hf:' architecture or a checkpoint there\n"
+    )
+    assert not (tmp_path / "factory-ran").exists()
+    assert main(["audit", "hostile_factories:writes", str(policy)]) == 0  # the user's own
+    assert (tmp_path / "factory-ran").exists()
 
 
 # -- hf:DIR ----------------------------------------------------------------------------

@@ -166,8 +166,10 @@ _SOURCES: dict[str, Callable[[str, str], nn.Module]] = {
 }
 
 
-def build(spec: str) -> nn.Module:
-    """A model from a CLI spec (see the module docstring), parameters on the meta device."""
+def build(spec: str, *, factories: bool = True) -> nn.Module:
+    """A model from a CLI spec (see the module docstring), parameters on the meta device.
+    ``factories=False`` for a spec read from a policy (its ``models:``): a factory would
+    run code that the policy chose, so it is refused."""
     with module_budget(spec):
         if spec.lower().endswith(CHECKPOINT_SUFFIXES):
             return read_checkpoint(spec)
@@ -177,5 +179,11 @@ def build(spec: str) -> nn.Module:
         if kind in _SOURCES:
             return _SOURCES[kind](spec, rest)
         if _MODULE_PATH.fullmatch(kind) and _MODULE_PATH.fullmatch(rest):
+            if not factories:
+                raise ModelSpecError(
+                    f"model {spec!r}: a factory named in a policy's 'models:' is never called "
+                    "(it would run code the policy chose); name a torchvision, 'timm:' or "
+                    "'hf:' architecture or a checkpoint there"
+                )
             return _factory(spec, kind, rest)
     raise ModelSpecError(f"model {spec!r}: unknown model source {kind!r}; {_KNOWN_SOURCES}")
