@@ -498,3 +498,14 @@ def test_hf_config_files_are_bounded(
         f"error: model 'hf:{folder}': its config.json is {size:,} bytes; the limit is 10 "
         "(tlrules.limits.MAX_CONFIG_BYTES)"
     )
+
+
+def test_a_config_transformers_cannot_build_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("transformers")
+    folder = bert_config(tmp_path / "odd", hidden_size=30, num_attention_heads=7)
+    assert refused(capsys, f"hf:{folder}") == (
+        f"error: model 'hf:{folder}': transformers cannot build it: The hidden size (30) is "
+        "not a multiple of the number of attention heads (7)"
+    )

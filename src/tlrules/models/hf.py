@@ -21,7 +21,7 @@ from torch import nn
 from .. import limits
 from ..errors import ModelSpecError
 from .jsontext import parse_json
-from .listing import clipped
+from .listing import clipped, first_line
 from .meta import on_meta
 
 _DEPTH = 16  # real configs nest four deep (text_config.rope_scaling.factor)
@@ -66,12 +66,10 @@ def hf(spec: str, rest: str) -> nn.Module:
     except ModelSpecError:
         raise
     except Exception as err:  # a config transformers cannot build may raise anything
-        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "auto_map" in raw:
             raise _custom_code(spec) from err
-        raise ModelSpecError(
-            f"model {spec!r}: transformers cannot build it: {clipped(why)[1:-1]}"
-        ) from err
+        why = first_line(str(err), type(err).__name__)
+        raise ModelSpecError(f"model {spec!r}: transformers cannot build it: {why}") from err
     return model
 
 

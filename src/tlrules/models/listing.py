@@ -34,6 +34,13 @@ def clipped(value: object) -> str:
     return f"{text[:_SHOWN]}... ({len(text):,} characters)"
 
 
+def first_line(text: str, fallback: str) -> str:
+    """The first non-blank line of a library's message about a bad file, at most about
+    200 characters (torch and transformers write paragraphs)."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), fallback)
+    return line if len(line) <= 200 else line[:200] + "..."
+
+
 def check_count(count: int, spec: str) -> None:
     """Refuse a checkpoint that lists more tensors than ``limits.MAX_CHECKPOINT_TENSORS``."""
     if count > limits.MAX_CHECKPOINT_TENSORS:

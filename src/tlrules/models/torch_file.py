@@ -20,7 +20,7 @@ import torch
 
 from .. import limits
 from ..errors import ModelSpecError
-from .listing import Listed, check_count, check_name, check_shape, clipped
+from .listing import Listed, check_count, check_name, check_shape, clipped, first_line
 
 _NESTED = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _GLOBAL = re.compile(r"GLOBAL (\S+?)(?: was not| whose|$)", re.MULTILINE)
@@ -38,7 +38,6 @@ _RUNS_CODE = {  # pickle opcodes that import or call; the weights-only unpickler
         ("EXT4", pickle.EXT4),
     ]
 }  # fmt: skip
-_SHOWN = 200  # characters of torch's message about a damaged file
 _TRUST = (
     "tlrules reads checkpoints with torch.load(weights_only=True) and never runs code "
     "from them; if you trust the file, load it yourself and save just the state dict "
@@ -122,10 +121,10 @@ def _load(file: Path, spec: str, zipped: bool) -> object:
             raise ModelSpecError(
                 f"model {spec!r}: refused to load: {refused}, which could run code; {_TRUST}"
             ) from None
-        why = _first_line(str(err).rpartition("WeightsUnpickler error:")[2])
+        why = first_line(str(err).rpartition("WeightsUnpickler error:")[2], "not a pickle")
         raise ModelSpecError(f"model {spec!r}: not a torch checkpoint ({why})") from None
     except Exception as err:  # anything the unpickler or the zip reader meets in a bad file
-        why = f"{type(err).__name__}: {_first_line(str(err))}"
+        why = f"{type(err).__name__}: {first_line(str(err), 'no message')}"
         raise ModelSpecError(f"model {spec!r}: not a torch checkpoint ({why})") from None
 
 
@@ -143,11 +142,6 @@ def _runs_code(message: str) -> str | None:
     if found and int(found[1]) in _RUNS_CODE:
         return f"unpickling it would run the pickle opcode {_RUNS_CODE[int(found[1])]}"
     return None
-
-
-def _first_line(text: str) -> str:
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "not a pickle")
-    return line if len(line) <= _SHOWN else line[:_SHOWN] + "..."
 
 
 def _state_dict(obj: object, spec: str) -> dict[str, torch.Tensor]:
