@@ -176,9 +176,9 @@ def test_safetensors_checkpoint_is_audited_with_its_names_and_shapes(
     )
 
 
-def safetensors_file(path: Path, header: bytes, length: int | None = None) -> str:
-    size = len(header) if length is None else length
-    path.write_bytes(struct.pack("<Q", size) + header)
+def safetensors_file(path: Path, header: bytes, data: int = 0) -> str:
+    """A safetensors file of ``header`` followed by ``data`` zero bytes of tensor data."""
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(data))
     return str(path)
 
 
@@ -189,8 +189,8 @@ def test_safetensors_header_is_all_that_is_read(tmp_path: Path) -> None:
         "blocks.9.w": {"dtype": "F32", "shape": [4], "data_offsets": [12, 28]},
         "blocks.9.ids": {"dtype": "I64", "shape": [4], "data_offsets": [28, 60]},
     }
-    # no tensor data follows the header at all
-    built = build(safetensors_file(tmp_path / "x.safetensors", json.dumps(header).encode()))
+    # the tensor data is never read: zeros stand in for it
+    built = build(safetensors_file(tmp_path / "x.safetensors", json.dumps(header).encode(), 60))
     assert shapes(built) == {"blocks.9.w": (4,), "blocks.10.w": (2, 3)}
     assert built.get_parameter("blocks.10.w").dtype == torch.bfloat16
 
@@ -348,6 +348,8 @@ def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
     assert type(base).__name__ == "BertModel" and on_meta(base)
     head = build(f"hf:{bert_dir}#AutoModelForSequenceClassification")
     assert type(head).__name__ == "BertForSequenceClassification" and on_meta(head)
+    assert shapes(build(f"hf:{bert_dir}#BertForSequenceClassification")) == shapes(head)
+    assert type(build(f"hf:{bert_dir}#BertModel")).__name__ == "BertModel"
     assert {n.removeprefix("bert.") for n in shapes(head)} - set(shapes(base)) == {
         "classifier.weight", "classifier.bias",
     }  # fmt: skip
@@ -356,10 +358,16 @@ def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
 def test_bad_hf_specs(bert_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert refused(capsys, f"hf:{bert_dir}#AutoModelForCasualLM").startswith(
         f"error: model 'hf:{bert_dir}#AutoModelForCasualLM': 'AutoModelForCasualLM' is not a "
-        "transformers AutoModel class; did you mean 'AutoModelForCausalLM'"
+        "transformers AutoModel class or model class; did you mean 'AutoModelForCausalLM'"
     )
-    assert refused(capsys, f"hf:{bert_dir}#BertModel").endswith(
-        "'BertModel' is not a transformers AutoModel class; did you mean 'AutoModel'?"
+    assert refused(capsys, f"hf:{bert_dir}#BertForSequencClassification").startswith(
+        f"error: model 'hf:{bert_dir}#BertForSequencClassification': "
+        "'BertForSequencClassification' is not a transformers AutoModel class or model class; "
+        "did you mean 'BertForSequenceClassification'"
+    )
+    # only classes transformers exports, by name: never a path, never a non-model name
+    assert refused(capsys, f"hf:{bert_dir}#pipeline").endswith(
+        "'pipeline' is not a transformers AutoModel class or model class"
     )
     empty = tmp_path / "empty"
     empty.mkdir()

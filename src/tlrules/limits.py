@@ -45,8 +45,18 @@ MAX_NAME_CHARS = 255
 """Characters in a library name or an ``extends`` entry."""
 
 # -- models and checkpoints -----------------------------------------------------------
-MAX_MODULES = 1_000_000
-"""Modules created while building one model (on the meta device)."""
+MAX_MODULES = 250_000
+"""Modules registered while building one model (on the meta device); the largest real
+models build fewer than 100,000 (Qwen3-Next, one module per expert: about 98,000)."""
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""Size of a Hugging Face ``config.json`` (``hf:DIR``); real ones are under a megabyte."""
+
+MAX_CONFIG_REPEATS = 2_048
+"""A count of layers or experts in a Hugging Face ``config.json`` (an integer under a key
+that names layers, experts or depth), checked before building. Real ones are in the
+hundreds (126 layers, 512 experts); building is superlinear in some (BERT: 2,000 layers
+take 10 s, 10,000 take 100 s)."""
 
 MAX_CHECKPOINT_HEADER_BYTES = 100 * 1024 * 1024
 """Size of a safetensors header (the JSON before the tensor data)."""
@@ -59,6 +69,10 @@ MAX_INFLATION = 100
 
 MAX_CHECKPOINT_TENSORS = 1_000_000
 """Tensors listed in one checkpoint."""
+
+MAX_TENSOR_NAME_CHARS = 1_024
+"""Characters in one checkpoint tensor name (real ones are under 200): it bounds the
+depth of the module tree and the width of every line drawn for it."""
 
 MAX_CHECKPOINT_ELEMENTS = 2**48
 """Elements in one checkpoint tensor (its shape's product); a bigger one is not real."""

@@ -18,7 +18,7 @@ from ..errors import TLRulesError
 from ..policy import load
 from ..render import render, stage_changes
 from . import library, review
-from .exits import debugging, guarded, print_error
+from .exits import debugging, guarded, print_error, tolerant_output
 
 app = typer.Typer(
     add_completion=False,
@@ -127,6 +127,7 @@ review.register(app)
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    tolerant_output()
     debug = debugging(args)
     if "--debug" in args:  # accepted anywhere: click takes it before the command only
         args = ["--debug", *(a for a in args if a != "--debug")]

@@ -8,6 +8,7 @@ tlrules: one ``tlrules: internal error`` line and exit code 3; the traceback onl
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import traceback
@@ -22,6 +23,15 @@ INTERNAL_ERROR = 3
 def print_error(err: TLRulesError) -> None:
     """Each problem of ``err`` on its own ``error:`` line on stderr."""
     print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
+
+
+def tolerant_output() -> None:
+    """Let stdout and stderr write any text: a name read from a file may hold a lone
+    surrogate, or characters the terminal's encoding lacks; they come out as backslash
+    escapes instead of ending the command with a ``UnicodeEncodeError``."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def debugging(args: Sequence[str]) -> bool:

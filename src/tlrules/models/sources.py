@@ -4,49 +4,44 @@ A spec is one of::
 
     resnet50, torchvision:vit_b_16     a torchvision architecture
     timm:NAME                          a timm architecture (extra: tlrules[timm])
-    hf:DIR[#AutoModelForX]             a config.json in DIR (extra: tlrules[transformers])
-    package.module:factory             your own function or class, called with no arguments
+    hf:DIR[#CLASS]                     a config.json in DIR (extra: tlrules[transformers])
+    package.module:factory             your own function or nn.Module class, called with
+                                       no arguments
     PATH.safetensors                   a checkpoint's names and shapes (header only)
     PATH.pt|.pth|.bin|.ckpt            a state dict, loaded with weights_only=True and mmap
 
 Architectures are built with their parameters on the ``meta`` device: no memory, no
-initialization, no download. Every spec that cannot be built raises ``ModelSpecError``.
+initialization, no download; a build that registers more than ``limits.MAX_MODULES``
+modules is stopped. Every spec that cannot be built raises ``ModelSpecError``.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..compat.torch_internals import parameters_to_meta
 from ..errors import ModelSpecError
 from .checkpoints import CHECKPOINT_SUFFIXES, read_checkpoint
+from .hf import hf
+from .meta import module_budget, on_meta
 
 _MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_FACTORY = (
+    "name a function written in Python, or a torch.nn.Module class, that builds your model "
+    "with no arguments ('my_models:build')"
+)
 _KNOWN_SOURCES = (
     "use a torchvision name ('resnet50'), 'timm:NAME', 'hf:DIR', 'package.module:factory' or "
     f"a checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})"
 )
-
-
-def on_meta(factory: Callable[[], Any]) -> Any:
-    """Build ``factory()`` with parameters on the meta device: no memory, no init time."""
-    try:
-        with torch.device("meta"):
-            return factory()
-    except (NotImplementedError, RuntimeError):
-        # e.g. torchvision's regnet_y_128gf calls .tolist() on a tensor in __init__
-        with parameters_to_meta():
-            return factory()
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
@@ -79,57 +74,23 @@ def _timm(spec: str, name: str) -> nn.Module:
         raise ModelSpecError(f"model {spec!r}: timm has no such architecture{hint}")
     try:
         model: nn.Module = on_meta(lambda: timm.create_model(name, pretrained=False))
+    except ModelSpecError:
+        raise
     except (RuntimeError, ValueError, TypeError) as err:
         raise ModelSpecError(f"model {spec!r}: timm cannot build it: {err}") from err
     return model
 
 
-def _hf(spec: str, rest: str) -> nn.Module:
-    directory, _, auto_class = rest.partition("#")
-    config_file = Path(directory) / "config.json"
-    if not config_file.is_file():
-        where = (
-            "no such folder" if not Path(directory).is_dir() else "the folder has no config.json"
-        )
-        raise ModelSpecError(
-            f"model {spec!r}: {where}; 'hf:' takes a local folder holding a Hugging Face "
-            "config.json (nothing is downloaded: fetch it first, e.g. "
-            "'hf download REPO config.json --local-dir DIR')"
-        )
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub, whatever happens below
-    try:
-        import transformers
-    except ImportError as err:
-        raise ModelSpecError(
-            f"model {spec!r}: transformers is not installed; pip install 'tlrules[transformers]'"
-        ) from err
-    auto_class = auto_class or "AutoModel"
-    auto = getattr(transformers, auto_class, None) if auto_class.startswith("AutoModel") else None
-    if auto is None:
-        known = [n for n in dir(transformers) if n.startswith("AutoModel")]
-        hint = _did_you_mean(auto_class, known) or "; e.g. 'AutoModelForCausalLM'"
-        raise ModelSpecError(
-            f"model {spec!r}: {auto_class!r} is not a transformers AutoModel class{hint}"
-        )
-    try:  # trust_remote_code=False: never run (or ask to run) code from the folder
-        config = transformers.AutoConfig.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=False
-        )
-        model: nn.Module = on_meta(lambda: auto.from_config(config, trust_remote_code=False))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "auto_map" in config_file.read_text(encoding="utf-8", errors="replace"):
-            why = (
-                "its config.json names custom code (auto_map), and tlrules never runs code "
-                "from a model folder; write a 'package.module:factory' that builds the model"
-            )
-        raise ModelSpecError(f"model {spec!r}: transformers cannot build it: {why}") from err
-    return model
-
-
 def _factory(spec: str, module_name: str, attribute: str) -> nn.Module:
     """``package.module:factory``, imported with the working directory on ``sys.path``
-    (as ``python -m`` would), then called with no arguments on the meta device."""
+    (as ``python -m`` would), then called with no arguments on the meta device. Only a
+    function written in Python or an ``nn.Module`` class is called, never one of the
+    standard library's (``os:abort``, ``code:interact``) or a builtin."""
+    if module_name.partition(".")[0] in sys.stdlib_module_names:
+        raise ModelSpecError(
+            f"model {spec!r}: {module_name!r} is part of the Python standard library, which "
+            f"builds no model; {_FACTORY}"
+        )
     added = os.getcwd() not in sys.path
     if added:
         sys.path.insert(0, os.getcwd())
@@ -145,8 +106,8 @@ def _factory(spec: str, module_name: str, attribute: str) -> nn.Module:
             f"model {spec!r}: unknown model source {module_name!r}, and no module of that "
             f"name holds a factory; {hint}"
         ) from err
-    except Exception as err:  # the user's module may raise anything while importing
-        raise _unimportable(spec, module_name, err) from err
+    except (Exception, SystemExit, KeyboardInterrupt) as err:  # the user's module may raise
+        raise _unimportable(spec, module_name, err) from err  # anything, exit included
     finally:
         if added:
             sys.path.remove(os.getcwd())
@@ -155,13 +116,21 @@ def _factory(spec: str, module_name: str, attribute: str) -> nn.Module:
             hint = _did_you_mean(part, [n for n in dir(found) if not n.startswith("_")])
             raise ModelSpecError(f"model {spec!r}: {module_name!r} has no {attribute!r}{hint}")
         found = getattr(found, part)
-    if not callable(found):
-        raise ModelSpecError(f"model {spec!r}: {attribute!r} is not callable")
+    refused = _not_a_factory(found)
+    if refused:
+        raise ModelSpecError(f"model {spec!r}: {attribute!r} is {refused}; {_FACTORY}")
     try:
         model = on_meta(found)
+    except ModelSpecError:
+        raise
     except Exception as err:  # the user's factory may raise anything
         raise ModelSpecError(
             f"model {spec!r}: {attribute}() failed: {type(err).__name__}: {err}"
+        ) from err
+    except (SystemExit, KeyboardInterrupt) as err:  # not the end of tlrules: bad input
+        raised = f"{type(err).__name__}({err})" if str(err) else type(err).__name__
+        raise ModelSpecError(
+            f"model {spec!r}: {attribute}() raised {raised} instead of returning a torch.nn.Module"
         ) from err
     if not isinstance(model, nn.Module):
         raise ModelSpecError(
@@ -170,7 +139,20 @@ def _factory(spec: str, module_name: str, attribute: str) -> nn.Module:
     return model
 
 
-def _unimportable(spec: str, module_name: str, err: Exception) -> ModelSpecError:
+def _not_a_factory(found: object) -> str | None:
+    """Why ``found`` is not a factory tlrules calls, or ``None`` when it is one."""
+    if inspect.isclass(found):
+        return None if issubclass(found, nn.Module) else "a class that is not a torch.nn.Module"
+    function = found.__func__ if inspect.ismethod(found) else found
+    if not inspect.isfunction(function):
+        return f"a {type(found).__name__}, not a function written in Python"
+    home = str(function.__module__)
+    if home.partition(".")[0] in sys.stdlib_module_names:
+        return f"a function of the Python standard library ({home!r})"
+    return None
+
+
+def _unimportable(spec: str, module_name: str, err: BaseException) -> ModelSpecError:
     return ModelSpecError(
         f"model {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err}); "
         "run from the folder that holds it, or install its package"
@@ -180,19 +162,28 @@ def _unimportable(spec: str, module_name: str, err: Exception) -> ModelSpecError
 _SOURCES: dict[str, Callable[[str, str], nn.Module]] = {
     "torchvision": _torchvision,
     "timm": _timm,
-    "hf": _hf,
+    "hf": hf,
 }
 
 
-def build(spec: str) -> nn.Module:
-    """A model from a CLI spec (see the module docstring), parameters on the meta device."""
-    if spec.lower().endswith(CHECKPOINT_SUFFIXES):
-        return read_checkpoint(spec)
-    kind, sep, rest = spec.partition(":")
-    if not sep:
-        return _torchvision(spec, spec)
-    if kind in _SOURCES:
-        return _SOURCES[kind](spec, rest)
-    if _MODULE_PATH.fullmatch(kind) and _MODULE_PATH.fullmatch(rest):
-        return _factory(spec, kind, rest)
+def build(spec: str, *, factories: bool = True) -> nn.Module:
+    """A model from a CLI spec (see the module docstring), parameters on the meta device.
+    ``factories=False`` for a spec read from a policy (its ``models:``): a factory would
+    run code that the policy chose, so it is refused."""
+    with module_budget(spec):
+        if spec.lower().endswith(CHECKPOINT_SUFFIXES):
+            return read_checkpoint(spec)
+        kind, sep, rest = spec.partition(":")
+        if not sep:
+            return _torchvision(spec, spec)
+        if kind in _SOURCES:
+            return _SOURCES[kind](spec, rest)
+        if _MODULE_PATH.fullmatch(kind) and _MODULE_PATH.fullmatch(rest):
+            if not factories:
+                raise ModelSpecError(
+                    f"model {spec!r}: a factory named in a policy's 'models:' is never called "
+                    "(it would run code the policy chose); name a torchvision, 'timm:' or "
+                    "'hf:' architecture or a checkpoint there"
+                )
+            return _factory(spec, kind, rest)
     raise ModelSpecError(f"model {spec!r}: unknown model source {kind!r}; {_KNOWN_SOURCES}")

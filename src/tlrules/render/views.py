@@ -51,12 +51,23 @@ def _build_tree(report: Report) -> _Node:
 
 def _collapsed(node: _Node, path: str = "", depth: int = 0) -> Iterator[tuple[int, str, _Node]]:
     """(depth, dotted path, node) for each line of the collapsed tree; consecutive
-    numbered siblings decided alike (``blocks.0`` .. ``blocks.9``) share one line."""
+    numbered siblings decided alike (``blocks.0`` .. ``blocks.9``) share one line. An
+    explicit stack, not recursion: a name of thousands of segments draws as deep as it is."""
+    levels = [_level(node, path, depth)]
+    while levels:
+        for line in levels[-1]:
+            yield line
+            _, name, child = line
+            if len(child.kinds) > 1:
+                levels.append(_level(child, name, line[0] + 1))
+                break
+        else:
+            levels.pop()
+
+
+def _level(node: _Node, path: str, depth: int) -> Iterator[tuple[int, str, _Node]]:
     for child in _merge_runs(list(node.children.values())):
-        name = f"{path}.{child.name}" if path else child.name
-        yield depth, name, child
-        if len(child.kinds) > 1:
-            yield from _collapsed(child, name, depth + 1)
+        yield depth, f"{path}.{child.name}" if path else child.name, child
 
 
 def _merge_runs(children: list[_Node]) -> Iterator[_Node]:

@@ -13,7 +13,7 @@ def shadowed_everywhere(policy: CompiledPolicy) -> list[AuditWarning]:
     """Rules that earlier rules shadow on every architecture the policy names in
     ``models:`` (each stage checked on its own)."""
     specs = policy.spec.models or []
-    built = [build(spec) for spec in specs]
+    built = [build(spec, factories=False) for spec in specs]  # never code a file chose
     out = []
     for part in policy.stages or (policy,):
         shadowed: set[int] | None = None

@@ -1,0 +1,111 @@
+"""The header of a ``.safetensors`` file: its tensors' names, dtypes and shapes.
+
+Only the header is read: an 8-byte little-endian length, bounded by the file and by
+``limits.MAX_CHECKPOINT_HEADER_BYTES`` before a byte of it is read, then that much JSON,
+whose nesting is checked before it is parsed. Every entry is validated: a dtype the
+format defines, a shape of non-negative whole numbers, ``data_offsets`` that hold exactly
+the tensor's bytes inside the file.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import torch
+
+from .. import limits
+from ..errors import ModelSpecError
+from .jsontext import parse_json
+from .listing import Listed, check_count, check_name, check_shape, clipped
+
+_BITS = {  # every dtype the safetensors format defines, with its size in bits
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16,
+    "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64,
+    "I64": 64, "U64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+_FLOATS = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "C64": torch.complex64,
+}
+_DEPTH = 3  # the format's own nesting: the header, a tensor's entry, its shape
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _bad(spec: str, why: str) -> ModelSpecError:
+    return ModelSpecError(f"model {spec!r}: not a safetensors file ({why})")
+
+
+def safetensors_tensors(file: Path, spec: str) -> list[Listed]:
+    """The floating-point tensors the header of ``file`` lists, in natural name order."""
+    with file.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise _bad(spec, "shorter than its 8-byte header length")
+        (size,) = struct.unpack("<Q", head)
+        data = file.stat().st_size - 8 - size
+        if data < 0:
+            raise _bad(spec, f"header length {size} is larger than the file allows")
+        if size > limits.MAX_CHECKPOINT_HEADER_BYTES:
+            raise ModelSpecError(
+                f"model {spec!r}: the safetensors header is {size:,} bytes; the limit is "
+                f"{limits.MAX_CHECKPOINT_HEADER_BYTES:,} "
+                "(tlrules.limits.MAX_CHECKPOINT_HEADER_BYTES); raise it if the file is real"
+            )
+        header = _parse(f.read(size), spec)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    check_count(len(entries), spec)
+    out = [t for name, info in entries.items() if (t := _entry(name, info, data, spec))]
+    # the file orders tensors by dtype and name; a natural order reads like the model
+    out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
+    return out
+
+
+def _parse(text: bytes, spec: str) -> dict[str, object]:
+    """The header's JSON object."""
+    header = parse_json(text, _DEPTH, lambda why: _bad(spec, f"the header is {why}"))
+    if not isinstance(header, dict):
+        raise _bad(spec, "the header is not a JSON object")
+    return header
+
+
+def _entry(name: str, info: object, data: int, spec: str) -> Listed | None:
+    """The tensor ``info`` describes if it is floating-point, after validating it
+    against the format and the ``data`` bytes that follow the header."""
+    shape = info.get("shape") if isinstance(info, dict) else None
+    dtype = info.get("dtype") if isinstance(info, dict) else None
+    if not (
+        isinstance(info, dict)
+        and isinstance(shape, list)
+        and all(type(n) is int and n >= 0 for n in shape)
+        and isinstance(dtype, str)
+    ):
+        raise _bad(spec, f"tensor {clipped(name)} has no valid 'dtype' and 'shape'")
+    if dtype not in _BITS:
+        why = f"tensor {clipped(name)} has dtype {clipped(dtype)}, which the format does not define"
+        raise _bad(spec, why)
+    check_name(name, spec)
+    check_shape(name, tuple(shape), spec)
+    offsets = info.get("data_offsets")
+    bits = _BITS[dtype]
+    for n in shape:
+        bits *= n
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(type(n) is int for n in offsets)
+        and 0 <= offsets[0] <= offsets[1] <= data
+        and (offsets[1] - offsets[0]) * 8 == bits
+    ):
+        raise _bad(
+            spec,
+            f"tensor {clipped(name)}: 'data_offsets' {clipped(offsets)} do not hold its "
+            f"{bits / 8:,.0f} bytes within the file's {data:,} bytes of tensor data",
+        )
+    return Listed(name, tuple(shape), _FLOATS[dtype]) if dtype in _FLOATS else None
