@@ -24,3 +24,7 @@ def test_every_limit_message_names_its_constant() -> None:
         if line.startswith("| `MAX_"):
             name = line.split("|")[1].strip(" `")
             assert f"{name})" in line, name
+
+
+def test_every_limit_is_exported() -> None:
+    assert sorted(limits.__all__) == sorted(n for n in vars(limits) if n.startswith("MAX_"))

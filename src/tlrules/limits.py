@@ -12,6 +12,28 @@ The values are module constants so that a caller with unusual needs can raise on
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_POLICY_BYTES",
+    "MAX_YAML_NODES",
+    "MAX_NESTING",
+    "MAX_RULES",
+    "MAX_PATTERN_CHARS",
+    "MAX_RANGE_DIGITS",
+    "MAX_REGEX_REPEAT",
+    "MAX_REGEX_NESTING",
+    "MAX_EXTENDS_BASES",
+    "MAX_NAME_CHARS",
+    "MAX_MODULES",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_REPEATS",
+    "MAX_CHECKPOINT_HEADER_BYTES",
+    "MAX_PICKLE_BYTES",
+    "MAX_INFLATION",
+    "MAX_CHECKPOINT_TENSORS",
+    "MAX_TENSOR_NAME_CHARS",
+    "MAX_CHECKPOINT_ELEMENTS",
+]
+
 # -- policy text ------------------------------------------------------------------------
 MAX_POLICY_BYTES = 8 * 1024 * 1024
 """Size of one policy file (or text), before it is decoded."""
