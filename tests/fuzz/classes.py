@@ -3,10 +3,12 @@ takes a seeded, counted sample of one outside of pytest as inside it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
-from itertools import zip_longest
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -51,7 +53,7 @@ LLAMA = {
     "num_key_value_heads": 2, "intermediate_size": 37, "vocab_size": 99,
 }  # fmt: skip
 
-_RANDOMS = st.randoms(use_true_random=True)
+_T = TypeVar("_T")
 
 
 def _family_model(path: str) -> str:
@@ -163,21 +165,38 @@ def api(rnd: random.Random, files: dict[str, bytes]) -> Case:
     )
 
 
-CLASSES: dict[str, st.SearchStrategy[Case]] = {
-    "policy": st.builds(structured, _RANDOMS, policy_files()),
-    "mutation": st.builds(mutated, _RANDOMS),
-    "checkpoint": st.builds(checkpoint, _RANDOMS),
-    "spec": st.builds(spec, _RANDOMS),
-    "argv": st.builds(argv_case, _RANDOMS, policy_files()),
-    "api": st.builds(api, _RANDOMS, policy_files()),
+CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
+    "policy": structured,
+    "mutation": lambda rnd, _: mutated(rnd),
+    "checkpoint": lambda rnd, _: checkpoint(rnd),
+    "spec": lambda rnd, _: spec(rnd),
+    "argv": argv_case,
+    "api": api,
 }
-"""Every class of case, by name."""
+"""Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 
 
 def draw(label: str, count: int, seed: int) -> list[Case]:
-    """``count`` cases of class ``label`` (fewer if Hypothesis runs out), the same for the
-    same seed; generated only, never shrunk, never stored in an example database."""
-    found: list[Case] = []
+    """``count`` cases of class ``label``, the same for the same seed.
+
+    Policy files come from the Hypothesis strategy ``policy_files`` (generated only, never
+    shrunk, never stored in an example database); every other choice from a ``Random``
+    seeded by the class, the seed and the case's index.
+    """
+    drawn = _policy_files(count, seed) if label in ("policy", "argv", "api") else ({},)
+    return [
+        CLASSES[label](random.Random(f"{label}/{seed}/{i}"), drawn[i % len(drawn)])
+        for i in range(count)
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _policy_files(count: int, seed: int) -> tuple[dict[str, bytes], ...]:
+    return tuple(_hypothesis_sample(policy_files(), count, seed))
+
+
+def _hypothesis_sample(strategy: st.SearchStrategy[_T], count: int, seed: int) -> list[_T]:
+    found: list[_T] = []
 
     @hypothesis_seed(seed)
     @settings(
@@ -187,15 +206,15 @@ def draw(label: str, count: int, seed: int) -> list[Case]:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(CLASSES[label])
-    def collect(case: Case) -> None:
-        found.append(case)
+    @given(strategy)
+    def collect(value: _T) -> None:
+        found.append(value)
 
     collect()
-    return found[:count]
+    return found
 
 
 def each_class(count: int, seed: int, labels: list[str] | None = None) -> list[Case]:
     """``count`` cases of every class (or of ``labels``), interleaved."""
     per = [draw(label, count, seed) for label in (labels or list(CLASSES))]
-    return [case for row in zip_longest(*per) for case in row if case is not None]
+    return [case for row in zip(*per, strict=True) for case in row]

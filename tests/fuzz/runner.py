@@ -11,6 +11,7 @@ limit of what it inherited plus ``Limits.memory``. The parent kills the whole gr
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import os
 import resource
@@ -260,6 +261,9 @@ def _child(case: Case, folder: Path, limits: Limits, out_w: int, err_w: int) -> 
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     os.chdir(folder)
+    faulthandler.disable()  # pytest's, if any: a real interpreter has none
+    sys.breakpointhook = sys.__breakpointhook__
+    sys.excepthook = sys.__excepthook__
     for name in ("TLRULES_DEBUG", "PYTEST_CURRENT_TEST"):
         os.environ.pop(name, None)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
