@@ -150,7 +150,7 @@ def argv_case(rnd: random.Random, files: dict[str, bytes]) -> Case:
     ]
     argv = pick(commands)
     if rnd.random() < 0.1:
-        argv = (*argv, pick(["--debug", "extra", "--", "--format=tree"]))
+        argv = (*argv, pick(["extra", "--", "--format=tree", "-h"]))
     return Case("argv", argv, pool)
 
 

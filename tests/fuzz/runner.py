@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import hashlib
+import importlib
 import os
 import resource
 import selectors
@@ -35,6 +36,18 @@ import tlrules.engine
 import tlrules.models
 
 from .apicase import run_api_case
+
+# the extras, when installed, with the models the 'hf:' cases build: an 'hf:' case then
+# costs what tlrules does, not seconds of lazy imports
+for _optional in (
+    "timm",
+    "transformers",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.llama.modeling_llama",
+):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_optional)
 
 GIB = 1024**3
 OUTPUT_CAP = 256 * 1024
