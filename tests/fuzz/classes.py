@@ -1,5 +1,6 @@
-"""The classes of fuzz cases, each a Hypothesis strategy of ``Case``, and ``draw``, which
-takes a seeded, counted sample of one outside of pytest as inside it."""
+"""The classes of fuzz cases, each a maker of ``Case`` from a seeded ``Random`` (and, for
+the classes over policies, files drawn from a Hypothesis strategy), and ``draw``, which
+takes a seeded, counted sample of one, outside of pytest as inside it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from .apicase import MODELS as API_MODELS
 from .checkpoints import random_checkpoint
 from .mutators import mutate_bytes
 from .runner import REPO, Case
@@ -155,8 +157,6 @@ def argv_case(rnd: random.Random, files: dict[str, bytes]) -> Case:
 
 
 def api(rnd: random.Random, files: dict[str, bytes]) -> Case:
-    from .apicase import MODELS as API_MODELS
-
     if rnd.random() < 0.5:
         path = rnd.choice(sorted(SHIPPED))
         files = {"policy.yaml": mutate_bytes(SHIPPED[path], rnd, tuple(SHIPPED.values()))}

@@ -3,13 +3,17 @@ every broken case saved so that it can be replayed (``python -m tests.fuzz --rep
 
 A saved case is a folder: ``case.json`` (label, argv, api model and seed, expected codes,
 files as base64, links, what broke, the output tails) and ``inputs/``, a readable copy of
-the files.
+the files. The summary groups what broke by class and kind (the exception of an exit 3,
+or the first problem, with numbers and quoted values left out). In the exit codes, ``2u``
+is click's usage error (a malformed command line), ``hang`` a case killed at the time
+limit, ``sigN`` one ended by signal N.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,22 +56,32 @@ class ClassStats:
 class Summary:
     stats: dict[str, ClassStats] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # one line per broken case: where, what
+    kinds: Counter[str] = field(default_factory=Counter)  # what broke, grouped
+    first: dict[str, str] = field(default_factory=dict)  # kind -> the first case kept of it
 
     def add(self, case: Case, out: Outcome, keep: Path | None) -> None:
         self.stats.setdefault(case.label, ClassStats()).add(out)
         if out.broken:
             where = save(case, out, keep / f"case-{len(self.kept):04d}") if keep else "(not kept)"
             self.kept.append(f"{where}: {case.label} {_argv(case)}: {'; '.join(out.problems)}")
+            kind = f"{case.label}: {_kind(out)}"
+            self.kinds[kind] += 1
+            self.first.setdefault(kind, where)
 
     def merge(self, other: Summary) -> None:
         for label, stats in other.stats.items():
             self.stats.setdefault(label, ClassStats()).merge(stats)
         self.kept += other.kept
+        self.kinds.update(other.kinds)
+        for kind, where in other.first.items():
+            self.first.setdefault(kind, where)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "stats": {k: {**vars(v), "codes": dict(v.codes)} for k, v in self.stats.items()},
             "kept": self.kept,
+            "kinds": dict(self.kinds),
+            "first": self.first,
         }
 
     @classmethod
@@ -75,7 +89,7 @@ class Summary:
         stats = {
             k: ClassStats(**{**v, "codes": Counter(v["codes"])}) for k, v in data["stats"].items()
         }
-        return cls(stats, list(data["kept"]))
+        return cls(stats, list(data["kept"]), Counter(data["kinds"]), dict(data["first"]))
 
     def __str__(self) -> str:
         header = f"{'class':<11}{'cases':>7}{'broken':>8}{'tracebk':>8}{'hangs':>7}{'crashes':>8}"
@@ -87,7 +101,23 @@ class Summary:
                 f"{s.max_seconds:>8.2f}{s.max_rss / GIB:>8.2f}Gi  {codes}"
             )
         lines += [f"broken: {line}" for line in self.kept]
+        if self.kinds:
+            lines.append("what broke (cases, class: kind, first kept):")
+        lines += [f"{n:>5}  {kind}  [{self.first[kind]}]" for kind, n in self.kinds.most_common()]
         return "\n".join(lines)
+
+
+def _kind(out: Outcome) -> str:
+    """What broke, with the numbers and quoted values of its message left out."""
+    found = re.search(r"internal error \((\w+)\): (.*)", out.last_line())
+    if out.code == 3 and found:
+        return f"exit 3 {found.group(1)}: {_shape(found.group(2))}"
+    return _shape(out.problems[0])
+
+
+def _shape(text: str) -> str:
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    return re.sub(r"\d+", "N", text.split("; rerun with --debug")[0])[:100]
 
 
 def _argv(case: Case) -> str:
