@@ -117,7 +117,8 @@ def _kind(out: Outcome) -> str:
 
 def _shape(text: str) -> str:
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
-    return re.sub(r"\d+", "N", text.split("; rerun with --debug")[0])[:100]
+    text = re.sub(r"0x[0-9a-f]+|#x[0-9a-f]+", "0x…", text.split("; rerun with --debug")[0])
+    return re.sub(r"\d+", "N", text)[:100]
 
 
 def _argv(case: Case) -> str:
