@@ -14,6 +14,7 @@ import contextlib
 import faulthandler
 import hashlib
 import importlib
+import logging
 import os
 import resource
 import selectors
@@ -269,10 +270,7 @@ def _child(case: Case, folder: Path, limits: Limits, out_w: int, err_w: int) -> 
     os.dup2(null, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    # as a real interpreter would: stdout strict UTF-8, stderr with backslash escapes
-    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    _reopen_std_streams()
     os.chdir(folder)
     faulthandler.disable()  # pytest's, if any: a real interpreter has none
     sys.breakpointhook = sys.__breakpointhook__
@@ -290,6 +288,22 @@ def _child(case: Case, folder: Path, limits: Limits, out_w: int, err_w: int) -> 
     except Exception:  # as the interpreter: output that cannot be written ends with 120
         code = 120
     os._exit(code)
+
+
+def _reopen_std_streams() -> None:
+    """``sys.std*`` on fds 0-2 as a real interpreter opens them (stdout strict UTF-8,
+    stderr with backslash escapes), and logging handlers that wrote to the parent's
+    streams (e.g. pytest's capture) moved to the new ones."""
+    old = {id(sys.stdout): "stdout", id(sys.stderr): "stderr"}
+    old.update({id(sys.__stdout__): "stdout", id(sys.__stderr__): "stderr"})
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in old:
+                handler.setStream(getattr(sys, old[id(handler.stream)]))
 
 
 def _limit(limits: Limits) -> None:
