@@ -115,7 +115,8 @@ CASES = [
     bad_policy("5,000-digit integer", b"version: " + b"1" * 5000 + b"\nrules: []\n"),
     bad_policy("code point beyond Unicode", b'version: 1\nname: "\\U00110000"\nrules: []\n'),
     bad_policy("compact key over 1,024 characters", policy("a" * 1100 + ": train")),
-    Case("extends fan-in", ("validate", "f00.yaml"), fan_in(), expect=frozenset({2})),
+    # each base is read once, so the fan-in is 25 reads and the policy is fine
+    Case("extends fan-in", ("validate", "f00.yaml"), fan_in(), expect=frozenset({0})),
     Case(
         "extends a symlink loop",
         ("validate", "p.yaml"),
@@ -128,7 +129,8 @@ CASES = [
     extends("a" * 5000 + ".yaml"),
     escaping("../outside/secret"),
     escaping("@ROOT@/outside/secret"),
-    checkpoint("a dict containing itself", "model.pt", self_referencing()),
+    # the dict is walked once: its tensors are the model
+    checkpoint("a dict containing itself", "model.pt", self_referencing(), expect=(0,)),
     checkpoint("a sparse tensor", "model.pt", sparse()),
     checkpoint("a nested tensor", "model.pt", nested()),
     checkpoint(

@@ -146,3 +146,14 @@ def test_the_last_index_scan_name_by_name_has_the_time_limit() -> None:
         Matcher([Pattern.parse("x"), Pattern.parse(glob)], names)
     assert err.value.rules == [1]
     assert str(err.value).startswith(f"pattern {glob!r} did not finish within the time limit")
+
+
+def test_a_control_character_in_a_pattern_is_refused() -> None:
+    text = 'version: 1\nrules:\n  - "fc\\0": train\n  - "*": freeze\n'
+    with pytest.raises(PolicyError) as err:
+        from_text(text)
+    assert str(err.value) == (
+        "<policy>:3:8: rule 1: pattern 'fc\\x00': the pattern holds the control character "
+        "U+0000, which no parameter name holds; remove it (in a regex, write it as an escape "
+        "such as '\\x00' if you mean it)"
+    )

@@ -40,6 +40,22 @@ def check_length(body: str, offset: int) -> None:
         )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_characters(body: str, offset: int) -> None:
+    """Refuse a control character (written as a YAML escape such as ``"fc\\0"``): no
+    parameter name holds one, so the pattern could never match."""
+    found = _CONTROL.search(body)
+    if found:
+        raise PatternSyntaxError(
+            f"the pattern holds the control character U+{ord(found.group()):04X}, which no "
+            "parameter name holds; remove it (in a regex, write it as an escape such as "
+            "'\\x00' if you mean it)",
+            offset + found.start(),
+        )
+
+
 def check_range_digits(bound: str, pos: int) -> None:
     """Refuse a glob range bound with more than ``limits.MAX_RANGE_DIGITS`` digits."""
     digits = len(bound.lstrip("-"))

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import regex
 
-from .cost import PatternSyntaxError, check_length, check_range_digits, check_regex
+from .cost import (
+    PatternSyntaxError,
+    check_characters,
+    check_length,
+    check_range_digits,
+    check_regex,
+)
 
 # Seconds one name may take against the whole matcher, globs included.
 TIME_LIMIT = 0.25
@@ -215,6 +221,7 @@ class Pattern:
         else:
             body = text
         check_length(body, len(text) - len(body))
+        check_characters(body, len(text) - len(body))
         if syntax == "regex":
             check_regex(body, len(text) - len(body))
             try:
