@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from torch import nn
+
 from ..patterns import Matcher, closest_names
-from ..policy import CompiledPolicy, timeouts_named
+from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import AuditWarning, Columns, Decision, GroupUse, NormLayer, Report, RuleUse
+from . import findings
 
 
 def build_report(
@@ -39,11 +42,17 @@ def build_report(
             counts[r.number][0],
             counts[r.number][1],
             r.note,
+            r.module,
         )
         for r in policy.rules
     )
     with timeouts_named(policy.rules):
         found = _rule_warnings(policy, decisions, matcher, counts)
+    decided = findings.Decided.of(decisions)
+    found += findings.trains_nothing(policy, decided)
+    found += findings.head_frozen(policy, decided, uses)
+    if isinstance(model, nn.Module):
+        found += findings.norm_split(policy, decided, uses, model)
     return Report(
         table=decisions if isinstance(decisions, Columns) else tuple(decisions),
         rules=uses,
@@ -57,6 +66,12 @@ def build_report(
         default=policy.default,
         groups=tuple(groups),
     )
+
+
+def _label(rule: Rule) -> str:
+    """``p.yaml:9:5: rule 2: pattern 'layer4'``, with a ``module:`` selector after it."""
+    selector = f" [module: {rule.module}]" if rule.module else ""
+    return f"{rule.where}: pattern {rule.pattern.text!r}{selector}"
 
 
 def _rule_warnings(
@@ -88,7 +103,7 @@ def _rule_warnings(
             out.append(
                 AuditWarning(
                     "dead-rule",
-                    f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
+                    f"{_label(rule)} matched no parameter{hint}",
                     rule.number,
                 )
             )
@@ -97,7 +112,7 @@ def _rule_warnings(
             out.append(
                 AuditWarning(
                     "shadowed-rule",
-                    f"rule {rule.number} {rule.pattern.text!r} only matches parameters that "
+                    f"{_label(rule)} only matches parameters that "
                     f"earlier rules already decided (rule{'s' if len(takers) > 1 else ''} "
                     f"{earlier}); move it up or remove it",
                     rule.number,
