@@ -85,7 +85,8 @@ def head_frozen(
 ) -> list[AuditWarning]:
     """``head-frozen`` when other parameters train but every parameter of the head is
     frozen by the default or by a rule that also decides parameters outside it (a
-    catch-all); a rule that decides only the head freezes it on purpose."""
+    catch-all); a rule that decides only the head, or one that selects by class
+    (``module:``), freezes it on purpose."""
     names = decided.names
     if not names:
         return []
@@ -98,7 +99,11 @@ def head_frozen(
     if not trained or any(decided.train[k] for k in inside):
         return []  # when nothing trains, ``nothing-trains`` names the head
     rules = Counter(decided.rules[k] for k in inside)
-    wide = [r for r, n in rules.items() if r is None or uses[r - 1].parameters > n]
+    wide = [
+        r
+        for r, n in rules.items()
+        if r is None or (uses[r - 1].parameters > n and uses[r - 1].module is None)
+    ]
     if not wide:
         return []
     rule = wide[0]
