@@ -95,6 +95,16 @@ def _rule_warnings(
         rule_at = lambda k: decisions[k].rule  # noqa: E731
     hits = matcher.select([rule.number - 1 for rule in idle], names)
     for rule in idle:
+        if rule.module is not None:  # the classes that decide are not known here
+            out.append(
+                AuditWarning(
+                    "dead-rule",
+                    f"{_label(rule)} decided no parameter: each one its pattern matches is "
+                    "held by a module of another class, or an earlier rule took it",
+                    rule.number,
+                )
+            )
+            continue
         # a name this rule matches was taken by an earlier rule, since first match wins
         takers = sorted({r for k in hits[rule.number - 1] if (r := rule_at(k))})
         if not takers:
