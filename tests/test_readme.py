@@ -1,5 +1,6 @@
 """Every example in README.md runs: Python blocks are executed, CLI lines are run and must
-exit 0, and the drawn tree is what the command prints today."""
+exit 0 (or the code their comment names: ``# exit 1: why``), and the drawn tree is what the
+command prints today."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ PYTHON = [code for lang, code in BLOCKS if lang == "python"]
 # the console script installed next to this interpreter, whether or not its folder is on PATH
 SCRIPTS = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 CLI = [
-    line.split("  #")[0].strip()
+    line.strip()
     for lang, code in BLOCKS
     if lang == "bash"
     for line in code.splitlines()
@@ -44,12 +45,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", CLI)
-def test_cli_example_runs(command: str, workdir: Path) -> None:
+@pytest.mark.parametrize("line", CLI)
+def test_cli_example_runs(line: str, workdir: Path) -> None:
+    command, _, comment = line.partition("  #")
+    expected = re.match(r"\s*exit (\d+):", comment)
     result = subprocess.run(
-        command, shell=True, cwd=workdir, env=SCRIPTS, capture_output=True, text=True
+        command.strip(), shell=True, cwd=workdir, env=SCRIPTS, capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == (int(expected[1]) if expected else 0), result.stderr
 
 
 def test_drawn_tree_is_current() -> None:
