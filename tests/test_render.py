@@ -63,7 +63,8 @@ def test_render_matches_golden(fmt: str, model_cls: type, update_golden: bool) -
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_rules_are_shown_with_their_module_selector(fmt: str, update_golden: bool) -> None:
     text = render(_report(Containers, SELECTORS), fmt)
-    path = GOLDEN / f"selectors-{fmt}.{ {'json': 'json', 'markdown': 'md'}.get(fmt, 'txt')}"
+    suffix = {"json": "json", "markdown": "md"}.get(fmt, "txt")
+    path = GOLDEN / f"selectors-{fmt}.{suffix}"
     if update_golden:
         path.write_text(text)
     assert text == path.read_text()

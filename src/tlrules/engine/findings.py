@@ -13,12 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch import nn
-
 from ..errors import quoted
-from ..patterns import bare_name
 from ..policy import CompiledPolicy
 from ..report import AuditWarning, Columns, Decision, RuleUse
+from .tree import Tree
 
 _LISTED = 4  # modules named in a message before "and N more"
 _WILD = frozenset("*?[")  # a pattern with one of these is meant for many names
@@ -35,7 +33,8 @@ class Decided:
     @classmethod
     def of(cls, table: Sequence[Decision] | Columns) -> Decided:
         if isinstance(table, Columns):
-            return cls(table.names, [table.rule_at(k) for k in range(len(table))], table.train)
+            number = {i: rule for i, (rule, _) in table.verdicts.items()}
+            return cls(table.names, list(map(number.__getitem__, table.found)), table.train)
         return cls(
             [d.name for d in table], [d.rule for d in table], [d.action == "train" for d in table]
         )
@@ -113,43 +112,48 @@ def head_frozen(
         AuditWarning(
             "head-frozen",
             f"{_where(policy, rule)} freezes the model's last layer {label!r} (the module "
-            f"that holds its last parameter) while {trained} other parameters train; a new head usually trains: put "
-            f"'- {label}: train' {before}, or freeze {label!r} by name if it should stay fixed",
+            f"that holds its last parameter) while {trained} other parameters train; a new "
+            f"head usually trains: put '- {label}: train' {before}, or freeze {label!r} by "
+            "name if it should stay fixed",
             rule,
         )
     ]
 
 
 def norm_split(
-    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], model: nn.Module
+    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: Tree
 ) -> list[AuditWarning]:
     """``norm-split-by-name``: a wildcard name rule that decides only (and at least two)
     normalization layers of one class, while other layers of that class get the other
     action from a rule that also decides other modules (``*bn*: freeze`` before
-    ``layer4: train`` leaves ``layer4.0.downsample.1``, a BatchNorm2d, training)."""
-    if all(decided.train) or not any(decided.train):
+    ``layer4: train`` leaves ``layer4.0.downsample.1``, a BatchNorm2d, training). Norm
+    layers are the modules whose class name contains ``Norm``; a model whose classes list
+    their own members (``tree.owners`` empty) is not checked."""
+    if not tree.owners or all(decided.train) or not any(decided.train):
         return []
-    classes = {
-        bare_name(f"{name}.w")[:-2]: type(m).__name__
-        for name, m in model.named_modules()
-        if name and "Norm" in type(m).__name__
-    }
+    if not any(u.module is None and u.parameters > 1 and _WILD & set(u.pattern) for u in uses):
+        return []  # no wildcard name rule that could be aimed at one class
+    kinds = tree.kinds
+    norms = {m for m, kind in enumerate(kinds) if "Norm" in kind}
     # module -> (class, its actions, the rules that decided its parameters)
     layers: dict[str, tuple[str, set[bool], set[int | None]]] = {}
     reach: Counter[tuple[int | None, str]] = Counter()  # (rule, class) -> names decided
-    for name, rule, train in zip(decided.names, decided.rules, decided.train, strict=True):
-        cls = classes.get(_owner(name))
-        if cls is None:
+    for k, holder in enumerate(tree.owners):
+        if holder not in norms:
             continue
+        cls, name = kinds[holder], decided.names[k]
+        rule, train = decided.rules[k], decided.train[k]
         reach[rule, cls] += 1
         layer = layers.setdefault(_owner(name), (cls, set(), set()))
         layer[1].add(train)
         layer[2].add(rule)
     out = []
     for (rule, cls), n in reach.items():
-        use = None if rule is None else uses[rule - 1]
-        if use is None or use.module is not None or n != use.parameters:
-            continue  # the default, a class selector, or a rule that decides other modules
+        if rule is None:
+            continue  # the default
+        use = uses[rule - 1]
+        if use.module is not None or n != use.parameters:
+            continue  # a class selector, or a rule that also decides other modules
         if not _WILD & set(use.pattern):
             continue  # names listed one by one: not meant for every layer of the class
         mine = [m for m, (c, _, r) in layers.items() if c == cls and r == {rule}]

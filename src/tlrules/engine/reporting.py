@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
-
 from ..patterns import Matcher, closest_names
 from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import AuditWarning, Columns, Decision, GroupUse, NormLayer, Report, RuleUse
 from . import findings
+from .tree import Tree
 
 
 def build_report(
@@ -23,8 +22,10 @@ def build_report(
     norm_layers: Sequence[NormLayer] = (),
     norm_warnings: Sequence[AuditWarning] = (),
     groups: Sequence[GroupUse] = (),
+    tree: Tree | None = None,
 ) -> Report:
-    """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
+    """Per-rule counts and warnings for ``decisions`` made by ``policy`` on the model that
+    ``tree`` describes (its module classes, for the norm layers split by name)."""
     counts = {r.number: [0, 0] for r in policy.rules}
     if isinstance(decisions, Columns):
         counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
@@ -51,8 +52,8 @@ def build_report(
     decided = findings.Decided.of(decisions)
     found += findings.trains_nothing(policy, decided)
     found += findings.head_frozen(policy, decided, uses)
-    if isinstance(model, nn.Module):
-        found += findings.norm_split(policy, decided, uses, model)
+    if tree is not None:
+        found += findings.norm_split(policy, decided, uses, tree)
     return Report(
         table=decisions if isinstance(decisions, Columns) else tuple(decisions),
         rules=uses,

@@ -55,7 +55,9 @@ class NormLayer:
 class AuditWarning:
     """Something that is legal but probably not what the author meant."""
 
-    code: str  # dead-rule | shadowed-rule | norm-stats-update | nothing-trains | head-frozen | norm-class-split ...
+    # dead-rule | shadowed-rule | norm-stats-update | nothing-trains | head-frozen |
+    # norm-split-by-name | the lint codes (docs/policies.md)
+    code: str
     message: str
     rule: int | None = None
 
