@@ -150,14 +150,22 @@ def test_dead_and_shadowed_rules_are_warned_with_close_names() -> None:
         (
             "shadowed-rule",
             2,
-            "rule 2 'heads.box' only matches parameters that earlier rules "
-            "already decided (rule 1); move it up or remove it",
+            "p.yaml:4:5: rule 2: pattern 'heads.box' only matches parameters that earlier "
+            "rules already decided (rule 1); move it up or remove it",
         ),
         (
             "dead-rule",
             3,
-            "rule 3 'blocks.12' matched no parameter; the closest names are "
-            "'blocks.2', 'blocks.1', 'blocks.11'",
+            "p.yaml:5:5: rule 3: pattern 'blocks.12' matched no parameter; the closest names "
+            "are 'blocks.2', 'blocks.1', 'blocks.11'",
+        ),
+        (
+            "head-frozen",
+            4,
+            "p.yaml:6:5: rule 4: pattern '*' freezes the model's last layer "
+            "'deep.0.0.0.0.0.0' (the module that holds its last parameter) while 4 other "
+            "parameters train; a new head usually trains: put '- deep.0.0.0.0.0.0: train' "
+            "before rule 4, or freeze 'deep.0.0.0.0.0.0' by name if it should stay fixed",
         ),
     ]
     assert [(r.rule, r.parameters, r.numel) for r in report.rules] == [

@@ -78,7 +78,9 @@ def test_strict_turns_warnings_into_exit_1(
     policy.write_text("version: 1\nrules:\n  - fc: train\n  - layer5: train\n  - '*': freeze\n")
     assert main(["audit", "resnet18", str(policy)]) == 0
     assert main(["audit", "resnet18", str(policy), "--strict"]) == 1
-    assert "warning[dead-rule]: rule 2 'layer5' matched no parameter" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"warning[dead-rule]: {policy}:4:5: rule 2: pattern 'layer5' matched no parameter" in err
+    assert "warning[" not in out
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,20 @@ CASES: dict[str, tuple[list[str], Expected]] = {
     },
 }  # fmt: skip
 
+# bases meant to be extended, each tested through a policy that extends it with
+# 'default: train' (full fine-tuning on top of the base's rules)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+BASES: dict[str, tuple[list[str], Expected]] = {
+    "common/freeze-norms": (
+        [*RESNETS[:3], *VITS[:2], *CONVNEXTS[:2], *TIMM_RESNETS[:2], *TIMM_VITS[:2],
+         *HF_ENCODERS[:2], *HF_DECODERS[:3]],
+        lambda m: numel(m) - numel(*(
+            x for x in m.modules()
+            if isinstance(x, NORMS) or type(x).__name__.endswith("RMSNorm")
+        )),
+    ),
+}  # fmt: skip
+
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
 HF_CONFIGS = {  # transformers config class, extra settings; 6 layers so "the last two" is a part
     "bert": ("BertConfig", {}),
@@ -176,9 +190,9 @@ def test_every_shipped_policy_and_stage_is_in_the_table() -> None:
     for name in library_names():
         stages = tlrules.load(name).stage_names
         shipped |= {f"{name}@{stage}" for stage in stages} if stages else {name}
-    untested = sorted(shipped - set(CASES))
+    untested = sorted(shipped - set(CASES) - set(BASES))
     assert not untested, f"add a row to CASES in tests/test_library.py for {untested}"
-    assert set(CASES) <= shipped
+    assert set(CASES) | set(BASES) <= shipped
 
 
 @pytest.mark.parametrize(("policy", "arch"), PAIRS, ids=[f"{p}:{a}" for p, a in PAIRS])
@@ -195,6 +209,22 @@ def test_policy_fits_architecture(
     assert report.summary.trainable_numel == CASES[policy][1](built)
     if policy not in ("torchvision/resnet-full", "torchvision/resnet-two-stage@finetune"):
         assert 0 < report.summary.trainable_numel < report.summary.numel
+
+
+BASE_PAIRS = [(base, arch) for base, (archs, _) in BASES.items() for arch in archs]
+
+
+@pytest.mark.parametrize(("base", "arch"), BASE_PAIRS, ids=[f"{b}:{a}" for b, a in BASE_PAIRS])
+def test_base_policy_fits_architecture(
+    base: str, arch: str, model: Callable[[str], nn.Module], tmp_path: Path
+) -> None:
+    built = model(arch)
+    child = tmp_path / "child.yaml"
+    child.write_text(f"version: 1\nextends: [{base}]\ndefault: train\n")
+    report = tlrules.load(child).audit(built, source=arch)
+    assert [w.message for w in report.warnings] == []
+    assert report.summary.trainable_numel == BASES[base][1](built)
+    assert 0 < report.summary.trainable_numel < report.summary.numel
 
 
 def test_tied_embeddings_stop_the_llama_policy(tmp_path: Path) -> None:

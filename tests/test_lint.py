@@ -25,6 +25,9 @@ def codes(*patterns: str) -> list[tuple[int | None, str]]:
         ("layer4.*", "glob-looks-like-regex"),
         ("blocks.\\d", "glob-looks-like-regex"),
         ("(fc|head)", "glob-looks-like-regex"),
+        (".*bn.*", "glob-looks-like-regex"),
+        ("layer4+", "glob-looks-like-regex"),
+        ("^fc$", "glob-looks-like-regex"),
     ],
 )
 def test_each_trap_is_named(pattern: str, expected: str) -> None:
@@ -41,6 +44,8 @@ def test_each_trap_is_named(pattern: str, expected: str) -> None:
         "blocks.{0..11}",
         "*.bias",
         "layer4",
+        "layer4.*.bn*",  # any module under layer4 named bn...: a glob, read as one
+        "*.*.weight",
     ],
 )
 def test_sound_patterns_pass(pattern: str) -> None:
@@ -74,7 +79,7 @@ def test_audit_report_carries_lint_warnings() -> None:
         "version: 1\nrules:\n  - 're:blocks.1[01]\\..*': train\n  - '*': freeze\n", "p.yaml"
     )
     report = policy.audit(Containers())
-    assert [w.code for w in report.warnings] == ["regex-unescaped-dot"]
+    assert [w.code for w in report.warnings] == ["regex-unescaped-dot", "head-frozen"]
 
 
 def test_policies_in_stages_are_linted_once_per_rule(tmp_path, capsys) -> None:
@@ -111,3 +116,20 @@ def test_shadowed_on_every_named_model(tmp_path, capsys) -> None:
     )
     path.write_text(path.read_text().replace("resnet50]", "resnet5O]"))
     assert main(["validate", "--models", str(path)]) == 2
+
+
+def test_glob_with_dot_star_between_segments_decides_what_it_says(capsys) -> None:
+    from tlrules.models import build
+
+    policy = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - 'layer4.*.bn*': train\n  - fc: train\n  - '*': freeze\n",
+        "p.yaml",
+    )
+    assert policy.lint == ()
+    report = policy.audit(build("resnet50"))
+    assert [d.name for d in report.decisions if d.rule == 1] == [
+        f"layer4.{block}.bn{k}.{kind}"
+        for block in range(3)
+        for k in (1, 2, 3)
+        for kind in ("weight", "bias")
+    ]

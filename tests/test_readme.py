@@ -1,5 +1,6 @@
 """Every example in README.md runs: Python blocks are executed, CLI lines are run and must
-exit 0, and the drawn tree is what the command prints today."""
+exit 0 (or the code their comment names: ``# exit 1: why``), and the drawn tree is what the
+command prints today."""
 
 from __future__ import annotations
 
@@ -17,13 +18,19 @@ BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
 # the console script installed next to this interpreter, whether or not its folder is on PATH
 SCRIPTS = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-CLI = [
-    line.split("  #")[0].strip()
+LINES = [
+    line.partition("  #")
     for lang, code in BLOCKS
     if lang == "bash"
     for line in code.splitlines()
     if line.startswith("tlrules ")
 ]
+CLI = [command.strip() for command, _, _ in LINES]
+EXIT = {  # a comment '# exit N: why' names the exit code an example expects
+    command.strip(): int(m[1])
+    for command, _, note in LINES
+    if (m := re.match(r" exit (\d+):", note))
+}
 
 
 def test_readme_has_examples() -> None:
@@ -49,7 +56,7 @@ def test_cli_example_runs(command: str, workdir: Path) -> None:
     result = subprocess.run(
         command, shell=True, cwd=workdir, env=SCRIPTS, capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT.get(command, 0), result.stderr
 
 
 def test_drawn_tree_is_current() -> None:

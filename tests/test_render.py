@@ -28,8 +28,23 @@ rules:
 """
 
 
-def _report(model_cls: type) -> tlrules.Report:
-    policy = tlrules.Policy.from_text(RULES, "rules/fixture.yaml")
+SELECTORS = """\
+version: 1
+name: selectors
+rules:
+  - match: "*"
+    module: "BatchNorm*"
+    action: freeze
+  - "{blocks,heads}": train
+  - match: "*"
+    module: Sequential
+    action: train
+  - "*": freeze
+"""
+
+
+def _report(model_cls: type, rules: str = RULES) -> tlrules.Report:
+    policy = tlrules.Policy.from_text(rules, "rules/fixture.yaml")
     return policy.audit(model_cls(), source=model_cls.__name__)
 
 
@@ -43,6 +58,18 @@ def test_render_matches_golden(fmt: str, model_cls: type, update_golden: bool) -
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     assert text == path.read_text()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rules_are_shown_with_their_module_selector(fmt: str, update_golden: bool) -> None:
+    text = render(_report(Containers, SELECTORS), fmt)
+    suffix = {"json": "json", "markdown": "md"}.get(fmt, "txt")
+    path = GOLDEN / f"selectors-{fmt}.{suffix}"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text()
+    label = {"json": '"module": "BatchNorm*"', "markdown": "`*` [module: `BatchNorm*`]"}
+    assert label.get(fmt, "rule 1 '*' [module: BatchNorm*]") in text
 
 
 def test_json_is_the_report_contract() -> None:
@@ -71,7 +98,24 @@ def test_json_is_the_report_contract() -> None:
         "parameters": 0,
         "numel": 0,
     }
-    assert {w["code"] for w in doc["warnings"]} == {"dead-rule"}
+    assert {w["code"] for w in doc["warnings"]} == {"dead-rule", "nothing-trains"}
+    with_selector = _report(Containers, SELECTORS).to_dict()["rules"]
+    assert with_selector[0] == {
+        "rule": 1,
+        "pattern": "*",
+        "module": "BatchNorm*",
+        "action": "freeze",
+        "where": "fixture.yaml:4",
+        "parameters": 2,
+        "numel": 6,
+    }
+    assert "module" not in with_selector[1]
+
+
+def test_str_of_a_summary_is_the_headline_count() -> None:
+    report = _report(Containers)
+    assert str(report.summary) == "33 parameters (189 elements); train 6 (32), freeze 27 (157)"
+    assert str(report).splitlines()[0] == f"Containers under fixture: {report.summary}"
 
 
 def test_str_of_a_report_is_the_tree() -> None:

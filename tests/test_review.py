@@ -87,17 +87,59 @@ def test_explain_walks_every_rule() -> None:
 def test_explain_and_diff_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "resnet18", "torchvision/resnet-layer4-fc", "fc.bias"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "fc.bias",
+        "fc.bias (in a Linear)",
         "     rule 1 'layer4' (train): no match",
         "  -> rule 2 'fc' (train): matches the module 'fc', so everything under it",
         "  ok rule 3 '*' (freeze): matches the module 'fc', so everything under it "
         "(too late: rule 2 decided)",
     ]
     args = ["diff", "resnet18", "torchvision/resnet-head-only", "torchvision/resnet-layer4-fc"]
-    assert main(args) == 0
+    assert main(args) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "layer4.0.conv1.weight: freeze (rule 2) -> train (rule 1)"
+    assert out[0] == (
+        "layer4.0.conv1.weight: freeze (rule 2 '*' at resnet-head-only.yaml:10) -> "
+        "train (rule 1 'layer4' at resnet-layer4-fc.yaml:9)"
+    )
     assert out[-1] == "15 parameters differ"
+    same = ["diff", "resnet18", "torchvision/resnet-head-only", "torchvision/resnet-head-only"]
+    assert main(same) == 0
+    assert capsys.readouterr().out == "0 parameters differ\n"
+
+
+SELECTED = (
+    "version: 1\nrules:\n  - match: '*'\n    module: 'BatchNorm*'\n    action: freeze\n"
+    "  - layer4: train\n  - '*': freeze\n"
+)
+
+
+def test_explain_and_diff_show_a_module_selector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "norms.yaml"
+    path.write_text(SELECTED)
+    assert main(["explain", "resnet18", str(path), "layer4.0.downsample.1.weight"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "layer4.0.downsample.1.weight (in a BatchNorm2d)",
+        "  -> rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', so "
+        "everything under it, and its module is a BatchNorm2d",
+        "  ok rule 2 'layer4' (train): matches the module 'layer4', so everything under it "
+        "(too late: rule 1 decided)",
+        "  ok rule 3 '*' (freeze): matches the module 'layer4', so everything under it "
+        "(too late: rule 1 decided)",
+    ]
+    assert main(["explain", "resnet18", str(path), "layer4.0.conv1.weight"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:3] == [
+        "     rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', so "
+        "everything under it, but its module is a Conv2d, not BatchNorm*",
+        "  -> rule 2 'layer4' (train): matches the module 'layer4', so everything under it",
+    ]
+    assert main(["diff", "resnet18", "torchvision/resnet-layer4-fc", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "layer4.0.bn1.weight: train (rule 1 'layer4' at resnet-layer4-fc.yaml:9) -> "
+        "freeze (rule 1 '*' [module: BatchNorm*] at norms.yaml:3)"
+    )
+    assert out[-1] == "12 parameters differ"
 
 
 @pytest.mark.parametrize(

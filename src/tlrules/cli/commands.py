@@ -8,6 +8,7 @@ Torch is imported only by the commands that build a model.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import Enum
 from typing import Annotated
@@ -65,7 +66,11 @@ def audit(
         ),
     ] = None,
 ) -> None:
-    """Show, for every parameter of MODEL, what POLICY decides and which rule decided it."""
+    """Show, for every parameter of MODEL, what POLICY decides and which rule decided it.
+
+    Warnings (dead or shadowed rules, nothing trains, the last layer frozen, norm layers
+    split by name) go to stderr as 'warning[CODE]: FILE:LINE: ...'; exit 1 with --strict.
+    """
     loaded = load(policy)
     from ..engine import audit as decide_report  # the commands that build a model import torch
     from ..models import build
@@ -77,7 +82,12 @@ def audit(
     else:
         part = loaded.stage(stage) if stage else loaded
         reports = [decide_report(part, built, source=model)]
-        sys.stdout.write(render(reports[0], fmt.value))
+        shown = reports[0]  # the text views leave the warnings to stderr
+        if fmt in (Format.tree, Format.table):
+            shown = dataclasses.replace(shown, warnings=())
+        sys.stdout.write(render(shown, fmt.value))
+        for warning in reports[0].warnings:
+            print(f"warning[{warning.code}]: {warning.message}", file=sys.stderr)
     if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
 

@@ -1,6 +1,7 @@
 """Commands for reviewing policies: init, explain, diff, lock, verify.
 
-Exit codes as for ``audit``: 0 done; 1 ``verify`` found changes; 2 unusable input.
+Exit codes as for ``audit``: 0 done; 1 ``diff`` found decisions that differ, or
+``verify`` found changes; 2 unusable input.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 from ..patterns import bare_name
 from ..policy import load
 from ..render import json_document
+from ..render.text import rule_label
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,9 +54,12 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
 
     loaded = load(policy)
     built = _build(model)
-    names = [bare_name(n) for n, _ in built.named_parameters(remove_duplicate=False)]
-    trace = steps(loaded, names, bare_name(name))
-    print(bare_name(name))
+    raw = {bare_name(n): n for n, _ in built.named_parameters(remove_duplicate=False)}
+    holder = raw.get(bare_name(name), "").rpartition(".")[0]
+    modules = dict(built.named_modules(remove_duplicate=False))
+    owner = type(modules[holder]).__name__ if holder in modules else None
+    trace = steps(loaded, list(raw), bare_name(name), owner)
+    print(bare_name(name) + (f" (in a {owner})" if owner else ""))
     for step in trace:
         print(f"  {step}")
     if not any(s.decided for s in trace):
@@ -62,16 +67,27 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
 
 
 def diff(model: ModelArg, policy_a: PolicyArg, policy_b: PolicyArg) -> None:
-    """List the parameters of MODEL whose decision differs between two policies."""
+    """List the parameters of MODEL whose decision differs between two policies, each with
+    the rule that decides it under either (pattern, selector, file:line).
+
+    Exit codes: 0 the decisions are the same; 1 some differ; 2 unusable input.
+    """
     from ..review import diff as differences
 
-    pairs = differences(_audit(model, policy_a), _audit(model, policy_b))
-    for a, b in pairs:
-        print(
-            f"{a.name}: {a.action} (rule {a.rule or 'default'}) -> {b.action} "
-            f"(rule {b.rule or 'default'})"
-        )
+    a, b = _audit(model, policy_a), _audit(model, policy_b)
+    pairs = differences(a, b)
+    for x, y in pairs:
+        print(f"{x.name}: {x.action} ({_by(a, x.rule)}) -> {y.action} ({_by(b, y.rule)})")
     print(f"{len(pairs)} parameter{'s' if len(pairs) != 1 else ''} differ")
+    if pairs:
+        raise typer.Exit(1)
+
+
+def _by(report: Report, rule: int | None) -> str:
+    """``rule 1 'layer4' at resnet-layer4-fc.yaml:9``, or ``the default at p.yaml``."""
+    if rule is None:
+        return f"the default at {report.policy_path or 'the policy'}"
+    return rule_label(report, rule, where=True)
 
 
 def lock(model: ModelArg, policy: PolicyArg) -> None:

@@ -120,6 +120,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         norm_layers=norm.layers,
         norm_warnings=norm.warnings,
         groups=groups,
+        tree=tree,
     )
     return Plan(report, targets, norm.targets, tree.wrapped)
 

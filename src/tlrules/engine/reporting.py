@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..patterns import Matcher, closest_names
-from ..policy import CompiledPolicy, timeouts_named
+from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import AuditWarning, Columns, Decision, GroupUse, NormLayer, Report, RuleUse
+from . import findings
+from .tree import Tree
 
 
 def build_report(
@@ -20,8 +22,10 @@ def build_report(
     norm_layers: Sequence[NormLayer] = (),
     norm_warnings: Sequence[AuditWarning] = (),
     groups: Sequence[GroupUse] = (),
+    tree: Tree | None = None,
 ) -> Report:
-    """Per-rule counts and warnings for ``decisions`` made by ``policy``."""
+    """Per-rule counts and warnings for ``decisions`` made by ``policy`` on the model that
+    ``tree`` describes (its module classes, for the norm layers split by name)."""
     counts = {r.number: [0, 0] for r in policy.rules}
     if isinstance(decisions, Columns):
         counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
@@ -39,11 +43,17 @@ def build_report(
             counts[r.number][0],
             counts[r.number][1],
             r.note,
+            r.module,
         )
         for r in policy.rules
     )
     with timeouts_named(policy.rules):
         found = _rule_warnings(policy, decisions, matcher, counts)
+    decided = findings.Decided.of(decisions)
+    found += findings.trains_nothing(policy, decided)
+    found += findings.head_frozen(policy, decided, uses)
+    if tree is not None:
+        found += findings.norm_split(policy, decided, uses, tree)
     return Report(
         table=decisions if isinstance(decisions, Columns) else tuple(decisions),
         rules=uses,
@@ -57,6 +67,12 @@ def build_report(
         default=policy.default,
         groups=tuple(groups),
     )
+
+
+def _label(rule: Rule) -> str:
+    """``p.yaml:9:5: rule 2: pattern 'layer4'``, with a ``module:`` selector after it."""
+    selector = f" [module: {rule.module}]" if rule.module else ""
+    return f"{rule.where}: pattern {rule.pattern.text!r}{selector}"
 
 
 def _rule_warnings(
@@ -80,6 +96,16 @@ def _rule_warnings(
         rule_at = lambda k: decisions[k].rule  # noqa: E731
     hits = matcher.select([rule.number - 1 for rule in idle], names)
     for rule in idle:
+        if rule.module is not None:  # the classes that decide are not known here
+            out.append(
+                AuditWarning(
+                    "dead-rule",
+                    f"{_label(rule)} decided no parameter: each one its pattern matches is "
+                    "held by a module of another class, or an earlier rule took it",
+                    rule.number,
+                )
+            )
+            continue
         # a name this rule matches was taken by an earlier rule, since first match wins
         takers = sorted({r for k in hits[rule.number - 1] if (r := rule_at(k))})
         if not takers:
@@ -88,7 +114,7 @@ def _rule_warnings(
             out.append(
                 AuditWarning(
                     "dead-rule",
-                    f"rule {rule.number} {rule.pattern.text!r} matched no parameter{hint}",
+                    f"{_label(rule)} matched no parameter{hint}",
                     rule.number,
                 )
             )
@@ -97,7 +123,7 @@ def _rule_warnings(
             out.append(
                 AuditWarning(
                     "shadowed-rule",
-                    f"rule {rule.number} {rule.pattern.text!r} only matches parameters that "
+                    f"{_label(rule)} only matches parameters that "
                     f"earlier rules already decided (rule{'s' if len(takers) > 1 else ''} "
                     f"{earlier}); move it up or remove it",
                     rule.number,

@@ -16,8 +16,8 @@ class Tree:
     """``model.named_parameters(remove_duplicate=False)`` as parallel lists, and the
     modules above them: module ``m`` is attribute ``segments[m]`` of module
     ``parents[m]`` (-1: the root); parameter ``k`` is attribute ``keys[k]`` of module
-    ``owners[k]``. ``owners`` is empty when a class lists its own members (then only
-    the names are known)."""
+    ``owners[k]``; ``kinds[m]`` is the class name of module ``m``. ``owners`` is empty
+    when a class lists its own members (then only the names are known)."""
 
     names: list[str] = field(default_factory=list)
     params: list[nn.Parameter] = field(default_factory=list)
@@ -25,6 +25,7 @@ class Tree:
     keys: list[str] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
     buffered: list[tuple[str, nn.Module]] = field(default_factory=list)  # each module once
     wrapped: bool = False  # a DDP, FSDP or compiled module is inside
 
@@ -39,7 +40,7 @@ def walk(model: nn.Module) -> Tree:
     model that is most of the time ``named_parameters`` takes."""
     tree = Tree()
     names, params, owners, keys = tree.names, tree.params, tree.owners, tree.keys
-    parents, segments, buffered = tree.parents, tree.segments, tree.buffered
+    parents, segments, buffered, kinds = tree.parents, tree.segments, tree.buffered, tree.kinds
     seen: set[int] = set()
     classes: set[type] = set()
     wrapped = False
@@ -55,6 +56,7 @@ def walk(model: nn.Module) -> Tree:
         here = len(parents)
         parents.append(parent)
         segments.append(segment)
+        kinds.append(cls.__name__)
         dot = prefix + "." if prefix else ""
         own, buffers, children, compiled = walked(module)
         wrapped = wrapped or compiled

@@ -14,7 +14,10 @@ from .rules import Rule
 
 # `{m,n}` right after a `.` (escaped or not) or a digit: `layer.{0,11}` repeats, it is no range
 _REPEAT_RANGE = re.compile(r"(?:\\?\.|(?<!\\)\d)\{(\d*),(\d*)\}")
-_GLOB_REGEXISH = re.compile(r"\.\*|\\[dwsDWS.]|[+()|^$]")
+# regex-only syntax in a glob: an escape class, `+ ( ) | ^ $`, or `.*` where a glob reads
+# nothing useful (at either end); `.*.` between two segments (`layer4.*.bn*`: any module
+# under layer4 whose name starts with bn) reads the same as a glob and is left alone
+_GLOB_REGEXISH = re.compile(r"^\.\*|\.\*$|\\[dwsDWS.]|[+()|^$]")
 
 
 def _unescaped_dots(body: str) -> Iterator[int]:

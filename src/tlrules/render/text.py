@@ -7,15 +7,24 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..report import GroupUse, Memory, Report
+    from ..report import GroupUse, Memory, Report, RuleUse, Summary
 
 NUMBERED = re.compile(r"(.*?)(\d+)")  # a numbered sibling: prefix, number
 
 
-def rule_label(report: Report, rule: int | None) -> str:
+def rule_label(report: Report, rule: int | None, *, where: bool = False) -> str:
+    """``rule 2 'layer4'``, ``rule 1 '*' [module: BatchNorm*]`` or ``default (freeze)``;
+    with ``where``, the rule's ``file:line`` follows (``rule 2 'layer4' at p.yaml:9``)."""
     if rule is None:
         return f"default ({report.default})"
-    return f"rule {rule} {report.rules[rule - 1].pattern!r}"
+    use = report.rules[rule - 1]
+    return selector_label(use) + (f" at {use.where}" if where else "")
+
+
+def selector_label(use: RuleUse) -> str:
+    """A rule as the views show it: number, pattern, and its ``module:`` selector."""
+    selector = f" [module: {use.module}]" if use.module is not None else ""
+    return f"rule {use.rule} {use.pattern!r}{selector}"
 
 
 def columns(rows: list[list[str]], right: set[int]) -> list[str]:
@@ -34,10 +43,14 @@ def headline(report: Report) -> str:
     who = report.model_source or report.model_class or "model"
     policy = report.policy_name or report.policy_path or "policy"
     stage = f" [stage {report.stage}]" if report.stage else ""
+    return f"{who} under {policy}{stage}: {summary_line(s)}\n{memory_line(s.memory)}"
+
+
+def summary_line(s: Summary) -> str:
+    """``161 parameters (25,557,032 elements); train 32 (17,013,736), freeze 129 (...)``."""
     return (
-        f"{who} under {policy}{stage}: {s.parameters} parameters ({s.numel:,} elements); "
+        f"{s.parameters} parameters ({s.numel:,} elements); "
         f"train {s.trainable} ({s.trainable_numel:,}), freeze {s.frozen} ({s.frozen_numel:,})"
-        f"\n{memory_line(s.memory)}"
     )
 
 

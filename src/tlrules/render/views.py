@@ -179,7 +179,7 @@ def markdown(report: Report) -> str:
             md_row(
                 [
                     str(r.rule),
-                    f"`{r.pattern}`",
+                    f"`{r.pattern}`" + (f" [module: `{r.module}`]" if r.module else ""),
                     r.action,
                     str(r.parameters),
                     f"{r.numel:,}",

@@ -24,11 +24,15 @@ class RuleUse:
     parameters: int
     numel: int
     note: str | None = None
+    module: str | None = None  # the rule's ``module:`` selector (a class-name glob)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule's entry in the report; ``module`` only when the rule has a selector."""
+        selector = {} if self.module is None else {"module": self.module}
         return {
             "rule": self.rule,
             "pattern": self.pattern,
+            **selector,
             "action": self.action,
             "where": self.where,
             "parameters": self.parameters,
@@ -51,7 +55,9 @@ class NormLayer:
 class AuditWarning:
     """Something that is legal but probably not what the author meant."""
 
-    code: str  # dead-rule | shadowed-rule | norm-stats-update
+    # dead-rule | shadowed-rule | norm-stats-update | nothing-trains | head-frozen |
+    # norm-split-by-name | the lint codes (docs/policies.md)
+    code: str
     message: str
     rule: int | None = None
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..render.text import summary_line
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -123,6 +125,9 @@ class Memory:
 
 @dataclass(frozen=True)
 class Summary:
+    """Counts over tensors (a tied tensor once). ``str()`` reads like the audit's header:
+    ``62 parameters (11,181,642 elements); train 2 (5,130), freeze 60 (11,176,512)``."""
+
     parameters: int
     numel: int
     trainable: int
@@ -151,3 +156,6 @@ class Summary:
             "frozen": self.frozen,
             "frozen_numel": self.frozen_numel,
         }
+
+    def __str__(self) -> str:
+        return summary_line(self)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import TLRulesError
 from ..patterns import Matcher
-from ..policy import CompiledPolicy, timeouts_named
+from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import Decision, Report
 
 
@@ -22,10 +23,12 @@ class Step:
     matched: bool
     why: str
     decided: bool
+    module: str | None = None  # the rule's ``module:`` selector (a class-name glob)
 
     def __str__(self) -> str:
         mark = "->" if self.decided else ("ok" if self.matched else "  ")
-        return f"{mark} rule {self.rule} {self.pattern!r} ({self.action}): {self.why}"
+        selector = f" [module: {self.module}]" if self.module is not None else ""
+        return f"{mark} rule {self.rule} {self.pattern!r}{selector} ({self.action}): {self.why}"
 
 
 def _why(policy: CompiledPolicy, matcher: Matcher, index: int, name: str) -> tuple[bool, str]:
@@ -51,27 +54,46 @@ def _why(policy: CompiledPolicy, matcher: Matcher, index: int, name: str) -> tup
     return True, "matches" + resolved
 
 
-def explain(policy: CompiledPolicy, names: Sequence[str], name: str) -> list[Step]:
-    """Every rule in order against ``name`` (a bare parameter name of the model)."""
+def _selected(rule: Rule, owner_class: str | None, matched: bool, why: str) -> tuple[bool, str]:
+    """A ``module:`` rule also needs the class of the module that holds the name."""
+    if rule.module is None or not matched:
+        return matched, why
+    if owner_class is None:
+        return False, f"{why}, but the class of the module that holds it is unknown here"
+    if fnmatch.fnmatchcase(owner_class, rule.module):
+        return True, f"{why}, and its module is a {owner_class}"
+    return False, f"{why}, but its module is a {owner_class}, not {rule.module}"
+
+
+def explain(
+    policy: CompiledPolicy, names: Sequence[str], name: str, owner_class: str | None = None
+) -> list[Step]:
+    """Every rule in order against ``name`` (a bare parameter name of the model), whose
+    module is of class ``owner_class`` (for the rules with a ``module:`` selector)."""
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise TLRulesError(f"the model has no parameter {name!r}{hint}")
     matcher = policy.matcher(names)
-    steps = []
+    tried = []
     with timeouts_named(policy.rules):
-        decider = matcher.first(name)
         for i, rule in enumerate(policy.rules):
-            matched, why = _why(policy, matcher, i, name)
-            if decider is not None and i > decider and matched:
-                why += f" (too late: rule {decider + 1} decided)"
-            steps.append(
-                Step(rule.number, rule.pattern.text, rule.action, matched, why, i == decider)
+            tried.append(_selected(rule, owner_class, *_why(policy, matcher, i, name)))
+    decider = next((i for i, (matched, _) in enumerate(tried) if matched), None)
+    steps = []
+    for i, (rule, (matched, why)) in enumerate(zip(policy.rules, tried, strict=True)):
+        if decider is not None and i > decider and matched:
+            why += f" (too late: rule {decider + 1} decided)"
+        steps.append(
+            Step(
+                rule.number, rule.pattern.text, rule.action, matched, why, i == decider, rule.module
             )
+        )
     return steps
 
 
 def diff(a: Report, b: Report) -> list[tuple[Decision, Decision]]:
-    """Pairs of decisions, by name, whose action differs between two reports of one model."""
+    """Pairs of decisions, by name, whose action differs between two reports of one model
+    (``tlrules diff`` shows each with the deciding rule, its selector and ``file:line``)."""
     other = {d.name: d for d in b.decisions}
     return [(d, other[d.name]) for d in a.decisions if other[d.name].action != d.action]

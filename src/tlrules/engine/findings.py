@@ -1,0 +1,190 @@
+"""Warnings about what a policy decided on a whole model, beyond single rules: nothing
+trains, the model's last layer (its head) is frozen, and normalization layers of one class
+that name rules split between train and freeze (``*bn*`` misses ``downsample.1``).
+
+The *head* is the module that holds the last name of ``model.named_parameters()`` (its
+own parameters, not its children's): the last module in registration order that holds
+parameters, e.g. ``fc`` of a torchvision ResNet, ``heads.head`` of a ViT, ``lm_head``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import quoted
+from ..policy import CompiledPolicy
+from ..report import AuditWarning, Columns, Decision, RuleUse
+from .tree import Tree
+
+_LISTED = 4  # modules named in a message before "and N more"
+_WILD = frozenset("*?[")  # a pattern with one of these is meant for many names
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Each parameter name's rule number (``None``: the default) and whether it trains."""
+
+    names: Sequence[str]
+    rules: Sequence[int | None]
+    train: Sequence[bool]
+
+    @classmethod
+    def of(cls, table: Sequence[Decision] | Columns) -> Decided:
+        if isinstance(table, Columns):
+            number = {i: rule for i, (rule, _) in table.verdicts.items()}
+            return cls(table.names, list(map(number.__getitem__, table.found)), table.train)
+        return cls(
+            [d.name for d in table], [d.rule for d in table], [d.action == "train" for d in table]
+        )
+
+
+def _owner(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
+def _by(policy: CompiledPolicy, rule: int | None) -> str:
+    """``rule 2 'layer4'``, ``rule 1 '*' [module: BatchNorm*]``, ``the default (freeze)``."""
+    if rule is None:
+        return f"the default ({policy.default})"
+    return f"rule {rule} {_pattern(policy, rule)}"
+
+
+def _pattern(policy: CompiledPolicy, rule: int) -> str:
+    use = policy.rules[rule - 1]
+    selector = f" [module: {use.module}]" if use.module else ""
+    return f"{use.pattern.text!r}{selector}"
+
+
+def _where(policy: CompiledPolicy, rule: int | None) -> str:
+    """``p.yaml:7:5: rule 3: pattern '*'`` or ``p.yaml:2:1: the default (freeze)``."""
+    if rule is None:
+        return f"{policy.where}: the default ({policy.default})"
+    return f"{policy.rules[rule - 1].where}: pattern {_pattern(policy, rule)}"
+
+
+def trains_nothing(policy: CompiledPolicy, decided: Decided) -> list[AuditWarning]:
+    """``nothing-trains`` when the model has parameters and none of them trains."""
+    if not decided.names or any(decided.train):
+        return []
+    head = _owner(decided.names[-1]) or decided.names[-1]
+    return [
+        AuditWarning(
+            "nothing-trains",
+            f"{policy.where}: the policy trains no parameter: all {len(decided.names)} are "
+            "frozen; check the train rules (a dead rule?) or add one for what should learn, "
+            f"e.g. '- {head}: train' for the model's last layer",
+        )
+    ]
+
+
+def head_frozen(
+    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse]
+) -> list[AuditWarning]:
+    """``head-frozen`` when other parameters train but every parameter of the head is
+    frozen by the default or by a rule that also decides parameters outside it (a
+    catch-all); a rule that decides only the head, or one that selects by class
+    (``module:``), freezes it on purpose."""
+    names = decided.names
+    if not names:
+        return []
+    head = _owner(names[-1])
+    first = len(names) - 1
+    while first > 0 and _owner(names[first - 1]) == head:
+        first -= 1
+    inside = range(first, len(names))
+    trained = sum(decided.train)
+    if not trained or any(decided.train[k] for k in inside):
+        return []  # when nothing trains, ``nothing-trains`` names the head
+    rules = Counter(decided.rules[k] for k in inside)
+    wide = [
+        r
+        for r, n in rules.items()
+        if r is None or (uses[r - 1].parameters > n and uses[r - 1].module is None)
+    ]
+    if not wide:
+        return []
+    rule = wide[0]
+    label = head or names[-1]
+    before = "in the rules" if rule is None else f"before rule {rule}"
+    return [
+        AuditWarning(
+            "head-frozen",
+            f"{_where(policy, rule)} freezes the model's last layer {label!r} (the module "
+            f"that holds its last parameter) while {trained} other parameters train; a new "
+            f"head usually trains: put '- {label}: train' {before}, or freeze {label!r} by "
+            "name if it should stay fixed",
+            rule,
+        )
+    ]
+
+
+def norm_split(
+    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: Tree
+) -> list[AuditWarning]:
+    """``norm-split-by-name``: a wildcard name rule that decides only (and at least two)
+    normalization layers of one class, while other layers of that class get the other
+    action from a rule that also decides other modules (``*bn*: freeze`` before
+    ``layer4: train`` leaves ``layer4.0.downsample.1``, a BatchNorm2d, training). Norm
+    layers are the modules whose class name contains ``Norm``; a model whose classes list
+    their own members (``tree.owners`` empty) is not checked."""
+    if not tree.owners or all(decided.train) or not any(decided.train):
+        return []
+    if not any(u.module is None and u.parameters > 1 and _WILD & set(u.pattern) for u in uses):
+        return []  # no wildcard name rule that could be aimed at one class
+    kinds = tree.kinds
+    norms = {m for m, kind in enumerate(kinds) if "Norm" in kind}
+    # module -> (class, its actions, the rules that decided its parameters)
+    layers: dict[str, tuple[str, set[bool], set[int | None]]] = {}
+    reach: Counter[tuple[int | None, str]] = Counter()  # (rule, class) -> names decided
+    for k, holder in enumerate(tree.owners):
+        if holder not in norms:
+            continue
+        cls, name = kinds[holder], decided.names[k]
+        rule, train = decided.rules[k], decided.train[k]
+        reach[rule, cls] += 1
+        layer = layers.setdefault(_owner(name), (cls, set(), set()))
+        layer[1].add(train)
+        layer[2].add(rule)
+    out = []
+    for (rule, cls), n in reach.items():
+        if rule is None:
+            continue  # the default
+        use = uses[rule - 1]
+        if use.module is not None or n != use.parameters:
+            continue  # a class selector, or a rule that also decides other modules
+        if not _WILD & set(use.pattern):
+            continue  # names listed one by one: not meant for every layer of the class
+        mine = [m for m, (c, _, r) in layers.items() if c == cls and r == {rule}]
+        train = use.action == "train"
+        odd: defaultdict[int | None, list[str]] = defaultdict(list)
+        for m, (c, actions, by) in layers.items():
+            if c != cls or actions != {not train} or len(by) != 1:
+                continue
+            (other,) = by
+            if other is None or uses[other - 1].parameters > reach[other, cls]:
+                odd[other].append(m)  # decided by a rule that reaches beyond this class
+        if len(mine) >= 2 and odd:
+            out.append(_split_warning(policy, rule, cls, len(mine), odd))
+    return out
+
+
+def _split_warning(
+    policy: CompiledPolicy, rule: int, cls: str, mine: int, odd: dict[int | None, list[str]]
+) -> AuditWarning:
+    action = policy.rules[rule - 1].action
+    count = sum(map(len, odd.values()))
+    others = "; ".join(
+        f"{quoted(modules, _LISTED)} (by {_by(policy, other)})" for other, modules in odd.items()
+    )
+    return AuditWarning(
+        "norm-split-by-name",
+        f"{_where(policy, rule)} {'freezes' if action == 'freeze' else 'trains'} {mine} {cls} "
+        f"layers by name, but misses {count} more, which "
+        f"{'train' if action == 'freeze' else 'freeze'}{'s' if count == 1 else ''}: "
+        f"{others}; to decide every {cls} "
+        "alike, select them by class in a rule before the others: "
+        f'{{match: "*", module: "{cls}", action: {action}}}',
+        rule,
+    )
