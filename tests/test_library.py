@@ -263,3 +263,23 @@ def test_library_and_schema_commands_never_import_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "[0, 0, 0] False"
+
+
+def test_freeze_norms_comes_before_the_extending_policys_rules(
+    model: Callable[[str], nn.Module], tmp_path: Path
+) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text(
+        "version: 1\nextends: [common/freeze-norms]\nrules:\n  - layer4: train\n  - fc: train\n"
+        '  - "*": freeze\n'
+    )
+    resnet = model("resnet50")
+    report = tlrules.load(child).audit(resnet)
+    trains = {d.name for d in report.decisions if d.action == "train"}
+    layer4 = {
+        name
+        for name, _ in resnet.named_parameters()
+        if name.startswith(("layer4.", "fc.")) and ".bn" not in name and "downsample.1" not in name
+    }
+    assert trains == layer4
+    assert "layer4.0.downsample.1.weight" not in trains
