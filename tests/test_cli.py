@@ -3,13 +3,18 @@ the installed console script and that ``validate`` never imports torch."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+import tlrules
+from tlrules import limits
 from tlrules.cli import main
 
 ROOT = Path(__file__).parents[1]
@@ -163,3 +168,229 @@ def test_console_script_runs_the_audit() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "layer4.2.bn3.bias" in result.stdout
+
+
+# ------------------------------------------------------------------ conventions
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tlrules {tlrules.__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["rules", "show"]])
+def test_h_is_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--help"]) == 0
+    long = capsys.readouterr().out
+    assert main([*command, "-h"]) == 0
+    assert capsys.readouterr().out == long
+    assert long.startswith(f"Usage: tlrules {' '.join(command)}".rstrip())
+    assert "-h, --help" in long
+
+
+def test_shell_completion(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["--help"]) == 0
+    assert "--install-completion" in capsys.readouterr().out
+    monkeypatch.setenv("_TLRULES_COMPLETE", "source_bash")
+    assert main([]) == 0
+    assert "complete -o default -F _tlrules_completion tlrules" in capsys.readouterr().out
+    monkeypatch.setenv("_TLRULES_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "tlrules au")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    assert main([]) == 0
+    assert capsys.readouterr().out == "audit\n"
+    monkeypatch.setenv("COMP_WORDS", "tlrules audit resnet18 x --f")
+    monkeypatch.setenv("COMP_CWORD", "4")
+    assert main([]) == 0
+    assert capsys.readouterr().out == "--format\n"
+
+
+class Terminal(io.StringIO):
+    """A stdout that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_without_no_color(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    args = ["audit", "resnet18", "torchvision/resnet-head-only"]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert "\x1b[" not in plain  # piped (captured): plain
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(args) == 0
+    coloured = terminal.getvalue()
+    green, cyan = (
+        click.style("train", fg="green", bold=True),
+        click.style("freeze", fg="cyan", bold=True),
+    )
+    assert (
+        coloured.splitlines()[-1]
+        == f"fc                       2     513,000  {green}   rule 1 'fc'"
+    )
+    assert coloured.count(cyan) == 3 and coloured.count(green) == 1
+    assert click.unstyle(coloured) == plain
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main([*args, "--format", "json"]) == 0  # a document stays plain
+    assert "\x1b[" not in terminal.getvalue()
+    assert main(["validate", LAYER4]) == 0
+    assert terminal.getvalue().endswith(
+        f"{click.style('ok:', fg='green', bold=True)} {LAYER4} (3 rules)\n"
+    )
+    monkeypatch.setenv("NO_COLOR", "1")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(args) == 0
+    assert terminal.getvalue() == plain
+
+
+def test_colour_marks_warnings_and_stage_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nrules:\n  - fc: train\n  - layer5: train\n  - '*': freeze\n")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["audit", "resnet18", str(policy), "--format", "table"]) == 0
+    assert click.style("warning[dead-rule]:", fg="yellow", bold=True) in terminal.getvalue()
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
+    fc = terminal.getvalue().splitlines()[-2]
+    green = click.style("train", fg="green", bold=True)
+    assert fc == f"fc                       2     513,000  {green}        {green}"
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> io.BytesIO:
+    raw = io.BytesIO(data)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    return raw
+
+
+def test_a_policy_from_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / LAYER4).read_bytes()
+    _stdin(monkeypatch, text)
+    assert main(["validate", "-"]) == 0
+    assert capsys.readouterr().out == "ok: <stdin> (3 rules)\n"
+    _stdin(monkeypatch, text)
+    assert main(["audit", "resnet18", "-", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["policy"] == {"name": "resnet-layer4-fc", "path": "<stdin>", "stage": None}
+    _stdin(monkeypatch, b"version: 1\nrules:\n  - fc: trian\n")
+    assert main(["audit", "resnet18", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "error: <stdin>:3:9: rule 1: action 'trian' is not one of 'train', 'freeze'; "
+        "did you mean 'train'?\n"
+    )
+
+
+def test_stdin_is_read_no_further_than_the_limit(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_POLICY_BYTES", 64)
+    raw = _stdin(monkeypatch, b"version: 1\n" + b"#" * 1_000_000)
+    assert main(["validate", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "error: <stdin>: the policy on stdin is longer than the limit of 64 bytes "
+        "(tlrules.limits.MAX_POLICY_BYTES); give a smaller policy\n"
+    )
+    assert raw.tell() <= 64 * 1024  # a buffer's worth, not the whole input
+    _stdin(monkeypatch, b"version: 1\n# \xff\n")
+    assert main(["audit", "resnet18", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "error: <stdin>: the policy on stdin is not UTF-8 text (byte 14 is 0xff); "
+        "save it as UTF-8\n"
+    )
+
+
+def test_stdin_holds_one_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    message = (
+        "error: <stdin>: '-' (stdin) is given 2 times; stdin holds one policy, "
+        "give the others as files\n"
+    )
+    assert main(["validate", "-", LAYER4, "-"]) == 2
+    assert capsys.readouterr().err == message
+    assert main(["diff", "resnet18", "-", "-"]) == 2
+    assert capsys.readouterr().err == message
+
+
+POLICY_COMMANDS = [  # every command that takes a policy, with POLICY in its place
+    ["audit", "resnet18", "POLICY"],
+    ["validate", "POLICY"],
+    ["explain", "resnet18", "POLICY", "fc.weight"],
+    ["diff", "resnet18", LAYER4, "POLICY"],
+    ["lock", "resnet18", "POLICY"],
+    ["verify", "resnet18", "POLICY", "LOCK"],
+]
+
+
+@pytest.mark.parametrize("command", POLICY_COMMANDS, ids=lambda c: c[0])
+def test_a_directory_or_dev_stdin_is_no_policy_file(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = tmp_path / "resnet18.lock.json"
+    if "LOCK" in command:  # verify reads its lock file first
+        assert main(["lock", "resnet18", LAYER4]) == 0
+        lock.write_text(capsys.readouterr().out)
+    cases = {
+        "rules/torchvision": (
+            "error: rules/torchvision: 'rules/torchvision' is a directory; give a policy file "
+            "inside it, e.g. 'rules/torchvision/convnext-head-only.yaml'\n"
+        ),
+        "rules": (
+            "error: rules: 'rules' is a directory; give a policy file inside it, "
+            "e.g. 'rules/hf/bert-last-layers.yaml'\n"
+        ),
+        "/dev/stdin": (
+            "error: /dev/stdin: '/dev/stdin' is stdin; use '-' to read the policy from stdin\n"
+        ),
+    }
+    for policy, message in cases.items():
+        given = {"POLICY": policy, "LOCK": str(lock)}
+        assert main([given.get(a, a) for a in command]) == 2
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("", message)
+
+
+def test_a_pipe_or_an_empty_directory_is_no_policy_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "policy.yaml"
+    os.mkfifo(fifo)
+    assert main(["validate", str(fifo)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {fifo}: '{fifo}' is not a regular file (a pipe or a device); give a policy "
+        "file, or '-' to read the policy from stdin\n"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["validate", str(empty)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {empty}: '{empty}' is a directory; give a policy file inside it\n"
+    )
+
+
+def test_console_script_reads_a_policy_from_a_pipe() -> None:
+    script = Path(sys.executable).with_name("tlrules")
+    policy = (ROOT / LAYER4).read_text()
+    result = subprocess.run(
+        [script, "validate", "-"], input=policy, capture_output=True, text=True, cwd=ROOT
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok: <stdin> (3 rules)\n", "")
+    result = subprocess.run(
+        [script, "validate", "/dev/stdin"], input=policy, capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: /dev/stdin: '/dev/stdin' is stdin; use '-' to read the policy from stdin\n"
+    )

@@ -114,7 +114,7 @@ CASES: dict[str, tuple[list[str], Expected]] = {
     "hf/bert-last-layers": (HF_ENCODERS, _encoder),
     "hf/llama-last-layers": (HF_DECODERS, _decoder),
     # a policy in stages: one row per stage, POLICY@STAGE
-    "torchvision/resnet-two-stage@head": (RESNETS, lambda m: numel(m.layer4, m.fc)),
+    "torchvision/resnet-two-stage@head": (RESNETS, lambda m: numel(m.fc)),
     "torchvision/resnet-two-stage@finetune": (RESNETS, lambda m: numel(m)),
     "torchvision/vit-gradual@head": (VITS, lambda m: numel(m.heads, m.encoder.ln)),
     **{

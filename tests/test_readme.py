@@ -70,3 +70,20 @@ def test_drawn_tree_is_current() -> None:
         check=True,
     )
     assert result.stdout == drawn
+
+
+def test_the_example_recipes_are_shipped_policies() -> None:
+    """The README's table of the example's recipes names shipped policies, the four the
+    example runs."""
+    from tlrules.policy import library_names
+
+    named = re.findall(r"^\| \([a-d]\) [^|]+\| `([\w/.-]+)` \|", README, re.M)
+    assert named == [
+        "torchvision/resnet-head-only",
+        "torchvision/resnet-layer4-fc",
+        "torchvision/resnet-full",
+        "torchvision/resnet-two-stage",
+    ]
+    assert set(named) <= set(library_names())
+    example = (ROOT / "examples" / "transfer_digits.py").read_text()
+    assert sorted(re.findall(r'"(torchvision/resnet-[\w-]+)"', example)) == sorted(named)

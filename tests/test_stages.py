@@ -160,14 +160,14 @@ def test_bad_stages_name_the_place(text: str, message: str) -> None:
     assert str(err.value) == message
 
 
-def test_shipped_two_stage_policy_trains_head_and_layer4_then_everything_at_5e_5() -> None:
+def test_shipped_two_stage_policy_trains_the_head_then_everything_at_5e_5() -> None:
     policy = tlrules.load("torchvision/resnet-two-stage")
     assert policy.stage_names == ("head", "finetune")
     for arch in ("resnet18", "resnet50"):
         model = build(arch)
         head = policy.stage("head").audit(model)
         trained = {d.name.split(".")[0] for d in head.decisions if d.action == "train"}
-        assert trained == {"layer4", "fc"} and not head.warnings
+        assert trained == {"fc"} and not head.warnings
         finetune = policy.stage("finetune").audit(model)
         assert finetune.summary.trainable == finetune.summary.parameters
     model = torchvision.models.resnet18(weights=None)
@@ -209,7 +209,7 @@ def test_cli_audits_one_stage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["policy"]["stage"] == "head"
-    assert doc["summary"]["trainable"] == 17
+    assert doc["summary"]["trainable"] == 2
 
 
 def test_cli_shows_how_each_parameter_changes_across_stages(
@@ -218,13 +218,12 @@ def test_cli_shows_how_each_parameter_changes_across_stages(
     assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
     assert capsys.readouterr().out == (
         "resnet18 under resnet-two-stage: stages head -> finetune\n"
-        "module / parameter  params   elements  head            finetune\n"
-        "conv1                    1      9,408  freeze          train\n"
-        "bn1                      2        128  freeze          train\n"
-        "layer{1..3}             42  2,773,248  freeze          train\n"
-        "layer4                  15  8,393,728  train           train\n"
-        "fc                       2    513,000  train           train\n"
-        "trainable                              17 (8,906,728)  62 (11,689,512)\n"
+        "module / parameter  params    elements  head         finetune\n"
+        "conv1                    1       9,408  freeze       train\n"
+        "bn1                      2         128  freeze       train\n"
+        "layer{1..4}             57  11,166,976  freeze       train\n"
+        "fc                       2     513,000  train        train\n"
+        "trainable                               2 (513,000)  62 (11,689,512)\n"
     )
     args = ["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all", "-f", "json"]
     assert main(args) == 0

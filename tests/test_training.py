@@ -134,7 +134,7 @@ def test_a_parameter_frozen_by_the_next_stage_is_not_moved_by_momentum() -> None
     assert torch.equal(before, frozen)
 
 
-def test_the_transfer_example_runs_every_recipe(
+def test_the_transfer_example_runs_every_recipe_the_same_way_every_time(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("sklearn")
@@ -144,14 +144,28 @@ def test_the_transfer_example_runs_every_recipe(
     example = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "transfer_digits", example)  # its dataclasses look it up
     spec.loader.exec_module(example)
+    threads = torch.get_num_threads()
     tiny = ["--shots", "2", "--epochs", "2", "--pretrain-epochs", "1", "--pretrain-per-class", "8"]
-    example.main(tiny)
-    rows = capsys.readouterr().out.splitlines()[-4:]
-    assert [r.split(" | ")[0] for r in rows] == [
-        "| head only",
-        "| layer4 + fc",
-        "| full fine-tuning",
-        "| two stages (head, then finetune at 5e-5)",
+    results = example.main(["--seeds", "2", *tiny])
+    assert [(r.recipe, r.trainable, len(r.accuracies)) for r in results] == [
+        ("(a) head only", "2,565", 2),
+        ("(b) layer4 + fc", "8,396,293", 2),
+        ("(c) full fine-tuning", "11,179,077", 2),
+        ("(d) two stages: fc, then all at 5e-5", "2,565 then 11,179,077", 2),
     ]
-    assert rows[0].split(" | ")[2] == "2,565"
-    assert rows[3].split(" | ")[2] == "8,396,293 then 11,179,077"
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split(" | ")[:2] for line in out if line.startswith("| (")]
+    assert rows == [["| " + r.recipe, r.trainable] for r in results]
+    assert out[-10:-7] == [
+        "accuracy per seed: (a), (b), (c), (d)",
+        "  seed 0: " + "  ".join(f"{r.accuracies[0]:.1%}" for r in results),
+        "  seed 1: " + "  ".join(f"{r.accuracies[1]:.1%}" for r in results),
+    ]
+    pairs = list(zip(results[0].accuracies, results[1].accuracies, strict=True))
+    wins, losses = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+    assert out[-6] == f"(a) vs (b): better in {wins}, worse in {losses} of 2 seeds"
+    # deterministic: seed 0 gives the same accuracies alone, in a second run
+    again = example.main(["--seeds", "1", *tiny])
+    assert [r.accuracies for r in again] == [r.accuracies[:1] for r in results]
+    assert torch.get_num_threads() == threads  # the example's settings are undone
+    assert not torch.are_deterministic_algorithms_enabled()

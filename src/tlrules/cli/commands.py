@@ -15,22 +15,38 @@ from typing import Annotated
 
 import typer
 
+from .. import __version__
 from ..errors import TLRulesError
-from ..policy import load
 from ..render import render, stage_changes
-from . import library, review
+from . import library, review, style
 from .exits import debugging, guarded, print_error, tolerant_output
+from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
 
 app = typer.Typer(
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"tlrules {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of tlrules and exit.",
+        ),
+    ] = False,
     debug: Annotated[
         bool,
         typer.Option(
@@ -53,7 +69,9 @@ class Format(str, Enum):
 @app.command()
 def audit(
     model: Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")],
-    policy: Annotated[str, typer.Argument(help="A policy file or a library name.")],
+    policy: Annotated[
+        str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
+    ],
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="How to draw the audit.")
     ] = Format.tree,
@@ -71,30 +89,33 @@ def audit(
     Warnings (dead or shadowed rules, nothing trains, the last layer frozen, norm layers
     split by name) go to stderr as 'warning[CODE]: FILE:LINE: ...'; exit 1 with --strict.
     """
-    loaded = load(policy)
+    loaded = load_policy(policy)
     from ..engine import audit as decide_report  # the commands that build a model import torch
     from ..models import build
 
     built = build(model)
     if stage == "all":
         reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
-        sys.stdout.write(stage_changes(reports, fmt.value))
+        _write_audit(stage_changes(reports, fmt.value), fmt)
     else:
         part = loaded.stage(stage) if stage else loaded
         reports = [decide_report(part, built, source=model)]
         shown = reports[0]  # the text views leave the warnings to stderr
         if fmt in (Format.tree, Format.table):
             shown = dataclasses.replace(shown, warnings=())
-        sys.stdout.write(render(shown, fmt.value))
+        _write_audit(render(shown, fmt.value), fmt)
         for warning in reports[0].warnings:
-            print(f"warning[{warning.code}]: {warning.message}", file=sys.stderr)
+            line = f"warning[{warning.code}]: {warning.message}"
+            print(style.warnings(line, sys.stderr), file=sys.stderr)
     if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
 
 
 @app.command()
 def validate(
-    policies: Annotated[list[str], typer.Argument(help="Policy files or library names.")],
+    policies: Annotated[
+        list[str], typer.Argument(help="Policy files, library names, or - to read one from stdin.")
+    ],
     strict: Annotated[bool, typer.Option(help="Exit 1 when lint finds anything.")] = False,
     models: Annotated[
         bool,
@@ -106,12 +127,14 @@ def validate(
     ] = False,
 ) -> None:
     """Check policy files without building a model (never imports torch without --models)."""
+    stdin_once(policies)
     failed = warned = False
     for path in policies:
         try:
-            loaded = load(path)
+            loaded = load_policy(path)
             size = f"{len(loaded.stages)} stages" if loaded.stages else f"{len(loaded.rules)} rules"
-            print(f"ok: {path} ({size})")
+            shown = STDIN_NAME if path == STDIN else path
+            print(f"{style.paint('ok:', 'green', sys.stdout)} {shown} ({size})")
             found = list(loaded.lint)
             if models:
                 from ..review import shadowed_everywhere  # builds the models: imports torch
@@ -122,12 +145,18 @@ def validate(
             failed = True
             continue
         for warning in found:
-            print(f"warning[{warning.code}]: {warning.message}")
+            print(style.warnings(f"warning[{warning.code}]: {warning.message}", sys.stdout))
             warned = True
     if failed:
         raise typer.Exit(2)
     if strict and warned:
         raise typer.Exit(1)
+
+
+def _write_audit(text: str, fmt: Format) -> None:
+    """The drawn audit on stdout; a tree or table in colour on a terminal."""
+    coloured = fmt in (Format.tree, Format.table)
+    sys.stdout.write(style.audit(text, sys.stdout) if coloured else text)
 
 
 library.register(app)

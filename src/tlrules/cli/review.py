@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..patterns import bare_name
-from ..policy import load
 from ..render import json_document
 from ..render.text import rule_label
+from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ..report import Report
 
 ModelArg = Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")]
-PolicyArg = Annotated[str, typer.Argument(help="A policy file or a library name.")]
+PolicyArg = Annotated[
+    str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
+]
 
 
 def _build(model: str) -> nn.Module:
@@ -34,7 +36,7 @@ def _build(model: str) -> nn.Module:
 def _audit(model: str, policy: str) -> Report:
     from ..engine import audit
 
-    loaded = load(policy)
+    loaded = load_policy(policy)
     return audit(loaded, _build(model), source=model)
 
 
@@ -52,7 +54,7 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     """Show every rule of POLICY, in order, against the parameter NAME of MODEL."""
     from ..review import explain as steps
 
-    loaded = load(policy)
+    loaded = load_policy(policy)
     built = _build(model)
     raw = {bare_name(n): n for n, _ in built.named_parameters(remove_duplicate=False)}
     holder = raw.get(bare_name(name), "").rpartition(".")[0]
@@ -74,6 +76,7 @@ def diff(model: ModelArg, policy_a: PolicyArg, policy_b: PolicyArg) -> None:
     """
     from ..review import diff as differences
 
+    stdin_once([policy_a, policy_b])
     a, b = _audit(model, policy_a), _audit(model, policy_b)
     pairs = differences(a, b)
     for x, y in pairs:
