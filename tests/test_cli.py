@@ -257,10 +257,14 @@ def test_colour_marks_warnings_and_stage_columns(
     monkeypatch.delenv("NO_COLOR", raising=False)
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nrules:\n  - fc: train\n  - layer5: train\n  - '*': freeze\n")
-    terminal = Terminal()
+    terminal, errors = Terminal(), Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", errors)
     assert main(["audit", "resnet18", str(policy), "--format", "table"]) == 0
-    assert click.style("warning[dead-rule]:", fg="yellow", bold=True) in terminal.getvalue()
+    assert "warning[" not in terminal.getvalue()  # the audit's warnings go to stderr
+    assert errors.getvalue().startswith(
+        click.style("warning[dead-rule]:", fg="yellow", bold=True) + f" {policy}:4:5: rule 2:"
+    )
     terminal = Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
     assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
@@ -349,7 +353,7 @@ def test_a_directory_or_dev_stdin_is_no_policy_file(
         ),
         "rules": (
             "error: rules: 'rules' is a directory; give a policy file inside it, "
-            "e.g. 'rules/hf/bert-last-layers.yaml'\n"
+            "e.g. 'rules/common/freeze-norms.yaml'\n"
         ),
         "/dev/stdin": (
             "error: /dev/stdin: '/dev/stdin' is stdin; use '-' to read the policy from stdin\n"

@@ -166,8 +166,10 @@ def judge(case: Case, out: Outcome, limits: Limits) -> list[str]:
         noise = [line for line in lines if not line.startswith("error: ")]
         if noise:
             problems.append(f"noise on stderr beside the error: {noise[0][:200]!r}")
-    elif out.code == 0 and lines:
-        problems.append(f"noise on stderr of a successful run: {lines[0][:200]!r}")
+    elif out.code == 0:  # an audit's own warnings go to stderr, one 'warning[CODE]:' each
+        noise = [line for line in lines if not line.startswith("warning[")]
+        if noise:
+            problems.append(f"noise on stderr of a successful run: {noise[0][:200]!r}")
     if out.changed_files:
         problems.append(f"files written or changed: {', '.join(out.changed_files[:5])}")
     if out.max_rss > limits.memory:

@@ -10,9 +10,11 @@ layers or experts above ``limits.MAX_CONFIG_REPEATS``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,11 @@ def hf(spec: str, rest: str) -> nn.Module:
     if make is None:
         raise _unknown_class(spec, transformers, wanted, from_config, "auto_map" in raw)
     try:  # trust_remote_code=False: never run (or ask to run) code from the folder
-        config = transformers.AutoConfig.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=False
-        )
-        model: nn.Module = on_meta(lambda: make(config))
+        with _quiet(transformers):
+            config = transformers.AutoConfig.from_pretrained(
+                directory, local_files_only=True, trust_remote_code=False
+            )
+            model: nn.Module = on_meta(lambda: make(config))
     except ModelSpecError:
         raise
     except Exception as err:  # a config transformers cannot build may raise anything
@@ -71,6 +74,18 @@ def hf(spec: str, rest: str) -> nn.Module:
         why = first_line(str(err), type(err).__name__)
         raise ModelSpecError(f"model {spec!r}: transformers cannot build it: {why}") from err
     return model
+
+
+@contextlib.contextmanager
+def _quiet(transformers: Any) -> Iterator[None]:
+    """transformers' notices while building (``BertLMHeadModel`` as a standalone ...) kept
+    off the terminal: the audit is the output, and its warnings are tlrules' own."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
 
 
 def _custom_code(spec: str) -> ModelSpecError:
