@@ -85,7 +85,7 @@ def test_a_bug_is_exit_3_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TLRULES_DEBUG", raising=False)
-    monkeypatch.setattr("tlrules.cli.commands.load", _bug)
+    monkeypatch.setattr("tlrules.cli.commands.load_policy", _bug)
     assert main(["validate", "torchvision/resnet-head-only"]) == 3
     assert _one_error_line(capsys) == (
         "tlrules: internal error (RuntimeError): something broke; "
@@ -97,7 +97,7 @@ def test_a_bug_is_exit_3_with_one_line(
 def test_debug_shows_the_traceback_of_a_bug(
     how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("tlrules.cli.commands.load", _bug)
+    monkeypatch.setattr("tlrules.cli.commands.load_policy", _bug)
     args = ["validate", "torchvision/resnet-head-only"]
     if how == "TLRULES_DEBUG=1":
         monkeypatch.setenv("TLRULES_DEBUG", "1")

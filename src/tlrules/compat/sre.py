@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 try:
@@ -21,5 +22,7 @@ error: type[Exception] = constants.error
 
 def parse(text: str) -> tuple[list[tuple[Any, Any]], int]:
     """The items of ``text``'s parse tree and the global flags it sets."""
-    parsed = _parser.parse(text)
+    with warnings.catch_warnings():  # 'Possible nested set' and the like: the regex module,
+        warnings.simplefilter("ignore", FutureWarning)  # not re, is what runs a pattern
+        parsed = _parser.parse(text)
     return list(parsed), int(parsed.state.flags)
