@@ -67,3 +67,7 @@ MAX_CHECKPOINT_TENSORS = 1_000_000
 
 MAX_CHECKPOINT_ELEMENTS = 2**48
 """Elements in one checkpoint tensor (its shape's product); a bigger one is not real."""
+
+MAX_CHECKPOINT_INDEX_BYTES = 100 * 1024 * 1024
+"""Size of a sharded checkpoint's index (``model.safetensors.index.json``), read by
+``tlrules check``; real ones are a few megabytes."""
