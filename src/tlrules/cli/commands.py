@@ -17,7 +17,7 @@ import typer
 from ..errors import TLRulesError
 from ..policy import load
 from ..render import render, stage_changes
-from . import library, review
+from . import check, library, review
 from .exits import debugging, guarded, print_error
 
 app = typer.Typer(
@@ -122,6 +122,7 @@ def validate(
 
 library.register(app)
 review.register(app)
+check.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

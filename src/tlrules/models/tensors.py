@@ -137,7 +137,15 @@ def open_tensors(source: str | os.PathLike[str] | Mapping[str, Any], spec: str) 
             )
         path = found[0]
     elif not path.is_file():
-        raise ModelSpecError(f"checkpoint {spec!r}: no such file or folder")
+        hint = (
+            ""
+            if path.suffix
+            else (
+                "; a model spec ('resnet50') is built without weights, so it has nothing to "
+                "compare: name the checkpoint training started from"
+            )
+        )
+        raise ModelSpecError(f"checkpoint {spec!r}: no such file or folder{hint}")
     maps: list[mmap.mmap] = []
     try:
         if path.name.lower().endswith(".index.json"):
@@ -181,7 +189,7 @@ def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stor
         shape = tuple(info["shape"])
         numel = math.prod(shape) if info["dtype"] in _DTYPES else end - start
         out[name] = Stored(shape, dtype, numel, mapped, 8 + size + start)
-    return out
+    return dict(sorted(out.items(), key=lambda item: item[1].start))  # read in file order
 
 
 def _sharded(index: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]:

@@ -12,6 +12,7 @@ left alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from .document import Report
 
 FORMAT = "tlrules-check/1"
 STATS = ("running_mean", "running_var", "num_batches_tracked")
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,11 @@ def expectations(report: Report) -> dict[str, Expected]:
     return out
 
 
+def _natural(name: str) -> list[str | int]:
+    """``layer2`` before ``layer10``: numbers compared as numbers."""
+    return [int(p) if p.isdigit() else p for p in _DIGITS.split(name)]
+
+
 def _verb(kind: str) -> str:
     return "frozen" if kind == "frozen" else "trained"
 
@@ -197,8 +204,10 @@ def assemble(
                 "with a learning rate above 0, and does it get a gradient?"
             )
             warnings.append(CheckWarning("unchanged-trainable", message, o.name, e.rule))
+    violations.sort(key=lambda v: _natural(v.name))
+    warnings.sort(key=lambda w: _natural(w.name or ""))
     unchanged = len(warnings)
-    before, after = sorted(only_before), sorted(only_after)
+    before, after = sorted(only_before, key=_natural), sorted(only_after, key=_natural)
     for code, names, side, other in (
         ("only-before", before, "before", "after"),
         ("only-after", after, "after", "before"),
