@@ -6,8 +6,11 @@ parameter. Real resnet18 training, a real Hugging Face Trainer, a real DDP state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +418,28 @@ def test_the_index_is_read_within_its_limit(
         "error: checkpoint 'model.safetensors.index.json': the index is 18 bytes; the limit "
         "is 10 (tlrules.limits.MAX_CHECKPOINT_INDEX_BYTES); raise it if the file is real\n"
     )
+
+
+def test_the_readme_example_is_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's "Prove it after training": its Python block, run in a folder kept for the
+    command, then the command and the output README shows."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Prove it after training")[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    shown = re.search(r"```console\n\$ (.*?)\n(.*?)```", section, re.S)
+    assert code and shown
+
+    @contextlib.contextmanager
+    def kept() -> Iterator[str]:
+        yield str(tmp_path)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", kept)
+    monkeypatch.chdir(Path(__file__).parents[1])
+    exec(compile(code[1], "README.md", "exec"), {"__name__": "readme"})
+    monkeypatch.chdir(tmp_path)
+    command = shown[1].split()
+    assert command[0] == "tlrules"
+    assert main(command[1:]) == 0
+    assert capsys.readouterr().out == shown[2]
