@@ -443,3 +443,65 @@ def test_the_readme_example_is_current(
     assert command[0] == "tlrules"
     assert main(command[1:]) == 0
     assert capsys.readouterr().out == shown[2]
+
+
+STAGED = """\
+version: 1
+name: two-stage
+stages:
+  - name: head
+    rules:
+      - fc: train
+      - "*": freeze
+  - name: all
+    rules:
+      - "*": train
+"""
+
+
+def test_state_dicts_stages_dtypes_and_the_markdown_view() -> None:
+    """In Python, without files: a stage, a frozen tensor saved in another dtype, a NaN."""
+    before = _resnet().state_dict()
+    after = {k: v.clone() for k, v in before.items()}
+    after["fc.weight"] += 1
+    after["conv1.weight"] = after["conv1.weight"].to(torch.bfloat16)
+    after["bn1.weight"][0] = float("nan")
+    policy = tlrules.Policy.from_text(STAGED, "staged.yaml")
+    assert tlrules.check(policy, before, before, stage="all").summary.unchanged_trainable == 62
+    result = tlrules.check(policy, before, after, stage="head")
+    assert [v.to_dict() for v in result.violations] == [
+        {"name": "conv1.weight", "rule": 2, "max_abs_diff": result.violations[1].max_abs_diff,
+         "changed_fraction": result.violations[1].changed_fraction},
+        {"name": "bn1.weight", "rule": 2, "max_abs_diff": None, "changed_fraction": 1 / 64},
+    ][::-1]  # fmt: skip
+    conv = result.violations[1]
+    assert conv.max_abs_diff is not None and 0 < conv.max_abs_diff < 0.01
+    assert conv.changed_fraction is not None and 0.9 < conv.changed_fraction <= 1
+    assert result.stage == "head" and not result.ok
+    assert result.to_dict()["policy"] == {
+        "name": "two-stage",
+        "path": "staged.yaml",
+        "stage": "head",
+    }
+    assert tlrules.render.render_check(result, "markdown").splitlines()[:9] == [
+        "### tlrules check: FAILED: 2 frozen tensors changed",
+        "",
+        "before -> after under two-stage [stage head] (frozen tensors bit-identical)",
+        "",
+        "compared 122 tensors: 118 frozen held, 2 violations, 1 trained unchanged; 0 only "
+        "before, 0 only after",
+        "",
+        "| tensor | rule | max abs diff | changed | why |",
+        "| --- | ---: | ---: | ---: | --- |",
+        "| `bn1.weight` | 2 | - | 1.56% | frozen by rule 2 '*' (staged.yaml:7) |",
+    ]
+
+
+def test_a_tolerance_is_a_finite_number(capsys: pytest.CaptureFixture[str]) -> None:
+    state = _resnet().state_dict()
+    _save(state, "before.safetensors")
+    code, out, err = _check(
+        "before.safetensors", "before.safetensors", "--atol", "inf", capsys=capsys
+    )
+    assert (code, out) == (2, "")
+    assert err == "error: atol inf: not a finite number >= 0; give 0 for bit-identical\n"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..engine import audit
-from ..errors import ModelSpecError
+from ..errors import ModelSpecError, TLRulesError
 from ..models.tensors import Tensors, as_module, open_tensors
 from ..patterns import bare_name
 from ..policy import CompiledPolicy
@@ -45,7 +45,7 @@ def check(
     and the statistics of norm layers it keeps fixed, must be bit-identical (or within
     ``atol``); a tensor it trains that did not change at all is a warning."""
     if not (atol >= 0 and math.isfinite(atol)):
-        raise ValueError(f"atol must be a finite number >= 0, not {atol!r}")
+        raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
     part = policy.stage(stage) if stage else policy
     with (
         open_tensors(before, _spec(before, "before")) as old,
@@ -143,9 +143,17 @@ def compare(
 
 
 def _same_bytes(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``x`` and ``y`` hold the same bytes: compared 8 at a time (``torch.equal``
+    over ``int64`` runs about 5 times faster than over bytes), the tail byte by byte."""
     if y.device != x.device:
         y = y.to(x.device)
-    return torch.equal(_as_bytes(x), _as_bytes(y))
+    a, b = _as_bytes(x), _as_bytes(y)
+    whole = a.numel() // 8 * 8
+    try:
+        wide = torch.equal(a[:whole].view(torch.int64), b[:whole].view(torch.int64))
+    except RuntimeError:  # a view that does not start on a multiple of 8 bytes
+        return torch.equal(a, b)
+    return wide and torch.equal(a[whole:], b[whole:])
 
 
 def _as_bytes(x: torch.Tensor) -> torch.Tensor:
