@@ -62,7 +62,6 @@ _DTYPES = {  # safetensors dtype -> torch dtype; one torch lacks is read as its 
     "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
     "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu",
 }  # fmt: skip
-_PAGE = mmap.PAGESIZE
 
 
 @dataclass(frozen=True)
@@ -96,15 +95,14 @@ class Tensors:
         offset = s.start + lo * s.dtype.itemsize
         return torch.frombuffer(s.mapped, dtype=s.dtype, count=hi - lo, offset=offset)
 
-    def release(self, name: str, lo: int, hi: int) -> None:
-        """Give back the memory pages of elements ``lo`` to ``hi`` of a mapped tensor (the
-        file stays in the page cache; a later read maps it again)."""
+    def release(self, name: str, hi: int) -> None:
+        """Give back the memory pages of a mapped file up to element ``hi`` of tensor
+        ``name`` (the file stays in the page cache; a later read maps it again). Every
+        page from the file's start: a fault maps a whole large folio of the page cache,
+        which may reach back into stretches given back before."""
         s = self.stored[name]
-        if s.mapped is None or hi <= lo:
-            return
-        first = (s.start + lo * s.dtype.itemsize) // _PAGE * _PAGE
-        end = s.start + hi * s.dtype.itemsize
-        s.mapped.madvise(mmap.MADV_DONTNEED, first, end - first)
+        if s.mapped is not None:
+            s.mapped.madvise(mmap.MADV_DONTNEED, 0, s.start + hi * s.dtype.itemsize)
 
     def close(self) -> None:
         self.stored = {}

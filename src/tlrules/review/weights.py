@@ -113,14 +113,14 @@ def compare(
             same = _same_bytes(old.part(a, lo, hi), new.part(b, lo, hi))
             if not same:
                 break
-            old.release(a, lo, hi)
-            new.release(b, lo, hi)
+            old.release(a, hi)
+            new.release(b, hi)
             lo = hi
         if lo >= s.numel:
             return Outcome(name, False, True, 0.0, 0.0)
     if not measure:
-        old.release(a, lo, s.numel)
-        new.release(b, lo, s.numel)
+        old.release(a, s.numel)
+        new.release(b, s.numel)
         return Outcome(name, True, False)
     moved = beyond = 0
     largest = 0.0
@@ -134,8 +134,8 @@ def compare(
         beyond += stretch[1]
         largest = max(largest, stretch[2])
         finite = finite and stretch[3]
-        old.release(a, lo, hi)
-        new.release(b, lo, hi)
+        old.release(a, hi)
+        new.release(b, hi)
         lo = hi
     detail = "" if finite else "a NaN or infinity changed"
     fraction = beyond / s.numel if s.numel else 0.0
