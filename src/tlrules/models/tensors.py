@@ -174,10 +174,11 @@ def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stor
     safetensors_tensors(file, spec)  # size, nesting, every entry's dtype, shape and offsets
     with file.open("rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
-        header = parse_json(f.read(size), 3, lambda why: ModelSpecError(f"{spec!r}: {why}"))
+        header = parse_json(f.read(size), 3, lambda why: _changed(spec, why))
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     maps.append(mapped)
-    assert isinstance(header, dict)
+    if not isinstance(header, dict) or len(mapped) != file.stat().st_size:
+        raise _changed(spec, "it is not what was validated")
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -188,6 +189,10 @@ def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stor
         numel = math.prod(shape) if info["dtype"] in _DTYPES else end - start
         out[name] = Stored(shape, dtype, numel, mapped, 8 + size + start)
     return dict(sorted(out.items(), key=lambda item: item[1].start))  # read in file order
+
+
+def _changed(spec: str, why: str) -> ModelSpecError:
+    return ModelSpecError(f"checkpoint {spec!r}: the file changed while it was read ({why})")
 
 
 def _sharded(index: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]:
