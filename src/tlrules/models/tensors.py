@@ -175,7 +175,12 @@ def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stor
     with file.open("rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         header = parse_json(f.read(size), 3, lambda why: _changed(spec, why))
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except OSError as err:  # e.g. more shards than the system maps at once
+            raise ModelSpecError(
+                f"checkpoint {spec!r}: cannot map it into memory ({err})"
+            ) from None
     maps.append(mapped)
     if not isinstance(header, dict) or len(mapped) != file.stat().st_size:
         raise _changed(spec, "it is not what was validated")
