@@ -68,12 +68,18 @@ def test_returned_types_and_warnings_are_exported() -> None:
         tlrules.check_optimizer,
         tlrules.sync_optimizer,
         tlrules.preflight.check,
+        tlrules.check,
+        tlrules.Applied.verify,
     ]
     hints = [inspect.signature(fn).return_annotation for fn in returned]
-    assert hints == ["Applied", "Report", "OptimizerCheck", "OptimizerSync", "tuple[Finding, ...]"]
-    for name in ("Applied", "Report", "OptimizerCheck", "OptimizerSync", "Finding"):
+    assert hints == [
+        "Applied", "Report", "OptimizerCheck", "OptimizerSync", "tuple[Finding, ...]",
+        "CheckResult", "CheckResult",
+    ]  # fmt: skip
+    for name in ("Applied", "Report", "OptimizerCheck", "OptimizerSync", "Finding", "CheckResult"):
         assert name in tlrules.__all__
     report_types = ("Decision", "Summary", "Memory", "RuleUse", "NormLayer", "AuditWarning")
+    report_types += ("CheckSummary", "Violation", "CheckWarning")
     assert set(report_types) < set(tlrules.__all__)
     warning_classes = {
         name

@@ -11,7 +11,8 @@
 ['train', 'freeze']
 
 ``import tlrules`` does not import torch: the names that need it (``Policy``, ``load``,
-``Applied``, the optimizer helpers, ``tlrules.preflight``, ``tlrules.distributed``) are
+``Applied``, the optimizer helpers, ``check``, ``tlrules.preflight``,
+``tlrules.distributed``) are
 imported on first use, so ``tlrules validate`` starts fast.
 """
 
@@ -36,6 +37,9 @@ from .errors import (
 from .patterns import clear_caches
 from .report import (
     AuditWarning,
+    CheckResult,
+    CheckSummary,
+    CheckWarning,
     Decision,
     GroupUse,
     Memory,
@@ -43,6 +47,7 @@ from .report import (
     Report,
     RuleUse,
     Summary,
+    Violation,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from .engine import Applied
     from .optim import OptimizerCheck, OptimizerSync, check_optimizer, sync_optimizer
     from .preflight import Finding
+    from .review import check
 
 # name -> the module that defines it (these import torch)
 _LAZY = {
@@ -62,12 +68,16 @@ _LAZY = {
     "check_optimizer": "optim",
     "sync_optimizer": "optim",
     "Finding": "preflight",
+    "check": "review",
 }
 _SUBMODULES = ("distributed", "preflight")
 
 __all__ = [
     "Applied",
     "AuditWarning",
+    "CheckResult",
+    "CheckSummary",
+    "CheckWarning",
     "CompileWarning",
     "Decision",
     "DecisionError",
@@ -87,8 +97,10 @@ __all__ = [
     "Summary",
     "TLRulesError",
     "TLRulesWarning",
+    "Violation",
     "Where",
     "WrapperOrderWarning",
+    "check",
     "check_optimizer",
     "clear_caches",
     "distributed",

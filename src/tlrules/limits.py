@@ -98,3 +98,7 @@ depth of the module tree and the width of every line drawn for it."""
 
 MAX_CHECKPOINT_ELEMENTS = 2**48
 """Elements in one checkpoint tensor (its shape's product); a bigger one is not real."""
+
+MAX_CHECKPOINT_INDEX_BYTES = 100 * 1024 * 1024
+"""Size of a sharded checkpoint's index (``model.safetensors.index.json``), read by
+``tlrules check``; real ones are a few megabytes."""

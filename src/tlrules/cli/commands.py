@@ -18,7 +18,7 @@ import typer
 from .. import __version__
 from ..errors import TLRulesError
 from ..render import render, stage_changes
-from . import library, review, style
+from . import check, library, review, style
 from .exits import debugging, guarded, print_error, tolerant_output
 from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
 
@@ -161,6 +161,7 @@ def _write_audit(text: str, fmt: Format) -> None:
 
 library.register(app)
 review.register(app)
+check.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,20 +14,39 @@ from torch import nn
 
 from .. import preflight
 from ..policy import CompiledPolicy
-from ..report import Report
-from . import norms
+from ..report import CheckResult, Report
+from . import fingerprints, norms
 from .decisions import decide
 
 
 class Applied:
-    """What ``policy.apply(model)`` returns: the report, and ``undo()``.
+    """What ``policy.apply(model)`` returns: the report, ``undo()``, and ``verify(model)``
+    when applied with ``fingerprint=True``.
 
     ``str()`` draws the report; ``to_dict()`` gives the JSON document.
     """
 
-    def __init__(self, report: Report, undo: list[Callable[[], Any]]):
+    def __init__(
+        self,
+        report: Report,
+        undo: list[Callable[[], Any]],
+        recorded: dict[str, bytes] | None = None,
+    ):
         self.report = report
         self._undo = undo
+        self._fingerprints = recorded
+
+    def verify(self, model: nn.Module) -> CheckResult:
+        """Whether every tensor the policy froze (and the statistics of norm layers it
+        keeps fixed) is bit-identical to what it was when applied, and which trained
+        tensors did not change at all: compared with the fingerprints that
+        ``policy.apply(model, fingerprint=True)`` recorded."""
+        if self._fingerprints is None:
+            raise RuntimeError(
+                "verify compares with the fingerprints that policy.apply(model, "
+                "fingerprint=True) records; this apply recorded none"
+            )
+        return fingerprints.verify(model, self.report, self._fingerprints)
 
     def undo(self) -> None:
         """Restore every ``requires_grad``, cleared ``.grad`` and norm layer's train-mode
@@ -65,8 +84,9 @@ def set_flags(
             p.grad = None
 
 
-def apply(policy: CompiledPolicy, model: nn.Module) -> Applied:
-    """Apply ``policy`` to ``model`` completely, or raise and leave it as it was."""
+def apply(policy: CompiledPolicy, model: nn.Module, *, fingerprint: bool = False) -> Applied:
+    """Apply ``policy`` to ``model`` completely, or raise and leave it as it was; with
+    ``fingerprint``, record what ``Applied.verify`` compares with."""
     plan = decide(policy.decidable(), model)
     if plan.wrapped:
         preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
@@ -85,4 +105,5 @@ def apply(policy: CompiledPolicy, model: nn.Module) -> Applied:
     except BaseException:
         restore()
         raise
-    return Applied(plan.report, [restore, norms.fix(plan.norms)])
+    prints = fingerprints.fingerprints(model, plan.report) if fingerprint else None
+    return Applied(plan.report, [restore, norms.fix(plan.norms)], prints)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .check import CHECK_FORMATS, render_check
 from .document import json_document, to_json
 from .stages import STAGES_FORMAT, stage_changes
 from .views import markdown, table, tree
@@ -16,11 +17,13 @@ if TYPE_CHECKING:
 FORMATS = ("tree", "table", "json", "markdown")
 
 __all__ = [
+    "CHECK_FORMATS",
     "FORMATS",
     "STAGES_FORMAT",
     "json_document",
     "markdown",
     "render",
+    "render_check",
     "stage_changes",
     "table",
     "to_json",

@@ -2,18 +2,36 @@
 warnings, optimizer groups and the summary. Holds names, shapes and numbers, never a
 tensor or a module, so a kept report keeps no model alive. Needs no torch."""
 
+from .checked import (
+    CheckResult,
+    CheckSummary,
+    CheckWarning,
+    Expected,
+    Outcome,
+    Violation,
+    assemble,
+    expectations,
+)
 from .document import FORMAT, AuditWarning, GroupUse, NormLayer, Report, RuleUse
 from .rows import Columns, Decision, Memory, Summary
 
 __all__ = [
     "FORMAT",
     "AuditWarning",
+    "CheckResult",
+    "CheckSummary",
+    "CheckWarning",
     "Columns",
     "Decision",
+    "Expected",
     "GroupUse",
     "Memory",
     "NormLayer",
+    "Outcome",
     "Report",
     "RuleUse",
     "Summary",
+    "Violation",
+    "assemble",
+    "expectations",
 ]

@@ -1,0 +1,61 @@
+"""``tlrules check POLICY BEFORE AFTER``: proof after training that the tensors a policy
+freezes did not move. Exit 0 held; 1 a frozen tensor changed (or, with ``--strict``, a
+warning: a trained tensor that did not change, a name on one side only); 2 bad input."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from ..render import render_check
+from .policies import load_policy
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def check(
+    policy: Annotated[
+        str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
+    ],
+    before: Annotated[
+        str,
+        typer.Argument(
+            help="The weights training started from: a .safetensors, .pt/.pth/.bin/.ckpt or "
+            "*.index.json file, or a save_pretrained folder."
+        ),
+    ],
+    after: Annotated[str, typer.Argument(help="The weights after training, the same kinds.")],
+    stage: Annotated[
+        str | None, typer.Option(help="The stage of a policy in stages that trained.")
+    ] = None,
+    fmt: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="How to draw the result.")
+    ] = CheckFormat.text,
+    strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+    atol: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Largest absolute change a frozen tensor may show (0: bit-identical)."
+        ),
+    ] = 0.0,
+) -> None:
+    """Check that every tensor POLICY freezes is the same in AFTER as in BEFORE."""
+    loaded = load_policy(policy)
+    from ..review import check as compare  # reads tensors: torch from here on
+
+    result = compare(loaded, before, after, stage=stage, atol=atol)
+    sys.stdout.write(render_check(result, fmt.value))
+    if not result.ok or (strict and result.warnings):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` to the ``tlrules`` app."""
+    app.command()(check)

@@ -1,0 +1,221 @@
+"""What ``tlrules check`` found: two states of one model compared under a policy's
+decisions (``CheckResult``). Plain data: names and numbers, never a tensor.
+``to_dict()`` is the ``tlrules-check/1`` JSON document, ``str()`` draws the text view.
+
+Which tensors are held to what comes from the audit of the model before training
+(``expectations``): a parameter the policy freezes must not change; the running
+statistics (``running_mean``, ``running_var``, ``num_batches_tracked``) of a norm layer
+the audit keeps fixed (``norm_stats``) must not change; a parameter it trains should
+change (if it did not, a warning: nothing moved it). Everything else is compared and
+left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..render.check import text
+from .document import Report
+
+FORMAT = "tlrules-check/1"
+STATS = ("running_mean", "running_var", "num_batches_tracked")
+_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a tensor is held to: ``frozen`` (must not change) or ``trained`` (should
+    change), the rule that decided it (``None``: the default or ``norm_stats``) and a
+    phrase saying why, for messages."""
+
+    kind: str  # "frozen" | "trained"
+    rule: int | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One tensor found on both sides: whether it changed beyond the tolerance, whether
+    it is bit-identical, the largest absolute difference and the fraction of elements
+    that changed beyond the tolerance (``None`` when they cannot be computed: only a
+    fingerprint, other shapes, a non-finite difference)."""
+
+    name: str
+    changed: bool
+    identical: bool
+    max_abs_diff: float | None = None
+    changed_fraction: float | None = None
+    detail: str = ""  # why the numbers are missing, e.g. "shape [3] -> [4]"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A tensor the policy keeps fixed that changed."""
+
+    name: str
+    rule: int | None
+    why: str
+    max_abs_diff: float | None
+    changed_fraction: float | None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rule": self.rule,
+            "max_abs_diff": self.max_abs_diff,
+            "changed_fraction": self.changed_fraction,
+        }
+
+
+@dataclass(frozen=True)
+class CheckWarning:
+    """Not a violation, but probably not what was meant: a trained tensor that did not
+    change (``unchanged-trainable``), a name on one side only (``only-before``,
+    ``only-after``), values that could not be compared (``values-not-compared``)."""
+
+    code: str
+    message: str
+    name: str | None = None
+    rule: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "rule": self.rule, "message": self.message}
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    """Counts: tensors found on both sides, frozen ones that held, violations, trained
+    ones that did not change, names on one side only."""
+
+    compared: int
+    frozen_ok: int
+    violations: int
+    unchanged_trainable: int
+    only_before: int
+    only_after: int
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Two states of one model compared under a policy. ``ok`` when no frozen tensor
+    changed; ``str()`` draws it, ``to_dict()`` is the ``tlrules-check/1`` document."""
+
+    summary: CheckSummary
+    violations: tuple[Violation, ...]
+    warnings: tuple[CheckWarning, ...]
+    before: str
+    after: str
+    policy_name: str | None = None
+    policy_path: str | None = None
+    stage: str | None = None
+    atol: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every tensor the policy keeps fixed held."""
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``tlrules-check/1`` JSON document."""
+        return {
+            "format": FORMAT,
+            "policy": {"name": self.policy_name, "path": self.policy_path, "stage": self.stage},
+            "before": self.before,
+            "after": self.after,
+            "summary": self.summary.to_dict(),
+            "violations": [v.to_dict() for v in self.violations],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+    def __str__(self) -> str:
+        return text(self)
+
+
+def expectations(report: Report) -> dict[str, Expected]:
+    """What each tensor named in ``report`` (the audit of the model before training) is
+    held to, by bare name: its parameters, then the statistics of norm layers kept fixed."""
+    rules = {r.rule: r for r in report.rules}
+
+    def label(rule: int | None) -> str:
+        if rule is None:
+            return f"the policy's default ({report.default})"
+        r = rules[rule]
+        return f"rule {rule} {r.pattern!r} ({r.where})"
+
+    out: dict[str, Expected] = {}
+    for d in report.decisions:
+        kind = "frozen" if d.action == "freeze" else "trained"
+        out[d.name] = Expected(kind, d.rule, f"{_verb(kind)} by {label(d.rule)}")
+    for layer in report.norm_layers:
+        if layer.stats != "frozen":
+            continue
+        prefix = f"{layer.name}." if layer.name else ""
+        owner = out.get(f"{prefix}weight") or out.get(f"{prefix}bias")
+        rule = owner.rule if owner else None
+        why = f"statistics of norm layer {layer.name!r}, which the policy keeps fixed (norm_stats)"
+        for stat in STATS:
+            out[f"{prefix}{stat}"] = Expected("frozen", rule, why)
+    return out
+
+
+def _natural(name: str) -> list[str | int]:
+    """``layer2`` before ``layer10``: numbers compared as numbers."""
+    return [int(p) if p.isdigit() else p for p in _DIGITS.split(name)]
+
+
+def _verb(kind: str) -> str:
+    return "frozen" if kind == "frozen" else "trained"
+
+
+def assemble(
+    expected: dict[str, Expected],
+    outcomes: Iterable[Outcome],
+    only_before: Iterable[str],
+    only_after: Iterable[str],
+    **about: Any,
+) -> CheckResult:
+    """The result of comparing the tensors found on both sides (``outcomes``), and the
+    names found on one side only, under ``expected``; ``about`` fills the rest of
+    ``CheckResult`` (``before``, ``after``, ``policy_name``, ...)."""
+    violations: list[Violation] = []
+    warnings: list[CheckWarning] = []
+    compared = frozen_ok = 0
+    for o in outcomes:
+        compared += 1
+        e = expected.get(o.name)
+        if e is None:
+            continue
+        if e.kind == "frozen" and o.changed:
+            violations.append(
+                Violation(o.name, e.rule, e.why, o.max_abs_diff, o.changed_fraction, o.detail)
+            )
+        elif e.kind == "frozen":
+            frozen_ok += 1
+        elif o.identical:
+            message = (
+                f"{o.name!r} is {e.why} but did not change at all; is it in the optimizer, "
+                "with a learning rate above 0, and does it get a gradient?"
+            )
+            warnings.append(CheckWarning("unchanged-trainable", message, o.name, e.rule))
+    violations.sort(key=lambda v: _natural(v.name))
+    warnings.sort(key=lambda w: _natural(w.name or ""))
+    unchanged = len(warnings)
+    before, after = sorted(only_before, key=_natural), sorted(only_after, key=_natural)
+    for code, names, side, other in (
+        ("only-before", before, "before", "after"),
+        ("only-after", after, "after", "before"),
+    ):
+        for name in names:
+            e = expected.get(name)
+            held = f" ({e.why})" if e else ""
+            message = f"{name!r}{held} is in the checkpoint {side} training but not {other}"
+            warnings.append(CheckWarning(code, message, name, e.rule if e else None))
+    summary = CheckSummary(compared, frozen_ok, len(violations), unchanged, len(before), len(after))
+    return CheckResult(summary, tuple(violations), tuple(warnings), **about)

@@ -1,0 +1,185 @@
+"""Proof after training: two states of one model compared tensor by tensor under a
+policy's decisions (``check``, ``tlrules check``).
+
+The policy decides the model saved before training as ``tlrules audit`` decides a
+checkpoint (floating-point tensors are parameters, norm statistics and integer tensors
+buffers; names without wrapper segments, so a DDP-saved state compares with a bare
+one). Each tensor found on both sides is compared in stretches of about ``STRETCH``
+bytes, each side's pages given back after each stretch: equal dtypes and shapes compare
+their bytes (bit-identical, NaN-safe); only where they differ, or the dtypes differ, are
+the values compared in float64 for the largest absolute difference and the fraction of
+elements that changed (beyond ``atol``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..engine import audit
+from ..errors import ModelSpecError, TLRulesError
+from ..models.tensors import Tensors, as_module, open_tensors
+from ..patterns import bare_name
+from ..policy import CompiledPolicy
+from ..report import CheckResult, Expected, Outcome, assemble, expectations
+
+State = str | os.PathLike[str] | Mapping[str, Any]
+STRETCH = 64 * 1024 * 1024  # bytes of each side whose bits are compared at a time
+VALUES = 2 * 1024 * 1024  # elements of each side whose values are compared at a time
+
+
+def check(
+    policy: CompiledPolicy,
+    before: State,
+    after: State,
+    *,
+    stage: str | None = None,
+    atol: float = 0.0,
+) -> CheckResult:
+    """Compare ``after`` (a checkpoint path, a Hugging Face folder or a state dict) with
+    ``before`` under ``policy`` (one ``stage`` of it): every tensor the policy freezes,
+    and the statistics of norm layers it keeps fixed, must be bit-identical (or within
+    ``atol``); a tensor it trains that did not change at all is a warning."""
+    if not (atol >= 0 and math.isfinite(atol)):
+        raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
+    part = policy.stage(stage) if stage else policy
+    with (
+        open_tensors(before, _spec(before, "before")) as old,
+        open_tensors(after, _spec(after, "after")) as new,
+    ):
+        old_names, new_names = _bare(old), _bare(new)
+        shapes = {n: (old.stored[r].shape, old.stored[r].dtype) for n, r in old_names.items()}
+        report = audit(part, as_module(shapes, old.spec), source=old.spec)
+        held = expectations(report)
+        outcomes = (
+            compare(old, old_names[n], new, new_names[n], n, atol, _frozen(held, n))
+            for n in old_names
+            if n in new_names
+        )
+        return assemble(
+            held,
+            outcomes,
+            (n for n in old_names if n not in new_names),
+            (n for n in new_names if n not in old_names),
+            before=old.spec,
+            after=new.spec,
+            policy_name=report.policy_name,
+            policy_path=report.policy_path,
+            stage=report.stage,
+            atol=atol,
+        )
+
+
+def _frozen(held: dict[str, Expected], name: str) -> bool:
+    expected = held.get(name)
+    return expected is not None and expected.kind == "frozen"
+
+
+def _spec(state: State, side: str) -> str:
+    return side if isinstance(state, Mapping) else os.fspath(state)
+
+
+def _bare(state: Tensors) -> dict[str, str]:
+    """Each bare name of ``state`` -> the name it is saved under."""
+    out: dict[str, str] = {}
+    for name in state.stored:
+        bare = bare_name(name)
+        if bare in out:
+            raise ModelSpecError(
+                f"checkpoint {state.spec!r}: tensors {out[bare]!r} and {name!r} are both "
+                f"named {bare!r} once wrapper prefixes are removed; save one state dict"
+            )
+        out[bare] = name
+    return out
+
+
+def compare(
+    old: Tensors, a: str, new: Tensors, b: str, name: str, atol: float, measure: bool = True
+) -> Outcome:
+    """Tensor ``a`` of ``old`` against tensor ``b`` of ``new``, stretch by stretch; without
+    ``measure`` (a tensor that may change), only whether it is bit-identical."""
+    s, t = old.stored[a], new.stored[b]
+    if s.shape != t.shape:
+        return Outcome(name, True, False, detail=f"shape {list(s.shape)} -> {list(t.shape)}")
+    step = max(1, STRETCH // max(s.dtype.itemsize, t.dtype.itemsize))
+    lo = 0
+    if s.dtype == t.dtype:  # bytes first: most stretches are equal, and NaN equals itself
+        while lo < s.numel:
+            hi = min(lo + step, s.numel)
+            same = _same_bytes(old.part(a, lo, hi), new.part(b, lo, hi))
+            if not same:
+                break
+            old.release(a, hi)
+            new.release(b, hi)
+            lo = hi
+        if lo >= s.numel:
+            return Outcome(name, False, True, 0.0, 0.0)
+    if not measure:
+        old.release(a, s.numel)
+        new.release(b, s.numel)
+        return Outcome(name, True, False)
+    moved = beyond = 0
+    largest = 0.0
+    finite = True
+    bits = s.dtype == t.dtype and atol == 0
+    while lo < s.numel:  # every earlier stretch was bit-identical
+        hi = min(lo + VALUES, s.numel)
+        x, y = old.part(a, lo, hi), new.part(b, lo, hi)
+        stretch = _differences(x, y, atol, bits)
+        moved += stretch[0]
+        beyond += stretch[1]
+        largest = max(largest, stretch[2])
+        finite = finite and stretch[3]
+        old.release(a, hi)
+        new.release(b, hi)
+        lo = hi
+    detail = "" if finite else "a NaN or infinity changed"
+    fraction = beyond / s.numel if s.numel else 0.0
+    return Outcome(name, beyond > 0, moved == 0, largest if finite else None, fraction, detail)
+
+
+def _same_bytes(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``x`` and ``y`` hold the same bytes: compared 8 at a time (``torch.equal``
+    over ``int64`` runs about 5 times faster than over bytes), the tail byte by byte."""
+    if y.device != x.device:
+        y = y.to(x.device)
+    a, b = _as_bytes(x), _as_bytes(y)
+    whole = a.numel() // 8 * 8
+    try:
+        wide = torch.equal(a[:whole].view(torch.int64), b[:whole].view(torch.int64))
+    except RuntimeError:  # a view that does not start on a multiple of 8 bytes
+        return torch.equal(a, b)
+    return wide and torch.equal(a[whole:], b[whole:])
+
+
+def _as_bytes(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous().view(torch.uint8)
+
+
+def _differences(
+    x: torch.Tensor, y: torch.Tensor, atol: float, bits: bool
+) -> tuple[int, int, float, bool]:
+    """For one stretch: the elements that changed at all, those that changed beyond
+    ``atol`` (with equal dtypes and ``atol`` 0: whose bits changed), the largest finite
+    absolute difference, and whether every difference was finite."""
+    if y.device != x.device:
+        y = y.to(x.device)
+    wide = torch.complex128 if x.is_complex() or y.is_complex() else torch.float64
+    u, v = x.to(wide), y.to(wide)
+    both_nan = torch.isnan(u) & torch.isnan(v)
+    same = (u == v) | both_nan
+    if bits:
+        width = x.element_size()
+        n = x.numel()
+        flipped = (_as_bytes(x).view(n, width) != _as_bytes(y).view(n, width)).any(dim=1)
+        same &= ~flipped
+    diff = (u - v).abs()
+    diff = torch.where(same, torch.zeros_like(diff), diff)
+    beyond = ~same if atol == 0 else ~(same | (diff <= atol))
+    finite = bool(torch.isfinite(diff).all())
+    largest = float(torch.nan_to_num(diff, nan=0.0, posinf=0.0).max()) if diff.numel() else 0.0
+    return int((~same).sum()), int(beyond.sum()), largest, finite
