@@ -20,6 +20,7 @@ from ..policy import load
 from ..render import render, stage_changes
 from . import library, review
 from .exits import debugging, guarded, print_error
+from .output import destination
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +49,8 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
+    html = "html"
+    svg = "svg"
 
 
 @app.command()
@@ -65,12 +68,19 @@ def audit(
             "across them."
         ),
     ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file instead of stdout (e.g. report.html)."
+        ),
+    ] = None,
 ) -> None:
     """Show, for every parameter of MODEL, what POLICY decides and which rule decided it.
 
     Warnings (dead or shadowed rules, nothing trains, the last layer frozen, norm layers
     split by name) go to stderr as 'warning[CODE]: FILE:LINE: ...'; exit 1 with --strict.
     """
+    write = destination(output)
     loaded = load(policy)
     from ..engine import audit as decide_report  # the commands that build a model import torch
     from ..models import build
@@ -78,14 +88,14 @@ def audit(
     built = build(model)
     if stage == "all":
         reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
-        sys.stdout.write(stage_changes(reports, fmt.value))
+        write(stage_changes(reports, fmt.value))
     else:
         part = loaded.stage(stage) if stage else loaded
         reports = [decide_report(part, built, source=model)]
         shown = reports[0]  # the text views leave the warnings to stderr
         if fmt in (Format.tree, Format.table):
             shown = dataclasses.replace(shown, warnings=())
-        sys.stdout.write(render(shown, fmt.value))
+        write(render(shown, fmt.value))
         for warning in reports[0].warnings:
             print(f"warning[{warning.code}]: {warning.message}", file=sys.stderr)
     if strict and any(r.warnings for r in reports):
