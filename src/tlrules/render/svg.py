@@ -17,15 +17,16 @@ PAD = 8
 GAP = 2  # between bands
 BAND = 22  # band height
 MIN_BAND = 3  # the narrowest band, so that a small module still shows
-CHAR = 6.2  # about the width of one character of an 11px label
+CHAR = 5.6  # about the width of one character of a 10px label
 
 STYLE = """\
 <style>
   .bg { fill: #ffffff; } text { fill: #1b1f24; font: 11px system-ui, sans-serif; }
-  .title { font-size: 13px; font-weight: 600; } .muted { fill: #59636e; }
+  .title { font-size: 13px; font-weight: 600; } .muted, .label { fill: #59636e; }
+  .label { font-size: 10px; }
   .train { fill: #0072b2; } .frame { fill: none; stroke: #59636e; stroke-width: 0.5; }
   @media (prefers-color-scheme: dark) {
-    .bg { fill: #0d1117; } text { fill: #e6edf3; } .muted { fill: #9198a1; }
+    .bg { fill: #0d1117; } text { fill: #e6edf3; } .muted, .label { fill: #9198a1; }
     .train { fill: #56b4e9; }
   }
 </style>
@@ -81,14 +82,13 @@ def _strip(report: Report, y: float, label: str) -> tuple[list[str], float]:
     s = report.summary
     share = 100 * s.trainable_numel / s.numel if s.numel else 0.0
     out = [
-        f'<text x="{PAD}" y="{y + 13}" class="title">{escape(label)}: {share:.1f}% of '
-        f"elements train ({s.trainable_numel:,} of {s.numel:,}; "
-        f"{s.trainable} of {s.parameters} tensors)</text>"
+        f'<text x="{PAD}" y="{y + 12}">{escape(label)}train {s.trainable} of {s.parameters} '
+        f"tensors: {s.trainable_numel:,} of {s.numel:,} elements ({share:.1f}%)</text>"
     ]
     bands = _bands(report)
-    top = y + 20
+    top = y + 18
     if not bands:
-        return out, 24
+        return out, 22
     x = float(PAD)
     room = WIDTH - 2 * PAD - GAP * (len(bands) - 1)
     for band, width in zip(bands, _widths(bands, room), strict=True):
@@ -109,10 +109,10 @@ def _strip(report: Report, y: float, label: str) -> tuple[list[str], float]:
         if len(band.name) * CHAR <= width:
             out.append(
                 f'<text x="{x + width / 2:.2f}" y="{top + BAND + 12}" text-anchor="middle" '
-                f'class="muted">{escape(band.name)}</text>'
+                f'class="label">{escape(band.name)}</text>'
             )
         x += width + GAP
-    return out, 20 + BAND + 18
+    return out, 18 + BAND + 16
 
 
 def strip(report: Report) -> str:
@@ -125,13 +125,13 @@ def strips(reports: Sequence[Report]) -> str:
     first = reports[0]
     who = first.model_source or first.model_class or "model"
     title = f"{who} under {first.policy_name or first.policy_path or 'policy'}"
-    body: list[str] = []
-    y = float(PAD)
+    body = [f'<text x="{PAD}" y="{PAD + 13}" class="title">{escape(title)}</text>']
+    y = PAD + 22.0
     for report in reports:
-        label = f"{title}, stage {report.stage}" if len(reports) > 1 else title
+        label = f"stage {report.stage}: " if len(reports) > 1 else ""
         parts, used = _strip(report, y, label)
         body += parts
-        y += used + 6
+        y += used + 4
     key = y + 4
     body += [
         f'<rect x="{PAD}" y="{key}" width="14" height="10" class="train"/>',
@@ -142,9 +142,10 @@ def strips(reports: Sequence[Report]) -> str:
         "band width: elements per top-level module (tlrules)</text>",
     ]
     height = key + 10 + PAD
+    label = escape(title, {'"': "&quot;"})
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
-        f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{escape(title)}">\n'
+        f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{label}">\n'
         f"<title>{escape(title)}</title>\n{STYLE}"
         f'<rect width="{WIDTH}" height="{height:.0f}" class="bg"/>\n'
         + "\n".join(body)
