@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .text import group_line, memory_line, rule_label, summary_line
+from .text import group_line, memory_line, rule_label
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -103,7 +103,6 @@ def _stage(report: Report) -> dict[str, Any]:
         "policy": {"name": report.policy_name, "path": report.policy_path},
         "model": {"source": report.model_source, "class": report.model_class},
         "summary": s.to_dict(),
-        "headline": summary_line(s),
         "memory": memory_line(s.memory).split(": ", 1),  # [label, figures]
         "train": "".join("t" if d.action == "train" else "f" for d in decisions),
         "rule": [d.rule or 0 for d in decisions],  # 0: the policy's default

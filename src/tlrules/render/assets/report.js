@@ -201,7 +201,9 @@ function tlrulesMount(root) {
   })(top);
 
   // -- what the view shows: filter, highlight, open nodes --------------------------------
-  const view = { hits: null, hitCount: 0, mark: null, markCount: 0, open: new Set() };
+  // open: the nodes shown expanded; auto: those a search or a highlight opened, closed
+  // again by the next one (what the reader opened stays open)
+  const view = { hits: null, hitCount: 0, mark: null, markCount: 0, open: new Set(), auto: new Set() };
   function tally(flags, key) {
     (function walk(node) {
       let n = node.idx >= 0 && flags[node.idx] ? 1 : 0;
@@ -210,9 +212,15 @@ function tlrulesMount(root) {
       return n;
     })(top);
   }
-  function openAround(flags) {
+  function openAround(flags, count) {
+    view.auto.forEach((node) => view.open.delete(node));
+    view.auto.clear();
+    if (flags === null || count > AUTO_OPEN) return;
     flags.forEach((on, i) => {
-      for (let node = on ? leaves[i].up : null; node && node !== top; node = node.up) view.open.add(node);
+      for (let node = on ? leaves[i].up : null; node && node !== top; node = node.up) {
+        if (!view.open.has(node)) view.auto.add(node);
+        view.open.add(node);
+      }
     });
   }
 
@@ -368,6 +376,8 @@ function tlrulesMount(root) {
     if (rule !== null && rule !== undefined) {
       const label = el("span", "tlr-by", ruleLabel(s, rule));
       c.title = ruleTitle(s, rule);
+      const group = stages[s].group === null || node.idx < 0 ? null : stages[s].group[node.idx];
+      if (group !== null) c.title += `; optimizer group ${group}`;
       label.addEventListener("click", () => pick(s, rule));
       c.append(label);
     }
@@ -388,6 +398,7 @@ function tlrulesMount(root) {
     body.replaceChildren(kids(top));
   }
   function flip(node) {
+    view.auto.delete(node); // the reader decides about this one now
     if (view.open.has(node)) view.open.delete(node);
     else view.open.add(node);
     draw();
@@ -397,7 +408,11 @@ function tlrulesMount(root) {
   function find(text) {
     view.hits = null;
     search.classList.remove("tlr-bad");
-    if (text.trim() === "") return say();
+    if (text.trim() === "") {
+      openAround(null, 0);
+      say();
+      return draw();
+    }
     let found;
     try {
       found = tlrulesGlob(text.trim(), names);
@@ -410,19 +425,20 @@ function tlrulesMount(root) {
     found.forEach((i) => (view.hits[i] = true));
     view.hitCount = found.length;
     tally(view.hits, "hit");
-    if (found.length <= AUTO_OPEN) openAround(view.hits);
+    openAround(view.hits, found.length);
     say();
     draw();
   }
   function pick(s, rule) {
     if (view.mark && view.mark.s === s && view.mark.rule === rule) {
       view.mark = null;
+      openAround(null, 0);
     } else {
       const flags = stages[s].rule.map((r) => r === rule);
       view.mark = { s, rule };
       view.markCount = flags.filter(Boolean).length;
       tally(flags, "mark");
-      if (view.markCount <= AUTO_OPEN) openAround(flags);
+      openAround(flags, view.markCount);
     }
     root.querySelectorAll(".tlr-pick").forEach((b) => {
       const on = view.mark && Number(b.dataset.stage) === view.mark.s && Number(b.dataset.rule) === view.mark.rule;
