@@ -219,12 +219,17 @@ def test_search_narrows_rows_to_what_the_glob_matches(
         assert _text(page, ".tlr-status") == f"{len(found):,} of {len(names):,} parameters match"
         assert _rows(page, ".tlr-body .tlr-row[data-leaf]") == [names[i] for i in found]
         assert set(_rows(page, ".tlr-body > .tlr-kids > .tlr-row")) < set(before)
-        page.screenshot(path=tmp_path / f"{case}-search.png", full_page=True)
+        page.screenshot(path=tmp_path / f"{case}-search.png")
         page.fill(".tlr-search", "layer[4")
         page.press(".tlr-search", "Enter")
         assert _text(page, ".tlr-status") == (
             "not a glob: unclosed '['; close the class with ']' or write '\\['"
         )
+        assert _rows(page) == before  # no filter, and what the search opened is closed
+        page.fill(".tlr-search", "")
+        page.press(".tlr-search", "Enter")
+        assert _rows(page) == before
+        assert _text(page, ".tlr-status") == ""
 
 
 @pytest.mark.parametrize("case", ["resnet50", "vit_b_16", "moe", "stages"])
@@ -232,6 +237,7 @@ def test_clicking_a_rule_highlights_exactly_its_parameters(
     case: str, audits: dict[str, Audit], browser: Browser, tmp_path: Path
 ) -> None:
     audit = audits[case]
+    tops = list(dict.fromkeys(n.split(".")[0] for n in audit.names))
     with _open(browser, audit) as page:
         _ready(page)
         for s, doc in enumerate(audit.stages):
@@ -248,8 +254,9 @@ def test_clicking_a_rule_highlights_exactly_its_parameters(
                 assert page.get_attribute(button, "aria-pressed") == "true"
                 if case == "resnet50" and number == 1:
                     page.screenshot(path=tmp_path / f"{case}-rule.png", full_page=True)
-                page.click(button)  # a second click clears it
+                page.click(button)  # a second click clears it, and closes what it opened
                 assert _rows(page, ".tlr-row.tlr-hl") == []
+                assert _rows(page) == tops
 
 
 def test_stages_side_by_side_show_what_each_stage_changes(
@@ -370,8 +377,9 @@ def test_light_and_dark_schemes_keep_actions_apart(
             )
             assert symbols[0].startswith("\u25cb\nfreeze") or symbols[0].startswith("\u25cb freeze")
             page.screenshot(path=tmp_path / f"resnet50-{scheme}.png", full_page=True)
-            if update_golden and scheme == "light":
-                page.screenshot(path=ROOT / "docs" / "report.png", full_page=True)
+            if update_golden and scheme == "light":  # the README's picture: fc highlighted
+                page.click('.tlr-pick[data-rule="2"]')
+                page.locator(".tlrules").screenshot(path=ROOT / "docs" / "report.png")
     assert colours["light"][0] == "rgb(255, 255, 255)"
     assert colours["dark"][0] == "rgb(13, 17, 23)"
     for background, train, freeze in colours.values():

@@ -418,6 +418,7 @@ function tlrulesMount(root) {
       found = tlrulesGlob(text.trim(), names);
     } catch (err) {
       search.classList.add("tlr-bad");
+      openAround(null, 0);
       say(`not a glob: ${err.message}`);
       return draw();
     }
