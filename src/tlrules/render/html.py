@@ -53,13 +53,14 @@ def fragment(reports: Sequence[Report]) -> str:
     that several reports can share one notebook."""
     root = f"tlr-{secrets.token_hex(4)}"
     data = _script_json(_data(reports))
+    script = asset("glob.js") + asset("report.js")  # the search box's glob, then the page
     return (
         f'<div class="tlrules" id="{root}">\n'
         f"<style>\n{asset('report.css')}</style>\n"
         f'<script type="application/json" class="tlr-data">{data}</script>\n'
         f"<noscript>{html.escape(_title(reports))}: this view needs JavaScript; "
         "'tlrules audit --format tree' draws it as text.</noscript>\n"
-        f"<script>\n{asset('report.js')}tlrulesMount(document.getElementById({root!r}));\n"
+        f"<script>\n{script}tlrulesMount(document.getElementById({root!r}));\n"
         "</script>\n</div>\n"
     )
 
