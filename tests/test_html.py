@@ -457,3 +457,40 @@ def test_svg_strip_draws_one_band_per_top_level_module(tmp_path: Path, browser: 
             "fc: 2,049,000 of 2,049,000 elements train",
         ]
         page.screenshot(path=tmp_path / "strip.png")
+
+
+def test_dead_and_shadowed_rules_warnings_and_norm_layers_are_shown(
+    tmp_path: Path, browser: Browser
+) -> None:
+    policy = tlrules.Policy.from_text(
+        "version: 1\nname: flagged\nrules:\n  - blocks: train\n  - nowhere: train\n"
+        '  - "blocks.{0..3}": freeze\n  - "*": freeze\n',
+        "rules/flagged.yaml",
+    )
+    report = policy.audit(Containers(), source="Containers")
+    page_file = tmp_path / "flagged.html"
+    page_file.write_text(html_page(report))
+    with opened(browser, page_file.as_uri()) as page:
+        _ready(page)
+        flags = page.eval_on_selector_all(
+            ".tlr-rule",
+            "items => items.map(i => [i.className, i.querySelector('.tlr-label')"
+            ".textContent, i.querySelector('.tlr-flag')?.textContent ?? null])",
+        )
+        assert flags == [
+            ["tlr-rule", "rule 1 'blocks'", None],
+            ["tlr-rule tlr-dead", "rule 2 'nowhere'", "dead"],
+            ["tlr-rule tlr-shadowed", "rule 3 'blocks.{0..3}'", "shadowed"],
+            ["tlr-rule", "rule 4 '*'", None],
+        ]
+        warnings = page.eval_on_selector_all(".tlr-warnings li", "ls => ls.map(l => l.textContent)")
+        assert warnings == [f"warning[{w.code}]: {w.message}" for w in report.warnings]
+        stats = [n.stats for n in report.norm_layers]
+        assert _text(page, ".tlr-norms summary") == (
+            f"norm layers: {stats.count('frozen')} with frozen statistics, "
+            f"{stats.count('update')} updating"
+        )
+        page.click(".tlr-norms summary")
+        assert page.eval_on_selector_all(".tlr-norms li", "ls => ls.map(l => l.textContent)") == [
+            f"{n.name}: {n.stats}" for n in report.norm_layers
+        ]

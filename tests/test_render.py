@@ -148,3 +148,20 @@ def test_readme_strip_is_current(update_golden: bool) -> None:
     if update_golden:
         path.write_text(strip)
     assert strip == path.read_text()
+
+
+def test_ipython_shows_the_tree_and_a_notebook_the_page() -> None:
+    class Printer:  # what IPython's pretty printer hands _repr_pretty_
+        def __init__(self) -> None:
+            self.out: list[str] = []
+
+        def text(self, chunk: str) -> None:
+            self.out.append(chunk)
+
+    report = _report(Containers)
+    printer = Printer()
+    report._repr_pretty_(printer, False)
+    assert printer.out == [str(report)]
+    page = report._repr_html_()
+    assert page.startswith('<div class="tlrules" id="tlr-')
+    assert '"title":"Containers under fixture"' in page
