@@ -101,8 +101,6 @@ def _stage(report: Report) -> dict[str, Any]:
     s = report.summary
     return {
         "stage": report.stage,
-        "policy": {"name": report.policy_name, "path": report.policy_path},
-        "model": {"source": report.model_source, "class": report.model_class},
         "summary": s.to_dict(),
         "memory": memory_line(s.memory).split(": ", 1),  # [label, figures]
         "train": "".join("t" if d.action == "train" else "f" for d in decisions),
