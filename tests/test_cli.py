@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,63 @@ def test_validate_reports_each_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "resnet50", LAYER4, "--format", "yaml"]) == 2
-    assert "'yaml' is not one of 'tree', 'table', 'json', 'markdown'" in capsys.readouterr().err
+    assert (
+        "'yaml' is not one of 'tree', 'table', 'json', 'markdown', 'html', 'svg'"
+        in capsys.readouterr().err
+    )
+
+
+def test_audit_writes_a_page_or_a_strip_to_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page, strip = tmp_path / "report.html", tmp_path / "stages.svg"
+    assert main(["audit", "resnet50", LAYER4, "--format", "html", "-o", str(page)]) == 0
+    two = "torchvision/resnet-two-stage"
+    assert main(["audit", "resnet50", two, "--stage", "all", "-f", "svg", "-o", str(strip)]) == 0
+    assert capsys.readouterr().out == ""
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert "<title>tlrules: resnet50 under resnet-layer4-fc</title>" in html
+    assert not re.search(r"(?i)https?:|src=|<link|@import|url\((?!#)", html)  # self-contained
+    svg = strip.read_text()
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert re.findall(r">stage (\w+): train (\d+) of 161 tensors", svg) == [
+        ("head", "32"),
+        ("finetune", "161"),
+    ]
+
+
+LONG = "d" * 200
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (
+            "missing/report.html",
+            "error: cannot write to 'missing/report.html': the folder 'missing' does not exist; "
+            "create it first, or give -o a path in an existing folder",
+        ),
+        (
+            "rules",
+            "error: cannot write to 'rules': it is a folder; name a file in it, such as "
+            "'rules/report.html'",
+        ),
+        (
+            f"{LONG}/report.html",
+            f"error: cannot write to '{LONG[:60]}...{LONG[-28:]}/report.html': the folder "
+            f"'{LONG[:60]}...{LONG[-40:]}' does not exist; create it first, or give -o a path in "
+            "an existing folder",
+        ),
+    ],
+)
+def test_an_output_that_cannot_be_written_exits_2_before_the_model_is_built(
+    output: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "nosuch:model", LAYER4, "--format", "html", "-o", output]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n"
+    assert captured.out == ""
 
 
 def test_validate_never_imports_torch() -> None:

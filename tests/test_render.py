@@ -1,4 +1,5 @@
-"""Every view of one report, compared with golden files.
+"""Every view of one report, compared with golden files (the HTML page with its fresh
+element id normalized), and the README's freeze strip kept current.
 
 Regenerate after an intended change: ``pytest tests/test_render.py --update-golden``.
 """
@@ -6,13 +7,15 @@ Regenerate after an intended change: ``pytest tests/test_render.py --update-gold
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 import tlrules
 from tests.models import Containers, Tied
-from tlrules.render import FORMATS, render
+from tlrules.models import build
+from tlrules.render import FORMATS, PICTURES, render
 
 GOLDEN = Path(__file__).parent / "golden"
 RULES = """\
@@ -121,3 +124,45 @@ def test_str_of_a_summary_is_the_headline_count() -> None:
 def test_str_of_a_report_is_the_tree() -> None:
     report = _report(Containers)
     assert str(report) == render(report, "tree")
+
+
+@pytest.mark.parametrize(
+    ("model_cls", "rules"), [(Containers, RULES), (Tied, RULES), (Containers, SELECTORS)]
+)
+@pytest.mark.parametrize("fmt", PICTURES)
+def test_pictures_match_golden(fmt: str, model_cls: type, rules: str, update_golden: bool) -> None:
+    text = re.sub(r"\btlr-[0-9a-f]{8}\b", "tlr-ID", render(_report(model_cls, rules), fmt))
+    which = "selectors" if rules is SELECTORS else model_cls.__name__.lower()
+    path = GOLDEN / f"{which}-{fmt}.{fmt}"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_readme_strip_is_current(update_golden: bool) -> None:
+    """docs/resnet50-layer4-fc.svg is what ``tlrules audit resnet50
+    rules/torchvision/resnet-layer4-fc.yaml --format svg`` draws today."""
+    root = Path(__file__).parents[1]
+    policy = tlrules.load(root / "rules" / "torchvision" / "resnet-layer4-fc.yaml")
+    strip = render(policy.audit(build("resnet50"), source="resnet50"), "svg")
+    path = root / "docs" / "resnet50-layer4-fc.svg"
+    if update_golden:
+        path.write_text(strip)
+    assert strip == path.read_text()
+
+
+def test_ipython_shows_the_tree_and_a_notebook_the_page() -> None:
+    class Printer:  # what IPython's pretty printer hands _repr_pretty_
+        def __init__(self) -> None:
+            self.out: list[str] = []
+
+        def text(self, chunk: str) -> None:
+            self.out.append(chunk)
+
+    report = _report(Containers)
+    printer = Printer()
+    report._repr_pretty_(printer, False)
+    assert printer.out == [str(report)]
+    page = report._repr_html_()
+    assert page.startswith('<div class="tlrules" id="tlr-')
+    assert '"title":"Containers under fixture"' in page

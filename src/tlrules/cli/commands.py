@@ -20,6 +20,7 @@ from ..errors import TLRulesError
 from ..render import render, stage_changes
 from . import check, library, review, style
 from .exits import debugging, guarded, print_error, tolerant_output
+from .output import destination
 from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
 
 app = typer.Typer(
@@ -64,6 +65,8 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
+    html = "html"
+    svg = "svg"
 
 
 @app.command()
@@ -83,12 +86,19 @@ def audit(
             "across them."
         ),
     ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file instead of stdout (e.g. report.html)."
+        ),
+    ] = None,
 ) -> None:
     """Show, for every parameter of MODEL, what POLICY decides and which rule decided it.
 
     Warnings (dead or shadowed rules, nothing trains, the last layer frozen, norm layers
     split by name) go to stderr as 'warning[CODE]: FILE:LINE: ...'; exit 1 with --strict.
     """
+    write = destination(output)
     loaded = load_policy(policy)
     from ..engine import audit as decide_report  # the commands that build a model import torch
     from ..models import build
@@ -96,14 +106,14 @@ def audit(
     built = build(model)
     if stage == "all":
         reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
-        _write_audit(stage_changes(reports, fmt.value), fmt)
+        write(_coloured(stage_changes(reports, fmt.value), fmt, output))
     else:
         part = loaded.stage(stage) if stage else loaded
         reports = [decide_report(part, built, source=model)]
         shown = reports[0]  # the text views leave the warnings to stderr
         if fmt in (Format.tree, Format.table):
             shown = dataclasses.replace(shown, warnings=())
-        _write_audit(render(shown, fmt.value), fmt)
+        write(_coloured(render(shown, fmt.value), fmt, output))
         for warning in reports[0].warnings:
             line = f"warning[{warning.code}]: {warning.message}"
             print(style.warnings(line, sys.stderr), file=sys.stderr)
@@ -153,10 +163,11 @@ def validate(
         raise typer.Exit(1)
 
 
-def _write_audit(text: str, fmt: Format) -> None:
-    """The drawn audit on stdout; a tree or table in colour on a terminal."""
-    coloured = fmt in (Format.tree, Format.table)
-    sys.stdout.write(style.audit(text, sys.stdout) if coloured else text)
+def _coloured(text: str, fmt: Format, output: str | None) -> str:
+    """The drawn audit, a tree or table in colour when it goes to a terminal."""
+    if output is None and fmt in (Format.tree, Format.table):
+        return style.audit(text, sys.stdout)
+    return text
 
 
 library.register(app)

@@ -60,6 +60,14 @@ class Applied:
     def __str__(self) -> str:
         return str(self.report)
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the report's HTML view."""
+        return self.report._repr_html_()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """What IPython prints in a terminal: the report's text tree."""
+        self.report._repr_pretty_(printer, cycle)
+
 
 def audit(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None) -> Report:
     """The report ``apply`` would give, without changing the model."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .document import json_document
+from .html import page
+from .svg import strips
 from .text import NUMBERED, columns, md_row
 
 if TYPE_CHECKING:
@@ -82,8 +84,13 @@ def stage_changes(reports: Sequence[Report], fmt: str) -> str:
     """How every parameter's decision changes across the stages of one policy.
 
     ``json``: one document holding each stage's report; ``table``: one row per parameter,
-    one column per stage; ``tree`` and ``markdown``: the same on the collapsed tree.
+    one column per stage; ``tree`` and ``markdown``: the same on the collapsed tree;
+    ``html``: one page with the stages side by side; ``svg``: one freeze strip per stage.
     """
+    if fmt == "html":
+        return page(reports)
+    if fmt == "svg":
+        return strips(reports)
     if fmt == "json":
         return json_document({"format": STAGES_FORMAT, "stages": [r.to_dict() for r in reports]})
     first = reports[0]

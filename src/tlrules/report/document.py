@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..render import tree
+from ..render import fragment, tree
 from .rows import Columns, Decision, Summary
 
 FORMAT = "tlrules-report/1"
@@ -134,3 +134,11 @@ class Report:
 
     def __str__(self) -> str:
         return tree(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the HTML view (expandable tree, rule legend, search)."""
+        return fragment([self])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """What IPython prints in a terminal: the text tree."""
+        printer.text(tree(self))
