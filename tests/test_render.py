@@ -16,6 +16,7 @@ import tlrules
 from tests.models import Containers, Tied
 from tlrules.models import build
 from tlrules.render import FORMATS, PICTURES, render
+from tlrules.render.html import asset
 
 GOLDEN = Path(__file__).parent / "golden"
 RULES = """\
@@ -126,12 +127,18 @@ def test_str_of_a_report_is_the_tree() -> None:
     assert str(report) == render(report, "tree")
 
 
+ASSETS = sorted(p.name for p in (Path(__file__).parents[1] / "src/tlrules/render/assets").iterdir())
+
+
 @pytest.mark.parametrize(
     ("model_cls", "rules"), [(Containers, RULES), (Tied, RULES), (Containers, SELECTORS)]
 )
 @pytest.mark.parametrize("fmt", PICTURES)
 def test_pictures_match_golden(fmt: str, model_cls: type, rules: str, update_golden: bool) -> None:
     text = re.sub(r"\btlr-[0-9a-f]{8}\b", "tlr-ID", render(_report(model_cls, rules), fmt))
+    for name in ASSETS if fmt == "html" else ():  # the page's own files, inlined whole:
+        assert asset(name) in text  # kept once, in render/assets
+        text = text.replace(asset(name), f"/* render/assets/{name} */")
     which = "selectors" if rules is SELECTORS else model_cls.__name__.lower()
     path = GOLDEN / f"{which}-{fmt}.{fmt}"
     if update_golden:
