@@ -157,7 +157,7 @@ def test_audit_writes_a_page_or_a_strip_to_output(
     svg = strip.read_text()
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     assert re.findall(r">stage (\w+): train (\d+) of 161 tensors", svg) == [
-        ("head", "32"),
+        ("head", "2"),
         ("finetune", "161"),
     ]
 

@@ -269,14 +269,14 @@ def test_stages_side_by_side_show_what_each_stage_changes(
             "stage finetune",
         ]
         assert _text(page, '.tlr-panel[data-stage="1"] dd[data-summary="changes"]') == (
-            "129 parameters change action (outlined in the tree)"
+            "159 parameters change action (outlined in the tree)"
         )
         changed = page.eval_on_selector_all(
             ".tlr-body > .tlr-kids > .tlr-row",
             "rows => rows.filter(r => r.children[4].classList.contains('tlr-changed'))"
             ".map(r => r.dataset.name)",
         )
-        assert changed == ["conv1", "bn1", "layer1", "layer2", "layer3"]
+        assert changed == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
         cells = page.eval_on_selector_all(
             '.tlr-row[data-name="layer3"] .tlr-cell[data-action]',
             "cells => cells.map(c => c.dataset.action)",

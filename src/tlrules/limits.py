@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_CHECKPOINT_ELEMENTS",
     "MAX_CHECKPOINT_HEADER_BYTES",
+    "MAX_CHECKPOINT_INDEX_BYTES",
     "MAX_CHECKPOINT_TENSORS",
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_REPEATS",
