@@ -7,6 +7,7 @@ request leaves the page; screenshots of both colour schemes go to the test's tmp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_the_check_page_shows_what_the_json_document_holds(
     files = ["check", "policy.yaml", "before.safetensors", "after.safetensors"]
     assert main([*files, "--format", "html", "-o", "check.html"]) == 1
     assert main([*files, "--format", "json"]) == 1
+    html = Path("check.html").read_text()
+    assert not re.search(r"(?i)https?:|src=|<link|@import|url\(|<script", html)  # self-contained
     document = json.loads(capsys.readouterr().out)
     (violation,) = document["violations"]
     assert violation["name"] == "layer2.0.conv1.weight"
