@@ -186,10 +186,16 @@ LONG = "d" * 200
         ),
     ],
 )
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "nosuch:model", LAYER4], ["check", LAYER4, "nosuch.safetensors", "nosuch.pt"]],
+    ids=["audit", "check"],
+)
 def test_an_output_that_cannot_be_written_exits_2_before_the_model_is_built(
-    output: str, message: str, capsys: pytest.CaptureFixture[str]
+    command: list[str], output: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["audit", "nosuch:model", LAYER4, "--format", "html", "-o", output]) == 2
+    """Before a model is built or a checkpoint read: neither exists here."""
+    assert main([*command, "--format", "html", "-o", output]) == 2
     captured = capsys.readouterr()
     assert captured.err == message + "\n"
     assert captured.out == ""

@@ -6,6 +6,7 @@ Regenerate after an intended change: ``pytest tests/test_render.py --update-gold
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -15,8 +16,9 @@ import pytest
 import tlrules
 from tests.models import Containers, Tied
 from tlrules.models import build
-from tlrules.render import FORMATS, PICTURES, render
+from tlrules.render import CHECK_FORMATS, FORMATS, PICTURES, render, render_check
 from tlrules.render.html import asset
+from tlrules.report.checked import CheckResult, CheckSummary, CheckWarning, Violation
 
 GOLDEN = Path(__file__).parent / "golden"
 RULES = """\
@@ -127,7 +129,8 @@ def test_str_of_a_report_is_the_tree() -> None:
     assert str(report) == render(report, "tree")
 
 
-ASSETS = sorted(p.name for p in (Path(__file__).parents[1] / "src/tlrules/render/assets").iterdir())
+ASSETS = ("glob.js", "report.css", "report.js")  # what the audit page inlines
+CHECK_ASSETS = ("report.css", "check.css")  # what the check page inlines
 
 
 @pytest.mark.parametrize(
@@ -173,3 +176,70 @@ def test_ipython_shows_the_tree_and_a_notebook_the_page() -> None:
     page = report._repr_html_()
     assert page.startswith('<div class="tlrules" id="tlr-')
     assert '"title":"Containers under fixture"' in page
+
+
+def test_every_asset_is_inlined_by_a_page() -> None:
+    folder = Path(__file__).parents[1] / "src/tlrules/render/assets"
+    assert {p.name for p in folder.iterdir()} == {*ASSETS, *CHECK_ASSETS}
+
+
+HOSTILE = "x</td><script>alert(1)</script>.w"
+CHECKED = CheckResult(
+    CheckSummary(
+        compared=12_345, frozen_ok=12_000, violations=3, unchanged_trainable=1, only_before=1,
+        only_after=1,
+    ),
+    (
+        Violation("layer2.0.conv1.weight", 3, "frozen by rule 3 '*' (p.yaml:6)", 7.45e-09, 1.4e-05),
+        Violation(
+            "bn1.running_var", None,
+            "statistics of norm layer 'bn1', which the policy keeps fixed (norm_stats)",
+            None, None,
+        ),
+        Violation(HOSTILE, 1, "frozen by rule 1 'x*' (p.yaml:4)", None, None, "shape [3] -> [4]"),
+    ),
+    (
+        CheckWarning("unchanged-trainable", "'fc.bias' is trained by rule 2 'fc' (p.yaml:5) "
+                     "but did not change at all", "fc.bias", 2),
+        CheckWarning("only-before", f"{HOSTILE!r} is in the checkpoint before training but "
+                     "not after", HOSTILE, 1),
+        CheckWarning("only-after", "'head.w' is in the checkpoint after training but not "
+                     "before", "head.w"),
+    ),
+    before="runs/<before>.safetensors",
+    after="runs/after.safetensors",
+    policy_name="<b>fixture</b>",
+    policy_path="p.yaml",
+    stage="head",
+    atol=1e-6,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", CHECK_FORMATS)
+def test_check_views_match_golden(fmt: str, update_golden: bool) -> None:
+    """What ``tlrules check`` found, in each view; the page's inlined styles are named."""
+    text = render_check(CHECKED, fmt)
+    for name in CHECK_ASSETS if fmt == "html" else ():
+        assert text.count(asset(name)) == 1
+        text = text.replace(asset(name), f"/* render/assets/{name} */")
+    path = GOLDEN / f"check-{fmt}.{ {'text': 'txt', 'markdown': 'md'}.get(fmt, fmt) }"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_the_check_page_escapes_names_and_shows_a_verdict_either_way() -> None:
+    page = render_check(CHECKED, "html")
+    assert "<script>" not in page and "<b>" not in page
+    assert f'<tr data-name="{html.escape(HOSTILE)}">' in page
+    assert (
+        '<p class="tlr-verdict tlr-failed"><span class="tlr-sym">\u2717</span> FAILED: 3 ' in page
+    )
+    held = CheckResult(CheckSummary(2, 1, 0, 0, 0, 0), (), (), "a", "b")
+    shown = render_check(held, "html")
+    assert (
+        '<p class="tlr-verdict tlr-ok"><span class="tlr-sym">\u2713</span> ok: every frozen '
+        in shown
+    )
+    assert "<h2>" not in shown  # no violations, no warnings: no sections for them
+    assert held._repr_html_() == shown.split("<body>\n")[1].split("</body>")[0]

@@ -4,13 +4,13 @@ warning: a trained tensor that did not change, a name on one side only); 2 bad i
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Annotated
 
 import typer
 
 from ..render import render_check
+from .output import destination
 from .policies import load_policy
 
 
@@ -18,6 +18,7 @@ class CheckFormat(str, Enum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 def check(
@@ -45,13 +46,20 @@ def check(
             min=0.0, help="Largest absolute change a frozen tensor may show (0: bit-identical)."
         ),
     ] = 0.0,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file instead of stdout (e.g. check.html)."
+        ),
+    ] = None,
 ) -> None:
     """Check that every tensor POLICY freezes is the same in AFTER as in BEFORE."""
+    write = destination(output)
     loaded = load_policy(policy)
     from ..review import check as compare  # reads tensors: torch from here on
 
     result = compare(loaded, before, after, stage=stage, atol=atol)
-    sys.stdout.write(render_check(result, fmt.value))
+    write(render_check(result, fmt.value))
     if not result.ok or (strict and result.warnings):
         raise typer.Exit(1)
 

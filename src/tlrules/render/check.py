@@ -1,39 +1,32 @@
-"""Drawing what ``tlrules check`` found (a ``CheckResult``): text, JSON, Markdown."""
+"""Drawing what ``tlrules check`` found (a ``CheckResult``): text and Markdown, and the
+phrases the HTML page (``check_html``) shares with them. ``render_check`` in the package
+picks a view."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .document import json_document
 from .text import md_row
 
 if TYPE_CHECKING:
     from ..report.checked import CheckResult, CheckWarning, Violation
 
-CHECK_FORMATS = ("text", "json", "markdown")
 _LISTED = 8  # names on one side only shown before "and N more"
-
-
-def render_check(result: CheckResult, fmt: str) -> str:
-    """Draw ``result`` in one of ``CHECK_FORMATS``."""
-    if fmt == "json":
-        return json_document(result.to_dict())
-    return markdown_check(result) if fmt == "markdown" else text(result)
 
 
 def text(result: CheckResult) -> str:
     """A headline, the counts, one line per violation and warning, the verdict."""
-    lines = [_headline(result), _counts(result)]
+    lines = [headline(result), _counts(result)]
     lines += [f"violation: {_violation(v)}" for v in result.violations]
     lines += [f"warning[{w.code}]: {w.message}" for w in _shown(result.warnings)]
     lines += [_more(result.warnings, code) for code in ("only-before", "only-after")]
-    lines.append(_verdict(result))
+    lines.append(verdict(result))
     return "\n".join(line for line in lines if line) + "\n"
 
 
 def markdown_check(result: CheckResult) -> str:
     """A code-review comment: verdict, counts, a table of violations, the warnings."""
-    lines = [f"### tlrules check: {_verdict(result)}", "", _headline(result), "", _counts(result)]
+    lines = [f"### tlrules check: {verdict(result)}", "", headline(result), "", _counts(result)]
     if result.violations:
         lines += [
             "",
@@ -41,7 +34,7 @@ def markdown_check(result: CheckResult) -> str:
             md_row(["---", "---:", "---:", "---:", "---"]),
         ]
         for v in result.violations:
-            cells = [f"`{v.name}`", str(v.rule or "-"), _diff(v), _fraction(v), v.why]
+            cells = [f"`{v.name}`", str(v.rule or "-"), max_diff(v), fraction(v), v.why]
             lines.append(md_row(cells))
     if result.warnings:
         lines.append("")
@@ -51,7 +44,7 @@ def markdown_check(result: CheckResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _headline(result: CheckResult) -> str:
+def headline(result: CheckResult) -> str:
     policy = result.policy_name or result.policy_path or "policy"
     stage = f" [stage {result.stage}]" if result.stage else ""
     held = f"within atol {result.atol:g}" if result.atol else "bit-identical"
@@ -67,7 +60,7 @@ def _counts(result: CheckResult) -> str:
     )
 
 
-def _verdict(result: CheckResult) -> str:
+def verdict(result: CheckResult) -> str:
     if result.ok:
         return "ok: every frozen tensor held"
     n = len(result.violations)
@@ -78,16 +71,16 @@ def _violation(v: Violation) -> str:
     if v.max_abs_diff is None and v.changed_fraction is None:
         numbers = v.detail or "changed"
     else:
-        numbers = f"max abs diff {_diff(v)}, {_fraction(v)} of elements changed"
+        numbers = f"max abs diff {max_diff(v)}, {fraction(v)} of elements changed"
         numbers += f" ({v.detail})" if v.detail else ""
     return f"{v.name!r} changed ({v.why}): {numbers}"
 
 
-def _diff(v: Violation) -> str:
+def max_diff(v: Violation) -> str:
     return "-" if v.max_abs_diff is None else f"{v.max_abs_diff:.3g}"
 
 
-def _fraction(v: Violation) -> str:
+def fraction(v: Violation) -> str:
     return "-" if v.changed_fraction is None else f"{100 * v.changed_fraction:.3g}%"
 
 

@@ -1,6 +1,7 @@
 """What ``tlrules check`` found: two states of one model compared under a policy's
 decisions (``CheckResult``). Plain data: names and numbers, never a tensor.
-``to_dict()`` is the ``tlrules-check/1`` JSON document, ``str()`` draws the text view.
+``to_dict()`` is the ``tlrules-check/1`` JSON document, ``str()`` draws the text view,
+a notebook shows the HTML page's body.
 
 Which tensors are held to what comes from the audit of the model before training
 (``expectations``): a parameter the policy freezes must not change; the running
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..render.check import text
+from ..render.check_html import fragment
 from .document import Report
 
 FORMAT = "tlrules-check/1"
@@ -136,6 +138,10 @@ class CheckResult:
 
     def __str__(self) -> str:
         return text(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the verdict, the counts, the violations and warnings."""
+        return fragment(self)
 
 
 def expectations(report: Report) -> dict[str, Expected]:
