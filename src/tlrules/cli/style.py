@@ -11,7 +11,7 @@ import os
 import re
 from typing import TextIO
 
-import click
+import typer
 
 ACTION_COLOURS = {"train": "green", "freeze": "cyan", "mixed": "yellow"}
 _FIELD = re.compile(r"\S+(?: \S+)*")  # a header field: words one space apart
@@ -26,7 +26,7 @@ def wanted(stream: TextIO) -> bool:
 
 def paint(text: str, colour: str, stream: TextIO) -> str:
     """``text`` in ``colour`` (bold) when ``stream`` wants colour, else ``text``."""
-    return click.style(text, fg=colour, bold=True) if wanted(stream) else text
+    return typer.style(text, fg=colour, bold=True) if wanted(stream) else text
 
 
 def warnings(text: str, stream: TextIO) -> str:
