@@ -328,10 +328,24 @@ def _address_space() -> int:
 
 
 def _default_warnings() -> None:
-    """The interpreter's default warning filters (pytest's 'error' must not leak in)."""
+    """The interpreter's default warning filters (pytest's 'error' must not leak in), and
+    warnings shown on stderr as the interpreter shows them (pytest records them instead),
+    so that a warning reaching the user is seen as noise."""
     warnings.resetwarnings()
     for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
         warnings.simplefilter("ignore", category)
+    warnings.showwarning = _show_on_stderr
+
+
+def _show_on_stderr(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _entry(case: Case, argv: list[str]) -> int:

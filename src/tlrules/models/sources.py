@@ -23,6 +23,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -169,8 +170,11 @@ _SOURCES: dict[str, Callable[[str, str], nn.Module]] = {
 def build(spec: str, *, factories: bool = True) -> nn.Module:
     """A model from a CLI spec (see the module docstring), parameters on the meta device.
     ``factories=False`` for a spec read from a policy (its ``models:``): a factory would
-    run code that the policy chose, so it is refused."""
-    with module_budget(spec):
+    run code that the policy chose, so it is refused. What libraries warn while building
+    on meta ("Initializing zero-element tensors is a no-op", deprecations) is not about
+    the policy, and is kept off the terminal."""
+    with module_budget(spec), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if spec.lower().endswith(CHECKPOINT_SUFFIXES):
             return read_checkpoint(spec)
         kind, sep, rest = spec.partition(":")
