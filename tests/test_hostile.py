@@ -146,6 +146,21 @@ CASES = [
     checkpoint("a zip whose pickle would run code", "model.pt", code_in_zip()),
     hf("bert with 100,000 layers", {**BERT, "num_hidden_layers": 100_000}),
     hf("llama with 100,000 layers", {**LLAMA, "num_hidden_layers": 100_000}),
+    # found by the long fuzz run: a 5,000-digit number in config.json was exit 3
+    Case(
+        "a 5,000-digit number in config.json",
+        ("audit", "hf:cfg", "p.yaml"),
+        {
+            "cfg/config.json": json.dumps(LLAMA)[:-1].encode() + b', "x": 1' + b"0" * 5000 + b"}",
+            "p.yaml": FREEZE_ALL,
+        },
+        expect=frozenset({2}),
+    ),
+    checkpoint(
+        "a 5,000-digit number in a safetensors header",
+        "model.safetensors",
+        safetensors_bytes(b'{"__metadata__": {"n": 1' + b"0" * 5000 + b"}}"),
+    ),
     # found by the long fuzz run: torch's "zero-element tensors" warning reached stderr
     hf("llama with zero-sized layers builds quietly", {**LLAMA, "intermediate_size": 0}, 0),
     *(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 
 from ..errors import ModelSpecError
@@ -30,3 +31,8 @@ def parse_json(text: bytes, depth: int, bad: Callable[[str], ModelSpecError]) ->
         return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise bad(f"not JSON: {err}") from None
+    except ValueError:  # a whole number past the digits Python converts (found by fuzzing)
+        raise bad(
+            f"unreadable: a whole number in it is longer than the {sys.get_int_max_str_digits():,} "
+            "digits Python reads (sys.get_int_max_str_digits())"
+        ) from None
