@@ -50,19 +50,27 @@ def read_checkpoint(path: str) -> Checkpoint:
     return _as_module(kept, path)
 
 
+def module_at(root: nn.Module, path: list[str]) -> nn.Module:
+    """The module at ``path`` under ``root``, with empty modules added where none is yet
+    (a checkpoint's names are all there is of its model's tree). Raises ``KeyError`` or
+    ``TypeError`` for a segment that cannot name a module."""
+    module = root
+    for part in path:
+        child = members(module)[2].get(part)
+        if child is None:
+            child = nn.Module()
+            module.add_module(part, child)
+        module = child
+    return module
+
+
 def _as_module(tensors: list[Listed], spec: str) -> Checkpoint:
     root = Checkpoint()
     shared: dict[tuple[Any, ...], nn.Parameter] = {}
     for t in tensors:
         *path, leaf = t.name.split(".")
         try:
-            module: nn.Module = root
-            for part in path:
-                child = members(module)[2].get(part)
-                if child is None:
-                    child = nn.Module()
-                    module.add_module(part, child)
-                module = child
+            module = module_at(root, path)
             param = shared.get(t.storage) if t.storage else None
             if param is None:
                 param = nn.Parameter(torch.empty(t.shape, dtype=t.dtype, device="meta"))

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from .. import limits
-from ..compat.torch_internals import members
 from ..errors import ModelSpecError
+from .checkpoints import module_at
 from .jsontext import parse_json
 from .listing import check_count, check_shape, clipped
 from .meta import module_budget
@@ -265,13 +265,7 @@ def as_module(entries: Mapping[str, tuple[tuple[int, ...], torch.dtype]], spec: 
         for name, (shape, dtype) in entries.items():
             *path, leaf = name.split(".")
             try:
-                module = root
-                for part in path:
-                    child = members(module)[2].get(part)
-                    if child is None:
-                        child = nn.Module()
-                        module.add_module(part, child)
-                    module = child
+                module = module_at(root, path)
                 meta = torch.empty(shape, dtype=dtype, device="meta")
                 if (dtype.is_floating_point or dtype.is_complex) and leaf not in STATS:
                     module.register_parameter(leaf, nn.Parameter(meta, requires_grad=False))
