@@ -1,0 +1,97 @@
+"""What a converter produces: a tlrules policy as plain data, written as YAML text with a
+comment per rule naming the source line it came from (``Converted.text``), and the
+surprises found when a model's names are decided under both readings (``Surprise``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+Action = Literal["train", "freeze"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the written policy: ``pattern`` exactly as tlrules reads it (a glob, or
+    ``re:`` and a regex matched against the whole name), and where it came from
+    (``"axolotl.yaml:7 unfrozen_parameters[2]: 'layers.2[0-9]+.mlp'"``)."""
+
+    pattern: str
+    action: Action
+    source: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a converted schedule (finetuning-scheduler phases)."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    source: str
+    lr: float | None = None
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class Surprise:
+    """Where the source tool's own reading of a config differs from what its text (or the
+    tool's documentation) suggests, on one model: ``names`` are the parameters involved."""
+
+    message: str
+    names: tuple[str, ...] = ()
+    where: str = ""  # "config.yaml:7", when known
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.names[:5])
+        more = f" and {len(self.names) - 5} more" if len(self.names) > 5 else ""
+        names = f" ({shown}{more})" if self.names else ""
+        at = f"{self.where}: " if self.where else ""
+        return f"{at}{self.message}{names}"
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A policy converted from ``tool``'s config ``source``: top-level ``rules`` or
+    ``stages``, never both; ``default`` decides what no rule matches."""
+
+    tool: str
+    source: str
+    rules: tuple[Rule, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    default: Action = "freeze"
+    notes: tuple[str, ...] = ()  # header comment lines: semantics reproduced, caveats
+
+    def text(self) -> str:
+        """The policy as YAML text; every pattern is a double-quoted (JSON) string."""
+        lines = [f"# converted by 'tlrules convert {self.tool} {_one_line(self.source)}'"]
+        lines += [f"# {_one_line(n)}" for n in self.notes]
+        lines += ["version: 1", f"default: {self.default}"]
+        if self.stages:
+            lines.append("stages:")
+            for stage in self.stages:
+                lines.append(f"  - name: {stage.name}  # {_one_line(stage.source)}")
+                if stage.lr is not None:
+                    lines.append(f"    lr: {stage.lr!r}")
+                if stage.epochs is not None:
+                    lines.append(f"    epochs: {stage.epochs}")
+                lines += _rules(stage.rules, "    ")
+        else:
+            lines += _rules(self.rules, "")
+        return "\n".join(lines) + "\n"
+
+
+def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:
+    if not rules:
+        return [f"{indent}rules: []"]
+    out = [f"{indent}rules:"]
+    for rule in rules:
+        out.append(
+            f"{indent}  - {json.dumps(rule.pattern)}: {rule.action}  # {_one_line(rule.source)}"
+        )
+    return out
+
+
+def _one_line(text: str) -> str:
+    """``text`` safe inside a YAML comment: one line, control characters escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
