@@ -1,14 +1,23 @@
 """``tlrules convert TOOL CONFIG``: the freezing options of another fine-tuning tool's
 config, as a tlrules policy that reproduces that tool's own matching exactly.
 
-One module per tool, each with ``convert(doc) -> Converted`` (``doc``: the config as read
-by ``read_config``) and ``surprises(doc, names) -> list[Surprise]`` (``names``: a model's
-parameter names, decided under the tool's reading and under the reading its text or
-documentation suggests). ``TOOLS`` names them; a module is imported when first used.
+One module per tool, each with ``convert(doc: Document) -> Converted`` and
+``surprises(doc: Document, names: Sequence[str]) -> list[Surprise]`` (``names``: a
+model's parameter names, decided under the tool's reading and under the reading its text
+or documentation suggests). ``TOOLS`` names them; a module is imported when first used.
+A config is read like a policy file (``policy.reader``: bounded, safe loader, positions).
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import PolicyError, Where
+from ..policy.reader import Document, read, read_file
 from .written import Converted, Rule, Stage, Surprise
 
 TOOLS = {
@@ -19,4 +28,45 @@ TOOLS = {
     "fts": "fts",
 }
 
-__all__ = ["TOOLS", "Converted", "Rule", "Stage", "Surprise"]
+
+def tool(name: str) -> ModuleType:
+    """The converter module of tool ``name``; an error naming the tools for another."""
+    if name not in TOOLS:
+        close = difflib.get_close_matches(name, list(TOOLS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PolicyError(f"no converter for {name!r}; the tools are {', '.join(TOOLS)}{hint}")
+    return importlib.import_module(f"{__name__}.{TOOLS[name]}")
+
+
+def read_config(path: str | Path, shown_as: str | None = None) -> Document:
+    """A tool's config file (YAML or JSON) as plain data with the position of every node."""
+    shown = shown_as or str(path)
+    return read(read_file(Path(path), shown), shown)
+
+
+def convert(name: str, path: str | Path) -> Converted:
+    """The policy that reproduces tool ``name``'s reading of the config at ``path``."""
+    module = tool(name)
+    converted: Converted = module.convert(read_config(path))
+    return converted
+
+
+def surprises(name: str, path: str | Path, names: Sequence[str]) -> list[Surprise]:
+    """Where tool ``name``'s reading of the config at ``path`` surprises, on ``names``."""
+    found: list[Surprise] = tool(name).surprises(read_config(path), names)
+    return found
+
+
+__all__ = [
+    "TOOLS",
+    "Converted",
+    "Document",
+    "Rule",
+    "Stage",
+    "Surprise",
+    "Where",
+    "convert",
+    "read_config",
+    "surprises",
+    "tool",
+]
