@@ -61,9 +61,11 @@ HF_ENCODERS = [f"hf:{c}{h}" for c in ["bert", "roberta", "xlm-roberta"] for h in
 ]
 HF_DECODERS = [
     f"hf:{c}{h}"
-    for c in ["llama", "mistral", "qwen2", "qwen3"]
+    for c in ["llama", "mistral", "qwen2", "qwen3", "phi3"]
     for h in [*HEADS, "#AutoModelForCausalLM"]
 ]
+GEMMAS = ["gemma", "gemma2", "gemma3"]  # their causal LMs tie lm_head to embed_tokens
+HF_GEMMAS = [f"hf:{c}{h}" for c in GEMMAS for h in HEADS]
 
 
 def numel(*parts: nn.Module | None) -> int:
@@ -112,7 +114,7 @@ CASES: dict[str, tuple[list[str], Expected]] = {
     "timm/convnext-last-stage": (TIMM_CONVNEXTS, lambda m: numel(m.stages[-1], m.head)),
     "timm/resnet-layer4-fc": (TIMM_RESNETS, lambda m: numel(m.layer4, m.fc)),
     "hf/bert-last-layers": (HF_ENCODERS, _encoder),
-    "hf/llama-last-layers": (HF_DECODERS, _decoder),
+    "hf/llama-last-layers": ([*HF_DECODERS, *HF_GEMMAS], _decoder),
     # a policy in stages: one row per stage, POLICY@STAGE
     "torchvision/resnet-two-stage@head": (RESNETS, lambda m: numel(m.fc)),
     "torchvision/resnet-two-stage@finetune": (RESNETS, lambda m: numel(m)),
@@ -123,6 +125,60 @@ CASES: dict[str, tuple[list[str], Expected]] = {
         for n in range(1, 5)
     },
 }  # fmt: skip
+
+# LLM families (issue 13): Gemma, Phi-3, mixture-of-experts and vision-language models,
+# tiny configs in LLM_CONFIGS and VLM_CONFIGS below
+CLASSIFIER, CAUSAL = "#AutoModelForSequenceClassification", "#AutoModelForCausalLM"
+MOES = ["mixtral", "qwen2-moe", "qwen3-moe"]
+MOE_MODELS = [f"hf:{c}{h}" for c in MOES for h in [*HEADS, CAUSAL]]
+WITH_HEAD = [
+    *(f"hf:{c}{h}" for c in ["llama", "mistral", "qwen2", "qwen3", "phi3", *MOES]
+      for h in [CLASSIFIER, CAUSAL]),
+    *(f"hf:{c}{CLASSIFIER}" for c in GEMMAS),
+]  # fmt: skip
+TIED_CAUSAL = [f"hf:{c}{CAUSAL}" for c in [*GEMMAS, "qwen2-tied"]]
+VLMS = [f"hf:{c}#AutoModelForImageTextToText" for c in ["qwen2-vl", "qwen2.5-vl", "llava"]]
+
+
+def _rms_norms(m: nn.Module) -> list[nn.Module]:
+    return [x for x in m.modules() if type(x).__name__.endswith("RMSNorm")]
+
+
+def _head(m: nn.Module) -> int:
+    return numel(getattr(m, "lm_head", None) or getattr(m, "score", None))
+
+
+def _tied_last_layers(m: Any) -> int:
+    return numel(*m.base_model.layers[-2:], *_rms_norms(m))
+
+
+def _moe(m: Any) -> int:
+    last = m.base_model.layers[-2:]
+    gates = [getattr(x.mlp, "shared_expert_gate", None) for x in last]
+    return _decoder(m) - numel(*(x.mlp.gate for x in last), *gates)
+
+
+def _vlm(m: Any) -> tuple[nn.Module, nn.Module]:
+    """The projector from the vision tower, and the language model."""
+    base = m.base_model
+    projector = base.visual.merger if hasattr(base, "visual") else base.multi_modal_projector
+    return projector, base.language_model
+
+
+def _vlm_last_layers(m: Any) -> int:
+    text = _vlm(m)[1]
+    return numel(*text.layers[-2:], text.norm)
+
+
+LLM_CASES: dict[str, tuple[list[str], Expected]] = {
+    "hf/decoder-head-only": (WITH_HEAD, _head),
+    "hf/gemma-last-layers": (TIED_CAUSAL, _tied_last_layers),
+    "hf/moe-last-layers": (MOE_MODELS, _moe),
+    "hf/vlm-two-stage@align": (VLMS, lambda m: numel(_vlm(m)[0])),
+    "hf/vlm-two-stage@instruct": (VLMS, lambda m: numel(*_vlm(m), m.lm_head)),
+    "hf/vlm-last-layers": (VLMS, _vlm_last_layers),
+}  # fmt: skip
+CASES |= LLM_CASES
 
 # bases meant to be extended, each tested through a policy that extends it with
 # 'default: train' (full fine-tuning on top of the base's rules)
@@ -149,10 +205,48 @@ HF_CONFIGS = {  # transformers config class, extra settings; 6 layers so "the la
     "qwen3": ("Qwen3Config", {"num_key_value_heads": 1, "head_dim": 16}),
 }
 
+# LLM families (issue 13); Phi-3 needs its special token ids inside the tiny vocabulary
+KV1 = {"num_key_value_heads": 1}
+EXPERTS = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16}
+LLM_CONFIGS = {
+    "gemma": ("GemmaConfig", {**KV1, "head_dim": 16}),
+    "gemma2": ("Gemma2Config", {**KV1, "head_dim": 16}),
+    "gemma3": ("Gemma3TextConfig", {**KV1, "head_dim": 16}),
+    "phi3": ("Phi3Config", {**KV1, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}),
+    "qwen2-tied": ("Qwen2Config", {**KV1, "tie_word_embeddings": True}),
+    "mixtral": ("MixtralConfig", {**KV1, "num_local_experts": 4, "num_experts_per_tok": 2}),
+    "qwen2-moe": ("Qwen2MoeConfig", {**KV1, **EXPERTS, "shared_expert_intermediate_size": 32}),
+    "qwen3-moe": ("Qwen3MoeConfig", {**KV1, **EXPERTS, "head_dim": 16}),
+}
+HF_CONFIGS |= LLM_CONFIGS
+# vision-language models: a config of configs (text 6 layers, vision 4 blocks)
+TEXT = {**SMALL, **KV1, "num_hidden_layers": 6}
+MROPE = {"rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+         "bos_token_id": None, "eos_token_id": None}  # fmt: skip
+VISION = {"depth": 4, "hidden_size": 32, "num_heads": 2}
+VLM_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "qwen2-vl": ("Qwen2VLConfig", {  # tied, as Qwen2-VL-2B is
+        "text_config": {**TEXT, **MROPE}, "tie_word_embeddings": True,
+        "vision_config": {**VISION, "embed_dim": 32, "mlp_ratio": 2}}),
+    "qwen2.5-vl": ("Qwen2_5_VLConfig", {
+        "text_config": {**TEXT, **MROPE},
+        "vision_config": {**VISION, "out_hidden_size": 32, "intermediate_size": 64,
+                          "fullatt_block_indexes": [3]}}),
+    "llava": ("LlavaConfig", {
+        "text_config": {"model_type": "llama", **TEXT},
+        "vision_config": {"model_type": "clip_vision_model", "num_hidden_layers": 4,
+                          "hidden_size": 32, "intermediate_size": 64,
+                          "num_attention_heads": 2, "image_size": 32, "patch_size": 8}}),
+}  # fmt: skip
+
 
 def hf_config(folder: Path, name: str, **settings: Any) -> Path:
-    """Write the tiny config ``name`` (a key of HF_CONFIGS) to ``folder``."""
+    """Write the tiny config ``name`` (a key of HF_CONFIGS or VLM_CONFIGS) to ``folder``."""
     transformers = pytest.importorskip("transformers")
+    if name in VLM_CONFIGS:
+        cls, parts = VLM_CONFIGS[name]
+        getattr(transformers, cls)(**parts, **settings).save_pretrained(folder)
+        return folder
     cls, extra = HF_CONFIGS[name]
     getattr(transformers, cls)(num_hidden_layers=6, **SMALL, **extra, **settings).save_pretrained(
         folder
