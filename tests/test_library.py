@@ -7,6 +7,7 @@ taken from the architecture's own modules, not from parameter names.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -327,6 +328,58 @@ def test_tied_embeddings_stop_the_llama_policy(tmp_path: Path) -> None:
     with pytest.raises(tlrules.DecisionError) as err:
         tlrules.load("hf/llama-last-layers").audit(tied)
     assert "'model.embed_tokens.weight' and 'lm_head.weight' are one tied tensor" in str(err.value)
+
+
+TIED = {  # the rules that disagree on the tied matrix: (line, column, rule, freezes, trains)
+    "hf/llama-last-layers": (16, 5, 3, "rule 1 '*embed_tokens'", "rule 3 '{*norm,lm_head,score}'"),
+    "hf/decoder-head-only": (14, 5, 1, "rule 2 '*'", "rule 1 '{score,lm_head}'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", TIED)
+def test_a_tied_gemma_stops_the_policies_that_train_its_head(
+    policy: str, model: Callable[[str], nn.Module]
+) -> None:
+    gemma = model(f"hf:gemma{CAUSAL}")
+    assert gemma.get_output_embeddings().weight is gemma.get_input_embeddings().weight
+    with pytest.raises(tlrules.DecisionError) as err:
+        tlrules.load(policy).audit(gemma)
+    line, column, rule, freezes, trains = TIED[policy]
+    assert str(err.value) == (
+        f"{library_dir() / policy}.yaml:{line}:{column}: rule {rule}: parameters "
+        "'model.embed_tokens.weight' and 'lm_head.weight' are one tied tensor, but "
+        f"{freezes} freezes it and {trains} trains it; make the rules agree"
+    )
+    tied = tlrules.load("hf/gemma-last-layers").audit(gemma)  # freezes it under both names
+    actions = {d.name: d.action for d in tied.decisions}
+    assert actions["model.embed_tokens.weight"] == actions["lm_head.weight"] == "freeze"
+
+
+def test_cli_audits_a_moe_model_with_its_routers_frozen(
+    model: Callable[[str], nn.Module],
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mixtral = model(f"hf:mixtral{CAUSAL}")  # writes the config folder the CLI reads
+    folder = tmp_path_factory.getbasetemp() / "hf" / "mixtral"
+    assert main(["audit", f"hf:{folder}{CAUSAL}", "hf/moe-last-layers", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == {"source": f"hf:{folder}{CAUSAL}", "class": "MixtralForCausalLM"}
+    assert report["summary"]["trainable_numel"] == _moe(mixtral)
+    assert report["warnings"] == []
+    routers = [layer.mlp.gate for layer in mixtral.base_model.layers]
+    assert {k: report["rules"][1][k] for k in ("pattern", "action", "parameters", "numel")} == {
+        "pattern": "*mlp.{gate,shared_expert_gate}",
+        "action": "freeze",
+        "parameters": len(routers),
+        "numel": numel(*routers),
+    }
+    experts = {p["name"]: p["action"] for p in report["parameters"] if ".experts." in p["name"]}
+    assert experts == {
+        f"model.layers.{i}.mlp.experts.{proj}": "train" if i >= 4 else "freeze"
+        for i in range(6)
+        for proj in ("gate_up_proj", "down_proj")
+    }
 
 
 def test_rules_list_names_every_policy_and_what_it_is_for(
