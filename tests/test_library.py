@@ -430,3 +430,13 @@ def test_freeze_norms_comes_before_the_extending_policys_rules(
     }
     assert trains == layer4
     assert "layer4.0.downsample.1.weight" not in trains
+
+
+def test_vlm_two_stage_trains_at_llavas_learning_rates(model: Callable[[str], nn.Module]) -> None:
+    llava: Any = model(VLMS[-1])
+    projector, text = _vlm(llava)
+    stages = [("align", 1e-3, [projector]), ("instruct", 2e-5, [projector, text, llava.lm_head])]
+    for stage, lr, parts in stages:
+        groups = tlrules.load("hf/vlm-two-stage").stage(stage).param_groups(llava, lr=0.1)
+        trained = {id(p) for part in parts for p in part.parameters()}
+        assert [(g["lr"], {id(p) for p in g["params"]}) for g in groups] == [(lr, trained)]
