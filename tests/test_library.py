@@ -226,7 +226,7 @@ MROPE = {"rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
          "bos_token_id": None, "eos_token_id": None}  # fmt: skip
 VISION = {"depth": 4, "hidden_size": 32, "num_heads": 2}
 VLM_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "qwen2-vl": ("Qwen2VLConfig", {  # tied, as Qwen2-VL-2B is
+    "qwen2-vl": ("Qwen2VLConfig", {  # tied: vlm-last-layers must fit it
         "text_config": {**TEXT, **MROPE}, "tie_word_embeddings": True,
         "vision_config": {**VISION, "embed_dim": 32, "mlp_ratio": 2}}),
     "qwen2.5-vl": ("Qwen2_5_VLConfig", {
