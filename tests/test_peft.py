@@ -244,3 +244,101 @@ def test_checkpoints_of_a_peft_model_are_audited_with_the_base_names(
     assert {p["name"]: p["action"] for p in report["parameters"]} == {
         n.replace(".default.", "."): "train" for n, a in live.items() if ".lora_" in n
     }
+
+
+STAGES = """
+version: 1
+name: tiny-lora
+stages:
+  - name: adapters
+    epochs: 1
+    rules:
+      - "*.lora_*": train
+      - "*": freeze
+  - name: norms
+    rules:
+      - "*norm": train
+"""
+LORA = [
+    f"base_model.model.model.layers.{i}.self_attn.{proj}.lora_{ab}.default.weight"
+    for i in (0, 1)
+    for proj in ("q_proj", "v_proj")
+    for ab in "AB"
+]
+NORM_NAMES = [
+    *(f"base_model.model.model.layers.{i}.{kind}.weight"
+      for i in (0, 1) for kind in ("input_layernorm", "post_attention_layernorm")),
+    "base_model.model.model.norm.weight",
+]  # fmt: skip
+
+
+class _Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self) -> None:
+        self.ids = torch.randint(
+            1, SMALL["vocab_size"], (8, 8), generator=torch.Generator().manual_seed(3)
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+class _Seen(transformers.TrainerCallback):  # type: ignore[misc]
+    """What trains, and the weights, at the first step of each epoch; the weights at the end."""
+
+    def __init__(self) -> None:
+        self.trainable: dict[int, list[str]] = {}
+        self.start: dict[int, dict[str, torch.Tensor]] = {}
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        epoch = int(state.epoch + 1e-6)
+        if epoch not in self.trainable:
+            named = list(kw["model"].named_parameters())
+            self.trainable[epoch] = sorted(n for n, p in named if p.requires_grad)
+            self.start[epoch] = {n: p.detach().clone() for n, p in named}
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.weights = {n: p.detach().clone() for n, p in kw["model"].named_parameters()}
+
+
+def _peft_trainer(tmp_path: Path, epochs: int, seen: _Seen) -> Any:
+    from tlrules.integrations.transformers import finetune
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=epochs, per_device_train_batch_size=4,
+        learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="epoch",
+        logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    model = lora(base("llama"), "llama")
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=_Tokens(), callbacks=[seen]
+    )
+    finetune(trainer, tlrules.Policy.from_text(STAGES))
+    return trainer
+
+
+def test_the_trainer_switches_stage_on_a_peft_model(tmp_path: Path) -> None:
+    seen = _Seen()
+    trainer = _peft_trainer(tmp_path, 2, seen)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert seen.trainable == {0: sorted(LORA), 1: sorted(LORA + NORM_NAMES)}
+    moved = {n for n, p in seen.weights.items() if not torch.equal(p, before[n])}
+    assert moved == set(LORA + NORM_NAMES)
+
+
+def test_a_peft_run_resumed_in_stage_two_gets_its_trained_norms_back(tmp_path: Path) -> None:
+    first = _Seen()
+    _peft_trainer(tmp_path, 2, first).train()
+    # PEFT's checkpoint holds the adapters only: the norms stage 'norms' trained are kept
+    # beside it by finetune
+    saved = torch.load(tmp_path / "checkpoint-4" / "tlrules_trained.pt", weights_only=True)
+    assert sorted(saved) == sorted(LORA + NORM_NAMES)
+    resumed = _Seen()
+    _peft_trainer(tmp_path, 3, resumed).train(resume_from_checkpoint=True)
+    assert resumed.trainable == {2: sorted(LORA + NORM_NAMES)}
+    started = resumed.start[2]
+    assert [n for n in first.weights if not torch.equal(started[n], first.weights[n])] == []
