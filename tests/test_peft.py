@@ -342,3 +342,63 @@ def test_a_peft_run_resumed_in_stage_two_gets_its_trained_norms_back(tmp_path: P
     assert resumed.trainable == {2: sorted(LORA + NORM_NAMES)}
     started = resumed.start[2]
     assert [n for n in first.weights if not torch.equal(started[n], first.weights[n])] == []
+
+
+LIT_POLICY = """
+version: 1
+name: lit-lora
+rules:
+  - "{*.lora_*,backbone.1}": train
+  - "*": freeze
+"""
+
+
+def test_lightning_applies_the_policy_again_after_get_peft_model_in_configure_model(
+    tmp_path: Path,
+) -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    from tlrules.integrations.lightning import PolicyFinetuning
+
+    class Net(pl.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.model = nn.Sequential()
+            self.model.backbone = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+            self.trained: list[str] = []
+
+        def configure_model(self) -> None:  # PEFT here, after the callback's setup
+            config = peft.LoraConfig(r=2, target_modules=["backbone.0", "backbone.2"])
+            self.model = peft.get_peft_model(self.model, config)
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            named = self.model.named_parameters()
+            self.trained = sorted(n for n, p in named if p.requires_grad)
+            x, y = batch
+            return nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
+
+    g = torch.Generator().manual_seed(1)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(8, 4, generator=g), torch.randint(0, 2, (8,), generator=g)
+    )
+    net = Net()
+    callback = PolicyFinetuning(tlrules.Policy.from_text(LIT_POLICY), module="model")
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, callbacks=[callback], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    with warnings.catch_warnings():  # Lightning's advice for real runs, not defects
+        warnings.filterwarnings("ignore", ".*does not have many workers.*", UserWarning)
+        warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)", FutureWarning)
+        trainer.fit(net, torch.utils.data.DataLoader(data, batch_size=4))
+    adapters = [
+        f"base_model.model.backbone.{i}.lora_{ab}.default.weight" for i in (0, 2) for ab in "AB"
+    ]
+    norm = ["base_model.model.backbone.1.bias", "base_model.model.backbone.1.weight"]
+    assert net.trained == sorted(adapters + norm)
+    held = {id(p) for p in trainer.optimizers[0].param_groups[0]["params"]}
+    assert {n for n, p in net.model.named_parameters() if id(p) in held} == set(adapters + norm)
