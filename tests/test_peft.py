@@ -402,3 +402,15 @@ def test_lightning_applies_the_policy_again_after_get_peft_model_in_configure_mo
     assert net.trained == sorted(adapters + norm)
     held = {id(p) for p in trainer.optimizers[0].param_groups[0]["params"]}
     assert {n for n, p in net.model.named_parameters() if id(p) in held} == set(adapters + norm)
+
+
+def test_check_compares_two_states_of_a_peft_model_under_the_base_names() -> None:
+    model = lora(base("llama"), "llama")
+    policy = tlrules.load("peft/lora-norms")
+    policy.apply(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _steps(model, torch.optim.AdamW(policy.param_groups(model, lr=1e-2, weight_decay=0.0)))
+    result = tlrules.check(policy, before, model.state_dict())
+    assert result.ok and not result.warnings
+    assert result.summary.compared == len(before)
+    assert result.summary.frozen_ok == len(before) - 8 - 5
