@@ -414,3 +414,17 @@ def test_check_compares_two_states_of_a_peft_model_under_the_base_names() -> Non
     assert result.ok and not result.warnings
     assert result.summary.compared == len(before)
     assert result.summary.frozen_ok == len(before) - 8 - 5
+
+
+def test_norm_layers_of_a_peft_model_are_named_and_held_like_the_bare_ones() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    policy = tlrules.load("torchvision/resnet-layer4-fc")
+    bare = policy.audit(torchvision.models.resnet18(weights=None))
+    config = peft.LoraConfig(r=2, target_modules=["layer4.0.conv1", "layer1.0.conv1"])
+    model = peft.get_peft_model(torchvision.models.resnet18(weights=None), config)
+    applied = policy.apply(model)
+    assert applied.report.norm_layers == bare.norm_layers
+    model.train()
+    bn = model.base_model.model.layer1[0].bn1
+    assert not bn.training  # frozen: its statistics stay fixed
+    assert model.base_model.model.layer4[0].bn1.training
