@@ -428,3 +428,28 @@ def test_norm_layers_of_a_peft_model_are_named_and_held_like_the_bare_ones() -> 
     bn = model.base_model.model.layer1[0].bn1
     assert not bn.training  # frozen: its statistics stay fixed
     assert model.base_model.model.layer4[0].bn1.training
+
+
+def test_a_peft_resume_without_the_trained_file_names_it(tmp_path: Path) -> None:
+    _peft_trainer(tmp_path, 1, _Seen()).train()
+    path = tmp_path / "checkpoint-2" / "tlrules_trained.pt"
+    path.unlink()
+    with pytest.raises(tlrules.TLRulesError) as err:
+        _peft_trainer(tmp_path, 2, _Seen()).train(resume_from_checkpoint=True)
+    assert str(err.value) == (
+        f"this PEFT run resumes at step 2, but {str(path)!r} is missing: it holds the "
+        "trainable parameters that PEFT's checkpoint lacks; resume from a checkpoint that "
+        "finetune wrote, in output_dir (train(resume_from_checkpoint=True))"
+    )
+
+
+def test_a_peft_resume_with_a_trained_file_of_another_model_is_refused(tmp_path: Path) -> None:
+    _peft_trainer(tmp_path, 1, _Seen()).train()
+    path = tmp_path / "checkpoint-2" / "tlrules_trained.pt"
+    torch.save({"other.weight": torch.zeros(2)}, path)
+    with pytest.raises(tlrules.TLRulesError) as err:
+        _peft_trainer(tmp_path, 2, _Seen()).train(resume_from_checkpoint=True)
+    assert str(err.value) == (
+        f"{str(path)!r} names parameters this model lacks: ['other.weight']; resume with the "
+        "model the checkpoint was written from"
+    )

@@ -178,7 +178,7 @@ def finetune(
         if saved is not None and trainer.state.global_step > 0:  # resuming
             callback.schedule.load_state_dict(saved)
             callback.schedule.restore(model, [optimizer])
-            _load_trained(model, _checkpoint(trainer.args, trainer.state))
+            _load_trained(model, trainer.args, trainer.state)
         else:
             callback._sync(model, optimizer, None, trainer.args)
         return optimizer
@@ -193,17 +193,16 @@ def _checkpoint(args: Any, state: Any) -> str:
     return os.path.join(args.output_dir, f"{prefix}-{state.global_step}")
 
 
-def _load_trained(model: torch.nn.Module, folder: str) -> None:
+def _load_trained(model: torch.nn.Module, args: Any, state: Any) -> None:
     """Put back the trainable parameters ``on_save`` kept for a PEFT model."""
     if not holds_peft(model.modules()):
         return
-    path = os.path.join(folder, TRAINED_FILE)
+    path = os.path.join(_checkpoint(args, state), TRAINED_FILE)
     if not os.path.isfile(path):
         raise TLRulesError(
-            f"this PEFT run resumes from step {os.path.basename(folder).rpartition('-')[2]}, "
-            f"but {path!r} is missing: it holds the parameters the policy trains that PEFT's "
-            "checkpoint lacks; resume from a checkpoint folder under output_dir "
-            "(train(resume_from_checkpoint=True)) written with finetune"
+            f"this PEFT run resumes at step {state.global_step}, but {path!r} is missing: "
+            "it holds the trainable parameters that PEFT's checkpoint lacks; resume from a "
+            "checkpoint that finetune wrote, in output_dir (train(resume_from_checkpoint=True))"
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
     params = dict(model.named_parameters())
