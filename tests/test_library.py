@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,47 @@ LLM_CASES: dict[str, tuple[list[str], Expected]] = {
 }  # fmt: skip
 CASES |= LLM_CASES
 
+
+# PEFT-wrapped models: "peft:" + an hf: architecture above, wrapped by get_peft_model with
+# LoRA on q_proj and v_proj (and modules_to_save=["score"] on a classifier); what trains is
+# read from PEFT's own layers (tests/test_peft.py trains them)
+PEFT_DECODERS = [
+    f"peft:hf:{c}#{head}"
+    for c in ["llama", "qwen2"]
+    for head in ["AutoModelForCausalLM", "AutoModelForSequenceClassification"]
+]
+
+
+def _adapters(m: Any) -> list[nn.Module]:
+    """The LoRA adapters and modules_to_save copies of a PEFT model, by their classes."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    out: list[nn.Module] = []
+    for x in m.modules():
+        if isinstance(x, LoraLayer):
+            out += [*x.lora_A.values(), *x.lora_B.values()]
+        elif isinstance(x, ModulesToSaveWrapper):
+            out.append(x.modules_to_save)
+    return out
+
+
+def _peft_head(m: Any) -> nn.Module:
+    inner = m.base_model.model
+    return getattr(inner, "lm_head", None) or inner.score
+
+
+CASES |= {
+    "peft/lora-norms": (
+        PEFT_DECODERS,
+        lambda m: numel(*_adapters(m), *(x for x in m.modules() if "Norm" in type(x).__name__)),
+    ),
+    "peft/lora-embeddings-head": (
+        PEFT_DECODERS,
+        lambda m: numel(*_adapters(m), m.base_model.model.model.embed_tokens, _peft_head(m)),
+    ),
+}
+
 # bases meant to be extended, each tested through a policy that extends it with
 # 'default: train' (full fine-tuning on top of the base's rules)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
@@ -262,6 +304,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], nn.Module
 
     def get(arch: str) -> nn.Module:
         if arch not in built:
+            if arch.startswith("peft:"):
+                built[arch] = _peft(arch, tmp_path_factory)
+                return built[arch]
             if arch.startswith("timm:"):
                 pytest.importorskip("timm")
             spec = arch
@@ -275,6 +320,26 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], nn.Module
         return built[arch]
 
     return get
+
+
+def _peft(arch: str, tmp_path_factory: pytest.TempPathFactory) -> nn.Module:
+    """``peft:hf:NAME#CLASS``: the tiny model, built on meta, wrapped by get_peft_model."""
+    peft = pytest.importorskip("peft")
+    name, _, head = arch.removeprefix("peft:hf:").partition("#")
+    folder = tmp_path_factory.getbasetemp() / "hf" / name
+    if not folder.is_dir():
+        hf_config(folder, name)
+    classifier = head.endswith("SequenceClassification")
+    config = peft.LoraConfig(
+        r=4,
+        target_modules=["q_proj", "v_proj"],
+        modules_to_save=["score"] if classifier else None,
+        task_type="SEQ_CLS" if classifier else "CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft reads transformers' deprecated alias
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        wrapped: nn.Module = peft.get_peft_model(build(f"hf:{folder}#{head}"), config)
+    return wrapped
 
 
 PAIRS = [(policy, arch) for policy, (archs, _) in CASES.items() for arch in archs]

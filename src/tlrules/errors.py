@@ -100,6 +100,11 @@ class CompileWarning(TLRulesWarning):
     """A ``torch.compile``\\ d model that already ran gets another trainable set."""
 
 
+class PeftOrderWarning(TLRulesWarning):
+    """Parameters a policy trains are frozen in a PEFT model: the policy was applied
+    before ``get_peft_model``, which froze them again (DESIGN.md section 7)."""
+
+
 class OptimizerMismatchWarning(TLRulesWarning):
     """An optimizer holds frozen parameters or lacks trainable ones."""
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..compat.torch_internals import members
 from ..errors import DecisionError, Where, quoted
-from ..patterns import bare_name, bare_names
+from ..patterns import bare_name, bare_names, peft_marked, peft_module, peft_name
 from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
 from ..report import Columns, Decision, GroupUse, Report
@@ -40,6 +40,7 @@ class Plan:
     targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
     norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
     wrapped: bool = True  # a wrapper that preflight checks may be inside
+    peft: bool = False  # names were read as a PEFT model's (DESIGN.md section 7)
 
 
 class _GcPause:
@@ -78,11 +79,15 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     tree = walk(model)
     raw_names = tree.names
     names = bare_names(raw_names)
+    peft = tree.peft or peft_marked(names)  # DESIGN.md section 7
+    if peft:
+        names = [peft_name(n) for n in names]
     matcher = policy.matcher(names)
     rules = policy.rules
     default = policy.default
     with timeouts_named(rules):
-        found = matcher.first_tree(tree, names)
+        # PEFT's segments are not skipped on the tree's path: those names are read whole
+        found = matcher.first_all(names) if peft else matcher.first_tree(tree, names)
         if any(r.module for r in rules):
             classes = _owner_classes(model, raw_names)
             found = by_module_class(rules, matcher, names, classes, found)
@@ -110,7 +115,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     if policy.groups:
         table, groups = assign_groups(policy, _rows(table), names)
     with timeouts_named(rules):
-        norm = norms.plan(policy, _norm_layers(tree, targets), matcher)
+        norm = norms.plan(policy, _norm_layers(tree, targets, peft), matcher)
     report = build_report(
         policy,
         table,
@@ -122,7 +127,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         groups=groups,
         tree=tree,
     )
-    return Plan(report, targets, norm.targets, tree.wrapped)
+    return Plan(report, targets, norm.targets, tree.wrapped, peft)
 
 
 def columns(
@@ -147,7 +152,7 @@ def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
 
 
 def _norm_layers(
-    tree: Tree, targets: tuple[tuple[nn.Parameter, bool], ...]
+    tree: Tree, targets: tuple[tuple[nn.Parameter, bool], ...], peft: bool
 ) -> Iterator[tuple[str, nn.Module, bool | None]]:
     """The modules with buffers (bare name, module, whether all its own parameters are
     frozen: ``None`` when it has none), for ``norms.plan``."""
@@ -157,7 +162,7 @@ def _norm_layers(
     for name, module in tree.buffered:
         own = [id(p) for p in members(module)[0].values() if p is not None]
         frozen = not any(train[p] for p in own) if own else None
-        yield bare_name(name), module, frozen
+        yield peft_module(bare_name(name)) if peft else bare_name(name), module, frozen
 
 
 def _decide_each(

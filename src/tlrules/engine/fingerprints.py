@@ -17,7 +17,7 @@ import hashlib
 import torch
 from torch import nn
 
-from ..patterns import bare_name
+from ..patterns import holds_peft, policy_names
 from ..report import CheckResult, Outcome, Report, assemble, expectations
 
 STRETCH = 64 * 1024 * 1024  # bytes hashed at a time from an accelerator
@@ -37,12 +37,14 @@ def fingerprint(tensor: torch.Tensor) -> bytes:
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's parameters and buffers by bare name (a tied tensor under each name)."""
+    """The model's parameters and buffers by the names policies see (a tied tensor under
+    each name)."""
     named = [
         *model.named_parameters(remove_duplicate=False),
         *model.named_buffers(remove_duplicate=False),
     ]
-    return {bare_name(n): t for n, t in named if t is not None}
+    names = policy_names([n for n, _ in named], holds_peft(model.modules()))
+    return {n: t for n, (_, t) in zip(names, named, strict=True) if t is not None}
 
 
 def fingerprints(model: nn.Module, report: Report) -> dict[str, bytes]:
@@ -61,7 +63,8 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
             detail = "its fingerprint changed" if changed else ""
             outcomes.append(Outcome(name, changed, not changed, detail=detail))
     decided = {d.name for d in report.decisions}
-    params = {bare_name(n) for n, _ in model.named_parameters(remove_duplicate=False)}
+    raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    params = set(policy_names(raw, holds_peft(model.modules())))
     source = report.model_source or report.model_class or "model"
     return assemble(
         expectations(report),

@@ -1,5 +1,5 @@
 """One traversal of a module tree: the parameters, the tree they hang in, the modules
-with buffers, and whether a wrapper that ``preflight`` checks is anywhere inside."""
+with buffers, and whether a wrapper that ``preflight`` checks, or a PEFT layer, is inside."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..compat.torch_internals import members, walked
+from ..patterns import is_peft_class
 from ..preflight.wrappers import WRAPPER_CLASSES, holds_wrapper
 
 
@@ -28,6 +29,7 @@ class Tree:
     kinds: list[str] = field(default_factory=list)
     buffered: list[tuple[str, nn.Module]] = field(default_factory=list)  # each module once
     wrapped: bool = False  # a DDP, FSDP or compiled module is inside
+    peft: bool = False  # a PEFT tuner layer or modules_to_save wrapper is inside
 
 
 _PLAIN = nn.Module.named_modules, nn.Module.named_parameters
@@ -53,6 +55,7 @@ def walk(model: nn.Module) -> Tree:
                 return _listed(model)  # a class that lists its own members: ask it
             classes.add(cls)
             wrapped = wrapped or cls.__name__ in WRAPPER_CLASSES
+            tree.peft = tree.peft or is_peft_class(cls)
         here = len(parents)
         parents.append(parent)
         segments.append(segment)
@@ -83,4 +86,5 @@ def _listed(model: nn.Module) -> Tree:
         tree.params.append(p)
     tree.buffered = [(n, m) for n, m in model.named_modules() if members(m)[1]]
     tree.wrapped = holds_wrapper(model)
+    tree.peft = any(is_peft_class(type(m)) for m in model.modules())
     return tree

@@ -11,7 +11,9 @@ The declarative counterpart of Lightning's ``BackboneFinetuning``::
   ``policy.stage(...).param_groups(...)`` alike;
 - ``on_fit_start``: brings every optimizer in line with the stage
   (``tlrules.integrations.sync_optimizer``: the stage's ``param_groups`` settings, frozen
-  parameters out);
+  parameters out); a module that holds PEFT layers by then gets the stage applied once
+  more first, since ``get_peft_model`` in ``setup`` or ``configure_model`` (after this
+  callback's ``setup``) froze every base parameter again;
 - ``on_train_epoch_start``: when a stage starts (its epoch is the sum of the ``epochs``
   of the stages before it), applies it and adds the newly trainable parameters to the
   optimizers with their settings; under DDP it rebuilds the wrapper so that the new
@@ -46,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..compat.torch_internals import lightning_optimizers
 from ..distributed import rewrap
 from ..optim import Grouping, grouping_of, sync_optimizer
+from ..patterns import holds_peft
 from ..policy import CompiledPolicy
 from .schedule import StageSchedule
 
@@ -106,6 +109,9 @@ class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any 
             return
         stage = self.schedule.policy_of(self.schedule.stage)
         schedulers = _schedulers(trainer)
+        if holds_peft(target.modules()):  # get_peft_model may have run since setup
+            self.schedule.enter(self.schedule.stage, target, trainer.optimizers, schedulers)
+            return
         for optimizer in trainer.optimizers:
             sync_optimizer(optimizer, stage, target, lr=self.schedule.lr, schedulers=schedulers)
 

@@ -23,7 +23,11 @@
 - the stage and the optimizer's group layout are kept in the Trainer state
   (``trainer_state.json``, key ``tlrules``), so a run resumed from a checkpoint comes
   back in its stage with the same trainable set and groups before the optimizer's state
-  is loaded into them.
+  is loaded into them;
+- with a PEFT model (``get_peft_model`` before the Trainer), whose checkpoints hold only
+  the adapters, every trainable parameter is also saved in each checkpoint folder
+  (``tlrules_trained.pt``, by parameter name), so the base parameters a policy trains in
+  place (norms, embeddings, head) come back on resume too.
 
 ``trainer.add_callback(PolicyCallback(policy))`` alone does the stage switches, but a
 run resumed in a later stage then fails to load its optimizer state (the Trainer builds
@@ -36,6 +40,7 @@ Needs ``pip install 'tlrules[transformers]'``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -52,12 +57,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import TLRulesError
 from ..optim import Grouping, sync_optimizer
+from ..patterns import holds_peft
 from ..policy import CompiledPolicy
 from .schedule import StageSchedule
 
-__all__ = ["STATE_KEY", "PolicyCallback", "finetune"]
+__all__ = ["STATE_KEY", "TRAINED_FILE", "PolicyCallback", "finetune"]
 
 STATE_KEY = "tlrules"  # in TrainerState.stateful_callbacks; not a callback class name
+TRAINED_FILE = "tlrules_trained.pt"  # a PEFT model's trainable parameters, per checkpoint
 
 
 class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]  # Any without the extra
@@ -100,6 +107,15 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         grouping = self._grouping(model, args)
         self.schedule.enter(name, model, [optimizer], schedulers, lambda k: grouping)
         self._remember(state, model, optimizer)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """With a PEFT model, whose checkpoint holds only its adapters: every trainable
+        parameter, by name, into the checkpoint folder."""
+        model = kwargs["model"]
+        if not state.is_world_process_zero or not holds_peft(model.modules()):
+            return
+        trained = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        torch.save(trained, os.path.join(_checkpoint(args, state), TRAINED_FILE))
 
     def _sync(self, model: Any, optimizer: Any, scheduler: Any, args: Any) -> None:
         stage = self.schedule.policy_of(self.schedule.stage)
@@ -162,9 +178,40 @@ def finetune(
         if saved is not None and trainer.state.global_step > 0:  # resuming
             callback.schedule.load_state_dict(saved)
             callback.schedule.restore(model, [optimizer])
+            _load_trained(model, trainer.args, trainer.state)
         else:
             callback._sync(model, optimizer, None, trainer.args)
         return optimizer
 
     trainer.create_optimizer = create_optimizer  # type: ignore[method-assign]  # the hook
     return callback
+
+
+def _checkpoint(args: Any, state: Any) -> str:
+    """The folder the Trainer saves the checkpoint of ``state.global_step`` in."""
+    prefix = transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
+    return os.path.join(args.output_dir, f"{prefix}-{state.global_step}")
+
+
+def _load_trained(model: torch.nn.Module, args: Any, state: Any) -> None:
+    """Put back the trainable parameters ``on_save`` kept for a PEFT model."""
+    if not holds_peft(model.modules()):
+        return
+    path = os.path.join(_checkpoint(args, state), TRAINED_FILE)
+    if not os.path.isfile(path):
+        raise TLRulesError(
+            f"this PEFT run resumes at step {state.global_step}, but {path!r} is missing: "
+            "it holds the trainable parameters that PEFT's checkpoint lacks; resume from a "
+            "checkpoint that finetune wrote, in output_dir (train(resume_from_checkpoint=True))"
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    params = dict(model.named_parameters())
+    missing = [n for n in saved if n not in params]
+    if missing:
+        raise TLRulesError(
+            f"{path!r} names parameters this model lacks: {missing[:4]}; resume with the "
+            "model the checkpoint was written from"
+        )
+    with torch.no_grad():
+        for name, value in saved.items():
+            params[name].copy_(value)

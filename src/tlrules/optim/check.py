@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import OptimizerMismatchWarning, quoted
-from ..patterns import bare_name
+from ..patterns import holds_peft, policy_names
 
 _LISTED = 8  # names shown in a message before "and N more"
 
@@ -52,11 +52,13 @@ def check_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module) ->
     optimizer was built before the policy was applied)."""
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     frozen, missing = [], []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters())
+    names = policy_names([n for n, _ in named], holds_peft(model.modules()))
+    for name, (_, p) in zip(names, named, strict=True):
         if p.requires_grad and id(p) not in held:
-            missing.append(bare_name(name))
+            missing.append(name)
         elif not p.requires_grad and id(p) in held:
-            frozen.append(bare_name(name))
+            frozen.append(name)
     return OptimizerCheck(tuple(frozen), tuple(missing))
 
 

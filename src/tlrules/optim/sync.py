@@ -39,7 +39,7 @@ import torch
 from ..compat.torch_internals import scheduler_last_lrs, wrapped_optimizer
 from ..engine import param_groups
 from ..errors import TLRulesError
-from ..patterns import bare_name
+from ..patterns import holds_peft, policy_names
 from ..policy import CompiledPolicy
 
 _SETTING_TYPES = (bool, int, float, str, type(None))
@@ -116,7 +116,7 @@ def sync_optimizer(
     opt = raw_optimizer(optimizer)
     base = lr if lr is not None else opt.defaults.get("lr")
     named = {id(p): n for n, p in model.named_parameters()}
-    names = {k: bare_name(n) for k, n in named.items()}
+    names = dict(zip(named, _policy_names(model, list(named.values())), strict=True))
     policy_wants: dict[int, dict[str, Any]] = {}
     own: dict[int, dict[str, Any]] = {}
     order: list[torch.nn.Parameter] = []
@@ -279,7 +279,8 @@ def layout(optimizer: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
     """``optimizer``'s groups with parameter names instead of tensors, and the plain
     (JSON-able) settings: what ``restore_layout`` rebuilds the groups from."""
     opt = raw_optimizer(optimizer)
-    names = {id(p): bare_name(n) for n, p in model.named_parameters()}
+    ids = [id(p) for _, p in model.named_parameters()]
+    names = dict(zip(ids, _policy_names(model), strict=True))
     out = []
     for group in opt.param_groups:
         entry: dict[str, Any] = {
@@ -297,7 +298,7 @@ def restore_layout(optimizer: Any, model: torch.nn.Module, saved: list[dict[str,
     state dict (whose groups list parameters by position) loads into it. The optimizer
     must not hold state yet: a freshly built one."""
     opt = raw_optimizer(optimizer)
-    params = {bare_name(n): p for n, p in model.named_parameters()}
+    params = dict(zip(_policy_names(model), model.parameters(), strict=True))
     missing = sorted({n for g in saved for n in g["params"] if n not in params})
     if missing:
         raise TLRulesError(
@@ -311,6 +312,13 @@ def restore_layout(optimizer: Any, model: torch.nn.Module, saved: list[dict[str,
             k: tuple(v) if isinstance(v, list) else v for k, v in group.items() if k != "params"
         }
         opt.add_param_group({**settings, "params": [params[n] for n in group["params"]]})
+
+
+def _policy_names(model: torch.nn.Module, raw: list[str] | None = None) -> list[str]:
+    """The names of ``model.named_parameters()`` (or ``raw``) as policies see them."""
+    if raw is None:
+        raw = [n for n, _ in model.named_parameters()]
+    return policy_names(raw, holds_peft(model.modules()))
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,18 @@ one matcher for a whole policy. Needs no torch."""
 from .cost import PatternSyntaxError
 from .hints import closest_names
 from .matcher import Matcher, ModuleTree, clear_caches, compiled
-from .names import WRAPPER_SEGMENTS, bare_module, bare_name, bare_names
+from .names import (
+    WRAPPER_SEGMENTS,
+    bare_module,
+    bare_name,
+    bare_names,
+    holds_peft,
+    is_peft_class,
+    peft_marked,
+    peft_module,
+    peft_name,
+    policy_names,
+)
 from .syntax import TIME_LIMIT, Pattern
 
 __all__ = [
@@ -20,4 +31,10 @@ __all__ = [
     "clear_caches",
     "closest_names",
     "compiled",
+    "holds_peft",
+    "is_peft_class",
+    "peft_marked",
+    "peft_module",
+    "peft_name",
+    "policy_names",
 ]

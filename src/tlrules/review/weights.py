@@ -23,7 +23,7 @@ import torch
 from ..engine import audit
 from ..errors import ModelSpecError, TLRulesError
 from ..models.tensors import Tensors, as_module, open_tensors
-from ..patterns import bare_name
+from ..patterns import policy_names
 from ..policy import CompiledPolicy
 from ..report import CheckResult, Expected, Outcome, assemble, expectations
 
@@ -84,10 +84,11 @@ def _spec(state: State, side: str) -> str:
 
 
 def _bare(state: Tensors) -> dict[str, str]:
-    """Each bare name of ``state`` -> the name it is saved under."""
+    """Each bare name of ``state`` (PEFT's segments removed too, DESIGN.md section 7) ->
+    the name it is saved under."""
     out: dict[str, str] = {}
-    for name in state.stored:
-        bare = bare_name(name)
+    stored = list(state.stored)
+    for name, bare in zip(stored, policy_names(stored, False), strict=True):
         if bare in out:
             raise ModelSpecError(
                 f"checkpoint {state.spec!r}: tensors {out[bare]!r} and {name!r} are both "
