@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import PolicyError, Where
+from ..policy import from_text
 from ..policy.reader import Document, read, read_file
 from .written import Converted, Rule, Stage, Surprise
 
@@ -48,7 +49,24 @@ def convert(name: str, path: str | Path) -> Converted:
     """The policy that reproduces tool ``name``'s reading of the config at ``path``."""
     module = tool(name)
     converted: Converted = module.convert(read_config(path))
+    loaded(converted)
     return converted
+
+
+def loaded(converted: Converted) -> None:
+    """Load ``converted``'s text as tlrules would (every pattern checked against tlrules'
+    limits); a problem is reported at the config entry its rule came from."""
+    text = converted.text()
+    try:
+        from_text(text, "<converted>")
+    except PolicyError as err:
+        lines = text.split("\n")
+        problems = []
+        for where, message in err.problems:
+            line = lines[where.line - 1] if where.line and where.line <= len(lines) else ""
+            source = line.partition("  # ")[2] or converted.source
+            problems.append((Where(), f"{source}: the converted pattern: {message}"))
+        raise PolicyError(problems) from err
 
 
 def surprises(name: str, path: str | Path, names: Sequence[str]) -> list[Surprise]:

@@ -1,0 +1,234 @@
+"""axolotl's ``unfrozen_parameters`` as a tlrules policy.
+
+Read from axolotl 0.18.0 (github.com/axolotl-ai-cloud/axolotl at 067b021,
+``src/axolotl/utils/freeze.py``: ``freeze_layers_except`` and ``LayerNamePattern``;
+``src/axolotl/train.py``: it runs on the loaded model, after a PEFT adapter is added).
+Every parameter is frozen, then each one that any pattern matches trains. A pattern is
+rewritten before it is compiled: every ``.`` not followed by ``+`` becomes ``\\.`` (so an
+escaped ``\\.`` becomes ``\\\\.``: a backslash, then any character), then it is run with
+``re.match``: anchored at the start of the name only. A ``[start:end]`` suffix trains
+only those rows (the others' gradients are zeroed); tlrules decides whole tensors, so a
+suffix that leaves rows out is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import PolicyError, Where, shown
+from ..policy.reader import Document
+from . import pyre
+from .written import Converted, Rule, Surprise
+
+VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
+KEY = "unfrozen_parameters"
+PEFT_PREFIX = "base_model.model."  # what a PeftModel's names start with
+_RANGE = re.compile(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$")  # LayerNamePattern._parse_pattern
+_WHOLE = {("", None), ("", ""), ("0", "")}  # '[]', '[:]', '[0:]': every row
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``unfrozen_parameters`` entry: the text, where it is, and the regex axolotl
+    compiles from it (the range suffix removed, the dots rewritten)."""
+
+    index: int
+    text: str
+    where: Where
+    compiled: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.where.path}:{self.where.line} {KEY}[{self.index}]: {shown(self.text)}"
+
+
+def rewritten(pattern: str) -> str:
+    """``pattern`` as axolotl compiles it: every '.' not followed by '+' escaped."""
+    return re.sub(r"\.(?!\+)", "\\.", pattern)
+
+
+def entries(doc: Document) -> list[Entry]:
+    """The config's ``unfrozen_parameters``, each checked as axolotl reads it."""
+    data = doc.data if isinstance(doc.data, dict) else None
+    if data is None:
+        raise PolicyError("an axolotl config is a mapping of keys", doc.where(()))
+    value = data.get(KEY)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PolicyError(
+            f"{KEY} must be a list of regexes (axolotl's schema: list[str]), not "
+            f"{shown(str(value))}; write it as a YAML list: '{KEY}: [\"lm_head\"]'",
+            doc.where((KEY,)),
+        )
+    return [_entry(doc, i, item) for i, item in enumerate(value)]
+
+
+def _entry(doc: Document, i: int, item: object) -> Entry:
+    where = doc.where((KEY, i))
+    what = f"{KEY}[{i}]"
+    if not isinstance(item, str):
+        raise PolicyError(
+            f"{what}: {shown(str(item))} is not a string; axolotl's schema takes regexes "
+            "only: quote it",
+            where,
+        )
+    base = item
+    if found := _RANGE.match(item):
+        base = _rows(found, item, where, what)
+    compiled = rewritten(base)
+    pyre.checked(compiled, where, f"{what} (after axolotl's '.' rewrite: {shown(compiled)})")
+    return Entry(i, item, where, compiled)
+
+
+def _rows(found: re.Match[str], item: str, where: Where, what: str) -> str:
+    base, start, end = found[1], found[2], found[3]
+    if (start, end) in _WHOLE:
+        return base
+    suffix = item[len(base) :]
+    if end is None:
+        rows = f"row {start}"
+    else:
+        first = int(start or 0)
+        if end and first >= int(end):
+            raise PolicyError(
+                f"{what}: {shown(item)} has an empty row range {suffix!r}, which axolotl "
+                "refuses ('End of range must be greater than start'); fix the range",
+                where,
+            )
+        rows = f"rows {first}-{int(end) - 1}" if end else f"rows {first} to the last"
+    raise PolicyError(
+        f"{what}: {shown(item)} trains only {rows} of the tensors {shown(base)} matches; "
+        "axolotl freezes the other rows by zeroing their gradients (they still get weight "
+        "decay and optimizer state), and tlrules decides whole tensors: drop "
+        f"{suffix!r} to train the whole tensor, or remove the entry to freeze it",
+        where,
+    )
+
+
+def _adapter(doc: Document) -> str | None:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    adapter = data.get("adapter")
+    return str(adapter) if adapter else None
+
+
+def convert(doc: Document) -> Converted:
+    """Each pattern, as axolotl compiles it, under ``re.match``: train; the rest: freeze."""
+    found = entries(doc)
+    adapter = _adapter(doc)
+    if not found and adapter:
+        raise PolicyError(
+            f"this config sets 'adapter: {adapter}' and no {KEY}, so PEFT decides what "
+            "trains; convert the adapter's adapter_config.json with 'tlrules convert peft'",
+            doc.where(("adapter",)),
+        )
+    rules, seen = [], set()
+    for entry in found:
+        pattern = "re:" + pyre.anchored(entry.compiled, "match")
+        if pattern not in seen:  # a repeated entry is one rule
+            seen.add(pattern)
+            rules.append(Rule(pattern, "train", entry.source))
+    notes = [
+        f"read as {VERSION}: every '.' not followed by '+' is a literal dot, then re.match "
+        "(anchored at the start only); a matching parameter trains, every other one freezes",
+    ]
+    if not found:
+        notes.append(f"no {KEY}: axolotl freezes nothing, so everything trains")
+    if adapter:
+        notes.append(
+            f"adapter: {adapter}: axolotl matches the PeftModel's names "
+            f"('{PEFT_PREFIX}...') and freezes the LoRA weights no pattern matches; this "
+            "policy matches the bare names tlrules sees on the wrapped model"
+        )
+    return Converted(
+        tool="axolotl",
+        source=str(doc.path),
+        rules=tuple(rules),
+        default="freeze" if found else "train",
+        notes=tuple(notes),
+    )
+
+
+def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
+    """Patterns that match nothing under axolotl's reading (and what the reading its text
+    or docs suggest would have matched), and a config that freezes everything."""
+    found = entries(doc)
+    adapter = _adapter(doc)
+    prefix = PEFT_PREFIX if adapter else ""
+    out: list[Surprise] = []
+    trained = False
+    for entry in found:
+        hits = _matching(entry.compiled, "match", names, prefix)
+        trained = trained or bool(hits)
+        if not hits:
+            out.append(_unmatched(entry, names, adapter))
+    if found and names and not trained:
+        out.append(
+            Surprise(
+                f"axolotl freezes every parameter: none of the {len(found)} {KEY} "
+                "patterns matches a name of this model",
+                (),
+                _at(found[0].where),
+            )
+        )
+    return out
+
+
+def _unmatched(entry: Entry, names: Sequence[str], adapter: str | None) -> Surprise:
+    """Why ``entry`` matches nothing under axolotl, naming what a likely reading matches."""
+    at, text = _at(entry.where), shown(entry.text)
+    if adapter and (hits := _matching(entry.compiled, "match", names)):
+        return Surprise(
+            f"{text} matches nothing under axolotl: with 'adapter: {adapter}' its names start "
+            f"with '{PEFT_PREFIX}', and re.match anchors the pattern there; the converted "
+            f"policy matches the bare names and trains {len(hits)} parameters",
+            hits,
+            at,
+        )
+    base = _RANGE.sub(r"\1", entry.text) if _RANGE.match(entry.text) else entry.text
+    if "\\." in base and (hits := _matching(base, "match", names)):
+        return Surprise(
+            f"{text} matches nothing under axolotl: its '.' rewrite turns each '\\.' into "
+            f"'\\\\.' (a backslash, then any character), giving {shown(entry.compiled)}; "
+            f"written with plain dots it would match {len(hits)} parameters",
+            hits,
+            at,
+        )
+    if hits := _matching(entry.compiled, "search", names):
+        return Surprise(
+            f"{text} matches nothing under axolotl, which anchors it at the start of the "
+            f"name (re.match); it matches inside {len(hits)} names: start it with '.*' "
+            "to match anywhere",
+            hits,
+            at,
+        )
+    if hits := _matching(base, "search", names):
+        return Surprise(
+            f"{text} matches nothing under axolotl (after its '.' rewrite: "
+            f"{shown(entry.compiled)}, anchored at the start); the documented reading, "
+            f"unanchored and unrewritten, would match {len(hits)} parameters",
+            hits,
+            at,
+        )
+    return Surprise(f"{text} matches no parameter of this model", (), at)
+
+
+def _matching(
+    pattern: str, how: pyre.How, names: Sequence[str], prefix: str = ""
+) -> tuple[str, ...]:
+    """The ``names`` that ``re.<how>(pattern)`` finds with ``prefix`` in front."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return ()
+    run = compiled.match if how == "match" else compiled.search
+    return tuple(n for n in names if run(prefix + n))
+
+
+def _at(where: Where) -> str:
+    return f"{where.path}:{where.line}" if where.line is not None else str(where.path)
+
+
+__all__ = ["VERSION", "convert", "entries", "rewritten", "surprises"]
