@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -42,7 +44,29 @@ def tool(name: str) -> ModuleType:
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:
     """A tool's config file (YAML or JSON) as plain data with the position of every node."""
     shown = shown_as or str(path)
-    return read(read_file(Path(path), shown), shown)
+    return read(_as_yaml(read_file(Path(path), shown)), shown)
+
+
+# a JSON escape: an escaped backslash, or a UTF-16 surrogate pair (YAML reads neither half)
+_JSON_ESCAPE = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.I)
+
+
+def _as_yaml(text: str) -> str:
+    """``text`` as YAML reads it the way JSON does: JSON is YAML but for tabs between
+    tokens (a tab never stands inside a JSON string) and surrogate-pair escapes, which
+    become the one character they stand for. Positions stay on their lines."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):  # not JSON (or too deep): YAML as it is
+        return text
+    return _JSON_ESCAPE.sub(_pair, text.replace("\t", " "))
+
+
+def _pair(found: re.Match[str]) -> str:
+    if found[1] is None:
+        return found[0]
+    high, low = int(found[1], 16), int(found[2], 16)
+    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
 def convert(name: str, path: str | Path) -> Converted:
