@@ -135,7 +135,7 @@ def convert(doc: Document) -> Converted:
         "(anchored at the start only); a matching parameter trains, every other one freezes",
     ]
     if not found:
-        notes.append(f"no {KEY}: axolotl freezes nothing, so everything trains")
+        rules.append(Rule("*", "train", f"no {KEY}: axolotl freezes nothing"))
     if adapter:
         notes.append(
             f"adapter: {adapter}: axolotl matches the PeftModel's names "
@@ -146,7 +146,7 @@ def convert(doc: Document) -> Converted:
         tool="axolotl",
         source=str(doc.path),
         rules=tuple(rules),
-        default="freeze" if found else "train",
+        default="freeze",
         notes=tuple(notes),
     )
 
@@ -167,8 +167,8 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     if found and names and not trained:
         out.append(
             Surprise(
-                f"axolotl freezes every parameter: none of the {len(found)} {KEY} "
-                "patterns matches a name of this model",
+                f"axolotl freezes every parameter{' (the LoRA weights too)' if adapter else ''}: "
+                f"none of the {_count(found, KEY + ' pattern')} matches a name of this model",
                 (),
                 _at(found[0].where),
             )
@@ -183,7 +183,7 @@ def _unmatched(entry: Entry, names: Sequence[str], adapter: str | None) -> Surpr
         return Surprise(
             f"{text} matches nothing under axolotl: with 'adapter: {adapter}' its names start "
             f"with '{PEFT_PREFIX}', and re.match anchors the pattern there; the converted "
-            f"policy matches the bare names and trains {len(hits)} parameters",
+            f"policy matches the bare names and trains {_count(hits, 'parameter')}",
             hits,
             at,
         )
@@ -192,14 +192,14 @@ def _unmatched(entry: Entry, names: Sequence[str], adapter: str | None) -> Surpr
         return Surprise(
             f"{text} matches nothing under axolotl: its '.' rewrite turns each '\\.' into "
             f"'\\\\.' (a backslash, then any character), giving {shown(entry.compiled)}; "
-            f"written with plain dots it would match {len(hits)} parameters",
+            f"written with plain dots it would match {_count(hits, 'parameter')}",
             hits,
             at,
         )
     if hits := _matching(entry.compiled, "search", names):
         return Surprise(
             f"{text} matches nothing under axolotl, which anchors it at the start of the "
-            f"name (re.match); it matches inside {len(hits)} names: start it with '.*' "
+            f"name (re.match); it matches inside {_count(hits, 'name')}: start it with '.*' "
             "to match anywhere",
             hits,
             at,
@@ -208,7 +208,7 @@ def _unmatched(entry: Entry, names: Sequence[str], adapter: str | None) -> Surpr
         return Surprise(
             f"{text} matches nothing under axolotl (after its '.' rewrite: "
             f"{shown(entry.compiled)}, anchored at the start); the documented reading, "
-            f"unanchored and unrewritten, would match {len(hits)} parameters",
+            f"unanchored and unrewritten, would match {_count(hits, 'parameter')}",
             hits,
             at,
         )
@@ -225,6 +225,10 @@ def _matching(
         return ()
     run = compiled.match if how == "match" else compiled.search
     return tuple(n for n in names if run(prefix + n))
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _at(where: Where) -> str:
