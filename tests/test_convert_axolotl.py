@@ -20,25 +20,13 @@ from tlrules.policy.reader import read
 
 from .convert_refs import axolotl as reference
 from .convert_refs.decide import decided
+from .convert_refs.models import llama_spec
 from .llm_names import all_llm_names, llm_names
-
-LLAMA = {  # a 24-layer Llama with tiny widths, built on meta by 'hf:DIR'
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 32,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "intermediate_size": 64,
-    "vocab_size": 128,
-    "num_hidden_layers": 24,
-}
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("llama")
-    (folder / "config.json").write_text(json.dumps(LLAMA))
-    return f"hf:{folder}"
+    return llama_spec(tmp_path_factory.mktemp("llama"))
 
 
 def _config(tmp_path: Path, text: str) -> Path:
