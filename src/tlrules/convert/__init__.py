@@ -44,6 +44,12 @@ def tool(name: str) -> ModuleType:
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:
     """A tool's config file (YAML or JSON) as plain data with the position of every node."""
     shown = shown_as or str(path)
+    try:
+        Path(path).stat()
+    except OSError as err:
+        raise PolicyError(
+            f"cannot read the config: {err.strerror}; check the path", Where(shown)
+        ) from err
     return read(_as_yaml(read_file(Path(path), shown)), shown)
 
 
