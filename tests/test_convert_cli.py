@@ -3,6 +3,8 @@ the converters (each converter has its own test file)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,16 @@ def test_an_unknown_tool_or_a_missing_config_is_bad_input(
     assert capsys.readouterr().err == (
         f"error: {missing}: cannot read the config: No such file or directory; check the path\n"
     )
+
+
+def test_convert_without_a_model_never_imports_torch(tmp_path: Path) -> None:
+    path = _config(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tlrules", "convert", "axolotl", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+    assert "tlrules" in imported and "torch" not in imported
+    assert result.stdout == convert.convert("axolotl", path).text()
