@@ -296,8 +296,10 @@ def patterns(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(patterns(), min_size=1, max_size=5), st.booleans())
-def test_the_policy_decides_every_name_as_axolotl_does(entries: list[str], lora: bool) -> None:
+@given(st.lists(patterns(), max_size=5), st.booleans(), st.booleans())
+def test_the_policy_decides_every_name_as_axolotl_does(
+    entries: list[str], lora: bool, freeze_mm: bool
+) -> None:
     for entry in entries:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -305,9 +307,10 @@ def test_the_policy_decides_every_name_as_axolotl_does(entries: list[str], lora:
                 re.compile(re.sub(r"\.(?!\+)", "\\.", entry))  # axolotl would fail
             except (re.error, FutureWarning):
                 assume(False)
-    head = "adapter: lora\n" if lora else ""
+    assume(entries or not lora)  # an adapter and no patterns: refused, tested above
+    head = ("adapter: lora\n" if lora else "") + f"freeze_mm_modules: {str(freeze_mm).lower()}\n"
     body = "".join(f"  - {json.dumps(e)}\n" for e in entries)
-    doc = read(f"{head}unfrozen_parameters:\n{body}", "axolotl.yaml")
+    doc = read(f"{head}unfrozen_parameters:\n{body}" if entries else head, "axolotl.yaml")
     converted = convert.tool("axolotl").convert(doc)
     convert.loaded(converted)
-    assert decided(converted.text(), NAMES) == reference.trained(entries, NAMES)
+    assert decided(converted.text(), NAMES) == reference.trained(entries, NAMES, freeze_mm)

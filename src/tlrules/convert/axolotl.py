@@ -26,6 +26,18 @@ VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
 KEY = "unfrozen_parameters"
 PEFT_PREFIX = "base_model.model."  # what a PeftModel's names start with
 _RANGE = re.compile(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$")  # LayerNamePattern._parse_pattern
+# freeze.py _MM_MODULE_PREFIXES: freeze_mm_modules freezes a name with any part among them
+MM_MODULES = (
+    "vision_tower",
+    "vision_model",
+    "vision_encoder",
+    "embed_vision",
+    "multi_modal_projector",
+    "visual",
+    "audio_tower",
+    "audio_model",
+    "embed_audio",
+)
 _WHOLE = {("", None), ("", ""), ("0", "")}  # '[]', '[:]', '[0:]': every row
 
 
@@ -124,7 +136,7 @@ def convert(doc: Document) -> Converted:
             "trains; convert the adapter's adapter_config.json with 'tlrules convert peft'",
             doc.where(("adapter",)),
         )
-    rules, seen = [], set()
+    rules, seen = _mm_rules(doc), set()
     for entry in found:
         pattern = "re:" + pyre.anchored(entry.compiled, "match")
         if pattern not in seen:  # a repeated entry is one rule
@@ -149,6 +161,18 @@ def convert(doc: Document) -> Converted:
         default="freeze",
         notes=tuple(notes),
     )
+
+
+def _mm_rules(doc: Document) -> list[Rule]:
+    """``freeze_mm_modules: true``: after the patterns, every name with a part among
+    ``MM_MODULES`` is frozen (``freeze_mm_modules``), so this rule comes first."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    if not data.get("freeze_mm_modules"):
+        return []
+    where = doc.where(("freeze_mm_modules",))
+    parts = "|".join(MM_MODULES)
+    source = f"{where.path}:{where.line} freeze_mm_modules: true"
+    return [Rule(f"re:(?:.*\\.)?(?:{parts})(?:\\..*)?", "freeze", source)]
 
 
 def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
