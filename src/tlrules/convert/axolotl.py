@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import PolicyError, Where, shown
+from ..policy import from_text
 from ..policy.reader import Document
 from . import pyre
 from .written import Converted, Rule, Surprise
@@ -181,14 +182,13 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     found = entries(doc)
     adapter = _adapter(doc)
     prefix = PEFT_PREFIX if adapter else ""
-    out: list[Surprise] = []
-    trained = False
-    for entry in found:
-        hits = _matching(entry.compiled, "match", names, prefix)
-        trained = trained or bool(hits)
-        if not hits:
-            out.append(_unmatched(entry, names, adapter))
-    if found and names and not trained:
+    seen = [prefix + n for n in names]
+    bodies = [pyre.anchored(e.compiled, "match") for e in found]
+    first = _first_matched(bodies, seen)  # most patterns: one pass decides they match
+    hits = _select([None if b in first else b for b in bodies], seen)
+    unmatched = [e for e, b, h in zip(found, bodies, hits, strict=True) if b not in first and not h]
+    out = _explained(unmatched, names, adapter)
+    if found and names and len(unmatched) == len(found):
         out.append(
             Surprise(
                 f"axolotl freezes every parameter{' (the LoRA weights too)' if adapter else ''}: "
@@ -200,55 +200,88 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     return out
 
 
-def _unmatched(entry: Entry, names: Sequence[str], adapter: str | None) -> Surprise:
-    """Why ``entry`` matches nothing under axolotl, naming what a likely reading matches."""
+def _explained(unmatched: list[Entry], names: Sequence[str], adapter: str | None) -> list[Surprise]:
+    """Why each of ``unmatched`` matches nothing under axolotl: the first of the likely
+    readings that matches names, each reading run over every entry at once."""
+    bases = [_RANGE.sub(r"\1", e.text) if _RANGE.match(e.text) else e.text for e in unmatched]
+    readings: list[tuple[str, list[str | None]]] = [
+        ("adapter", [pyre.anchored(e.compiled, "match") if adapter else None for e in unmatched]),
+        (
+            "escaped",
+            [pyre.anchored(b, "match") if "\\." in b and _compiles(b) else None for b in bases],
+        ),
+        ("anchored", [pyre.anchored(e.compiled, "search") for e in unmatched]),
+        ("documented", [pyre.anchored(b, "search") if _compiles(b) else None for b in bases]),
+    ]
+    why: list[tuple[str, tuple[str, ...]] | None] = [None] * len(unmatched)
+    for kind, bodies in readings:
+        wanted = [b if why[i] is None else None for i, b in enumerate(bodies)]
+        for i, hits in enumerate(_select(wanted, names)):
+            if hits:
+                why[i] = (kind, hits)
+    return [_surprise(e, w, adapter) for e, w in zip(unmatched, why, strict=True)]
+
+
+def _surprise(
+    entry: Entry, why: tuple[str, tuple[str, ...]] | None, adapter: str | None
+) -> Surprise:
     at, text = _at(entry.where), shown(entry.text)
-    if adapter and (hits := _matching(entry.compiled, "match", names)):
-        return Surprise(
-            f"{text} matches nothing under axolotl: with 'adapter: {adapter}' its names start "
-            f"with '{PEFT_PREFIX}', and re.match anchors the pattern there; the converted "
-            f"policy matches the bare names and trains {_count(hits, 'parameter')}",
-            hits,
-            at,
-        )
-    base = _RANGE.sub(r"\1", entry.text) if _RANGE.match(entry.text) else entry.text
-    if "\\." in base and (hits := _matching(base, "match", names)):
-        return Surprise(
-            f"{text} matches nothing under axolotl: its '.' rewrite turns each '\\.' into "
-            f"'\\\\.' (a backslash, then any character), giving {shown(entry.compiled)}; "
-            f"written with plain dots it would match {_count(hits, 'parameter')}",
-            hits,
-            at,
-        )
-    if hits := _matching(entry.compiled, "search", names):
-        return Surprise(
-            f"{text} matches nothing under axolotl, which anchors it at the start of the "
-            f"name (re.match); it matches inside {_count(hits, 'name')}: start it with '.*' "
-            "to match anywhere",
-            hits,
-            at,
-        )
-    if hits := _matching(base, "search", names):
-        return Surprise(
-            f"{text} matches nothing under axolotl (after its '.' rewrite: "
-            f"{shown(entry.compiled)}, anchored at the start); the documented reading, "
-            f"unanchored and unrewritten, would match {_count(hits, 'parameter')}",
-            hits,
-            at,
-        )
-    return Surprise(f"{text} matches no parameter of this model", (), at)
+    if why is None:
+        return Surprise(f"{text} matches no parameter of this model", (), at)
+    kind, hits = why
+    messages = {
+        "adapter": f"{text} matches nothing under axolotl: with 'adapter: {adapter}' its names "
+        f"start with '{PEFT_PREFIX}', and re.match anchors the pattern there; the converted "
+        f"policy matches the bare names and trains {_count(hits, 'parameter')}",
+        "escaped": f"{text} matches nothing under axolotl: its '.' rewrite turns each '\\.' "
+        f"into '\\\\.' (a backslash, then any character), giving {shown(entry.compiled)}; "
+        f"written with plain dots it would match {_count(hits, 'parameter')}",
+        "anchored": f"{text} matches nothing under axolotl, which anchors it at the start of "
+        f"the name (re.match); it matches inside {_count(hits, 'name')}: start it with '.*' "
+        "to match anywhere",
+        "documented": f"{text} matches nothing under axolotl (after its '.' rewrite: "
+        f"{shown(entry.compiled)}, anchored at the start); the documented reading, "
+        f"unanchored and unrewritten, would match {_count(hits, 'parameter')}",
+    }
+    return Surprise(messages[kind], hits, at)
 
 
-def _matching(
-    pattern: str, how: pyre.How, names: Sequence[str], prefix: str = ""
-) -> tuple[str, ...]:
-    """The ``names`` that ``re.<how>(pattern)`` finds with ``prefix`` in front."""
+def _first_matched(bodies: list[str], names: list[str]) -> set[str]:
+    """The ``bodies`` that are the first match of some name (in this order): one pass of
+    tlrules' matcher, the fastest way to learn that a pattern matches."""
+    if not bodies or not names:
+        return set()
+    rules = tuple(Rule(f"re:{b}", "train", "") for b in dict.fromkeys(bodies))
+    firsts = from_text(Converted("axolotl", "", rules).text()).matcher(names).first_all(names)
+    return {rules[i].pattern[3:] for i in set(firsts) if i is not None}
+
+
+def _compiles(pattern: str) -> bool:
+    """Whether Python's re and the regex module both take ``pattern`` as it is."""
     try:
-        compiled = re.compile(pattern)
-    except re.error:
-        return ()
-    run = compiled.match if how == "match" else compiled.search
-    return tuple(n for n in names if run(prefix + n))
+        pyre.checked(pattern, Where(), "")
+    except PolicyError:
+        return False
+    return True
+
+
+def _select(bodies: list[str | None], names: Sequence[str]) -> list[tuple[str, ...]]:
+    """For each regex body (``None``: skipped), the names it fully matches: one pass of
+    tlrules' matcher over all of them, not one pass per body."""
+    usable = [i for i, b in enumerate(bodies) if b is not None]
+    out: list[tuple[str, ...]] = [()] * len(bodies)
+    if not usable or not names:
+        return out
+    rules = tuple(Rule(f"re:{bodies[i]}", "train", "") for i in usable)
+    try:
+        matcher = from_text(Converted("axolotl", "", rules).text()).matcher(names)
+    except PolicyError:  # a reading past tlrules' limits: Python's re, one body at a time
+        for i in usable:
+            out[i] = tuple(n for n in names if re.fullmatch(str(bodies[i]), n))
+        return out
+    for k, positions in matcher.select(range(len(usable)), names).items():
+        out[usable[k]] = tuple(names[j] for j in positions)
+    return out
 
 
 def _count(items: Sequence[object], noun: str) -> str:
