@@ -154,6 +154,17 @@ def test_what_tlrules_cannot_reproduce_is_refused(
     assert str(err.value) == f"{path}:{_line(path, key)}:{column}: {message}"
 
 
+def test_a_modules_to_save_entry_peft_cannot_compile_is_refused(tmp_path: Path) -> None:
+    path = _written(tmp_path, {"peft_type": "LORA", "modules_to_save": ["lm_head("]})
+    with pytest.raises(PolicyError) as err:
+        convert.convert("peft", path)
+    assert str(err.value) == (
+        f"{path}:4:5: modules_to_save[0] 'lm_head(': Python's re rejects "
+        "'(^|.*\\\\.)lm_head(($|\\\\..*)' (missing ), unterminated subpattern at position 15), "
+        "so the tool would fail on it too; fix the regex"
+    )
+
+
 def test_json_is_read_as_json_reads_it(tmp_path: Path) -> None:
     """Tabs between tokens, an escaped slash and a surrogate pair: YAML reads none of them
     as JSON does on its own."""
@@ -209,6 +220,20 @@ def test_a_layers_pattern_that_matches_nothing_is_a_warning(
         "model.layers.1.self_attn.q_proj, model.layers.1.self_attn.v_proj, "
         "model.layers.2.self_attn.q_proj and 43 more)",
     ]
+
+
+def test_a_regex_that_backtracks_past_the_time_limit_is_bad_input(
+    tmp_path: Path, llama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tlrules.patterns
+
+    path = _written(tmp_path, {"peft_type": "LORA", "target_modules": "(a|aa)+"})
+    monkeypatch.setattr(tlrules.patterns, "TIME_LIMIT", 1e-9)  # every regex runs past it
+    assert main(["convert", "peft", str(path), "--model", llama]) == 2
+    assert capsys.readouterr().err == (
+        "error: target_modules: '(a|aa)+' did not finish within 1e-09 s on 'model' "
+        "(catastrophic backtracking); remove the nested repetition such as '(a|aa)+'\n"
+    )
 
 
 # -- the property: random LoRA configs, the real peft -------------------------------------

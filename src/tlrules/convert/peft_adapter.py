@@ -23,6 +23,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import regex
+
+from .. import patterns
 from ..errors import PolicyError, Where, quoted, shown
 from ..policy.reader import Document
 from . import pyre
@@ -101,6 +104,8 @@ class _Config:
                 self.where("modules_to_save"),
             )
         named = [(m, self.where("modules_to_save", i)) for i, m in enumerate(value)]
+        for i, (entry, at) in enumerate(named):  # PEFT runs each inside a regex
+            pyre.checked(_saved_regex(entry), at, f"modules_to_save[{i}] {entry!r}")
         named += [
             (m, self.where("task_type")) for m in _HEADS.get(str(self.data.get("task_type")), ())
         ]
@@ -220,7 +225,7 @@ def modules(names: Sequence[str]) -> list[str]:
 def _found(targets: str | list[str], key: str) -> bool:
     """``key`` named by ``target_modules`` (or ``exclude_modules``) as PEFT reads them."""
     if isinstance(targets, str):
-        return re.fullmatch(targets, key) is not None
+        return pyre.timed(targets, "fullmatch", key, "target_modules")
     return key in targets or any(key.endswith(f".{t}") for t in targets)
 
 
@@ -230,17 +235,32 @@ def _layer_index(config: _Config, key: str) -> int | None:
         found = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
     else:
         for pattern in config.layers_pattern:
-            found = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+            found = _layer_match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
             if found is not None:
                 break
     return int(found["idx"]) if found else None
+
+
+def _saved_regex(entry: str) -> str:
+    """What PEFT matches a module's name against to keep adapters off a saved module."""
+    return rf"(^|.*\.){entry}($|\..*)"
+
+
+def _layer_match(pattern: str, key: str) -> regex.Match[str] | None:
+    try:
+        return regex.match(pattern, key, timeout=patterns.TIME_LIMIT)
+    except TimeoutError:
+        raise PolicyError(
+            f"layers_pattern: {shown(pattern)} did not finish within {patterns.TIME_LIMIT} s on "
+            f"{shown(key)} (catastrophic backtracking); remove the nested repetition"
+        ) from None
 
 
 def targeted(config: _Config, key: str, *, layers: bool = True) -> bool:
     """Whether PEFT puts an adapter on module ``key`` (``check_target_module_exists``)."""
     if config.excluded and _found(config.excluded, key):
         return False
-    if any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m, _ in config.saved):
+    if any(pyre.timed(_saved_regex(m), "match", key, "modules_to_save") for m, _ in config.saved):
         return False
     if config.targets is None:
         return False
@@ -284,7 +304,7 @@ def _target_surprises(config: _Config, keys: list[str]) -> list[Surprise]:
     if targets is None or targets == "all-linear":
         return []
     if isinstance(targets, str):
-        if any(re.fullmatch(targets, k) for k in keys):
+        if any(_found(targets, k) for k in keys):
             return []
         example = next((k for k in keys if k.count(".") >= 3), keys[-1] if keys else "")
         return [

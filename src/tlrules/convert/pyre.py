@@ -16,6 +16,7 @@ from typing import Literal
 
 import regex
 
+from .. import patterns
 from ..errors import PolicyError, Where, shown
 
 How = Literal["match", "search", "fullmatch"]
@@ -79,3 +80,18 @@ def anchored(pattern: str, how: How) -> str:
 def literal(text: str) -> str:
     """``text`` as a regex that matches exactly it."""
     return str(regex.escape(text, special_only=True))
+
+
+def timed(pattern: str, how: How, text: str, what: str) -> bool:
+    """Whether ``re.<how>(pattern, text)`` succeeds, run by ``regex`` (which reads a
+    ``checked`` pattern as ``re`` does) within tlrules' time limit per name; a pattern
+    that runs past it is an error naming ``what``."""
+    run = {"match": regex.match, "search": regex.search, "fullmatch": regex.fullmatch}[how]
+    try:
+        return run(pattern, text, timeout=patterns.TIME_LIMIT) is not None
+    except TimeoutError:
+        raise PolicyError(
+            f"{what}: {shown(pattern)} did not finish within {patterns.TIME_LIMIT} s on "
+            f"{shown(text)} (catastrophic backtracking); remove the nested repetition such as "
+            "'(a|aa)+'"
+        ) from None
