@@ -277,7 +277,8 @@ def _select(bodies: list[str | None], names: Sequence[str]) -> list[tuple[str, .
         matcher = from_text(Converted("axolotl", "", rules).text()).matcher(names)
     except PolicyError:  # a reading past tlrules' limits: Python's re, one body at a time
         for i in usable:
-            out[i] = tuple(n for n in names if re.fullmatch(str(bodies[i]), n))
+            body = str(bodies[i])
+            out[i] = tuple(n for n in names if pyre.timed(body, "fullmatch", n, KEY))
         return out
     for k, positions in matcher.select(range(len(usable)), names).items():
         out[usable[k]] = tuple(names[j] for j in positions)
