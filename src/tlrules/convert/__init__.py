@@ -114,6 +114,7 @@ __all__ = [
     "Surprise",
     "Where",
     "convert",
+    "loaded",
     "read_config",
     "surprises",
     "tool",
