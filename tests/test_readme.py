@@ -87,3 +87,21 @@ def test_the_example_recipes_are_shipped_policies() -> None:
     assert set(named) <= set(library_names())
     example = (ROOT / "examples" / "transfer_digits.py").read_text()
     assert sorted(re.findall(r'"(torchvision/resnet-[\w-]+)"', example)) == sorted(named)
+
+
+CONVERTED = [c for lang, c in BLOCKS if lang == "console" and c.startswith("$ tlrules convert ")]
+
+
+@pytest.mark.parametrize("block", CONVERTED)
+def test_converted_example_is_current(
+    block: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 'tlrules convert' example shows what the command prints today: its warnings
+    (stderr), then the policy (stdout)."""
+    from tlrules.cli import main
+
+    command, _, shown = block.partition("\n")
+    monkeypatch.chdir(ROOT)
+    assert main(command.removeprefix("$ tlrules ").split()) == 0
+    out, err = capsys.readouterr()
+    assert err + out == shown

@@ -18,7 +18,7 @@ import typer
 from .. import __version__
 from ..errors import TLRulesError
 from ..render import render, stage_changes
-from . import check, library, review, style
+from . import check, convert, library, review, style
 from .exits import debugging, guarded, print_error, tolerant_output
 from .output import destination
 from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
@@ -173,6 +173,7 @@ def _coloured(text: str, fmt: Format, output: str | None) -> str:
 library.register(app)
 review.register(app)
 check.register(app)
+convert.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

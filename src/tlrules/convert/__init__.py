@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 from ..errors import PolicyError, Where
+from ..policy import from_text
 from ..policy.reader import Document, read, read_file
 from .written import Converted, Rule, Stage, Surprise
 
@@ -41,14 +44,59 @@ def tool(name: str) -> ModuleType:
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:
     """A tool's config file (YAML or JSON) as plain data with the position of every node."""
     shown = shown_as or str(path)
-    return read(read_file(Path(path), shown), shown)
+    try:
+        Path(path).stat()
+    except OSError as err:
+        raise PolicyError(
+            f"cannot read the config: {err.strerror}; check the path", Where(shown)
+        ) from err
+    return read(_as_yaml(read_file(Path(path), shown)), shown)
+
+
+# a JSON escape: an escaped backslash, or a UTF-16 surrogate pair (YAML reads neither half)
+_JSON_ESCAPE = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.I)
+
+
+def _as_yaml(text: str) -> str:
+    """``text`` as YAML reads it the way JSON does: JSON is YAML but for tabs between
+    tokens (a tab never stands inside a JSON string) and surrogate-pair escapes, which
+    become the one character they stand for. Positions stay on their lines."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):  # not JSON (or too deep): YAML as it is
+        return text
+    return _JSON_ESCAPE.sub(_pair, text.replace("\t", " "))
+
+
+def _pair(found: re.Match[str]) -> str:
+    if found[1] is None:
+        return found[0]
+    high, low = int(found[1], 16), int(found[2], 16)
+    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
 def convert(name: str, path: str | Path) -> Converted:
     """The policy that reproduces tool ``name``'s reading of the config at ``path``."""
     module = tool(name)
     converted: Converted = module.convert(read_config(path))
+    loaded(converted)
     return converted
+
+
+def loaded(converted: Converted) -> None:
+    """Load ``converted``'s text as tlrules would (every pattern checked against tlrules'
+    limits); a problem is reported at the config entry its rule came from."""
+    text = converted.text()
+    try:
+        from_text(text, "<converted>")
+    except PolicyError as err:
+        lines = text.split("\n")
+        problems = []
+        for where, message in err.problems:
+            line = lines[where.line - 1] if where.line and where.line <= len(lines) else ""
+            source = line.partition("  # ")[2] or converted.source
+            problems.append((Where(), f"{source}: the converted pattern: {message}"))
+        raise PolicyError(problems) from err
 
 
 def surprises(name: str, path: str | Path, names: Sequence[str]) -> list[Surprise]:
@@ -66,6 +114,7 @@ __all__ = [
     "Surprise",
     "Where",
     "convert",
+    "loaded",
     "read_config",
     "surprises",
     "tool",

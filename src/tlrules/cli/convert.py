@@ -1,0 +1,77 @@
+"""``tlrules convert TOOL CONFIG``: another fine-tuning tool's freezing options as a tlrules
+policy that reproduces that tool's matching. Exit 0 done; 1 with ``--strict`` when
+``--model`` found surprises; 2 bad input (the config, a refused option, the model spec).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import convert as converters
+from ..patterns import bare_name
+from . import style
+from .output import destination
+
+DESCRIPTIONS = {  # one line each in 'tlrules convert --help'; the keys are convert.TOOLS
+    "axolotl": "an axolotl config's unfrozen_parameters (regexes, '.' rewritten, re.match)",
+    "llamafactory": "a LLaMA-Factory config's finetuning_type: freeze options",
+    "swift": "an ms-swift config's freeze_parameters / trainable_parameters options",
+    "peft": "a PEFT adapter_config.json: what trains under that adapter",
+    "fts": "a finetuning-scheduler schedule: its phases as stages with their lr",
+}
+
+
+def convert(
+    tool: Annotated[str, typer.Argument(help="The tool the config is for (listed above).")],
+    config: Annotated[str, typer.Argument(help="The tool's config file (YAML or JSON).")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Write the policy to this file (only once it converted)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Also decide this model (resnet50, hf:DIR, ...) under the tool's reading and "
+            "warn where the config surprises (imports torch)."
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when --model finds surprises.")] = False,
+) -> None:
+    """Print a tlrules policy that decides what TOOL's CONFIG freezes, exactly as TOOL
+    reads it, with a comment per rule naming the config line it came from.
+
+    \b
+    Tools:
+    {tools}
+
+    Warnings go to stderr as 'warning[convert]: FILE:LINE: ...'; exit 1 with --strict.
+    """
+    write = destination(output)
+    converted = converters.convert(tool, config)
+    found = []
+    if model is not None:
+        from ..models import build  # builds the model: torch from here on
+
+        names = [bare_name(n) for n, _ in build(model).named_parameters()]
+        found = converters.surprises(tool, config, names)
+    for surprise in found:
+        line = f"warning[convert]: {surprise}"
+        print(style.warnings(line, sys.stderr), file=sys.stderr)
+    write(converted.text())
+    if strict and found:
+        raise typer.Exit(1)
+
+
+convert.__doc__ = (convert.__doc__ or "").format(
+    tools="\n    ".join(f"  {name:<14}{text}" for name, text in DESCRIPTIONS.items())
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``convert`` to the ``tlrules`` app."""
+    app.command()(convert)

@@ -1,0 +1,97 @@
+"""A regex from another tool's config, written for Python's ``re``, as the body of a tlrules
+``re:`` pattern that decides the same names.
+
+tlrules runs a regex with the ``regex`` module (or its own automaton, with the same
+results), and always as a full match. The tools call ``re.match`` (anchored at the start),
+``re.search`` (anywhere) or ``re.fullmatch``; ``anchored`` gives each a body whose full
+match is the tool's match. What Python's ``re`` reads differently from ``regex`` is
+refused (``checked``) rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Literal
+
+import regex
+
+from .. import patterns
+from ..errors import PolicyError, Where, shown
+
+How = Literal["match", "search", "fullmatch"]
+
+# global inline flags at the very start ('(?i)'), which Python allows nowhere else
+_LEADING_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def checked(pattern: str, where: Where, what: str) -> str:
+    """``pattern`` as Python's ``re`` compiles it; an error where the tool itself would
+    fail, or where ``regex`` (what tlrules runs) would read it differently."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise PolicyError(
+                f"{what}: Python's re rejects {shown(pattern)} ({err}), so the tool would "
+                "fail on it too; fix the regex",
+                where,
+            ) from None
+    future = [w for w in caught if issubclass(w.category, FutureWarning)]
+    if future:
+        raise PolicyError(
+            f"{what}: {shown(pattern)} holds what Python warns may change meaning "
+            f"({future[0].message}); escape the '[' (or '&&', '--', '||', '~~') inside the "
+            "set with a backslash",
+            where,
+        )
+    flags = _LEADING_FLAGS.match(pattern)
+    if flags and "x" in flags[1]:
+        raise PolicyError(
+            f"{what}: {shown(pattern)} sets verbose mode '(?x)', which tlrules does not "
+            "convert; write the regex without whitespace or comments and drop the flag",
+            where,
+        )
+    try:
+        regex.compile(pattern)
+    except regex.error as err:
+        raise PolicyError(
+            f"{what}: {shown(pattern)} compiles in Python's re but not in the regex module "
+            f"tlrules runs ({err}); write it without that construct",
+            where,
+        ) from None
+    return pattern
+
+
+def anchored(pattern: str, how: How) -> str:
+    """The body of a ``re:`` pattern whose full match on a name is ``re.<how>(pattern,
+    name)`` succeeding (names hold no newline, so ``.`` in the added parts sees every
+    character). Leading global flags move in front of the whole body."""
+    flags = _LEADING_FLAGS.match(pattern)
+    head, body = (flags[0], pattern[flags.end() :]) if flags else ("", pattern)
+    if how == "fullmatch":
+        return f"{head}(?:{body})"
+    if how == "match":
+        return f"{head}(?:{body}).*"
+    return f"{head}.*?(?:{body}).*"
+
+
+def literal(text: str) -> str:
+    """``text`` as a regex that matches exactly it."""
+    return str(regex.escape(text, special_only=True))
+
+
+def timed(pattern: str, how: How, text: str, what: str) -> bool:
+    """Whether ``re.<how>(pattern, text)`` succeeds, run by ``regex`` (which reads a
+    ``checked`` pattern as ``re`` does) within tlrules' time limit per name; a pattern
+    that runs past it is an error naming ``what``."""
+    run = {"match": regex.match, "search": regex.search, "fullmatch": regex.fullmatch}[how]
+    try:
+        return run(pattern, text, timeout=patterns.TIME_LIMIT) is not None
+    except TimeoutError:
+        raise PolicyError(
+            f"{what}: {shown(pattern)} did not finish within {patterns.TIME_LIMIT} s on "
+            f"{shown(text)} (catastrophic backtracking); remove the nested repetition such as "
+            "'(a|aa)+'"
+        ) from None
