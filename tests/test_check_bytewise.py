@@ -253,7 +253,7 @@ UNMATCHED = (
 )
 NOT_A_PATH = (
     "checkpoint 'before.safetensors': tensor name {!r} cannot be a module path "
-    "(\"attribute {!r} already exists\")"
+    '("attribute {!r} already exists")'
 )
 FALLBACKS = [
     ('version: 1\ndefault: freeze\nrules:\n  - {match: "*", module: Linear, action: train}\n',
