@@ -8,8 +8,8 @@ The pair: a few large float32 tensors and many small ones, written once into a t
 folder by ``safetensors``. AFTER is BEFORE with its last tensor in the file (the trained
 head) changed, so ``cmp`` reads both files to nearly their end, and the policy freezes
 every other tensor, so ``check`` compares every byte of them. The pair is written by a
-child process, so that this one stays small (a child's peak memory counts its parent's
-pages until it execs).
+child process, and this one imports no torch, so that it stays small (a child's peak
+memory counts its parent's pages until it execs).
 ``python -m benchmarks.bench_check [--rounds N] [--dir DIR]`` runs it alone.
 """
 
@@ -26,9 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save_file
-
 from .timing import Stat
 
 LARGE = (4, 100 * 1024 * 1024)  # 4 tensors of 100M float32 elements (400 MiB each)
@@ -37,7 +34,12 @@ POLICY = 'version: 1\nrules:\n  - head: train\n  - "*": freeze\n'
 
 
 def write_pair(folder: Path) -> tuple[Path, Path, int]:
-    """BEFORE and AFTER in ``folder``; returns them and the largest tensor's bytes."""
+    """BEFORE and AFTER in ``folder``; returns them and the largest tensor's bytes. Run in
+    a child (``--write``): this process imports no torch, so that a child's peak memory,
+    which counts its parent's pages until it execs, is its own."""
+    import torch
+    from safetensors.torch import save_file
+
     g = torch.Generator().manual_seed(0)
     tensors = {
         f"backbone.large.{i}.weight": torch.randn(LARGE[1], generator=g) for i in range(LARGE[0])

@@ -179,6 +179,10 @@ LONG = "d" * 200
             "'rules/report.html'",
         ),
         (
+            "",
+            "error: cannot write to '': no file is named; give -o a file, such as 'report.html'",
+        ),
+        (
             f"{LONG}/report.html",
             f"error: cannot write to '{LONG[:60]}...{LONG[-28:]}/report.html': the folder "
             f"'{LONG[:60]}...{LONG[-40:]}' does not exist; create it first, or give -o a path in "

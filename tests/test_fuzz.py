@@ -48,6 +48,22 @@ def test_a_file_written_is_caught() -> None:
     assert "File too large" in out.last_line()
 
 
+def test_stdin_and_an_output_file_named_by_the_case() -> None:
+    """A policy read from stdin, drawn to the one file the case may write; the same
+    command in a case that names no file may write none (an empty file stays: caught)."""
+    policy = b'version: 1\nrules:\n  - "*": freeze\n'
+    argv = ("audit", "tests.models:small_cnn", "-", "--format", "svg", "-o", "out.svg")
+    out = run(Case("output", argv, stdin=policy, writes="out.svg"))
+    assert (out.code, out.problems, out.changed_files) == (0, [], ["case/out.svg"])
+    out = run(Case("output", argv, stdin=policy))
+    assert out.code == 2
+    assert out.problems == ["files written or changed: case/out.svg"]
+    out = run(Case("output", argv, stdin=b"version: 2\n", writes="out.svg"))
+    assert (out.code, out.problems, out.changed_files) == (2, [], [])
+    out = run(Case("output", ("validate", "-"), stdin=policy, writes="out.svg"))
+    assert out.problems == ["exit 0 without writing 'out.svg'"]
+
+
 def test_a_traceback_and_noise_are_caught() -> None:
     out = run(factory_case("print('Traceback (most recent call last):', file=sys.stderr)"))
     assert out.problems == [

@@ -16,6 +16,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .apicase import MODELS as API_MODELS
+from .checkcase import check_case, output_case
 from .checkpoints import random_checkpoint
 from .mutators import mutate_bytes
 from .runner import REPO, Case
@@ -172,6 +173,8 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "spec": lambda rnd, _: spec(rnd),
     "argv": argv_case,
     "api": api,
+    "check": check_case,
+    "output": output_case,
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 
@@ -183,7 +186,11 @@ def draw(label: str, count: int, seed: int) -> list[Case]:
     shrunk, never stored in an example database); every other choice from a ``Random``
     seeded by the class, the seed and the case's index.
     """
-    drawn = _policy_files(count, seed) if label in ("policy", "argv", "api") else ({},)
+    drawn = (
+        _policy_files(count, seed)
+        if label in ("policy", "argv", "api", "check", "output")
+        else ({},)
+    )
     return [
         CLASSES[label](random.Random(f"{label}/{seed}/{i}"), drawn[i % len(drawn)])
         for i in range(count)

@@ -143,6 +143,8 @@ def save(case: Case, out: Outcome, folder: Path) -> str:
         "expect": sorted(case.expect),
         "files": {k: base64.b64encode(v).decode() for k, v in case.files.items()},
         "links": dict(case.links),
+        "stdin": base64.b64encode(case.stdin).decode(),
+        "writes": case.writes,
         "problems": out.problems,
         "stdout": out.stdout[-4000:].decode("utf-8", "replace"),
         "stderr": out.stderr[-4000:].decode("utf-8", "replace"),
@@ -162,4 +164,6 @@ def load(folder: Path) -> Case:
         api=record["api"],
         seed=record["seed"],
         expect=frozenset(record["expect"]),
+        stdin=base64.b64decode(record.get("stdin", "")),
+        writes=record.get("writes"),
     )

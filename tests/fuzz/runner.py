@@ -2,10 +2,11 @@
 
 The parent has imported torch, torchvision and tlrules once; a case costs a fork, not an
 interpreter start. The child gets an empty folder (``ROOT/case``) holding the case's files
-as its working directory, stdin from ``/dev/null``, stdout and stderr on pipes, its own
-process group, ``RLIMIT_FSIZE`` 0 (any write to a regular file fails) and an address-space
-limit of what it inherited plus ``Limits.memory``. The parent kills the whole group after
-``Limits.seconds`` and reads max RSS and CPU time from ``os.wait4``.
+as its working directory, stdin from the case's ``stdin`` bytes (most often none), stdout
+and stderr on pipes, its own process group, ``RLIMIT_FSIZE`` 0 (any write to a regular
+file fails; a case with an output file may write ``OUTPUT_FILE_CAP`` bytes) and an
+address-space limit of what it inherited plus ``Limits.memory``. The parent kills the
+whole group after ``Limits.seconds`` and reads max RSS and CPU time from ``os.wait4``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ GIB = 1024**3
 OUTPUT_CAP = 256 * 1024
 """Bytes of stdout and of stderr kept per case (the rest is read and dropped)."""
 
+OUTPUT_FILE_CAP = 64 * 1024 * 1024
+"""Bytes a case that names an output file (``Case.writes``) may write."""
+
 ROOT_TOKEN = "@ROOT@"
 """Replaced, in argv and in file contents, by the case's root folder (for absolute paths)."""
 
@@ -70,6 +74,10 @@ class Case:
     ``links`` are symbolic links to create there (path -> target). ``argv`` is a
     ``tlrules`` command line; with ``api`` set, the child instead applies the policy file
     ``argv[0]`` to the fixture model ``api`` through the Python API (``apicase``).
+    ``stdin`` is what the child reads on its standard input (``-`` for a policy);
+    ``writes`` the one file in the case folder the command may write (its ``-o``): the
+    child may then write up to ``OUTPUT_FILE_CAP`` bytes, the file must exist after an
+    exit 0 or 1, and must not after an exit 2.
     """
 
     label: str
@@ -79,6 +87,8 @@ class Case:
     api: str | None = None
     seed: int = 0
     expect: frozenset[int] = frozenset({0, 1, 2})
+    stdin: bytes = b""
+    writes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,9 +141,11 @@ def run(case: Case, limits: Limits | None = None) -> Outcome:
 
 
 def write_inputs(case: Case, root: Path) -> Path:
-    """The case's files and links under ``root/case`` (returned), ``@ROOT@`` expanded."""
+    """The case's files and links under ``root/case`` (returned), ``@ROOT@`` expanded;
+    its stdin in ``root/stdin``."""
     folder = root / "case"
     folder.mkdir()
+    (root / "stdin").write_bytes(case.stdin)
     for rel, data in case.files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,10 +182,24 @@ def judge(case: Case, out: Outcome, limits: Limits) -> list[str]:
         noise = [line for line in lines if not line.startswith("warning[")]
         if noise:
             problems.append(f"noise on stderr of a successful run: {noise[0][:200]!r}")
-    if out.changed_files:
-        problems.append(f"files written or changed: {', '.join(out.changed_files[:5])}")
+    problems += _written(case, out)
     if out.max_rss > limits.memory:
         problems.append(f"max RSS {out.max_rss / GIB:.2f} GiB over {limits.memory / GIB:g} GiB")
+    return problems
+
+
+def _written(case: Case, out: Outcome) -> list[str]:
+    """Files written or changed but the case's own output file, which must exist after
+    an exit 0 or 1 and must not after an exit 2 (a failed command leaves no file)."""
+    allowed = f"case/{case.writes}" if case.writes else None
+    changed = [f for f in out.changed_files if f != allowed]
+    problems = []
+    if changed:
+        problems.append(f"files written or changed: {', '.join(changed[:5])}")
+    if allowed and out.code in (0, 1) and allowed not in out.changed_files:
+        problems.append(f"exit {out.code} without writing {case.writes!r}")
+    if allowed and out.code == 2 and allowed in out.changed_files:
+        problems.append(f"exit 2, yet {case.writes!r} was written")
     return problems
 
 
@@ -268,8 +294,8 @@ def _kill_group(pid: int) -> None:
 def _child(case: Case, folder: Path, limits: Limits, out_w: int, err_w: int) -> None:
     """In the forked child: isolate, limit, run the case, exit with its code."""
     os.setpgid(0, 0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    stdin = os.open(folder.parent / "stdin", os.O_RDONLY)
+    os.dup2(stdin, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     _reopen_std_streams()
@@ -281,7 +307,7 @@ def _child(case: Case, folder: Path, limits: Limits, out_w: int, err_w: int) -> 
         os.environ.pop(name, None)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     _default_warnings()
-    _limit(limits)
+    _limit(limits, OUTPUT_FILE_CAP if case.writes else 0)
     argv = [a.replace(ROOT_TOKEN, str(folder.parent)) for a in case.argv]
     code = _exit_code(lambda: _entry(case, argv))
     try:
@@ -308,11 +334,11 @@ def _reopen_std_streams() -> None:
                 handler.setStream(getattr(sys, old[id(handler.stream)]))
 
 
-def _limit(limits: Limits) -> None:
+def _limit(limits: Limits, file_size: int) -> None:
     inherited = _address_space()
     cap = int(inherited + limits.memory)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG), visibly
     cpu = int(limits.seconds) + 2
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))

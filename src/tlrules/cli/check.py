@@ -1,6 +1,8 @@
 """``tlrules check POLICY BEFORE AFTER``: proof after training that the tensors a policy
 freezes did not move. Exit 0 held; 1 a frozen tensor changed (or, with ``--strict``, a
-warning: a trained tensor that did not change, a name on one side only); 2 bad input."""
+warning: a trained tensor that did not change, a name on one side only); 2 bad input.
+A safetensors pair that the policy decides by names alone is compared without importing
+torch (``review.proof``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ..render import render_check
+from ..review.proof import check as compare
 from .output import destination
 from .policies import load_policy
 
@@ -56,8 +59,6 @@ def check(
     """Check that every tensor POLICY freezes is the same in AFTER as in BEFORE."""
     write = destination(output)
     loaded = load_policy(policy)
-    from ..review import check as compare  # reads tensors: torch from here on
-
     result = compare(loaded, before, after, stage=stage, atol=atol)
     write(render_check(result, fmt.value))
     if not result.ok or (strict and result.warnings):

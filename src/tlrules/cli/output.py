@@ -21,6 +21,11 @@ def destination(path: str | None) -> Callable[[str], Any]:
     if path is None:
         return sys.stdout.write
     target = Path(path)
+    if not path.strip():
+        raise TLRulesError(
+            f"cannot write to {_quoted(path)}: no file is named; give -o a file, such as "
+            "'report.html'"
+        )
     if target.is_dir():
         raise TLRulesError(
             f"cannot write to {_quoted(path)}: it is a folder; name a file in it, "

@@ -14,6 +14,7 @@ floating-point tensor is taken as a parameter, except BatchNorm running statisti
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from torch import nn
 from ..compat.torch_internals import members
 from ..errors import ModelSpecError
 from .listing import Listed, clipped
-from .safetensors_header import safetensors_tensors
+from .safetensors_header import LISTED, TORCH_DTYPES, read_header
 from .torch_file import torch_tensors
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _STATS = ("running_mean", "running_var")
+_DIGITS = re.compile(r"(\d+)")
 
 
 class Checkpoint(nn.Module):
@@ -41,13 +43,25 @@ def read_checkpoint(path: str) -> Checkpoint:
     if not file.is_file():
         raise ModelSpecError(f"model {path!r}: no such checkpoint file")
     if file.suffix.lower() == ".safetensors":
-        tensors = safetensors_tensors(file, path)
+        tensors = _safetensors(file, path)
     else:
         tensors = torch_tensors(file, path)
     kept = [t for t in tensors if t.name.rpartition(".")[2] not in _STATS]
     if not kept:
         raise ModelSpecError(f"model {path!r}: the checkpoint holds no floating-point tensor")
     return _as_module(kept, path)
+
+
+def _safetensors(file: Path, spec: str) -> list[Listed]:
+    """The floating-point tensors the header of ``file`` lists, in natural name order
+    (the file orders them by dtype and name; this reads like the model)."""
+    out = [
+        Listed(e.name, e.shape, getattr(torch, TORCH_DTYPES[e.dtype]))
+        for e in read_header(file, spec)
+        if e.dtype in LISTED
+    ]
+    out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
+    return out
 
 
 def module_at(root: nn.Module, path: list[str]) -> nn.Module:

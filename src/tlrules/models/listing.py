@@ -1,16 +1,17 @@
 """What a checkpoint lists, as plain records, and the limits every listing is held to
-before a module is built from it (``tlrules.limits``)."""
+before a module is built from it (``tlrules.limits``). Needs no torch."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import limits
 from ..errors import ModelSpecError
+
+if TYPE_CHECKING:
+    import torch
 
 _SHOWN = 60  # characters of a name or a shape quoted in a message
 

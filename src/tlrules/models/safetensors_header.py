@@ -1,4 +1,5 @@
-"""The header of a ``.safetensors`` file: its tensors' names, dtypes and shapes.
+"""The header of a ``.safetensors`` file: its tensors' names, dtypes, shapes and where
+their bytes lie. Needs no torch (``tlrules check`` reads safetensors pairs without it).
 
 Only the header is read: an 8-byte little-endian length, bounded by the file and by
 ``limits.MAX_CHECKPOINT_HEADER_BYTES`` before a byte of it is read, then that much JSON,
@@ -9,41 +10,52 @@ the tensor's bytes inside the file.
 
 from __future__ import annotations
 
-import re
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from .. import limits
 from ..errors import ModelSpecError
 from .jsontext import parse_json
-from .listing import Listed, check_count, check_name, check_shape, clipped
+from .listing import check_count, check_name, check_shape, clipped
 
 _BITS = {  # every dtype the safetensors format defines, with its size in bits
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16,
     "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64,
     "I64": 64, "U64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }  # fmt: skip
-_FLOATS = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "C64": torch.complex64,
-}
+# safetensors dtype -> the torch dtype a tensor is read as (one torch lacks: its bytes)
+TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+    "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
+    "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
+    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu",
+}  # fmt: skip
+# the dtypes torch reads as floating-point or complex (``dtype.is_floating_point``)
+FLOATING = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3", "F8_E8M0"})
+# the floating-point dtypes ``tlrules audit`` lists a checkpoint's parameters in
+LISTED = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "C64")
 _DEPTH = 3  # the format's own nesting: the header, a tensor's entry, its shape
-_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of a safetensors file: its dtype as the format names it (``"F32"``),
+    its shape, and the file offsets of its first byte and of the byte after its last."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
 
 
 def _bad(spec: str, why: str) -> ModelSpecError:
     return ModelSpecError(f"model {spec!r}: not a safetensors file ({why})")
 
 
-def safetensors_tensors(file: Path, spec: str) -> list[Listed]:
-    """The floating-point tensors the header of ``file`` lists, in natural name order."""
+def read_header(file: Path, spec: str) -> list[Entry]:
+    """Every tensor the header of ``file`` lists, validated, in the header's order."""
     with file.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
@@ -61,10 +73,7 @@ def safetensors_tensors(file: Path, spec: str) -> list[Listed]:
         header = _parse(f.read(size), spec)
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     check_count(len(entries), spec)
-    out = [t for name, info in entries.items() if (t := _entry(name, info, data, spec))]
-    # the file orders tensors by dtype and name; a natural order reads like the model
-    out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
-    return out
+    return [_entry(name, info, 8 + size, data, spec) for name, info in entries.items()]
 
 
 def _parse(text: bytes, spec: str) -> dict[str, object]:
@@ -75,9 +84,9 @@ def _parse(text: bytes, spec: str) -> dict[str, object]:
     return header
 
 
-def _entry(name: str, info: object, data: int, spec: str) -> Listed | None:
-    """The tensor ``info`` describes if it is floating-point, after validating it
-    against the format and the ``data`` bytes that follow the header."""
+def _entry(name: str, info: object, base: int, data: int, spec: str) -> Entry:
+    """The tensor ``info`` describes, validated against the format and the ``data``
+    bytes that follow the header (which ends at file offset ``base``)."""
     shape = info.get("shape") if isinstance(info, dict) else None
     dtype = info.get("dtype") if isinstance(info, dict) else None
     if not (
@@ -108,4 +117,4 @@ def _entry(name: str, info: object, data: int, spec: str) -> Listed | None:
             f"tensor {clipped(name)}: 'data_offsets' {clipped(offsets)} do not hold its "
             f"{bits / 8:,.0f} bytes within the file's {data:,} bytes of tensor data",
         )
-    return Listed(name, tuple(shape), _FLOATS[dtype]) if dtype in _FLOATS else None
+    return Entry(name, dtype, tuple(shape), base + offsets[0], base + offsets[1])

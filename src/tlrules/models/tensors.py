@@ -15,7 +15,9 @@ A state is one of::
 
 Every file is checked as ``tlrules audit`` checks it before anything is mapped or
 unpickled (``safetensors_header``, ``torch_file``: header size, entries, archive sizes,
-refused code); an index is held to ``limits.MAX_CHECKPOINT_INDEX_BYTES``. A safetensors
+refused code; a torch file is loaded once, by ``torch_file.load_state``); where the
+files lie, and an index held to ``limits.MAX_CHECKPOINT_INDEX_BYTES``, comes from
+``files``, which ``tlrules check`` also reads safetensors without torch by. A safetensors
 tensor is a view of the mapped file (``torch.frombuffer``), and the pages of a stretch
 are given back once it is compared (``release``), so resident memory stays near one
 stretch per side. A ``torch.load``-ed file is mapped by torch, which gives nothing back
@@ -28,8 +30,6 @@ import contextlib
 import math
 import mmap
 import os
-import struct
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,29 +39,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import limits
 from ..errors import ModelSpecError
 from .checkpoints import module_at
-from .jsontext import parse_json
+from .files import index_error, locate, read_index, shard_file
 from .listing import check_count, check_shape, clipped
 from .meta import module_budget
-from .safetensors_header import safetensors_tensors
-from .torch_file import _load, _state_dict, torch_tensors
+from .safetensors_header import TORCH_DTYPES, read_header
+from .torch_file import load_state
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-HF_FILES = (
-    "model.safetensors.index.json",
-    "model.safetensors",
-    "pytorch_model.bin.index.json",
-    "pytorch_model.bin",
-)
 STATS = ("running_mean", "running_var")  # float buffers a checkpoint's names give away
-_DTYPES = {  # safetensors dtype -> torch dtype; one torch lacks is read as its bytes
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
-    "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
-    "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
-    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,25 +112,7 @@ def open_tensors(source: str | os.PathLike[str] | Mapping[str, Any], spec: str) 
     it in messages. Every problem with it is a ``ModelSpecError``."""
     if isinstance(source, Mapping):
         return Tensors(spec, _from_mapping(source, spec), [])
-    path = Path(source)
-    if path.is_dir():
-        found = [path / f for f in HF_FILES if (path / f).is_file()]
-        if not found:
-            raise ModelSpecError(
-                f"checkpoint {spec!r}: the folder holds none of {', '.join(HF_FILES)}; save "
-                "the model with save_pretrained(DIR), or name the checkpoint file"
-            )
-        path = found[0]
-    elif not path.is_file():
-        hint = (
-            ""
-            if path.suffix
-            else (
-                "; a model spec ('resnet50') is built without weights, so it has nothing to "
-                "compare: name the checkpoint training started from"
-            )
-        )
-        raise ModelSpecError(f"checkpoint {spec!r}: no such file or folder{hint}")
+    path = locate(source, spec)
     maps: list[mmap.mmap] = []
     try:
         if path.name.lower().endswith(".index.json"):
@@ -160,9 +129,7 @@ def _one_file(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]
     if file.suffix.lower() == ".safetensors":
         return _safetensors(file, spec, maps)
     if file.suffix.lower() in TORCH_SUFFIXES:
-        torch_tensors(file, spec)  # every check tlrules audit makes, before the real load
-        state = _state_dict(_load(file, spec, zipfile.is_zipfile(file)), spec)
-        return _from_mapping(state, spec)
+        return _from_mapping(load_state(file, spec), spec)
     raise ModelSpecError(
         f"checkpoint {spec!r}: not a checkpoint file; name a .safetensors, "
         f"{', '.join(TORCH_SUFFIXES)} or *.index.json file, or a save_pretrained folder"
@@ -171,10 +138,8 @@ def _one_file(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]
 
 def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]:
     """The tensors of a safetensors file, mapped; its header is validated first."""
-    safetensors_tensors(file, spec)  # size, nesting, every entry's dtype, shape and offsets
+    entries = sorted(read_header(file, spec), key=lambda e: e.start)  # read in file order
     with file.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = parse_json(f.read(size), 3, lambda why: _changed(spec, why))
         try:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         except OSError as err:  # e.g. more shards than the system maps at once
@@ -182,54 +147,30 @@ def _safetensors(file: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stor
                 f"checkpoint {spec!r}: cannot map it into memory ({err})"
             ) from None
     maps.append(mapped)
-    if not isinstance(header, dict) or len(mapped) != file.stat().st_size:
-        raise _changed(spec, "it is not what was validated")
+    if entries and len(mapped) < entries[-1].end:
+        raise ModelSpecError(
+            f"checkpoint {spec!r}: the file changed while it was read (it is shorter than "
+            "its header says)"
+        )
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        dtype = getattr(torch, _DTYPES.get(info["dtype"], "uint8"))
-        shape = tuple(info["shape"])
-        numel = math.prod(shape) if info["dtype"] in _DTYPES else end - start
-        out[name] = Stored(shape, dtype, numel, mapped, 8 + size + start)
-    return dict(sorted(out.items(), key=lambda item: item[1].start))  # read in file order
-
-
-def _changed(spec: str, why: str) -> ModelSpecError:
-    return ModelSpecError(f"checkpoint {spec!r}: the file changed while it was read ({why})")
+    for e in entries:
+        dtype = getattr(torch, TORCH_DTYPES.get(e.dtype, "uint8"))
+        numel = math.prod(e.shape) if e.dtype in TORCH_DTYPES else e.end - e.start
+        out[e.name] = Stored(e.shape, dtype, numel, mapped, e.start)
+    return out
 
 
 def _sharded(index: Path, spec: str, maps: list[mmap.mmap]) -> dict[str, Stored]:
     """The tensors an index names, each from its shard in the index's folder."""
-    size = index.stat().st_size
-    if size > limits.MAX_CHECKPOINT_INDEX_BYTES:
-        raise ModelSpecError(
-            f"checkpoint {spec!r}: the index is {size:,} bytes; the limit is "
-            f"{limits.MAX_CHECKPOINT_INDEX_BYTES:,} (tlrules.limits.MAX_CHECKPOINT_INDEX_BYTES); "
-            "raise it if the file is real"
-        )
-
-    def bad(why: str) -> ModelSpecError:
-        return ModelSpecError(f"checkpoint {spec!r}: not a checkpoint index ({why})")
-
-    document = parse_json(index.read_bytes(), 3, lambda why: bad(f"it is {why}"))
-    weights = document.get("weight_map") if isinstance(document, dict) else None
-    if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
-        raise bad("no 'weight_map' of tensor names to shard files")
-    check_count(len(weights), spec)
     folder = index.parent.resolve()
     shards: dict[str, dict[str, Stored]] = {}
     out = {}
-    for name, shard in weights.items():
+    for name, shard in read_index(index, spec).items():
         if shard not in shards:
-            file = (folder / shard).resolve()
-            if not file.is_relative_to(folder) or not file.is_file():
-                where = "is outside the index's folder" if file.exists() else "does not exist"
-                raise bad(f"shard {clipped(shard)} {where}")
+            file = shard_file(folder, shard, spec)
             shards[shard] = _one_file(file, f"{spec}: {shard}", maps)
         if name not in shards[shard]:
-            raise bad(f"tensor {clipped(name)} is not in its shard {clipped(shard)}")
+            raise index_error(spec, f"tensor {clipped(name)} is not in its shard {clipped(shard)}")
         out[name] = shards[shard][name]
     return out
 

@@ -47,6 +47,21 @@ _TRUST = (
 
 def torch_tensors(file: Path, spec: str) -> list[Listed]:
     """The floating-point tensors of the state dict in ``file``, in file order."""
+    out = []
+    for name, t in load_state(file, spec).items():
+        if t.is_floating_point() or t.is_complex():
+            storage = None
+            if t.numel() and t.device.type != "meta":  # meta tensors share no storage
+                where = t.untyped_storage().data_ptr(), t.storage_offset(), t.stride()
+                storage = (*where, t.shape, t.dtype)
+            out.append(Listed(name, tuple(t.shape), t.dtype, storage))
+    return out
+
+
+def load_state(file: Path, spec: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``file``: its sizes checked before anything is unpickled, then
+    loaded once (mapped, without running code), unwrapped, and every tensor held to the
+    limits on names and shapes; every problem a ``ModelSpecError``."""
     with file.open("rb") as f:
         zipped = f.read(4) == b"PK\x03\x04"  # what torch.load looks at
     if zipped:
@@ -60,7 +75,6 @@ def torch_tensors(file: Path, spec: str) -> list[Listed]:
         )
     state = _state_dict(_load(file, spec, zipped), spec)
     check_count(len(state), spec)
-    out = []
     for name, t in state.items():
         if t.layout is not torch.strided or t.is_nested:
             kind = "nested" if t.is_nested else str(t.layout).removeprefix("torch.")
@@ -71,13 +85,7 @@ def torch_tensors(file: Path, spec: str) -> list[Listed]:
             )
         check_name(name, spec)
         check_shape(name, tuple(t.shape), spec)
-        if t.is_floating_point() or t.is_complex():
-            storage = None
-            if t.numel() and t.device.type != "meta":  # meta tensors share no storage
-                where = t.untyped_storage().data_ptr(), t.storage_offset(), t.stride()
-                storage = (*where, t.shape, t.dtype)
-            out.append(Listed(name, tuple(t.shape), t.dtype, storage))
-    return out
+    return state
 
 
 def _check_archive(file: Path, spec: str) -> None:

@@ -11,6 +11,7 @@ from .checked import (
     Violation,
     assemble,
     expectations,
+    held_to,
 )
 from .document import FORMAT, AuditWarning, GroupUse, NormLayer, Report, RuleUse
 from .rows import Columns, Decision, Memory, Summary
@@ -34,4 +35,5 @@ __all__ = [
     "Violation",
     "assemble",
     "expectations",
+    "held_to",
 ]

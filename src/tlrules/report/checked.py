@@ -14,13 +14,13 @@ left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..render.check import text
 from ..render.check_html import fragment
-from .document import Report
+from .document import NormLayer, Report
 
 FORMAT = "tlrules-check/1"
 STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -147,19 +147,34 @@ class CheckResult:
 def expectations(report: Report) -> dict[str, Expected]:
     """What each tensor named in ``report`` (the audit of the model before training) is
     held to, by bare name: its parameters, then the statistics of norm layers kept fixed."""
-    rules = {r.rule: r for r in report.rules}
+    return held_to(
+        ((d.name, d.action, d.rule) for d in report.decisions),
+        report.norm_layers,
+        {r.rule: (r.pattern, r.where) for r in report.rules},
+        report.default,
+    )
+
+
+def held_to(
+    decisions: Iterable[tuple[str, str, int | None]],
+    norm_layers: Iterable[NormLayer],
+    rules: Mapping[int, tuple[str, str]],
+    default: str,
+) -> dict[str, Expected]:
+    """``expectations`` from its parts: each parameter's (name, action, rule number), the
+    norm layers, each rule's pattern and place (by number) and the policy's default."""
 
     def label(rule: int | None) -> str:
         if rule is None:
-            return f"the policy's default ({report.default})"
-        r = rules[rule]
-        return f"rule {rule} {r.pattern!r} ({r.where})"
+            return f"the policy's default ({default})"
+        pattern, where = rules[rule]
+        return f"rule {rule} {pattern!r} ({where})"
 
     out: dict[str, Expected] = {}
-    for d in report.decisions:
-        kind = "frozen" if d.action == "freeze" else "trained"
-        out[d.name] = Expected(kind, d.rule, f"{_verb(kind)} by {label(d.rule)}")
-    for layer in report.norm_layers:
+    for name, action, rule in decisions:
+        kind = "frozen" if action == "freeze" else "trained"
+        out[name] = Expected(kind, rule, f"{_verb(kind)} by {label(rule)}")
+    for layer in norm_layers:
         if layer.stats != "frozen":
             continue
         prefix = f"{layer.name}." if layer.name else ""

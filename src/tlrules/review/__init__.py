@@ -1,12 +1,35 @@
 """Reviewing policies: a starter policy from a model, why a parameter got its decision,
 where two policies differ, lock files that CI verifies, rules shadowed on every model,
-and the proof after training that frozen weights did not move (``check``)."""
+and the proof after training that frozen weights did not move (``check``).
 
-from .decisions import Step, diff, explain
-from .lockfile import fingerprint, lock, read, verify
-from .shadowed import shadowed_everywhere
-from .starter import starter_policy
-from .weights import check
+Importing the package imports no torch: its names load on first use, so ``check`` of a
+safetensors pair (``review.proof``) runs without it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .decisions import Step, diff, explain
+    from .lockfile import fingerprint, lock, read, verify
+    from .proof import check
+    from .shadowed import shadowed_everywhere
+    from .starter import starter_policy
+
+# name -> the module that defines it
+_LAZY = {
+    "Step": "decisions",
+    "diff": "decisions",
+    "explain": "decisions",
+    "fingerprint": "lockfile",
+    "lock": "lockfile",
+    "read": "lockfile",
+    "verify": "lockfile",
+    "check": "proof",
+    "shadowed_everywhere": "shadowed",
+    "starter_policy": "starter",
+}
 
 __all__ = [
     "Step",
@@ -20,3 +43,11 @@ __all__ = [
     "starter_policy",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,5 +1,5 @@
-"""Proof after training: two states of one model compared tensor by tensor under a
-policy's decisions (``check``, ``tlrules check``).
+"""Proof after training with torch: two states of one model compared tensor by tensor
+under a policy's decisions (``check_tensors``, for ``review.proof.check``).
 
 The policy decides the model saved before training as ``tlrules audit`` decides a
 checkpoint (floating-point tensors are parameters, norm statistics and integer tensors
@@ -13,7 +13,6 @@ elements that changed (beyond ``atol``).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -21,39 +20,29 @@ from typing import Any
 import torch
 
 from ..engine import audit
-from ..errors import ModelSpecError, TLRulesError
 from ..models.tensors import Tensors, as_module, open_tensors
-from ..patterns import policy_names
 from ..policy import CompiledPolicy
 from ..report import CheckResult, Expected, Outcome, assemble, expectations
+from .named import bare
 
 State = str | os.PathLike[str] | Mapping[str, Any]
 STRETCH = 64 * 1024 * 1024  # bytes of each side whose bits are compared at a time
 VALUES = 2 * 1024 * 1024  # elements of each side whose values are compared at a time
 
 
-def check(
-    policy: CompiledPolicy,
-    before: State,
-    after: State,
-    *,
-    stage: str | None = None,
-    atol: float = 0.0,
+def check_tensors(
+    policy: CompiledPolicy, before: State, after: State, *, atol: float = 0.0
 ) -> CheckResult:
-    """Compare ``after`` (a checkpoint path, a Hugging Face folder or a state dict) with
-    ``before`` under ``policy`` (one ``stage`` of it): every tensor the policy freezes,
-    and the statistics of norm layers it keeps fixed, must be bit-identical (or within
-    ``atol``); a tensor it trains that did not change at all is a warning."""
-    if not (atol >= 0 and math.isfinite(atol)):
-        raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
-    part = policy.stage(stage) if stage else policy
+    """``review.proof.check`` with torch throughout: ``policy`` (a stage already
+    picked) decides the model saved ``before`` as ``tlrules audit`` decides a checkpoint,
+    and every tensor found on both sides is compared (``compare``)."""
     with (
-        open_tensors(before, _spec(before, "before")) as old,
-        open_tensors(after, _spec(after, "after")) as new,
+        open_tensors(before, spec(before, "before")) as old,
+        open_tensors(after, spec(after, "after")) as new,
     ):
-        old_names, new_names = _bare(old), _bare(new)
+        old_names, new_names = bare(old.stored, old.spec), bare(new.stored, new.spec)
         shapes = {n: (old.stored[r].shape, old.stored[r].dtype) for n, r in old_names.items()}
-        report = audit(part, as_module(shapes, old.spec), source=old.spec)
+        report = audit(policy, as_module(shapes, old.spec), source=old.spec)
         held = expectations(report)
         outcomes = (
             compare(old, old_names[n], new, new_names[n], n, atol, _frozen(held, n))
@@ -79,23 +68,9 @@ def _frozen(held: dict[str, Expected], name: str) -> bool:
     return expected is not None and expected.kind == "frozen"
 
 
-def _spec(state: State, side: str) -> str:
+def spec(state: State, side: str) -> str:
+    """How a state is named in messages and in the result: its path, or its side."""
     return side if isinstance(state, Mapping) else os.fspath(state)
-
-
-def _bare(state: Tensors) -> dict[str, str]:
-    """Each bare name of ``state`` (PEFT's segments removed too, DESIGN.md section 7) ->
-    the name it is saved under."""
-    out: dict[str, str] = {}
-    stored = list(state.stored)
-    for name, bare in zip(stored, policy_names(stored, False), strict=True):
-        if bare in out:
-            raise ModelSpecError(
-                f"checkpoint {state.spec!r}: tensors {out[bare]!r} and {name!r} are both "
-                f"named {bare!r} once wrapper prefixes are removed; save one state dict"
-            )
-        out[bare] = name
-    return out
 
 
 def compare(

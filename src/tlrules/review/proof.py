@@ -1,0 +1,88 @@
+"""``check``: two states of one model compared under a policy (``tlrules check``).
+
+Torch is imported only where it is needed: a pair of safetensors states that the
+policy decides by names alone is compared byte by byte without it (``review.bytewise``),
+and only a tensor whose values must be compared (a frozen one that changed, one saved in
+another dtype) opens the states with torch (``review.weights``); anything else (a torch
+file, a state dict, a ``module:`` selector) is compared by ``review.weights`` alone. Both
+give the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TLRulesError
+from ..policy import CompiledPolicy
+from ..report import CheckResult, Outcome
+from .bytewise import check_bytes
+
+if TYPE_CHECKING:
+    from ..models.tensors import Tensors
+
+State = str | os.PathLike[str] | Mapping[str, Any]
+
+
+def check(
+    policy: CompiledPolicy,
+    before: State,
+    after: State,
+    *,
+    stage: str | None = None,
+    atol: float = 0.0,
+) -> CheckResult:
+    """Compare ``after`` (a checkpoint path, a Hugging Face folder or a state dict) with
+    ``before`` under ``policy`` (one ``stage`` of it): every tensor the policy freezes,
+    and the statistics of norm layers it keeps fixed, must be bit-identical (or within
+    ``atol``); a tensor it trains that did not change at all is a warning."""
+    if not (atol >= 0 and math.isfinite(atol)):
+        raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
+    part = policy.stage(stage) if stage else policy
+    with _Values(before, after, atol) as values:
+        result = check_bytes(part, before, after, values, atol=atol)
+    if result is not None:
+        return result
+    from .weights import check_tensors  # torch from here on
+
+    return check_tensors(part, before, after, atol=atol)
+
+
+class _Values:
+    """What ``review.weights.compare`` finds for one tensor, the two states opened with
+    torch on first use and closed on the way out."""
+
+    def __init__(self, before: State, after: State, atol: float) -> None:
+        self._states = before, after
+        self._atol = atol
+        self._open: tuple[Tensors, Tensors] | None = None
+
+    def __call__(self, a: str, b: str, name: str, measure: bool) -> Outcome:
+        from ..models.tensors import open_tensors  # torch from here on
+        from .weights import compare, spec
+
+        if self._open is None:
+            before, after = self._states
+            old = open_tensors(before, spec(before, "before"))
+            try:
+                new = open_tensors(after, spec(after, "after"))
+            except BaseException:
+                old.close()
+                raise
+            self._open = old, new
+        old, new = self._open
+        return compare(old, a, new, b, name, self._atol, measure)
+
+    def __enter__(self) -> _Values:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._open is not None:
+            for state in self._open:
+                state.close()
+            self._open = None
