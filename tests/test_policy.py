@@ -33,6 +33,8 @@ MESSAGES = {
     "allowed: a policy holds plain strings, numbers, lists and mappings (remove the tag)",
     "missing-version.yaml": "missing-version.yaml:1:1: missing required key 'version' "
     "(add 'version: 1' at the top)",
+    "quoted-version.yaml": "quoted-version.yaml:1:10: version '1' is text; write 'version: 1', "
+    "a number without quotes",
     "bad-name.yaml": "bad-name.yaml:2:7: name 'My Policy' must match ^[a-z0-9._-]+$",
     "empty.yaml": "empty.yaml:1:1: the policy file is empty; start it with 'version: 1'",
     "unmatched.yaml": "unmatched.yaml:2:1: 1 parameter matches no rule and the policy's default "
@@ -97,7 +99,7 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(PolicyError) as err:
         tlrules.Policy.from_text(text, "p.yaml")
     assert str(err.value).splitlines() == [
-        "p.yaml:1:10: version 2 is not one of '1'",
+        "p.yaml:1:10: version 2: tlrules reads policy format 1 only; write 'version: 1'",
         "p.yaml:4:5: rule 1: unknown key 'acton'; did you mean 'action'?",
     ]
 

@@ -63,6 +63,12 @@ def problems(err: ValidationError, doc: Document) -> list[tuple[Where, str]]:
         elif kind == "extra_forbidden":
             msg = f"unknown key '{field_name}'" + _suggest(field_name, _fields(loc[:-1]))
             where = doc.where(loc, key=True, rule=rule)
+        elif kind == "literal_error" and field_name == "version":
+            if isinstance(value, str):
+                msg = f"version {value!r} is text; write 'version: 1', a number without quotes"
+            else:
+                msg = f"version {value!r}: tlrules reads policy format 1 only; write 'version: 1'"
+            where = doc.where(loc, rule=rule)
         elif kind == "literal_error":
             expected = e["ctx"]["expected"].replace(" or ", ",").split(",")
             allowed = [a.strip().strip("'") for a in expected if a.strip()]
