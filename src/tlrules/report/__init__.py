@@ -12,7 +12,7 @@ from .checked import (
     assemble,
     expectations,
 )
-from .document import FORMAT, AuditWarning, GroupUse, NormLayer, Report, RuleUse
+from .document import FORMAT, AuditWarning, GroupUse, HintedWarning, NormLayer, Report, RuleUse
 from .rows import Columns, Decision, Memory, Summary
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Decision",
     "Expected",
     "GroupUse",
+    "HintedWarning",
     "Memory",
     "NormLayer",
     "Outcome",
