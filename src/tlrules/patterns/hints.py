@@ -40,17 +40,26 @@ class NameShapes:
 
 
 def _grouped(names: Sequence[str]) -> dict[int, dict[str, set[str]]]:
-    prefixes: set[str] = set()
-    for name in names:  # a prefix shared by many names is met once
-        while name not in prefixes:
-            prefixes.add(name)
-            name, dot, _ = name.rpartition(".")
+    shapes: dict[str, str] = {}  # prefix -> its shape; a prefix shared by names once
+    segments: dict[str, str] = {}  # segment -> its shape
+    for name in names:
+        missing: list[str] = []
+        while name not in shapes:
+            missing.append(name)
+            head, dot, _ = name.rpartition(".")
             if not dot:
                 break
+            name = head
+        for prefix in reversed(missing):
+            head, dot, last = prefix.rpartition(".")
+            shape = segments.get(last)
+            if shape is None:
+                shape = segments[last] = _DIGITS.sub("#", last)
+            shapes[prefix] = shapes[head] + "." + shape if dot else shape
     by_depth: dict[int, dict[str, set[str]]] = {}
-    for prefix in prefixes:
-        shapes = by_depth.setdefault(prefix.count(".") + 1, {})
-        shapes.setdefault(_DIGITS.sub("#", prefix), set()).add(prefix)
+    for prefix, shape in shapes.items():
+        group = by_depth.setdefault(shape.count(".") + 1, {})
+        group.setdefault(shape, set()).add(prefix)
     return by_depth
 
 
