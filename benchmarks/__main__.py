@@ -1,6 +1,7 @@
 """Run the benchmarks: ``python -m benchmarks [--quick] [--only apply,cli,train,scaling]``;
 ``--only check`` runs ``tlrules check`` on a pair of 2 GB checkpoints it writes (not in
-the default set: it writes 4.4 GB to the temporary folder).
+the default set: it writes 4.4 GB to the temporary folder). ``--models resnet50,moe``
+narrows the apply suite, ``--out FILE`` names the file the figures go to.
 
 Writes the raw figures to ``benchmarks/results.json`` and the plot to
 ``benchmarks/scaling.png`` (``results-quick.json`` and ``scaling-quick.png`` with
@@ -52,14 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     parser.add_argument("--only", default=DEFAULT, help="comma-separated suites")
+    parser.add_argument(
+        "--models", help="apply suite: comma-separated models (default: all; --quick: 3)"
+    )
+    parser.add_argument("--out", help="write the figures to this file instead")
     args = parser.parse_args(argv)
     out: dict[str, object] = {"machine": machine(), "quick": args.quick}
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
-        out[name] = SUITES[name](quick=args.quick)
+        if name == "apply" and args.models:
+            out[name] = bench_apply.run(args.quick, tuple(args.models.split(",")))
+        else:
+            out[name] = SUITES[name](quick=args.quick)
     target = Path(__file__).with_name("results-quick.json" if args.quick else "results.json")
     if args.only != DEFAULT:
         target = target.with_name(target.stem + "-" + args.only.replace(",", "-") + ".json")
+    if args.out:
+        target = Path(args.out)
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {target}", file=sys.stderr)
     return 0

@@ -11,6 +11,10 @@ nothing remembered from an earlier apply; the regex libraries' own caches stay),
 ``again``, the same apply repeated (the matcher remembers the last names it decided).
 Both include the report's data (decisions, per-rule counts, warnings) and setting
 ``requires_grad``.
+
+Each model also gets its 30-rule policy with dead and shadowed rules (``dead``: 4, see
+``policies.DEAD``), and on the last model ``print(applied)`` of that policy is timed: a
+fresh apply before each round, so that the hints for the dead rules are computed in it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from tlrules.render import to_json
 
 from .models import build
 from .policies import SIZES, policy_text
-from .timing import Stat, ratio, rounds
+from .timing import Contender, Stat, ratio, rounds
 
-MODELS = ("resnet50", "vit_h_14", "llama70b", "deepseek_v3")
+MODELS = ("resnet50", "vit_h_14", "llama70b", "deepseek_v3", "moe")
+CASES = (*((size, False) for size in SIZES), (30, True))  # (rules, with dead rules)
 
 
 def baseline_a(model: nn.Module) -> Callable[[], None]:
@@ -98,15 +103,26 @@ def _row(stats: dict[str, Stat], **info: Any) -> dict[str, Any]:
     }
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def printed(model: nn.Module, policy: tlrules.Policy) -> dict[str, Contender]:
+    """``print(applied)``, the module tree with the warnings and their hints, of a fresh
+    apply each round (applied untimed)."""
+    held: list[tlrules.Applied] = []
+
+    def setup() -> None:
+        held[:] = [policy.apply(model)]
+
+    return {"print(applied)": (setup, lambda: str(held[0]))}
+
+
+def run(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str, Any]:
     repeats = 3 if quick else 7
-    models = MODELS[:3] if quick else MODELS
-    out: dict[str, Any] = {"apply": [], "compile": [], "json": []}
+    models = models or (MODELS[:3] if quick else MODELS)
+    out: dict[str, Any] = {"apply": [], "compile": [], "json": [], "print": []}
     for name in models:
         model = build(name)
         names = [n for n, _ in model.named_parameters()]
-        for size in SIZES:
-            policy = tlrules.Policy.from_text(policy_text(name, size))
+        for size, dead in CASES:
+            policy = tlrules.Policy.from_text(policy_text(name, size, dead))
             policy.apply(model)  # warm the regex module's cache once
             stats = rounds(
                 {
@@ -120,10 +136,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                 },
                 repeats,
             )
-            row = _row(stats, model=name, params=len(names), rules=size)
+            row = _row(stats, model=name, params=len(names), rules=size, dead=dead)
             out["apply"].append(row)
+            label = f"{size:3} rules{' (dead)' if dead else ''}"
             print(
-                f"apply {name:12} {len(names):6} names {size:3} rules: A {stats['A'].ms()}  "
+                f"apply {name:12} {len(names):6} names {label}: A {stats['A'].ms()}  "
                 f"B {stats['B'].ms()}  first {stats['first'].ms()}  again {stats['again'].ms()}"
                 f"  first/A {row['first_vs_A']}  again/A {row['again_vs_A']}  "
                 f"first/B {row['first_vs_B']}",
@@ -150,6 +167,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             js = rounds({"json": lambda report=report: to_json(report)}, repeats)
             out["json"].append({"model": name, "params": len(names), **js["json"].to_dict()})
             print(f"json report {name} ({len(names)} params): {js['json'].ms()}", flush=True)
+            shown = rounds(printed(model, tlrules.Policy.from_text(policy_text(name, 30, True))), 3)
+            out["print"].append(
+                {"model": name, "params": len(names), **shown["print(applied)"].to_dict()}
+            )
+            print(f"print(applied) {name}, dead rules: {shown['print(applied)'].ms()}", flush=True)
     return out
 
 

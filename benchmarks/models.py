@@ -6,6 +6,10 @@
 - ``deepseek_v3``: the module tree and shapes of DeepSeek-V3 (61 layers, hidden 7168,
   the first 3 dense, 58 MoE layers of 256 routed experts + 1 shared expert, multi-head
   latent attention), one tensor per expert linear: about 45,000 names.
+- ``moe``: a mixture of experts laid out as containers nest in hand-written models
+  (issue 16): 60 decoder layers in a ``ModuleList`` inside a ``ModuleDict``, each with a
+  ``ModuleDict`` of 250 experts (``transformer.h.N.mlp.experts.E.w1.weight``), built
+  from plain ``nn.Module`` classes: 45,423 names.
 """
 
 from __future__ import annotations
@@ -154,6 +158,62 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.lm_head = _linear(hidden, vocab)
 
 
+class _Expert(nn.Module):
+    def __init__(self, hidden: int, inter: int) -> None:
+        super().__init__()
+        self.w1 = _linear(hidden, inter)
+        self.w2 = _linear(inter, hidden)
+        self.w3 = _linear(hidden, inter)
+
+
+class _Experts(nn.Module):
+    def __init__(self, hidden: int, inter: int, experts: int) -> None:
+        super().__init__()
+        self.router = _linear(hidden, experts)
+        self.experts = nn.ModuleDict({str(e): _Expert(hidden, inter) for e in range(experts)})
+
+
+class _Attention(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.q = _linear(hidden, hidden)
+        self.k = _linear(hidden, hidden)
+        self.v = _linear(hidden, hidden)
+        self.o = _linear(hidden, hidden)
+
+
+class _Block(nn.Module):
+    def __init__(self, hidden: int, inter: int, experts: int) -> None:
+        super().__init__()
+        self.ln_1 = RMSNorm(hidden)
+        self.attn = _Attention(hidden)
+        self.ln_2 = RMSNorm(hidden)
+        self.mlp = _Experts(hidden, inter, experts)
+
+
+class MoEForCausalLM(nn.Module):
+    """``transformer`` is a ``ModuleDict`` (``wte``, ``h``: a ``ModuleList`` of blocks,
+    ``ln_f``); each block's experts are a ``ModuleDict``; 7 + 750 tensors per block."""
+
+    def __init__(
+        self,
+        vocab: int = 32000,
+        hidden: int = 4096,
+        layers: int = 60,
+        experts: int = 250,
+        inter: int = 1408,
+    ) -> None:
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(vocab, hidden),
+                "h": nn.ModuleList(_Block(hidden, inter, experts) for _ in range(layers)),
+                "ln_f": RMSNorm(hidden),
+            }
+        )
+        self.lm_head = _linear(hidden, vocab)
+
+
 def _torchvision(name: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         import torchvision
@@ -169,6 +229,7 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "vit_h_14": _torchvision("vit_h_14"),
     "llama70b": LlamaForCausalLM,
     "deepseek_v3": DeepseekV3ForCausalLM,
+    "moe": MoEForCausalLM,
 }
 
 

@@ -7,6 +7,12 @@ then one rule per (block range, sub-module) pair, block ranges and glob alternat
 included, and a catch-all last. Rules that cannot be live (more rules than the model has
 modules, which only happens for resnet50 at 200 rules) are filled with regexes that an
 earlier rule shadows; the audit reports them.
+
+``policy_text(model, 30, dead=True)`` is the 30-rule policy as library policies that
+cover several sizes and families end up (issue 16): after the hand-written rules, three
+rules that match nothing on this model (a range past the last block, a regex for another
+family, a name for another size) and one that an earlier rule shadows, in place of the
+last fill rules, so it still has 30 rules.
 """
 
 from __future__ import annotations
@@ -44,6 +50,46 @@ HAND = {
         r'"re:.*_layernorm\\.weight": train',
         "lm_head: train",
         '"*": freeze',
+    ],
+    "moe": [
+        '"transformer.h.{-4..-1}": train',
+        '"*.mlp.router": freeze',
+        r'"re:.*\\.ln_\\d\\.weight": train',
+        "lm_head: train",
+        '"*": freeze',
+    ],
+}
+
+DEAD = {  # three rules that match nothing on the model, then one shadowed
+    "resnet50": [
+        '"layer4.{3..5}": train',
+        r'"re:.*\\.mlp\\.experts\\..*": train',
+        '"layer5": train',
+        '"fc.bias": freeze',
+    ],
+    "vit_h_14": [
+        '"encoder.layers.encoder_layer_{32..47}": train',
+        r'"re:model\\.layers\\.\\d+\\.self_attn\\..*": freeze',
+        '"encoder.layer.11": train',
+        '"heads.head.bias": freeze',
+    ],
+    "llama70b": [
+        '"model.layers.{80..95}": train',
+        r'"re:transformer\\.h\\.\\d+\\..*": freeze',
+        '"model.layers.*.mlp.experts": train',
+        '"lm_head.weight": freeze',
+    ],
+    "deepseek_v3": [
+        '"model.layers.{61..63}": train',
+        r'"re:model\\.layers\\.\\d+\\.self_attn\\.q_proj\\..*": freeze',
+        '"model.layers.*.mlp.experts.{256..}": train',
+        '"lm_head.weight": freeze',
+    ],
+    "moe": [
+        '"transformer.h.{60..63}": train',
+        r'"re:model\\.layers\\.\\d+\\.mlp\\.experts\\..*": freeze',
+        '"transformer.h.*.mlp.experts.{250..255}": train',
+        '"lm_head.weight": freeze',
     ],
 }
 
@@ -124,6 +170,26 @@ FAMILIES = {
             "mlp.experts.{128..}",
         ],
     ),
+    "moe": _Family(
+        [
+            "transformer.wte: freeze",
+            "lm_head: train",
+            "transformer.ln_f: train",
+            '"transformer.h.{-2..-1}": train',
+            r'"re:transformer\\.h\\.\\d+\\.ln_[12]\\.weight": train',
+            '"*.mlp.router": freeze',
+        ],
+        [("transformer.h.", 0, 58)],
+        [
+            "attn.{q,k}",
+            "attn.v",
+            "attn.o",
+            "mlp.experts.{0..99}",
+            "mlp.experts.{100..199}.{w1,w3}",
+            "mlp.experts.{100..199}.w2",
+            "mlp.experts.{200..}",
+        ],
+    ),
 }
 
 
@@ -141,8 +207,13 @@ def _ranges(groups: list[tuple[str, int, int]], count: int) -> list[str]:
     return out
 
 
-def rules(model: str, size: int) -> list[str]:
-    """The rule lines (``PATTERN: ACTION``) of the ``size``-rule policy for ``model``."""
+def rules(model: str, size: int, dead: bool = False) -> list[str]:
+    """The rule lines (``PATTERN: ACTION``) of the ``size``-rule policy for ``model``;
+    with ``dead``, the rules of ``DEAD[model]`` after the hand-written ones."""
+    if dead:
+        live = rules(model, size)
+        at = len(FAMILIES[model].fixed)
+        return [*live[:at], *DEAD[model], *live[at : size - 1 - len(DEAD[model])], live[-1]]
     if size == len(HAND[model]):
         return list(HAND[model])
     fam = FAMILIES[model]
@@ -164,7 +235,8 @@ def rules(model: str, size: int) -> list[str]:
     return out
 
 
-def policy_text(model: str, size: int) -> str:
-    """A complete policy file."""
-    lines = ["version: 1", f"name: bench-{model.replace('_', '-')}-{size}", "rules:"]
-    return "\n".join([*lines, *(f"  - {r}" for r in rules(model, size))]) + "\n"
+def policy_text(model: str, size: int, dead: bool = False) -> str:
+    """A complete policy file (``dead``: with the rules of ``DEAD[model]``)."""
+    name = f"bench-{model.replace('_', '-')}-{size}{'-dead' if dead else ''}"
+    lines = ["version: 1", f"name: {name}", "rules:"]
+    return "\n".join([*lines, *(f"  - {r}" for r in rules(model, size, dead))]) + "\n"

@@ -13,6 +13,10 @@ def _ms(d: dict[str, Any]) -> str:
     return f"{d['median_s'] * 1e3:.1f} ({d['min_s'] * 1e3:.1f}-{d['max_s'] * 1e3:.1f})"
 
 
+def _rules(r: dict[str, Any]) -> str:
+    return f"{r['rules']} + dead" if r.get("dead") else str(r["rules"])
+
+
 def apply_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| model | names | rules | A: bare loop ms | B: re loop ms | tlrules first ms "
@@ -21,7 +25,7 @@ def apply_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         out.append(
-            f"| {r['model']} | {r['params']:,} | {r['rules']} | {_ms(r['A'])} | {_ms(r['B'])} "
+            f"| {r['model']} | {r['params']:,} | {_rules(r)} | {_ms(r['A'])} | {_ms(r['B'])} "
             f"| {_ms(r['first'])} | {_ms(r['again'])} | {r['first_vs_A']} | {r['again_vs_A']} "
             f"| {r['first_vs_B']} | {r['again_vs_B']} |"
         )
@@ -35,13 +39,13 @@ def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> l
         "| after first ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    index = {(r["model"], r["rules"]): r for r in before}
+    index = {(r["model"], _rules(r)): r for r in before}
     for r in after:
-        b = index.get((r["model"], r["rules"]))
+        b = index.get((r["model"], _rules(r)))
         if b is None:
             continue
         out.append(
-            f"| {r['model']} | {r['rules']} | {b['first_vs_A']} | {r['first_vs_A']} "
+            f"| {r['model']} | {_rules(r)} | {b['first_vs_A']} | {r['first_vs_A']} "
             f"| {b['again_vs_A']} | {r['again_vs_A']} "
             f"| {b['first_vs_B']} | {r['first_vs_B']} | {b['first']['median_s'] * 1e3:.1f} "
             f"| {r['first']['median_s'] * 1e3:.1f} |"
@@ -65,6 +69,10 @@ def main() -> None:
         ]
         lines += [""] + [
             f"json {j['model']} {j['params']}: {_ms(j)} ms" for j in res["apply"]["json"]
+        ]
+        lines += [
+            f"print(applied) {j['model']} {j['params']}, dead rules: {_ms(j)} ms"
+            for j in res["apply"].get("print", [])
         ]
     if args.before:
         before = json.loads(Path(args.before).read_text())["apply"]["apply"]

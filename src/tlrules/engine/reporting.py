@@ -1,13 +1,27 @@
 """The report of one policy on one model, from its decisions: per-rule counts and the
-warnings about rules (dead, shadowed) next to the policy's lint."""
+warnings about rules (dead, shadowed) next to the policy's lint.
+
+Which rules are dead or shadowed is found here; the closest names a dead rule's warning
+suggests are found the first time its message is read (``HintedWarning``), so an apply
+whose report nobody reads does not pay for them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from ..patterns import Matcher, closest_names
+from ..patterns import Matcher, NameShapes, closest_names
 from ..policy import CompiledPolicy, Rule, timeouts_named
-from ..report import AuditWarning, Columns, Decision, GroupUse, NormLayer, Report, RuleUse
+from ..report import (
+    AuditWarning,
+    Columns,
+    Decision,
+    GroupUse,
+    HintedWarning,
+    NormLayer,
+    Report,
+    RuleUse,
+)
 from . import findings
 from .tree import Tree
 
@@ -75,6 +89,12 @@ def _label(rule: Rule) -> str:
     return f"{rule.where}: pattern {rule.pattern.text!r}{selector}"
 
 
+def _closest(pattern: str, shapes: NameShapes) -> str:
+    """The hint of a dead rule's warning: ``; the closest names are 'a', 'b'`` or ``""``."""
+    close = closest_names(pattern, shapes)
+    return f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
+
+
 def _rule_warnings(
     policy: CompiledPolicy,
     decisions: Sequence[Decision] | Columns,
@@ -95,6 +115,7 @@ def _rule_warnings(
         names = [d.name for d in decisions]
         rule_at = lambda k: decisions[k].rule  # noqa: E731
     hits = matcher.select([rule.number - 1 for rule in idle], names)
+    shapes = NameShapes(names)  # found once, when the first hint is asked for
     for rule in idle:
         if rule.module is not None:  # the classes that decide are not known here
             out.append(
@@ -109,13 +130,12 @@ def _rule_warnings(
         # a name this rule matches was taken by an earlier rule, since first match wins
         takers = sorted({r for k in hits[rule.number - 1] if (r := rule_at(k))})
         if not takers:
-            close = closest_names(rule.pattern.text, names)
-            hint = f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""
             out.append(
-                AuditWarning(
+                HintedWarning(
                     "dead-rule",
-                    f"{_label(rule)} matched no parameter{hint}",
+                    f"{_label(rule)} matched no parameter",
                     rule.number,
+                    functools.partial(_closest, rule.pattern.text, shapes),
                 )
             )
         else:

@@ -2,7 +2,7 @@
 one matcher for a whole policy. Needs no torch."""
 
 from .cost import PatternSyntaxError
-from .hints import closest_names
+from .hints import NameShapes, closest_names
 from .matcher import Matcher, ModuleTree, clear_caches, compiled
 from .names import (
     WRAPPER_SEGMENTS,
@@ -23,6 +23,7 @@ __all__ = [
     "WRAPPER_SEGMENTS",
     "Matcher",
     "ModuleTree",
+    "NameShapes",
     "Pattern",
     "PatternSyntaxError",
     "bare_module",

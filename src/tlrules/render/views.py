@@ -33,20 +33,51 @@ class _Node:
 
 
 def _build_tree(report: Report) -> _Node:
+    """The module tree of the report's names, each node counting the names under it.
+
+    Each module is made once, from the first name under it (its parent looked up by its
+    dotted prefix), then the counts are added up from the leaves, children before their
+    parents: one step per module, not one per segment of every name."""
     root = _Node("")
+    nodes: dict[str, _Node] = {}
+    made: list[tuple[_Node, _Node]] = []  # (node, parent), parents first
     for d in report.decisions:
-        node = root
-        parts = d.name.split(".")
-        for part in parts:
-            node.count += 1
-            node.numel += d.numel
-            node.kinds.add((d.action, d.rule))
-            node = node.children.setdefault(part, _Node(part))
+        node = nodes.get(d.name)
+        if node is None:
+            node = _made(d.name, root, nodes, made)
         node.decision = d
         node.count += 1
         node.numel += d.numel
         node.kinds.add((d.action, d.rule))
+    for node, parent in reversed(made):
+        parent.count += node.count
+        parent.numel += node.numel
+        parent.kinds |= node.kinds
     return root
+
+
+def _made(
+    name: str, root: _Node, nodes: dict[str, _Node], made: list[tuple[_Node, _Node]]
+) -> _Node:
+    """The node of ``name``, made with those of its prefixes that are not made yet."""
+    missing = [name]
+    parent = root
+    while True:
+        head, dot, _ = missing[-1].rpartition(".")
+        if not dot:
+            break
+        known = nodes.get(head)
+        if known is not None:
+            parent = known
+            break
+        missing.append(head)
+    for path in reversed(missing):
+        segment = path.rpartition(".")[2]
+        node = parent.children[segment] = _Node(segment)
+        nodes[path] = node
+        made.append((node, parent))
+        parent = node
+    return parent
 
 
 def _collapsed(node: _Node, path: str = "", depth: int = 0) -> Iterator[tuple[int, str, _Node]]:

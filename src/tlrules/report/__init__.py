@@ -13,7 +13,7 @@ from .checked import (
     expectations,
     held_to,
 )
-from .document import FORMAT, AuditWarning, GroupUse, NormLayer, Report, RuleUse
+from .document import FORMAT, AuditWarning, GroupUse, HintedWarning, NormLayer, Report, RuleUse
 from .rows import Columns, Decision, Memory, Summary
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Decision",
     "Expected",
     "GroupUse",
+    "HintedWarning",
     "Memory",
     "NormLayer",
     "Outcome",

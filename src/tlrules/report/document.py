@@ -4,6 +4,8 @@ counts, norm layers, warnings, optimizer groups. Plain data: ``to_dict()`` is th
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,48 @@ class AuditWarning:
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "rule": self.rule, "message": self.message}
+
+
+class HintedWarning(AuditWarning):
+    """An ``AuditWarning`` whose message ends with a hint that costs time to find (the
+    closest names of a dead rule): ``hint()`` runs the first time anything reads
+    ``message`` (a view, ``to_dict``, the caller), once even when threads read it at
+    once, and its text is kept. Equal to, hashed and pickled as the plain warning."""
+
+    _parts: tuple[str, Callable[[], str] | None]
+    _text: str | None
+    _lock: threading.Lock
+
+    def __init__(self, code: str, head: str, rule: int | None, hint: Callable[[], str]):
+        object.__setattr__(self, "code", code)  # frozen, as AuditWarning
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "_parts", (head, hint))
+        object.__setattr__(self, "_text", None)
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    @property
+    def message(self) -> str:
+        text: str | None = self._text
+        if text is None:
+            with self._lock:
+                text = self._text
+                if text is None:
+                    head, hint = self._parts
+                    text = head + (hint() if hint else "")
+                    object.__setattr__(self, "_text", text)
+                    object.__setattr__(self, "_parts", (head, None))  # let go of the names
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AuditWarning):
+            return NotImplemented
+        return (self.code, self.message, self.rule) == (other.code, other.message, other.rule)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message, self.rule))
+
+    def __reduce__(self) -> tuple[type[AuditWarning], tuple[str, str, int | None]]:
+        return AuditWarning, (self.code, self.message, self.rule)
 
 
 @dataclass(frozen=True)
