@@ -44,10 +44,16 @@ def read_config(path: str | Path, shown_as: str | None = None) -> Document:
     return read(read_file(Path(path), shown), shown)
 
 
-def convert(name: str, path: str | Path) -> Converted:
-    """The policy that reproduces tool ``name``'s reading of the config at ``path``."""
+def convert(name: str, path: str | Path, names: Sequence[str] | None = None) -> Converted:
+    """The policy that reproduces tool ``name``'s reading of the config at ``path``.
+
+    ``names``, a model's parameter names, where known (``--model``): the tools whose
+    reading depends on the model use them (LLaMA-Factory's layer count, the names
+    finetuning-scheduler takes literally); a tool module's ``convert`` takes them as its
+    second argument only when they are given."""
     module = tool(name)
-    converted: Converted = module.convert(read_config(path))
+    doc = read_config(path)
+    converted: Converted = module.convert(doc) if names is None else module.convert(doc, names)
     return converted
 
 

@@ -4,13 +4,16 @@ converted rule names as its source, and where an error about it points."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document, Path_
+
+_NAMELIKE = re.compile(r"[A-Za-z0-9_.]+")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,20 @@ def number(doc: Document, key: str, default: float, *, whole: bool = False) -> f
         kind = "a whole number" if whole else "a number"
         raise PolicyError(f"{key} must be {kind}, not {shown(str(value))}", doc.where((key,)))
     return float(value)
+
+
+def unbounded(entry: Entry, hits: Sequence[str]) -> list[str]:
+    """Of the names ``hits`` that an entry of name characters matches from their start,
+    those in which it stops inside a segment (``model.layers.1`` in
+    ``model.layers.10.mlp``), when it also takes a whole module (``model.layers.1.mlp``):
+    the entry meant one module and catches others."""
+    text = entry.text
+    if not _NAMELIKE.fullmatch(text) or text.endswith("."):
+        return []
+    cut = len(text)
+    extra = [n for n in hits if n.startswith(text) and n[cut : cut + 1] not in ("", ".")]
+    whole = len(extra) < sum(n.startswith(text) for n in hits)
+    return extra if whole else []
 
 
 def refuse_unknown(doc: Document, heads: Iterable[str], known: Iterable[str], tool: str) -> None:

@@ -35,7 +35,16 @@ from ..policy import CompiledPolicy
 from ..policy.reader import Document
 from . import readings
 from .checked import loaded, matched
-from .entries import Entry, flag, mapping, number, one_string, refuse_unknown, strings
+from .entries import (
+    Entry,
+    flag,
+    mapping,
+    number,
+    one_string,
+    refuse_unknown,
+    strings,
+    unbounded,
+)
 from .written import Action, Converted, Rule, Surprise
 
 TOOL = "ms-swift"
@@ -116,6 +125,8 @@ def _build(doc: Document) -> tuple[Converted, list[Entry], CompiledPolicy]:
         add(reading.freeze_regex, _search(reading.freeze_regex), "freeze")
     if reading.freeze_all:
         add(reading.freeze_all, "*", "freeze")
+    if not rules:  # a policy needs a rule: this one says what the default does
+        add(Entry("no freezing option, every parameter trains", "*", doc.where(())), "*", "train")
     converted = Converted(
         "swift",
         doc.path or "<config>",
@@ -238,21 +249,19 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     return found
 
 
-def _prefix_surprises(entry: Entry, matched: list[str]) -> list[Surprise]:
-    cut = len(entry.text)
-    whole = [n for n in matched if entry.text.endswith(".") or n[cut : cut + 1] in ("", ".")]
-    extra = [n for n in matched if n not in set(whole)]
-    if whole and extra:
-        return [
-            Surprise(
-                f"{entry.label} {entry.text!r} is a prefix, not a module name: it also "
-                f"catches {len(extra)} parameters of other modules whose names go on after "
-                f"it without a '.'; write {entry.text + '.'!r} for that module alone",
-                tuple(extra),
-                entry.at,
-            )
-        ]
-    return []
+def _prefix_surprises(entry: Entry, hits: list[str]) -> list[Surprise]:
+    extra = unbounded(entry, hits)
+    if not extra:
+        return []
+    return [
+        Surprise(
+            f"{entry.label} {entry.text!r} is a prefix, not a module name: it also "
+            f"catches {len(extra)} parameters of other modules whose names go on after "
+            f"it without a '.'; write {entry.text + '.'!r} for that module alone",
+            tuple(extra),
+            entry.at,
+        )
+    ]
 
 
 def _nothing(entry: Entry, pattern: str, names: Sequence[str]) -> Surprise:

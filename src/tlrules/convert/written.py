@@ -82,8 +82,8 @@ class Converted:
 
 
 def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:
-    if not rules:
-        return [f"{indent}rules: []"]
+    if not rules:  # a stage without rules of its own: it inherits the previous stage's
+        return []
     out = [f"{indent}rules:"]
     for rule in rules:
         out.append(
