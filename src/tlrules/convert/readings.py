@@ -54,9 +54,9 @@ def python_regex(text: str, how: Literal["match", "search"], where: Where, entry
             where,
         )
     _check_python(text, where, entry)
-    flags = ""
-    while found := _FLAGS.match(text):
-        flags, text = flags + found[1], text[found.end() :]
+    flags, body = "", text
+    while found := _FLAGS.match(body):
+        flags, body = flags + found[1], body[found.end() :]
     if "x" in flags:
         raise PolicyError(
             f"{entry}: the regex {shown(text)} uses verbose mode '(?x)', which tlrules does "
@@ -64,8 +64,8 @@ def python_regex(text: str, how: Literal["match", "search"], where: Where, entry
             where,
         )
     head = f"(?{flags})" if flags else ""
-    body = f"(?:{text}).*" if how == "match" else f".*?(?:{text}).*"
-    return f"re:{head}{body}"
+    wrapped = f"(?:{body}).*" if how == "match" else f".*?(?:{body}).*"
+    return f"re:{head}{wrapped}"
 
 
 def _check_python(text: str, where: Where, entry: str) -> None:

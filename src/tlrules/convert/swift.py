@@ -205,11 +205,12 @@ def _arch_parts(doc: Document) -> tuple[list[Entry], list[Entry]]:
     arch = ARCHS.get(model_type) if isinstance(model_type, str) else None
     if arch is None:
         given = [k for k in _PARTS if k in doc.data]
+        said = f"not {model_type!r}" if model_type is not None else "the config has no model_type"
         if given:
             raise PolicyError(
                 f"{given[0]} depends on the model's parts, and tlrules knows them for the "
-                f"ms-swift model types {', '.join(ARCHS)}, not model_type "
-                f"{model_type!r}; set model_type, or list the modules in freeze_parameters",
+                f"ms-swift model types {', '.join(ARCHS)}, and {said}; set model_type, "
+                "or list the modules in freeze_parameters",
                 doc.where((given[0],), key=True),
             )
         return [], []
@@ -265,8 +266,11 @@ def _prefix_surprises(entry: Entry, hits: list[str]) -> list[Surprise]:
 
 
 def _nothing(entry: Entry, pattern: str, names: Sequence[str]) -> Surprise:
-    close = difflib.get_close_matches(entry.text, names, n=3, cutoff=0.5)
-    hint = "; the closest names are listed" if close else ""
+    close: list[str] = []
+    if not entry.label.endswith("regex"):  # a prefix: the closest module names
+        modules = {n[:i] for n in names for i, c in enumerate(n) if c == "."}
+        close = difflib.get_close_matches(entry.text, sorted(modules), n=3, cutoff=0.5)
+    hint = "; the closest module names are listed" if close else ""
     return Surprise(
         f"{entry.label} {entry.text!r} (read as {pattern!r}) matches no parameter, and "
         f"ms-swift goes on without it{hint}",
