@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PolicyError, shown
+from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document
 from . import readings
 from .checked import loaded, matched
@@ -66,6 +66,7 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
     config entry of each rule."""
     known = frozenset(names or ())
     stages, sources = [], {}
+    empty: dict[Rule, Where] = {}
     for phase in _phases(doc):
         rules = []
         for entry in phase.entries:
@@ -76,6 +77,9 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
             rule = Rule(pattern, "train", entry.source)
             rules.append(rule)
             sources[rule] = entry
+        if not rules and phase.depth == 0:  # a first stage needs a rule; this one says so
+            rules.append(Rule("*", "freeze", f"{phase.at.source} has no params: nothing trains"))
+            empty = {rules[0]: phase.at.where}
         source = "; ".join([phase.at.source, *phase.comments])
         stages.append(Stage(f"phase-{phase.depth}", tuple(rules), source, lr=phase.lr))
     read_as = (
@@ -99,7 +103,7 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
             "group only, earlier groups keep theirs.",
         ),
     )
-    loaded(converted, {rule: entry.where for rule, entry in sources.items()})
+    loaded(converted, {**empty, **{rule: entry.where for rule, entry in sources.items()}})
     return converted, sources
 
 
