@@ -208,10 +208,14 @@ def _indexes(doc: Document, layers: Layers | None, have_names: bool) -> tuple[in
     where = doc.where(("freeze_trainable_layers",))
     pro = doc.data.get("use_llama_pro") is True
     if (n > 0 or pro) and layers is None:
+        given = "freeze_trainable_layers" in doc.data
         what = (
             "use_llama_pro trains every (layers / N)-th layer"
             if pro
             else f"freeze_trainable_layers: {n} trains the last {n} layers"
+            if given
+            else f"freeze_trainable_layers is not set, and LLaMA-Factory's default {n} trains "
+            f"the last {n} layers"
         )
         fix = (
             "convert with the model (--model), whose names give it"
