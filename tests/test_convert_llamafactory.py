@@ -269,3 +269,9 @@ def test_the_converted_policy_decides_every_name_as_llama_factory_does(tmp_path,
     policy = from_text(convert("llamafactory", path, names).text())
     assert decide(policy, names) == expected
     assert policy.lint == ()
+
+
+def test_the_example_in_the_docs_is_this_converter_s_real_output():
+    doc = (Path(__file__).parents[1] / "docs" / "convert-tools.md").read_text()
+    assert f"```yaml\n{EXAMPLE}```" in doc
+    assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
