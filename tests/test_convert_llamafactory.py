@@ -149,6 +149,19 @@ BAD = [
         "lf.yaml:2:26: freeze_trainable_layers must be a whole number, not 'two'",
     ),
     (
+        "finetuning_type: freeze\nfreeze_trainable_layers: -3000\n",
+        "lf.yaml:2:26: freeze_trainable_layers: '-3000' layers; the limit is 2,048 "
+        "(tlrules.limits.MAX_CONFIG_REPEATS); a real model has a few hundred at most",
+    ),
+    (
+        "finetuning_type: freeze\nfreeze_trainable_layers: -2\n"
+        f"freeze_extra_modules: {'m' * 5000}\n",
+        f"lf.yaml:3:23: freeze_extra_modules: {'m' * 60!r}... (5,000 characters): pattern "
+        f"{'re:.*' + 'm' * 55!r}... (5,007 characters): the pattern is 5,004 characters long; "
+        "the limit is 4,096 (tlrules.limits.MAX_PATTERN_CHARS); shorten it, e.g. with '*' or a "
+        "class",
+    ),
+    (
         "finetuning_type: galore\n",
         "lf.yaml:1:18: finetuning_type: galore; tlrules converts finetuning_type freeze and full",
     ),
@@ -162,6 +175,18 @@ def test_a_bad_config_is_refused_at_its_entry(tmp_path, monkeypatch, text, messa
     with pytest.raises(PolicyError) as caught:
         convert("llamafactory", "lf.yaml")
     assert str(caught.value) == message
+
+
+def test_a_pattern_too_long_for_a_compact_rule_is_written_in_full(tmp_path):
+    module = "m" * 2000
+    text = "finetuning_type: freeze\nfreeze_trainable_layers: -2\n"
+    text += f"freeze_trainable_modules: {module}\n"
+    converted = convert("llamafactory", write(tmp_path, text))
+    assert f'  - match: "re:.*\\\\.(?:0|1)\\\\.{module}.*"\n    action: train  # lf.yaml:3' in (
+        converted.text()
+    )
+    policy = from_text(converted.text())
+    assert policy.rules[0].pattern.text == f"re:.*\\.(?:0|1)\\.{module}.*"
 
 
 def found(tmp_path, monkeypatch, text: str, names: tuple[str, ...]) -> list[str]:

@@ -24,7 +24,9 @@ def loaded(converted: Converted, origins: Mapping[Rule, Where]) -> CompiledPolic
     ``origins[rule]`` (the config entry it came from), naming the entry."""
     text = converted.text()
     lines = text.splitlines()
-    rule_lines = [i for i, line in enumerate(lines, 1) if line.lstrip().startswith('- "')]
+    rule_lines = [
+        i for i, line in enumerate(lines, 1) if line.lstrip().startswith(('- "', "- match: "))
+    ]
     by_line = dict(zip(rule_lines, every_rule(converted), strict=True))
     try:
         return from_text(text, f"<converted from {converted.source}>")

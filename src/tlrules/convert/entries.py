@@ -86,13 +86,14 @@ def flag(doc: Document, key: str, default: bool) -> bool:
     return value
 
 
-def number(doc: Document, key: str, default: float, *, whole: bool = False) -> float:
-    """The number under ``key`` (a whole number when ``whole``); ``default`` when unset."""
+def number(doc: Document, key: str, default: int | float, *, whole: bool = False) -> int | float:
+    """The number under ``key`` (a whole number when ``whole``), as written: a whole
+    number of any size stays exact; ``default`` when unset."""
     value = doc.data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
         kind = "a whole number" if whole else "a number"
         raise PolicyError(f"{key} must be {kind}, not {shown(str(value))}", doc.where((key,)))
-    return float(value)
+    return value
 
 
 def unbounded(entry: Entry, hits: Sequence[str]) -> list[str]:
@@ -107,6 +108,28 @@ def unbounded(entry: Entry, hits: Sequence[str]) -> list[str]:
     extra = [n for n in hits if n.startswith(text) and n[cut : cut + 1] not in ("", ".")]
     whole = len(extra) < sum(n.startswith(text) for n in hits)
     return extra if whole else []
+
+
+class Closest:
+    """The names closest to an entry that matches nothing (``modules``: the module names,
+    every dotted prefix, for a prefix entry), for the first ``HINTED`` such entries of a
+    config only: difflib over every name of a large model takes a good part of a second,
+    and a config may list thousands of entries."""
+
+    HINTED = 5
+
+    def __init__(self, names: Sequence[str], *, modules: bool = False):
+        self.names, self.modules, self.left = names, modules, self.HINTED
+        self._pool: list[str] | None = None
+
+    def __call__(self, text: str) -> list[str]:
+        if self.left <= 0:
+            return []
+        self.left -= 1
+        if self._pool is None:
+            pool = {n[:i] for n in self.names for i, c in enumerate(n) if c == "."}
+            self._pool = sorted(pool) if self.modules else list(self.names)
+        return difflib.get_close_matches(text, self._pool, n=3, cutoff=0.5)
 
 
 def refuse_unknown(doc: Document, heads: Iterable[str], known: Iterable[str], tool: str) -> None:

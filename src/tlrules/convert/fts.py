@@ -39,7 +39,7 @@ from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document
 from . import readings
 from .checked import loaded, matched
-from .entries import Entry, unbounded
+from .entries import Closest, Entry, unbounded
 from .written import Converted, Rule, Stage, Surprise
 
 VERSION = "finetuning-scheduler 2.14.0.dev0"
@@ -206,9 +206,10 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     every_hits = matched(loaded(every, {r: e.where for r, e in sources.items()}), names)
     found: list[Surprise] = []
     taken: dict[str, Entry] = {}
+    closest = Closest(names)
     for entry, hits in zip(sources.values(), every_hits, strict=True):
         if not hits:
-            close = difflib.get_close_matches(entry.text, names, n=3, cutoff=0.5)
+            close = closest(entry.text)
             found.append(
                 Surprise(
                     f"{entry.label} {entry.text!r} matches no parameter: fts stops before "

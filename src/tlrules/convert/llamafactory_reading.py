@@ -7,7 +7,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import PolicyError
+from .. import limits
+from ..errors import PolicyError, shown
 from ..policy import CompiledPolicy
 from ..policy.reader import Document
 from . import readings
@@ -206,6 +207,13 @@ def _indexes(doc: Document, layers: Layers | None, have_names: bool) -> tuple[in
     """The trainable layer indexes (``trainable_layer_ids``)."""
     n = int(number(doc, "freeze_trainable_layers", 2, whole=True))
     where = doc.where(("freeze_trainable_layers",))
+    if abs(n) > limits.MAX_CONFIG_REPEATS:  # checked before a rule per layer is written
+        raise PolicyError(
+            f"freeze_trainable_layers: {shown(str(n))} layers; the limit is "
+            f"{limits.MAX_CONFIG_REPEATS:,} (tlrules.limits.MAX_CONFIG_REPEATS); a real model "
+            "has a few hundred at most",
+            where,
+        )
     pro = doc.data.get("use_llama_pro") is True
     if (n > 0 or pro) and layers is None:
         given = "freeze_trainable_layers" in doc.data

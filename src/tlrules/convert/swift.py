@@ -26,7 +26,6 @@ for a ``model_type`` tlrules does not know the parts of.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from ..policy.reader import Document
 from . import readings
 from .checked import loaded, matched
 from .entries import (
+    Closest,
     Entry,
     flag,
     mapping,
@@ -240,11 +240,14 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     catches more (``model.layers.1`` also takes ``model.layers.10``...)."""
     _, sources, policy = _build(doc)
     found = []
+    closest = Closest(names, modules=True)
     for entry, hits, rule in zip(sources, matched(policy, names), policy.rules, strict=True):
         if not entry.label.startswith(("freeze_parameters", "trainable_parameters")):
             continue  # a model type's part, or the ratio
         if not hits:
-            found.append(_nothing(entry, rule.pattern.text, names))
+            regex = entry.label.endswith("regex")
+            close = [] if regex else closest(entry.text)
+            found.append(_nothing(entry, rule.pattern.text, close))
         elif not entry.label.endswith("regex"):
             found += _prefix_surprises(entry, hits)
     return found
@@ -265,11 +268,7 @@ def _prefix_surprises(entry: Entry, hits: list[str]) -> list[Surprise]:
     ]
 
 
-def _nothing(entry: Entry, pattern: str, names: Sequence[str]) -> Surprise:
-    close: list[str] = []
-    if not entry.label.endswith("regex"):  # a prefix: the closest module names
-        modules = {n[:i] for n in names for i, c in enumerate(n) if c == "."}
-        close = difflib.get_close_matches(entry.text, sorted(modules), n=3, cutoff=0.5)
+def _nothing(entry: Entry, pattern: str, close: list[str]) -> Surprise:
     hint = "; the closest module names are listed" if close else ""
     return Surprise(
         f"{entry.label} {entry.text!r} (read as {pattern!r}) matches no parameter, and "

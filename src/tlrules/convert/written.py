@@ -86,10 +86,18 @@ def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:
         return []
     out = [f"{indent}rules:"]
     for rule in rules:
-        out.append(
-            f"{indent}  - {json.dumps(rule.pattern)}: {rule.action}  # {_one_line(rule.source)}"
-        )
+        pattern, source = json.dumps(rule.pattern), _one_line(rule.source)
+        if len(pattern) < _COMPACT_KEY:
+            out.append(f"{indent}  - {pattern}: {rule.action}  # {source}")
+        else:  # YAML allows a compact key of at most 1,024 characters
+            out += [
+                f"{indent}  - match: {pattern}",
+                f"{indent}    action: {rule.action}  # {source}",
+            ]
     return out
+
+
+_COMPACT_KEY = 1_000
 
 
 def _one_line(text: str) -> str:
