@@ -44,8 +44,8 @@ default: freeze
 stages:
   - name: phase-0  # fts.yaml:1 phase: '0'
     rules:
-      - "re:lm_head\\\\.weight": train  # fts.yaml:3 phase 0 params[0]: 'lm_head.weight'
-      - "re:model\\\\.norm\\\\.weight": train  # fts.yaml:4 phase 0 params[1]: 'model.norm.weight'
+      - "lm_head.weight": train  # fts.yaml:3 phase 0 params[0]: 'lm_head.weight'
+      - "model.norm.weight": train  # fts.yaml:4 phase 0 params[1]: 'model.norm.weight'
   - name: phase-1  # fts.yaml:5 phase: '1'; max_transition_epoch 3: fts moves on by this epoch at the latest
     lr: 1e-05
     rules:

@@ -39,9 +39,9 @@ version: 1
 default: train
 rules:
   - "re:.*?(?:layernorm).*": train  # swift.yaml:9 trainable_parameters_regex: 'layernorm'
-  - "re:model\\\\.language_model\\\\.layers\\\\.1.*": freeze  # swift.yaml:6 freeze_parameters[0]: 'model.language_model.layers.1'
-  - "re:lm_head.*": freeze  # swift.yaml:7 freeze_parameters[1]: 'lm_head'
-  - "re:model\\\\.visual\\\\.merger.*": freeze  # swift.yaml:2 freeze_aligner: true (qwen2_vl): 'model.visual.merger'
+  - "model.language_model.layers.1*": freeze  # swift.yaml:6 freeze_parameters[0]: 'model.language_model.layers.1'
+  - "lm_head*": freeze  # swift.yaml:7 freeze_parameters[1]: 'lm_head'
+  - "model.visual.merger*": freeze  # swift.yaml:2 freeze_aligner: true (qwen2_vl): 'model.visual.merger'
   - "re:.*?(?:layers\\\\.(0|2)\\\\.mlp).*": freeze  # swift.yaml:8 freeze_parameters_regex: 'layers\\\\.(0|2)\\\\.mlp'
 """  # noqa: E501
 
@@ -187,7 +187,7 @@ def test_surprises_name_prefixes_without_a_dot_and_entries_matching_nothing(tmp_
         "weight, model.layers.10.self_attn.k_proj.weight, model.layers.10.self_attn.v_proj."
         "weight, model.layers.10.self_attn.o_proj.weight, model.layers.10.mlp.gate_proj.weight "
         "and 85 more)",
-        "swift.yaml:2: freeze_parameters[1] 'model.layer.2' (read as 're:model\\\\.layer\\\\.2.*') "
+        "swift.yaml:2: freeze_parameters[1] 'model.layer.2' (read as 'model.layer.2*') "
         "matches no parameter, and ms-swift goes on without it; the closest module names are "
         "listed (model.layers.2, model.layers.23, model.layers.22)",
     ]

@@ -65,13 +65,15 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
     """The converted policy (loaded, so refused here if tlrules would refuse it) and the
     config entry of each rule."""
     known = frozenset(names or ())
+    modules = {n[:i] for n in known for i, c in enumerate(n) if c == "."}
     stages, sources = [], {}
     empty: dict[Rule, Where] = {}
     for phase in _phases(doc):
         rules = []
         for entry in phase.entries:
-            if entry.text in known:
-                pattern = readings.exact(entry.text)
+            if entry.text in known:  # a glob names its subtree too: plain where none is
+                plain = readings.plain(entry.text) and entry.text not in modules
+                pattern = entry.text if plain else readings.exact(entry.text)
             else:
                 pattern = readings.python_regex(entry.text, "match", entry.where, entry.label)
             rule = Rule(pattern, "train", entry.source)

@@ -248,13 +248,26 @@ def _indexes(doc: Document, layers: Layers | None, have_names: bool) -> tuple[in
 
 
 def substring(entry: Entry, indexes: tuple[int, ...] | None) -> str:
-    """The pattern for ``.{idx}.{module}`` over ``indexes`` (the module alone for None)."""
+    """The pattern for ``.{idx}.{module}`` over ``indexes`` (the module alone for None):
+    a glob with a number range where the module is plain text (``*.{22..23}.mlp*``: the
+    number sits between two dots, so a range of whole numbers is the same set)."""
     if indexes is None:
         return readings.substring(entry.text)
     if not indexes:
         return "re:(?!)"
-    module = "" if entry.text == "all" else re.escape(entry.text)
-    return f"re:.*\\.(?:{'|'.join(map(str, indexes))})\\.{module}.*"
+    module = "" if entry.text == "all" else entry.text
+    if not readings.plain(module) and module:
+        numbers = "|".join(map(str, indexes))
+        return f"re:.*\\.(?:{numbers})\\.{re.escape(module)}.*"
+    first, last = indexes[0], indexes[-1]
+    if len(indexes) == 1:
+        number = str(first)
+    elif indexes == tuple(range(first, last + 1)):
+        number = f"{{{first}..{last}}}"
+    else:
+        number = "{" + ",".join(map(str, indexes)) + "}"
+    tail = "?*" if not module or module.endswith(".") else "*"
+    return f"*.{number}.{module}{tail}"
 
 
 def build(reading: Reading, doc: Document) -> tuple[Converted, CompiledPolicy]:

@@ -1,8 +1,9 @@
 """How other tools match parameter names, as tlrules patterns (which always match the
 whole name: DESIGN.md section 1).
 
-- ``str.startswith(s)`` -> ``re:<s escaped>.*`` (``prefix``)
-- ``s in name`` -> ``re:.*<s escaped>.*`` (``substring``)
+- ``str.startswith(s)`` -> the glob ``s*`` (``prefix``)
+- ``s in name`` -> the glob ``*s*`` (``substring``); both a regex where ``s`` holds glob
+  syntax
 - ``re.match(p, name)`` -> ``re:(?:p).*``, ``re.search(p, name)`` -> ``re:.*?(?:p).*``
   (``python_regex``; names hold no newline, so ``.`` reads the same everywhere)
 
@@ -26,16 +27,28 @@ from .. import limits
 from ..errors import PolicyError, Where, shown
 
 _FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+_GLOB_SYNTAX = re.compile(r"[*?\[\]{},\\!+()|^$]|^$")  # glob syntax, and what lint calls regex
+
+
+def plain(text: str) -> bool:
+    """Whether ``text`` reads the same in a tlrules glob (no glob syntax in it)."""
+    return not _GLOB_SYNTAX.search(text)
 
 
 def prefix(text: str) -> str:
-    """The pattern matching the names that start with ``text`` (``str.startswith``)."""
-    return f"re:{re.escape(text)}.*"
+    """The pattern matching the names that start with ``text`` (``str.startswith``): a
+    glob where it can be (``text*``; a name never ends with '.', so ``x.`` becomes
+    ``x.?*``, which lint does not mistake for a regex), else a regex."""
+    if not plain(text):
+        return f"re:{re.escape(text)}.*"
+    return f"{text}?*" if text.endswith(".") else f"{text}*"
 
 
 def substring(text: str) -> str:
     """The pattern matching the names that contain ``text`` (``text in name``)."""
-    return f"re:.*{re.escape(text)}.*"
+    if not plain(text):
+        return f"re:.*{re.escape(text)}.*"
+    return f"*{text}?*" if text.endswith(".") else f"*{text}*"
 
 
 def exact(text: str) -> str:
