@@ -5,6 +5,7 @@ came from, not at a line of text the user has not seen yet."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 
 from ..errors import PolicyError, Where
@@ -42,9 +43,24 @@ def loaded(converted: Converted, origins: Mapping[Rule, Where]) -> CompiledPolic
         raise PolicyError(problems) from err
 
 
-def matched(policy: CompiledPolicy, names: Sequence[str]) -> list[list[str]]:
-    """For each rule of ``policy`` (a policy without stages), the names it alone matches,
-    run under the patterns' time limit like any policy."""
+def matched(
+    policy: CompiledPolicy, names: Sequence[str], indexes: Sequence[int] | None = None
+) -> dict[int, list[str]]:
+    """For each rule of ``policy`` (a policy without stages) in ``indexes`` (default:
+    every rule), the names it alone matches, run under the patterns' time limit."""
+    wanted = range(len(policy.rules)) if indexes is None else indexes
+    if not wanted:
+        return {}
     with timeouts_named(policy.rules):
-        hits = policy.matcher(names).select(range(len(policy.rules)), names)
-    return [[names[k] for k in hits[i]] for i in range(len(policy.rules))]
+        hits = policy.matcher(names).select(wanted, names)
+    return {i: [names[k] for k in hits[i]] for i in wanted}
+
+
+def starting(ordered: Sequence[str], text: str) -> list[str]:
+    """The names of ``ordered`` (sorted) that start with ``text``: a prefix entry's
+    matches found by bisection, not by running every pattern over every name."""
+    first = bisect.bisect_left(ordered, text)
+    last = first
+    while last < len(ordered) and ordered[last].startswith(text):
+        last += 1
+    return list(ordered[first:last])

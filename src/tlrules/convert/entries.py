@@ -112,24 +112,27 @@ def unbounded(entry: Entry, hits: Sequence[str]) -> list[str]:
 
 class Closest:
     """The names closest to an entry that matches nothing (``modules``: the module names,
-    every dotted prefix, for a prefix entry), for the first ``HINTED`` such entries of a
-    config only: difflib over every name of a large model takes a good part of a second,
-    and a config may list thousands of entries."""
+    every dotted prefix, for a prefix entry), among those as deep as the entry (as many
+    dots), for the first ``HINTED`` such entries of a config only: difflib costs about a
+    millisecond per candidate pair on a large model, and a config may list thousands."""
 
     HINTED = 5
 
     def __init__(self, names: Sequence[str], *, modules: bool = False):
         self.names, self.modules, self.left = names, modules, self.HINTED
-        self._pool: list[str] | None = None
+        self._by_depth: dict[int, list[str]] | None = None
 
     def __call__(self, text: str) -> list[str]:
         if self.left <= 0:
             return []
         self.left -= 1
-        if self._pool is None:
+        if self._by_depth is None:
             pool = {n[:i] for n in self.names for i, c in enumerate(n) if c == "."}
-            self._pool = sorted(pool) if self.modules else list(self.names)
-        return difflib.get_close_matches(text, self._pool, n=3, cutoff=0.5)
+            self._by_depth = {}
+            for name in sorted(pool) if self.modules else self.names:
+                self._by_depth.setdefault(name.count("."), []).append(name)
+        same = self._by_depth.get(text.rstrip(".").count("."), [])
+        return difflib.get_close_matches(text.rstrip("."), same, n=3, cutoff=0.5)
 
 
 def refuse_unknown(doc: Document, heads: Iterable[str], known: Iterable[str], tool: str) -> None:

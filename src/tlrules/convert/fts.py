@@ -204,12 +204,18 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     parameter, and one that takes parameters an earlier entry already thaws (fts stops
     at the start of training on both)."""
     converted, sources = _build(doc, names)
-    every = Converted("fts", converted.source, rules=tuple(sources), default="freeze")
-    every_hits = matched(loaded(every, {r: e.where for r, e in sources.items()}), names)
+    named = set(names)
+    regexes = [(rule, entry) for rule, entry in sources.items() if entry.text not in named]
+    hits_of: dict[Entry, list[str]] = {}
+    if regexes:  # exact names need no matching: a policy of the regex entries alone
+        alone = Converted("fts", converted.source, tuple(r for r, _ in regexes))
+        found_hits = matched(loaded(alone, {r: e.where for r, e in regexes}), names)
+        hits_of = {e: found_hits[k] for k, (_, e) in enumerate(regexes)}
     found: list[Surprise] = []
     taken: dict[str, Entry] = {}
     closest = Closest(names)
-    for entry, hits in zip(sources.values(), every_hits, strict=True):
+    for entry in sources.values():
+        hits = hits_of[entry] if entry.text not in named else [entry.text]
         if not hits:
             close = closest(entry.text)
             found.append(

@@ -35,7 +35,9 @@ def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
         rule = offset + k
         decided = [n for n, i in zip(names, firsts, strict=True) if i == rule]
         if indexes is None:
-            out += _module(entry, hits[rule], other, "freeze_extra_modules", "outside the layers")
+            extra = entry.label.startswith("freeze_extra_modules")  # not the projector keys
+            option = "freeze_extra_modules" if extra else ""
+            out += _module(entry, hits[rule], other, option, "outside the layers")
             continue
         if entry.text != "all" and entry.text not in hidden:
             out += _module(entry, [], hidden, "freeze_trainable_modules", "of the layers")
@@ -72,8 +74,6 @@ def _shown(indexes: Sequence[int]) -> str:
 def _module(
     entry: Entry, hits: list[str], choices: set[str], option: str, where: str
 ) -> list[Surprise]:
-    if hits:
-        return []
     if option and entry.text not in choices:
         return [
             Surprise(
@@ -84,6 +84,8 @@ def _module(
                 entry.at,
             )
         ]
+    if hits:
+        return []
     return [Surprise(f"{entry.label} {entry.text!r} matches no parameter {where}", (), entry.at)]
 
 

@@ -33,7 +33,7 @@ from ..errors import PolicyError
 from ..policy import CompiledPolicy
 from ..policy.reader import Document
 from . import readings
-from .checked import loaded, matched
+from .checked import loaded, matched, starting
 from .entries import (
     Closest,
     Entry,
@@ -239,16 +239,22 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
     prefix or regex that matches nothing, a prefix that is not a whole module name and
     catches more (``model.layers.1`` also takes ``model.layers.10``...)."""
     _, sources, policy = _build(doc)
+    regexes = [i for i, e in enumerate(sources) if e.label.endswith("regex")]
+    by_regex = matched(policy, names, regexes)
+    ordered, position = sorted(names), {n: k for k, n in enumerate(names)}
     found = []
     closest = Closest(names, modules=True)
-    for entry, hits, rule in zip(sources, matched(policy, names), policy.rules, strict=True):
+    for i, (entry, rule) in enumerate(zip(sources, policy.rules, strict=True)):
         if not entry.label.startswith(("freeze_parameters", "trainable_parameters")):
             continue  # a model type's part, or the ratio
+        if i in by_regex:
+            hits = by_regex[i]
+        else:  # in the model's order, as the tool meets them
+            hits = sorted(starting(ordered, entry.text), key=position.__getitem__)
         if not hits:
-            regex = entry.label.endswith("regex")
-            close = [] if regex else closest(entry.text)
+            close = [] if i in by_regex else closest(entry.text)
             found.append(_nothing(entry, rule.pattern.text, close))
-        elif not entry.label.endswith("regex"):
+        elif i not in by_regex:
             found += _prefix_surprises(entry, hits)
     return found
 
