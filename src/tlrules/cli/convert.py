@@ -52,13 +52,14 @@ def convert(
     Warnings go to stderr as 'warning[convert]: FILE:LINE: ...'; exit 1 with --strict.
     """
     write = destination(output)
-    converted = converters.convert(tool, config)
-    found = []
+    converters.tool(tool)  # an unknown tool is refused before a model is built
+    names = None
     if model is not None:
         from ..models import build  # builds the model: torch from here on
 
         names = [bare_name(n) for n, _ in build(model).named_parameters()]
-        found = converters.surprises(tool, config, names)
+    converted = converters.convert(tool, config, names)
+    found = [] if names is None else converters.surprises(tool, config, names)
     for surprise in found:
         line = f"warning[convert]: {surprise}"
         print(style.warnings(line, sys.stderr), file=sys.stderr)

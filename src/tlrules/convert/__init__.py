@@ -75,10 +75,15 @@ def _pair(found: re.Match[str]) -> str:
     return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
-def convert(name: str, path: str | Path) -> Converted:
-    """The policy that reproduces tool ``name``'s reading of the config at ``path``."""
+def convert(name: str, path: str | Path, names: Sequence[str] | None = None) -> Converted:
+    """The policy that reproduces tool ``name``'s reading of the config at ``path``.
+
+    ``names``, a model's parameter names, where known (``--model``): the tools whose
+    reading depends on the model use them (LLaMA-Factory's layer count, the names
+    finetuning-scheduler takes literally); the others ignore them."""
     module = tool(name)
-    converted: Converted = module.convert(read_config(path))
+    doc = read_config(path)
+    converted: Converted = module.convert(doc, names)
     loaded(converted)
     return converted
 

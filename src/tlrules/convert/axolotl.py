@@ -127,8 +127,9 @@ def _adapter(doc: Document) -> str | None:
     return str(adapter) if adapter else None
 
 
-def convert(doc: Document) -> Converted:
-    """Each pattern, as axolotl compiles it, under ``re.match``: train; the rest: freeze."""
+def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
+    """Each pattern, as axolotl compiles it, under ``re.match``: train; the rest: freeze
+    (``names`` unused: axolotl's reading does not depend on the model)."""
     found = entries(doc)
     adapter = _adapter(doc)
     if not found and adapter:

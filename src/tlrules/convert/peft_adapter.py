@@ -150,9 +150,9 @@ class _Config:
         return f"{at.path}:{at.line} {key}: {text if len(text) <= 80 else text[:77] + '...'}"
 
 
-def convert(doc: Document) -> Converted:
+def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
     """Adapter weights and ``modules_to_save`` copies train, biases per ``bias``, the
-    rest (the base model, the originals of the copies) is frozen."""
+    rest (the base model, the originals of the copies) is frozen (``names`` unused)."""
     config = _Config(doc)
     rules = []
     if config.saved:

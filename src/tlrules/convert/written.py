@@ -82,14 +82,22 @@ class Converted:
 
 
 def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:
-    if not rules:
-        return [f"{indent}rules: []"]
+    if not rules:  # a stage without rules of its own: it inherits the previous stage's
+        return []
     out = [f"{indent}rules:"]
     for rule in rules:
-        out.append(
-            f"{indent}  - {json.dumps(rule.pattern)}: {rule.action}  # {_one_line(rule.source)}"
-        )
+        pattern, source = json.dumps(rule.pattern), _one_line(rule.source)
+        if len(pattern) < _COMPACT_KEY:
+            out.append(f"{indent}  - {pattern}: {rule.action}  # {source}")
+        else:  # YAML allows a compact key of at most 1,024 characters
+            out += [
+                f"{indent}  - match: {pattern}",
+                f"{indent}    action: {rule.action}  # {source}",
+            ]
     return out
+
+
+_COMPACT_KEY = 1_000
 
 
 def _one_line(text: str) -> str:

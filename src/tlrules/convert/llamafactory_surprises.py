@@ -1,0 +1,160 @@
+"""Where LLaMA-Factory's reading of a freeze config surprises on one model: a substring
+``.{idx}.{module}`` that catches names outside that layer of the language model (the
+vision tower's block ``idx``, expert ``idx`` of every layer), negative
+``freeze_trainable_layers`` training the first layers, a module that matches nothing (or
+that LLaMA-Factory stops on: "Module ... is not found"), and parameters under the vision
+tower that ``freeze_vision_tower`` leaves trainable (LLaMA-Factory PR #10139)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..policy import CompiledPolicy, timeouts_named
+from ..policy.reader import Document
+from .checked import matched
+from .entries import Entry
+from .llamafactory_reading import Reading, build, read
+from .written import Surprise
+
+
+def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
+    """The surprises of the config in ``doc`` on a model with parameters ``names``."""
+    reading = read(doc, names)
+    _, policy = build(reading, doc)
+    with timeouts_named(policy.rules):
+        firsts = policy.matcher(names).first_all(names)
+    trained = [
+        n for n, i in zip(names, firsts, strict=True) if i is not None and _trains(policy, i)
+    ]
+    hits = matched(policy, names)
+    out = _first_layers(doc, reading, names)
+    offset = len(reading.forbidden)
+    hidden, other = modules_of(names)
+    for k, (entry, indexes) in enumerate(reading.trainable):
+        rule = offset + k
+        decided = [n for n, i in zip(names, firsts, strict=True) if i == rule]
+        if indexes is None:
+            extra = entry.label.startswith("freeze_extra_modules")  # not the projector keys
+            option = "freeze_extra_modules" if extra else ""
+            out += _module(entry, hits[rule], other, option, "outside the layers")
+            continue
+        if entry.text != "all" and entry.text not in hidden:
+            out += _module(entry, [], hidden, "freeze_trainable_modules", "of the layers")
+        elif not hits[rule]:
+            out += _module(entry, [], hidden, "", f"in layers {_shown(indexes)}")
+        out += _outside(entry, indexes, decided, reading)
+    return out + _vision(reading, trained)
+
+
+def _trains(policy: CompiledPolicy, index: int) -> bool:
+    return policy.rules[index].action == "train"
+
+
+def modules_of(names: Sequence[str]) -> tuple[set[str], set[str]]:
+    """LLaMA-Factory's scan of a model's names: the modules under layer 0 (or 1), and the
+    modules of names without a number (``_setup_freeze_tuning``)."""
+    hidden, other = set(), set()
+    for name in names:
+        if ".0." in name:
+            hidden.add(name.split(".0.")[-1].split(".")[0])
+        elif ".1." in name:
+            hidden.add(name.split(".1.")[-1].split(".")[0])
+        if re.search(r"\.\d+\.", name) is None and "." in name:
+            other.add(name.split(".")[-2])
+    return hidden, other
+
+
+def _shown(indexes: Sequence[int]) -> str:
+    if len(indexes) > 2 and list(indexes) == list(range(indexes[0], indexes[-1] + 1)):
+        return f"{indexes[0]} to {indexes[-1]}"
+    return ", ".join(map(str, indexes))
+
+
+def _module(
+    entry: Entry, hits: list[str], choices: set[str], option: str, where: str
+) -> list[Surprise]:
+    if option and entry.text not in choices:
+        return [
+            Surprise(
+                f"{entry.label} {entry.text!r} is not a module {where} of this model: "
+                f"LLaMA-Factory stops ('Module {entry.text} is not found'); choose from "
+                f"{', '.join(sorted(choices))}",
+                (),
+                entry.at,
+            )
+        ]
+    if hits:
+        return []
+    return [Surprise(f"{entry.label} {entry.text!r} matches no parameter {where}", (), entry.at)]
+
+
+def _outside(
+    entry: Entry, indexes: Sequence[int], decided: list[str], reading: Reading
+) -> list[Surprise]:
+    """The names a ``.{idx}.{module}`` rule trains outside layer ``idx`` of the model."""
+    if reading.layers is None:
+        return []
+    heads = tuple(f"{reading.layers.container}.{i}." for i in indexes)
+    extra = [n for n in decided if not n.startswith(heads)]
+    if not extra:
+        return []
+    module = "" if entry.text == "all" else entry.text
+    return [
+        Surprise(
+            f"{entry.label} {entry.text!r} trains names that contain '.{{idx}}.{module}' for "
+            f"layers {_shown(indexes)}: {len(extra)} of them are not in those layers of "
+            f"{reading.layers.container} but another numbered module that has that index",
+            tuple(extra),
+            entry.at,
+        )
+    ]
+
+
+def _first_layers(doc: Document, reading: Reading, names: Sequence[str]) -> list[Surprise]:
+    n = doc.data.get("freeze_trainable_layers", 2)
+    if (
+        reading.kind != "freeze"
+        or not isinstance(n, int)
+        or n >= 0
+        or doc.data.get("use_llama_pro")
+    ):
+        return []
+    container = reading.layers.container if reading.layers else ""
+    heads = tuple(f"{container}.{i}." for i in reading.indexes)
+    return [
+        Surprise(
+            f"freeze_trainable_layers: {n} trains the FIRST {-n} layers "
+            f"({_shown(reading.indexes)}), "
+            "the ones nearest the input: LLaMA-Factory counts a negative number from the other "
+            f"end than Python does; for the last {-n} layers write {-n}",
+            tuple(x for x in names if container and x.startswith(heads)),
+            Entry("freeze_trainable_layers", str(n), doc.where(("freeze_trainable_layers",))).at,
+        )
+    ]
+
+
+def _vision(reading: Reading, trained: list[str]) -> list[Surprise]:
+    """Names under the vision tower that stay trainable although it is frozen."""
+    frozen = [e for e in reading.forbidden if e.label == "freeze_vision_tower: true"]
+    if reading.keys is None or not frozen:
+        return []
+    keys = reading.keys
+    tops = {k.split(".")[0] + "." for k in keys.vision}
+    left = [
+        n for n in trained
+        if any(t in n for t in tops) and not any(k in n for k in keys.projector)
+    ]  # fmt: skip
+    if not left:
+        return []
+    at = frozen[0].at
+    return [
+        Surprise(
+            "freeze_vision_tower: true freezes the names containing "
+            f"{', '.join(map(repr, keys.vision))} "
+            f"({reading.model_type}), but {len(left)} parameters of the vision tower match none "
+            "of them and still train (LLaMA-Factory PR #10139: pos_embed)",
+            tuple(left),
+            at,
+        )
+    ]
