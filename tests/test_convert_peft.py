@@ -210,6 +210,21 @@ def test_model_warnings_name_each_surprise(
     ]
 
 
+def test_model_warnings_on_a_peft_model_name_the_base_modules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PEFT matches modules_to_save against the base model's module names, so the full
+    name to write is 'lm_head', not 'base_model.model.lm_head'."""
+    path = _written(tmp_path, {"peft_type": "LORA", "target_modules": ["q_proj"],
+                               "modules_to_save": ["head"]})  # fmt: skip
+    assert main(["convert", "peft", str(path), "--model", "tests.peft_models:lora_llama"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning[convert]: {path}:7: modules_to_save[0] 'head' also catches 'lm_head': PEFT "
+        "matches module names by their end, without a dot boundary (peft#1917), so these "
+        "train as copies too; write the full name ('lm_head') to keep them out (lm_head.weight)",
+    ]
+
+
 def test_a_layers_pattern_that_matches_nothing_is_a_warning(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

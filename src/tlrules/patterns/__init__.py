@@ -14,6 +14,7 @@ from .names import (
     peft_marked,
     peft_module,
     peft_name,
+    policy_name,
     policy_names,
 )
 from .syntax import TIME_LIMIT, Pattern
@@ -36,5 +37,6 @@ __all__ = [
     "peft_marked",
     "peft_module",
     "peft_name",
+    "policy_name",
     "policy_names",
 ]

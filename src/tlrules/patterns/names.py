@@ -90,6 +90,13 @@ def peft_module(name: str) -> str:
     return peft_name(name + ".")[:-1] if name else ""
 
 
+def policy_name(name: str, peft: bool) -> str:
+    """One name as a policy sees it, for a model whose ``peft`` is known (``holds_peft``,
+    or ``peft_marked`` of its bare names): ``bare_name``, then ``peft_name`` with ``peft``."""
+    bare = bare_name(name)
+    return peft_name(bare) if peft else bare
+
+
 def policy_names(names: list[str], peft: bool) -> list[str]:
     """``bare_names``, then (``peft``: the model holds PEFT layers, or ``peft_marked``
     says the names carry them) ``peft_name`` of each."""
