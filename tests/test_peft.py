@@ -22,7 +22,13 @@ from torch import nn  # noqa: E402
 
 import tlrules  # noqa: E402
 from tlrules.cli import main  # noqa: E402
-from tlrules.patterns import peft_marked, peft_name, policy_names  # noqa: E402
+from tlrules.patterns import (  # noqa: E402
+    peft_marked,
+    peft_name,
+    policy_name,
+    policy_names,
+    reads_as_peft,
+)
 
 from .peft_models import MODELS, SMALL, base, lora  # noqa: E402
 
@@ -52,6 +58,14 @@ def test_names_alone_are_read_as_peft_only_with_its_prefix_and_a_mark() -> None:
     assert not peft_marked(["q_proj.base_layer.weight"])  # not under base_model.model.
     assert not peft_marked(["base_model.model.a.lora_A.weight", "head.weight"])
     assert policy_names(["q_proj.base_layer.weight"], False) == ["q_proj.base_layer.weight"]
+    # one name, with the model's flag: what explain and the FSDP1 check read
+    assert reads_as_peft(["module." + adapter[0]], [])  # a checkpoint's names: no modules
+    assert not reads_as_peft(["base_model.model.x.weight"], [nn.Linear(1, 1)])
+    assert reads_as_peft(["x.weight"], lora(base("llama"), "llama").modules())
+    assert policy_name("module.base_model.model.x.base_layer.weight", True) == "x.weight"
+    assert policy_name("module.base_model.model.x.base_layer.w", False) == (
+        "base_model.model.x.base_layer.w"
+    )
 
 
 class _Plain(nn.Module):

@@ -16,6 +16,7 @@ from .names import (
     peft_name,
     policy_name,
     policy_names,
+    reads_as_peft,
 )
 from .syntax import TIME_LIMIT, Pattern
 
@@ -39,4 +40,5 @@ __all__ = [
     "peft_name",
     "policy_name",
     "policy_names",
+    "reads_as_peft",
 ]

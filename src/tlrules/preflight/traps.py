@@ -40,7 +40,7 @@ from ..compat.torch_internals import (
     fsdp1_flat_parameter,
 )
 from ..errors import CompileWarning, TLRulesWarning, WrapperOrderWarning, quoted
-from ..patterns import bare_module, holds_peft, peft_module, policy_name, policy_names
+from ..patterns import bare_module, peft_module, policy_name, policy_names, reads_as_peft
 from ..policy import CompiledPolicy, timeouts_named
 from .wrappers import holds_wrapper, wrappers_of
 
@@ -143,8 +143,8 @@ def _fsdp1(
     ]
     if not units:
         return
-    peft = holds_peft(model.modules())  # names as policies see them (DESIGN.md section 7)
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    peft = reads_as_peft(raw, model.modules())  # names as policies see them (DESIGN.md section 7)
     matcher = policy.matcher(policy_names(raw, peft))
     for name, (flat, fqns) in units:
         prefix = f"{name}." if name else ""
