@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -547,3 +548,31 @@ def test_fsdp1_units_of_a_peft_model_are_decided_by_the_base_names() -> None:
         "use FSDP2 (torch.distributed.fsdp.fully_shard), or apply the policy before wrapping "
         "with units that the policy decides alike"
     )
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """Dynamo's caches emptied before and after: compiled code of one test stays there."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_peft_model_names_the_changed_parameters_as_reports_show_them() -> None:
+    model = torch.compile(lora(base("llama"), "llama"), backend="eager")
+    tlrules.load("peft/lora-norms").apply(model)
+    ids = torch.randint(1, SMALL["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(4))
+    model(input_ids=ids, labels=ids).loss.backward()
+    wider = 'version: 1\nrules:\n  - "{*.lora_*,*norm,model.layers.1.self_attn}": train\n'
+    with pytest.warns(tlrules.CompileWarning) as caught:
+        tlrules.Policy.from_text(wider + '  - "*": freeze\n').apply(model)
+    assert [str(w.message) for w in caught] == [
+        "the torch.compile'd model already ran, and this policy changes which of its "
+        "parameters train (4, e.g. 'model.layers.1.self_attn.q_proj.weight', "
+        "'model.layers.1.self_attn.k_proj.weight', 'model.layers.1.self_attn.v_proj.weight', "
+        "'model.layers.1.self_attn.o_proj.weight'). Dynamo recompiles on the next call; every "
+        "switch costs a compilation and counts toward torch._dynamo.config.recompile_limit, "
+        "past which the model silently runs uncompiled. Apply the policy before compiling, or "
+        "call torch._dynamo.reset() after a stage switch"
+    ]

@@ -40,7 +40,14 @@ from ..compat.torch_internals import (
     fsdp1_flat_parameter,
 )
 from ..errors import CompileWarning, TLRulesWarning, WrapperOrderWarning, quoted
-from ..patterns import bare_module, peft_module, policy_name, policy_names, reads_as_peft
+from ..patterns import (
+    bare_module,
+    holds_peft,
+    peft_module,
+    policy_name,
+    policy_names,
+    reads_as_peft,
+)
 from ..policy import CompiledPolicy, timeouts_named
 from .wrappers import holds_wrapper, wrappers_of
 
@@ -196,6 +203,8 @@ def _compiled(model: nn.Module, planned: dict[int, bool]) -> Iterator[Finding]:
         ]
         if not changed or not dynamo_has_run(target):
             continue
+        peft = holds_peft(target.modules())  # names as reports show them
+        changed = [policy_name(n, peft) for n in changed]
         where = f" at {bare_module(name)!r}" if name else ""
         yield Finding(
             "compiled-trainable-changed",
