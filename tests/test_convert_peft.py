@@ -1,5 +1,6 @@
 """``tlrules convert peft``: an adapter_config.json as the policy of what trains under
-that adapter, compared with the real peft (``tests/convert_refs/peft.py``); refusals; and
+that adapter, applied by tlrules to the real PeftModel and compared with what peft
+trains there (``tests/convert_refs/peft.py``); refusals; and
 ``--model`` surprises (target_modules matching nothing, modules_to_save without a dot
 boundary: peft#1917, a layers_pattern that matches nothing: peft#3610)."""
 
@@ -14,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import tlrules
 from tlrules import convert
 from tlrules.cli import main
 from tlrules.errors import PolicyError
 
 from .convert_refs import peft as reference
-from .convert_refs.decide import decided
 from .convert_refs.models import llama_spec
 
 peft = pytest.importorskip("peft")
@@ -87,11 +88,17 @@ def test_the_policy_of_a_lora_adapter(tmp_path: Path) -> None:
         {"target_modules": ["embed_tokens", "o_proj"], "bias": "all"},
     ],
 )  # fmt: skip
-def test_the_policy_decides_as_peft_does(tmp_path: Path, family: str, lora: dict[str, Any]) -> None:
-    path = _saved(tmp_path, **lora)
-    truth = reference.trained(family, lora)
-    assert any(truth.values())
-    assert decided(convert.convert("peft", path).text(), list(truth)) == truth
+def test_the_policy_trains_what_peft_trains(
+    tmp_path: Path, family: str, lora: dict[str, Any]
+) -> None:
+    written = tmp_path / "policy.yaml"
+    assert main(["convert", "peft", str(_saved(tmp_path, **lora)), "-o", str(written)]) == 0
+    policy = tlrules.load(written)
+    assert policy.lint == () and policy.default == "freeze"
+    model = reference.peft_model(family, lora)
+    truth = reference.trained(model)
+    assert any(truth.values()) and not all(truth.values())
+    assert reference.applied(policy, model) == truth
 
 
 @pytest.mark.parametrize(
@@ -203,6 +210,21 @@ def test_model_warnings_name_each_surprise(
     ]
 
 
+def test_model_warnings_on_a_peft_model_name_the_base_modules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PEFT matches modules_to_save against the base model's module names, so the full
+    name to write is 'lm_head', not 'base_model.model.lm_head'."""
+    path = _written(tmp_path, {"peft_type": "LORA", "target_modules": ["q_proj"],
+                               "modules_to_save": ["head"]})  # fmt: skip
+    assert main(["convert", "peft", str(path), "--model", "tests.peft_models:lora_llama"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning[convert]: {path}:7: modules_to_save[0] 'head' also catches 'lm_head': PEFT "
+        "matches module names by their end, without a dot boundary (peft#1917), so these "
+        "train as copies too; write the full name ('lm_head') to keep them out (lm_head.weight)",
+    ]
+
+
 def test_a_layers_pattern_that_matches_nothing_is_a_warning(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -270,15 +292,17 @@ def lora_configs(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lora_configs(), st.sampled_from(sorted(reference.FAMILIES)))
-def test_random_adapters_decide_as_peft_does(lora: dict[str, Any], family: str) -> None:
+def test_random_adapters_train_what_peft_trains(lora: dict[str, Any], family: str) -> None:
     try:
-        truth = reference.trained(family, lora)
+        model = reference.peft_model(family, lora)
     except ValueError:  # peft refuses it (no module targeted): nothing to compare
         assume(False)
+    truth = reference.trained(model)
     with tempfile.TemporaryDirectory() as folder:
         try:
             converted = convert.convert("peft", _saved(Path(folder), **lora))
         except PolicyError:
             assume(lora["bias"] == "lora_only")  # refused: a test above names the message
             return
-    assert decided(converted.text(), list(truth)) == truth
+    policy = tlrules.Policy.from_text(converted.text())
+    assert reference.applied(policy, model) == truth

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +23,15 @@ from torch import nn  # noqa: E402
 
 import tlrules  # noqa: E402
 from tlrules.cli import main  # noqa: E402
-from tlrules.patterns import peft_marked, peft_name, policy_names  # noqa: E402
+from tlrules.patterns import (  # noqa: E402
+    peft_marked,
+    peft_name,
+    policy_name,
+    policy_names,
+    reads_as_peft,
+)
 
-SMALL = {
-    "hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1,
-    "intermediate_size": 64, "vocab_size": 128, "num_hidden_layers": 2, "pad_token_id": 0,
-}  # fmt: skip
-MODELS = {  # name -> (config class, model class, what get_peft_model also trains)
-    "llama": ("LlamaConfig", "LlamaForCausalLM", None),
-    "qwen2": ("Qwen2Config", "Qwen2ForSequenceClassification", ["score"]),
-}
-
-
-def base(name: str) -> nn.Module:
-    """The tiny model ``name``, with seeded random weights."""
-    config_cls, model_cls, _ = MODELS[name]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_cls)(**SMALL)
-    model: nn.Module = getattr(transformers, model_cls)(config)
-    return model
-
-
-def lora(model: nn.Module, name: str) -> Any:
-    """``model`` wrapped by ``get_peft_model``: LoRA on q_proj and v_proj."""
-    saved = MODELS[name][2]
-    config = peft.LoraConfig(
-        r=4,
-        target_modules=["q_proj", "v_proj"],
-        modules_to_save=saved,
-        task_type="SEQ_CLS" if saved else "CAUSAL_LM",
-    )
-    with warnings.catch_warnings():  # peft reads transformers' deprecated alias
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
-        torch.manual_seed(1)
-        return peft.get_peft_model(model, config)
+from .peft_models import MODELS, SMALL, base, lora  # noqa: E402
 
 
 def test_peft_segments_are_removed_as_section_7_says() -> None:
@@ -83,6 +59,14 @@ def test_names_alone_are_read_as_peft_only_with_its_prefix_and_a_mark() -> None:
     assert not peft_marked(["q_proj.base_layer.weight"])  # not under base_model.model.
     assert not peft_marked(["base_model.model.a.lora_A.weight", "head.weight"])
     assert policy_names(["q_proj.base_layer.weight"], False) == ["q_proj.base_layer.weight"]
+    # one name, with the model's flag: what explain and the FSDP1 check read
+    assert reads_as_peft(["module." + adapter[0]], [])  # a checkpoint's names: no modules
+    assert not reads_as_peft(["base_model.model.x.weight"], [nn.Linear(1, 1)])
+    assert reads_as_peft(["x.weight"], lora(base("llama"), "llama").modules())
+    assert policy_name("module.base_model.model.x.base_layer.weight", True) == "x.weight"
+    assert policy_name("module.base_model.model.x.base_layer.w", False) == (
+        "base_model.model.x.base_layer.w"
+    )
 
 
 class _Plain(nn.Module):
@@ -453,3 +437,142 @@ def test_a_peft_resume_with_a_trained_file_of_another_model_is_refused(tmp_path:
         f"{str(path)!r} names parameters this model lacks: ['other.weight']; resume with the "
         "model the checkpoint was written from"
     )
+
+
+# -- the other places that read a model's names: init, explain, FSDP1 units -----------------
+
+LORA_LLAMA = "tests.peft_models:lora_llama"
+
+
+def test_init_on_a_peft_model_writes_the_base_names_and_trains_the_adapters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["init", LORA_LLAMA, "--train", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines() == [
+        f"# Starter policy for {LORA_LLAMA} (PeftModelForCausalLM), written by `tlrules init`.",
+        "# Top-level modules: parameters, elements",
+        "#   model       28          23,584",
+        "#   lm_head      1           4,096",
+        "# Repeated blocks: model.layers.{0..1} (2 blocks)",
+        "# A PEFT model: names without base_model.model., base_layer, original_module",
+        "version: 1",
+        "name: tests.peft_models-lora_llama-starter",
+        "default: error",
+        "norm_stats: follow",
+        "rules:",
+        '  - "*.{lora_A,lora_B}": train',
+        '  - "model.layers.{-1..-1}": train',
+        "  - lm_head: train",
+        '  - "*": freeze',
+    ]
+    report = tlrules.Policy.from_text(text).audit(lora(base("llama"), "llama"))
+    assert report.warnings == ()
+    trained = {d.name for d in report.decisions if d.action == "train"}
+    assert {n for n in trained if not n.startswith("model.layers.1.")} == {
+        "lm_head.weight",
+        *(
+            f"model.layers.0.self_attn.{p}_proj.lora_{ab}.default.weight"
+            for p in "qv"
+            for ab in "AB"
+        ),
+    }
+    assert len(trained) == 1 + 4 + 13  # layer 1: 9 base tensors and 4 adapters
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight",  # as PEFT names it
+        "model.layers.1.self_attn.q_proj.weight",  # as reports show it
+    ],
+)
+def test_explain_reads_a_peft_model_s_names_as_reports_show_them(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", LORA_LLAMA, "peft/lora-norms", name]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "model.layers.1.self_attn.q_proj.weight (in a Linear)",
+        "     rule 1 '{*.lora_*,*.modules_to_save}' (train): no match",
+        "     rule 2 '*norm' (train): no match",
+        "     rule 3 '{lm_head,score}' (freeze): no match",
+        "  -> rule 4 '*' (freeze): matches the module 'model', so everything under it",
+    ]
+    adapter = "model.layers.1.self_attn.q_proj.lora_A.default.weight"
+    assert main(["explain", LORA_LLAMA, "peft/lora-norms", adapter]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"{adapter} (in a Linear)",
+        "  -> rule 1 '{*.lora_*,*.modules_to_save}' (train): matches the module "
+        "'model.layers.1.self_attn.q_proj.lora_A', so everything under it",
+    ]
+
+
+def test_fsdp1_units_of_a_peft_model_are_decided_by_the_base_names() -> None:
+    """FSDP1 without use_orig_params over a LoRA Llama, one unit per decoder layer, in a
+    one-process gloo group: the policy trains layer 1, whose flat parameter is frozen."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    from tlrules import preflight
+
+    layer = transformers.models.llama.modeling_llama.LlamaDecoderLayer
+    model = lora(base("llama"), "llama").requires_grad_(False)  # one flag per flat tensor
+    policy = tlrules.Policy.from_text(
+        'version: 1\nrules:\n  - model.layers.1: train\n  - "*": freeze\n'
+    )
+    torch.distributed.init_process_group(
+        "gloo", rank=0, world_size=1, store=torch.distributed.HashStore()
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # FSDP1's own deprecation notice
+            wrapped = FullyShardedDataParallel(
+                model,
+                device_id=torch.device("cpu"),
+                use_orig_params=False,
+                auto_wrap_policy=ModuleWrapPolicy({layer}),
+            )
+        findings = preflight.check(wrapped, policy)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert [(f.code, f.module) for f in findings] == [
+        ("fsdp1-flat-params", "base_model.model.model.layers.1")
+    ]
+    assert findings[0].message == (
+        "FSDP unit 'model.layers.1' was built without use_orig_params=True, so its parameters "
+        "are one FlatParameter with one requires_grad (freeze); the policy trains "
+        "'model.layers.1.self_attn.q_proj.weight', "
+        "'model.layers.1.self_attn.q_proj.lora_A.default.weight', "
+        "'model.layers.1.self_attn.q_proj.lora_B.default.weight', "
+        "'model.layers.1.self_attn.k_proj.weight' and 9 more. Wrap with use_orig_params=True, "
+        "use FSDP2 (torch.distributed.fsdp.fully_shard), or apply the policy before wrapping "
+        "with units that the policy decides alike"
+    )
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """Dynamo's caches emptied before and after: compiled code of one test stays there."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_peft_model_names_the_changed_parameters_as_reports_show_them() -> None:
+    model = torch.compile(lora(base("llama"), "llama"), backend="eager")
+    tlrules.load("peft/lora-norms").apply(model)
+    ids = torch.randint(1, SMALL["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(4))
+    model(input_ids=ids, labels=ids).loss.backward()
+    wider = 'version: 1\nrules:\n  - "{*.lora_*,*norm,model.layers.1.self_attn}": train\n'
+    with pytest.warns(tlrules.CompileWarning) as caught:
+        tlrules.Policy.from_text(wider + '  - "*": freeze\n').apply(model)
+    assert [str(w.message) for w in caught] == [
+        "the torch.compile'd model already ran, and this policy changes which of its "
+        "parameters train (4, e.g. 'model.layers.1.self_attn.q_proj.weight', "
+        "'model.layers.1.self_attn.k_proj.weight', 'model.layers.1.self_attn.v_proj.weight', "
+        "'model.layers.1.self_attn.o_proj.weight'). Dynamo recompiles on the next call; every "
+        "switch costs a compilation and counts toward torch._dynamo.config.recompile_limit, "
+        "past which the model silently runs uncompiled. Apply the policy before compiling, or "
+        "call torch._dynamo.reset() after a stage switch"
+    ]

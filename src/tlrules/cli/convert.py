@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import convert as converters
-from ..patterns import bare_name
+from ..patterns import holds_peft, policy_names
 from . import style
 from .output import destination
 
@@ -57,7 +57,9 @@ def convert(
     if model is not None:
         from ..models import build  # builds the model: torch from here on
 
-        names = [bare_name(n) for n, _ in build(model).named_parameters()]
+        built = build(model)
+        raw = [n for n, _ in built.named_parameters()]
+        names = policy_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
     converted = converters.convert(tool, config, names)
     found = [] if names is None else converters.surprises(tool, config, names)
     for surprise in found:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..patterns import bare_name
+from ..patterns import policy_name, policy_names, reads_as_peft
 from ..render import json_document
 from ..render.text import rule_label
 from .policies import load_policy, stdin_once
@@ -56,12 +56,15 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
 
     loaded = load_policy(policy)
     built = _build(model)
-    raw = {bare_name(n): n for n, _ in built.named_parameters(remove_duplicate=False)}
-    holder = raw.get(bare_name(name), "").rpartition(".")[0]
+    raw_names = [n for n, _ in built.named_parameters(remove_duplicate=False)]
+    peft = reads_as_peft(raw_names, built.modules())
+    raw = dict(zip(policy_names(raw_names, peft), raw_names, strict=True))
+    name = policy_name(name, peft)  # a PEFT model's raw name, or the one reports show
+    holder = raw.get(name, "").rpartition(".")[0]
     modules = dict(built.named_modules(remove_duplicate=False))
     owner = type(modules[holder]).__name__ if holder in modules else None
-    trace = steps(loaded, list(raw), bare_name(name), owner)
-    print(bare_name(name) + (f" (in a {owner})" if owner else ""))
+    trace = steps(loaded, list(raw), name, owner)
+    print(name + (f" (in a {owner})" if owner else ""))
     for step in trace:
         print(f"  {step}")
     if not any(s.decided for s in trace):

@@ -14,7 +14,9 @@ from .names import (
     peft_marked,
     peft_module,
     peft_name,
+    policy_name,
     policy_names,
+    reads_as_peft,
 )
 from .syntax import TIME_LIMIT, Pattern
 
@@ -37,5 +39,7 @@ __all__ = [
     "peft_marked",
     "peft_module",
     "peft_name",
+    "policy_name",
     "policy_names",
+    "reads_as_peft",
 ]

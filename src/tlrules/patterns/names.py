@@ -90,6 +90,19 @@ def peft_module(name: str) -> str:
     return peft_name(name + ".")[:-1] if name else ""
 
 
+def reads_as_peft(names: list[str], modules: Iterable[object]) -> bool:
+    """Whether a model's ``names`` are read as a PEFT model's: one of its ``modules`` is a
+    PEFT layer (``holds_peft``), or its bare names are ``peft_marked`` (a checkpoint's)."""
+    return holds_peft(modules) or peft_marked(bare_names(names))
+
+
+def policy_name(name: str, peft: bool) -> str:
+    """One name as a policy sees it, for a model whose ``peft`` is known
+    (``reads_as_peft``): ``bare_name``, then ``peft_name`` with ``peft``."""
+    bare = bare_name(name)
+    return peft_name(bare) if peft else bare
+
+
 def policy_names(names: list[str], peft: bool) -> list[str]:
     """``bare_names``, then (``peft``: the model holds PEFT layers, or ``peft_marked``
     says the names carry them) ``peft_name`` of each."""

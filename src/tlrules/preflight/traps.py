@@ -40,7 +40,14 @@ from ..compat.torch_internals import (
     fsdp1_flat_parameter,
 )
 from ..errors import CompileWarning, TLRulesWarning, WrapperOrderWarning, quoted
-from ..patterns import bare_module, bare_name
+from ..patterns import (
+    bare_module,
+    holds_peft,
+    peft_module,
+    policy_name,
+    policy_names,
+    reads_as_peft,
+)
 from ..policy import CompiledPolicy, timeouts_named
 from .wrappers import holds_wrapper, wrappers_of
 
@@ -143,11 +150,12 @@ def _fsdp1(
     ]
     if not units:
         return
-    names = [bare_name(n) for n, _ in model.named_parameters(remove_duplicate=False)]
-    matcher = policy.matcher(names)
+    raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    peft = reads_as_peft(raw, model.modules())  # names as policies see them (DESIGN.md section 7)
+    matcher = policy.matcher(policy_names(raw, peft))
     for name, (flat, fqns) in units:
         prefix = f"{name}." if name else ""
-        originals = [prefix + bare_name(fqn) for fqn in fqns]
+        originals = [policy_name(prefix + fqn, peft) for fqn in fqns]
         with timeouts_named(policy.rules):
             decided = {n: _decide(policy, matcher.first(n)) for n in originals}
         flag = "train" if _trainable(flat, planned) else "freeze"
@@ -160,7 +168,8 @@ def _fsdp1(
             split.append(f"trains {quoted(train, _LISTED)}")
         if freeze:
             split.append(f"freezes {quoted(freeze, _LISTED)}")
-        unit_name = repr(name) if name else "(the model)"
+        shown = peft_module(name) if peft else name
+        unit_name = repr(shown) if shown else "(the model)"
         yield Finding(
             "fsdp1-flat-params",
             name,
@@ -194,6 +203,8 @@ def _compiled(model: nn.Module, planned: dict[int, bool]) -> Iterator[Finding]:
         ]
         if not changed or not dynamo_has_run(target):
             continue
+        peft = holds_peft(target.modules())  # names as reports show them
+        changed = [policy_name(n, peft) for n in changed]
         where = f" at {bare_module(name)!r}" if name else ""
         yield Finding(
             "compiled-trainable-changed",

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from torch import nn
 
-from ..patterns import bare_name
+from ..patterns import holds_peft, is_peft_class, policy_names
 
 _NUMBERED = re.compile(r"(.*?)(\d+)")
 
@@ -33,10 +33,27 @@ def _blocks(names: list[tuple[str, int]]) -> tuple[str, list[int]] | None:
     return (f"{parent}." if parent else "") + prefix, sorted(blocks)
 
 
+def _adapters(model: nn.Module, names: list[tuple[str, int]]) -> list[str]:
+    """The segments that the PEFT layers in ``model`` hold their adapter weights under
+    (peft's ``adapter_layer_names``: ``lora_A``, ``lora_B``, ``modules_to_save``, ...),
+    those that occur in ``names``, in the order found."""
+    found: dict[str, None] = {}
+    for module in model.modules():
+        if is_peft_class(type(module)):
+            found.update(dict.fromkeys(getattr(module, "adapter_layer_names", ())))
+    present = {segment for name, _ in names for segment in name.split(".")}
+    return [segment for segment in found if segment in present]
+
+
 def starter_policy(model: nn.Module, source: str, train_last: int | None = None) -> str:
     """YAML text: comments listing the top-level modules, then rules that train the head
-    (the last top-level module with parameters) and, with ``train_last``, the last blocks."""
-    names = [(bare_name(n), p.numel()) for n, p in model.named_parameters()]
+    (the last top-level module with parameters) and, with ``train_last``, the last blocks.
+    A PEFT model's names are read as its base model's, and its adapter weights train."""
+    named = list(model.named_parameters())
+    peft = holds_peft(model.modules())
+    bare = policy_names([n for n, _ in named], peft)
+    names = [(n, p.numel()) for n, (_, p) in zip(bare, named, strict=True)]
+    adapters = _adapters(model, names) if peft else []
     top: dict[str, list[int]] = {}
     for name, numel in names:
         entry = top.setdefault(name.split(".")[0], [0, 0])
@@ -56,6 +73,8 @@ def starter_policy(model: nn.Module, source: str, train_last: int | None = None)
         lines.append(
             f"# Repeated blocks: {prefix}{{{numbers[0]}..{numbers[-1]}}} ({len(numbers)} blocks)"
         )
+    if peft:
+        lines.append("# A PEFT model: names without base_model.model., base_layer, original_module")
     lines += [
         "version: 1",
         f"name: {slug}-starter",
@@ -63,6 +82,9 @@ def starter_policy(model: nn.Module, source: str, train_last: int | None = None)
         "norm_stats: follow",
         "rules:",
     ]
+    if adapters:
+        listed = adapters[0] if len(adapters) == 1 else "{" + ",".join(adapters) + "}"
+        lines.append(f'  - "*.{listed}": train')
     if blocks:
         block_rule = f'"{blocks[0]}{{-{train_last or 2}..-1}}": train'
         lines.append(f"  - {block_rule}" if train_last else f"  # - {block_rule}")
