@@ -295,6 +295,6 @@ def test_the_converted_policy_decides_every_name_as_llama_factory_does(tmp_path,
 
 
 def test_the_example_in_the_docs_is_this_converter_s_real_output():
-    doc = (Path(__file__).parents[1] / "docs" / "convert-tools.md").read_text()
+    doc = (Path(__file__).parents[1] / "docs" / "convert.md").read_text()
     assert f"```yaml\n{EXAMPLE}```" in doc
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc

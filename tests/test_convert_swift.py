@@ -255,6 +255,6 @@ def test_global_flags_of_a_regex_move_in_front_of_the_wrapper(tmp_path):
 
 
 def test_the_example_in_the_docs_is_this_converter_s_real_output():
-    doc = (Path(__file__).parents[1] / "docs" / "convert-tools.md").read_text()
+    doc = (Path(__file__).parents[1] / "docs" / "convert.md").read_text()
     assert f"```yaml\n{EXAMPLE}```" in doc
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
