@@ -19,7 +19,7 @@ from tlrules.errors import PolicyError
 from tlrules.policy.reader import read
 
 from .convert_refs import axolotl as reference
-from .convert_refs.decide import decided
+from .convert_refs import decided
 from .convert_refs.models import llama_spec
 from .llm_names import all_llm_names, llm_names
 
