@@ -298,3 +298,40 @@ def test_the_example_in_the_docs_is_this_converter_s_real_output():
     doc = (Path(__file__).parents[1] / "docs" / "convert.md").read_text()
     assert f"```yaml\n{EXAMPLE}```" in doc
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
+
+
+def test_the_cli_warns_of_the_substring_and_the_counting_with_model(tmp_path, capsys):
+    """Both LLaMA-Factory surprises of the issue, as ``--model`` warnings on stderr: a
+    substring that trains the vision tower's blocks, layers counted from the other end."""
+    transformers = pytest.importorskip("transformers")
+    from tlrules.cli import main
+
+    text = {**SMALL, "num_hidden_layers": 4, "num_key_value_heads": 1,
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+            "bos_token_id": None, "eos_token_id": None}  # fmt: skip
+    vision = {"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2}
+    transformers.Qwen2VLConfig(text_config=text, vision_config=vision).save_pretrained(
+        tmp_path / "vlm"
+    )
+    path = write(tmp_path, "finetuning_type: freeze\ntemplate: qwen2_vl\n"
+                 "freeze_trainable_layers: -1\nfreeze_trainable_modules: mlp\n"
+                 "freeze_vision_tower: false\n")  # fmt: skip
+    model = f"hf:{tmp_path / 'vlm'}#AutoModelForImageTextToText"
+    assert main(["convert", "llamafactory", str(path), "--model", model, "--strict"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "warning[convert]: lf.yaml:3: freeze_trainable_layers: -1 trains the FIRST 1 layers "
+        "(0), the ones nearest the input: LLaMA-Factory counts a negative number from the "
+        "other end than Python does; for the last 1 layers write 1 "
+        "(model.language_model.layers.0.self_attn.q_proj.weight, "
+        "model.language_model.layers.0.self_attn.q_proj.bias, "
+        "model.language_model.layers.0.self_attn.k_proj.weight, "
+        "model.language_model.layers.0.self_attn.k_proj.bias, "
+        "model.language_model.layers.0.self_attn.v_proj.weight and 7 more)",
+        "warning[convert]: lf.yaml:4: freeze_trainable_modules 'mlp' trains names that contain "
+        "'.{idx}.mlp' for layers 0: 4 of them are not in those layers of "
+        "model.language_model.layers but another numbered module that has that index "
+        "(model.visual.blocks.0.mlp.fc1.weight, model.visual.blocks.0.mlp.fc1.bias, "
+        "model.visual.blocks.0.mlp.fc2.weight, model.visual.blocks.0.mlp.fc2.bias)",
+    ]
+    assert '  - "*.0.mlp*": train  # lf.yaml:4' in out
