@@ -126,6 +126,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         norm_warnings=norm.warnings,
         groups=groups,
         tree=tree,
+        spelled=not peft,
     )
     return Plan(report, targets, norm.targets, tree.wrapped, peft)
 

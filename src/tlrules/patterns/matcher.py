@@ -88,14 +88,21 @@ class Matcher:
         """Whether pattern ``index`` alone matches ``name``."""
         return self._timed(self._regex(index), index, name)
 
-    def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
-        """For each pattern in ``indexes``, the positions of the names it alone matches."""
+    def select(
+        self, indexes: Iterable[int], names: Sequence[str], tree: ModuleTree | None = None
+    ) -> dict[int, list[int]]:
+        """For each pattern in ``indexes``, the positions of the names it alone matches.
+        With ``tree`` (whose paths spell ``names``, as in ``first_tree``), each module's
+        name is read once, and nothing under a module no pattern can match any more."""
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
         dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
-        hits: dict[int, list[int]] = {}  # final state -> the patterns in ``fast`` it accepts
-        for k, s in enumerate(dfa.finals(names)):
+        finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
+        hits: dict[int, list[int]] = {dfa.void: []}  # state -> the patterns it accepts
+        for k, s in enumerate(finals):
+            if s == DFA.DOTTED:  # a tree segment holding a dot: read the whole name
+                s = dfa.finals([names[k]])[0]
             hit = hits.get(s)
             if hit is None:
                 if s >= 0:
@@ -114,27 +121,7 @@ class Matcher:
         its parent's state stepped over one segment (a wrapper segment is skipped)."""
         if not tree.owners:
             return self.first_all(names)
-        dfa = self.dfa
-        children, leaves, child, leaf = dfa.children, dfa.leaves, dfa.child, dfa.leaf
-        state: list[int] = []
-        for up, seg in zip(tree.parents, tree.segments, strict=True):
-            if up < 0:
-                state.append(dfa.start)
-                continue
-            s = state[up]
-            if s < 0 or seg in WRAPPER_SEGMENT_SET:
-                state.append(s)
-                continue
-            t = children[s].get(seg)
-            state.append(child(s, seg) if t is None else t)
-        finals: list[int] = []
-        for m, k in zip(tree.owners, tree.keys, strict=True):
-            s = state[m]
-            if s >= 0:
-                t = leaves[s].get(k)
-                s = leaf(s, k) if t is None else t
-            finals.append(s)
-        return self._finish(finals, names)
+        return self._finish(_walk(self.dfa, tree), names)
 
     def names_module(self, index: int, module: str) -> bool:
         """Whether glob ``index`` matches ``module`` itself (so everything under it),
@@ -206,6 +193,32 @@ class Matcher:
                 if found is None:
                     found = memo[key] = make()
         return found
+
+
+def _walk(dfa: DFA, tree: ModuleTree) -> list[int]:
+    """The state each parameter of ``tree`` ends in, each module's name read once: the
+    state after a module's prefix is its parent's stepped over one segment (a wrapper
+    segment is skipped); under ``dfa.void`` nothing is read."""
+    children, leaves, child, leaf, void = dfa.children, dfa.leaves, dfa.child, dfa.leaf, dfa.void
+    state: list[int] = []
+    for up, seg in zip(tree.parents, tree.segments, strict=True):
+        if up < 0:
+            state.append(dfa.start)
+            continue
+        s = state[up]
+        if s < 0 or s == void or seg in WRAPPER_SEGMENT_SET:
+            state.append(s)
+            continue
+        t = children[s].get(seg)
+        state.append(child(s, seg) if t is None else t)
+    finals: list[int] = []
+    for m, k in zip(tree.owners, tree.keys, strict=True):
+        s = state[m]
+        if s >= 0 and s != void:
+            t = leaves[s].get(k)
+            s = leaf(s, k) if t is None else t
+        finals.append(s)
+    return finals
 
 
 def _spec(index: int, pattern: Pattern, lines: Lines) -> Spec:
