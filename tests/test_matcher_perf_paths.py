@@ -84,7 +84,12 @@ def test_reading_by_module_tree_agrees_with_the_naive_loop(rules, names) -> None
     # state no rule can leave; the answers are the naive loop's
     tree = _Spelled.of(names)
     matcher = _matcher(rules, names)
-    assert matcher.first_tree(tree, names) == reference(rules, names)
+    expected = reference(rules, names)
+    assert matcher.first_tree(tree, names) == expected
+    assert matcher.first_tree(tree, names) == expected  # the remembered result
+    backwards = names[::-1]  # other names in between: remembered no longer
+    assert matcher.first_tree(_Spelled.of(backwards), backwards) == expected[::-1]
+    assert matcher.first_all(names) == expected
     hits = matcher.select(range(len(rules)), names, tree)
     for i in range(len(rules)):
         alone = reference([rules[i]], names)

@@ -68,8 +68,9 @@ class Matcher:
         self._some: dict[tuple[int, ...], DFA] = {}
         self._single: dict[int, regex.Pattern[str]] = {}
         self._cores: dict[int, regex.Pattern[str]] = {}
-        # the last names given to first_all and the result: applying or auditing the same
-        # model again (audit then apply, stage after stage) costs one comparison
+        # the last names given to first_all or first_tree and the result: applying or
+        # auditing the same model again (audit then apply, stage after stage) costs one
+        # comparison
         self._last: tuple[tuple[str, ...], list[int | None]] = ((), [])
 
     def first(self, name: str) -> int | None:
@@ -118,10 +119,15 @@ class Matcher:
     def first_tree(self, tree: ModuleTree, names: Sequence[str]) -> list[int | None]:
         """``first_all(names)`` for the parameters of ``tree`` (``names``: their bare
         names), reading each module's name once: the state after a module's prefix is
-        its parent's state stepped over one segment (a wrapper segment is skipped)."""
+        its parent's state stepped over one segment (a wrapper segment is skipped).
+        The same names as last time (``first_all``'s or this) cost one comparison."""
         if not tree.owners:
             return self.first_all(names)
-        return self._finish(_walk(self.dfa, tree), names)
+        key = tuple(names)
+        last = self._last
+        if key != last[0] or not key:
+            last = self._last = (key, self._finish(_walk(self.dfa, tree), names))
+        return list(last[1])
 
     def names_module(self, index: int, module: str) -> bool:
         """Whether glob ``index`` matches ``module`` itself (so everything under it),
