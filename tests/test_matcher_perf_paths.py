@@ -94,6 +94,10 @@ def test_reading_by_module_tree_agrees_with_the_naive_loop(rules, names) -> None
     for i in range(len(rules)):
         alone = reference([rules[i]], names)
         assert hits[i] == [k for k, r in enumerate(alone) if r == 0]
+    remembered = matcher.select(range(len(rules)), names, tree)
+    assert remembered == hits
+    remembered[0].append(-1)  # the caller's copy: the remembered answer stays
+    assert matcher.select(range(len(rules)), names) == hits
 
 
 def test_neighbours_with_a_common_prefix_keep_file_order() -> None:

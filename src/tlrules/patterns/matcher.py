@@ -72,6 +72,9 @@ class Matcher:
         # auditing the same model again (audit then apply, stage after stage) costs one
         # comparison
         self._last: tuple[tuple[str, ...], list[int | None]] = ((), [])
+        # the last question put to select (patterns, names) and its answer
+        self._selected: tuple[tuple[tuple[int, ...], tuple[str, ...]], dict[int, list[int]]]
+        self._selected = (((), ()), {})
 
     def first(self, name: str) -> int | None:
         """Index of the first matching pattern, or ``None``."""
@@ -94,7 +97,17 @@ class Matcher:
     ) -> dict[int, list[int]]:
         """For each pattern in ``indexes``, the positions of the names it alone matches.
         With ``tree`` (whose paths spell ``names``, as in ``first_tree``), each module's
-        name is read once, and nothing under a module no pattern can match any more."""
+        name is read once, and nothing under a module no pattern can match any more.
+        The same question as last time costs one comparison."""
+        key = (tuple(indexes), tuple(names))
+        last = self._selected
+        if key != last[0] or not key[1]:
+            last = self._selected = (key, self._select(key[0], names, tree))
+        return {i: list(found) for i, found in last[1].items()}
+
+    def _select(
+        self, indexes: tuple[int, ...], names: Sequence[str], tree: ModuleTree | None
+    ) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
