@@ -8,6 +8,8 @@ nothing is tied or wrapped. Behaviour only: performance is measured in ``benchma
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +44,60 @@ def test_first_all_and_select_agree_with_the_naive_loop(rules, names) -> None:
     for i in range(len(rules)):
         alone = reference([rules[i]], names)
         assert hits[i] == [k for k, r in enumerate(alone) if r == 0]
+
+
+@dataclass
+class _Spelled:
+    """The module tree that ``names`` spell (a ``ModuleTree``), without torch."""
+
+    parents: list[int] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, names: list[str]) -> _Spelled:
+        tree = cls([-1], [""])
+        modules = {"": 0}
+        for name in names:
+            head, _, key = name.rpartition(".")
+            up = ""
+            for seg in head.split(".") if head else []:
+                path = f"{up}.{seg}" if up else seg
+                if path not in modules:
+                    modules[path] = len(tree.parents)
+                    tree.parents.append(modules[up])
+                    tree.segments.append(seg)
+                up = path
+            tree.owners.append(modules[head])
+            tree.keys.append(key)
+        return tree
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(st.one_of(_glob, _glob, _regex), min_size=1, max_size=10),
+    names=st.lists(_name, min_size=1, max_size=12, unique=True),
+)
+def test_reading_by_module_tree_agrees_with_the_naive_loop(rules, names) -> None:
+    # first_tree and select read each module prefix once and skip what lies under a
+    # state no rule can leave; the answers are the naive loop's
+    tree = _Spelled.of(names)
+    matcher = _matcher(rules, names)
+    expected = reference(rules, names)
+    assert matcher.first_tree(tree, names) == expected
+    assert matcher.first_tree(tree, names) == expected  # the remembered result
+    backwards = names[::-1]  # other names in between: remembered no longer
+    assert matcher.first_tree(_Spelled.of(backwards), backwards) == expected[::-1]
+    assert matcher.first_all(names) == expected
+    hits = matcher.select(range(len(rules)), names, tree)
+    for i in range(len(rules)):
+        alone = reference([rules[i]], names)
+        assert hits[i] == [k for k, r in enumerate(alone) if r == 0]
+    remembered = matcher.select(range(len(rules)), names, tree)
+    assert remembered == hits
+    remembered[0].append(-1)  # the caller's copy: the remembered answer stays
+    assert matcher.select(range(len(rules)), names) == hits
 
 
 def test_neighbours_with_a_common_prefix_keep_file_order() -> None:
@@ -147,6 +203,7 @@ def test_the_walk_lists_what_named_parameters_and_named_modules_list(model: nn.M
         assert spelled == tree.names
         matcher = _matcher(["*.{-1..}", "re:.*\\.bias", "*0*", "*"], tree.names)
         assert matcher.first_tree(tree, tree.names) == matcher.first_all(tree.names)
+        assert matcher.select(range(4), tree.names, tree) == matcher.select(range(4), tree.names)
     else:
         assert type(model) is _Own  # a class that lists its own parameters
 
@@ -186,3 +243,6 @@ def test_parameters_set_under_dotted_keys_are_matched_by_their_whole_names() -> 
     )
     decided = [(d.name, d.rule) for d in policy.audit(model).decisions]
     assert decided == [("model.layers.3.w", 1), ("fc.b", 2), ("fc.weight", 3), ("fc.bias", 3)]
+    tree = walk(model)
+    hits = policy.matcher(tree.names).select([0, 1, 2], tree.names, tree)
+    assert hits == {0: [0], 1: [1], 2: [0, 1, 2, 3]}

@@ -7,13 +7,9 @@ then sets ``requires_grad`` on every parameter, or on none.
 
 from __future__ import annotations
 
-import functools
-import gc
 import math
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
@@ -22,6 +18,7 @@ from ..errors import DecisionError, Where, quoted
 from ..patterns import bare_name, bare_names, peft_marked, peft_module, peft_name
 from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
+from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect, norms
 from .groups import assign_groups
@@ -43,37 +40,7 @@ class Plan:
     peft: bool = False  # names were read as a PEFT model's (DESIGN.md section 7)
 
 
-class _GcPause:
-    """The cyclic garbage collector paused while any thread decides. Deciding a large
-    model builds hundreds of thousands of acyclic objects (names, decisions); each batch
-    of them would otherwise set off full collections over the whole model, most of the
-    time spent. The first thread in pauses it (if it ran), the last one out restarts it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._inside = 0
-        self._restart = False
-
-    def __call__(self, fn: Callable[..., Plan]) -> Callable[..., Plan]:
-        @functools.wraps(fn)
-        def paused(*args: Any, **kwargs: Any) -> Plan:
-            with self._lock:
-                if not self._inside:
-                    self._restart = gc.isenabled()
-                    gc.disable()
-                self._inside += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self._inside -= 1
-                    if not self._inside and self._restart:
-                        gc.enable()
-
-        return paused
-
-
-@_GcPause()
+@gc_paused  # hundreds of thousands of acyclic objects: no full collections meanwhile
 def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None) -> Plan:
     """Compute every parameter's decision and the report; the model is not touched."""
     tree = walk(model)
@@ -126,6 +93,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         norm_warnings=norm.warnings,
         groups=groups,
         tree=tree,
+        spelled=not peft,
     )
     return Plan(report, targets, norm.targets, tree.wrapped, peft)
 

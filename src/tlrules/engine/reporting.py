@@ -37,9 +37,12 @@ def build_report(
     norm_warnings: Sequence[AuditWarning] = (),
     groups: Sequence[GroupUse] = (),
     tree: Tree | None = None,
+    spelled: bool = False,
 ) -> Report:
     """Per-rule counts and warnings for ``decisions`` made by ``policy`` on the model that
-    ``tree`` describes (its module classes, for the norm layers split by name)."""
+    ``tree`` describes (its module classes, for the norm layers split by name).
+    ``spelled``: the tree's paths spell the decisions' names (not PEFT's rewritten ones),
+    so the rules that decided nothing are matched module by module."""
     counts = {r.number: [0, 0] for r in policy.rules}
     if isinstance(decisions, Columns):
         counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
@@ -62,7 +65,7 @@ def build_report(
         for r in policy.rules
     )
     with timeouts_named(policy.rules):
-        found = _rule_warnings(policy, decisions, matcher, counts)
+        found = _rule_warnings(policy, decisions, matcher, counts, tree if spelled else None)
     decided = findings.Decided.of(decisions)
     found += findings.trains_nothing(policy, decided)
     found += findings.head_frozen(policy, decided, uses)
@@ -100,10 +103,12 @@ def _rule_warnings(
     decisions: Sequence[Decision] | Columns,
     matcher: Matcher,
     counts: dict[int, list[int]],
+    tree: Tree | None,
 ) -> list[AuditWarning]:
     """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
 
-    Only rules that decided nothing are checked, all in one pass over the names.
+    Only rules that decided nothing are checked, all in one pass over the names (over the
+    module ``tree`` when it is given).
     """
     out: list[AuditWarning] = []
     idle = [rule for rule in policy.rules if not counts[rule.number][0]]
@@ -114,7 +119,7 @@ def _rule_warnings(
     else:
         names = [d.name for d in decisions]
         rule_at = lambda k: decisions[k].rule  # noqa: E731
-    hits = matcher.select([rule.number - 1 for rule in idle], names)
+    hits = matcher.select([rule.number - 1 for rule in idle], names, tree)
     shapes = NameShapes(names)  # found once, when the first hint is asked for
     for rule in idle:
         if rule.module is not None:  # the classes that decide are not known here

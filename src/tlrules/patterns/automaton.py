@@ -34,7 +34,8 @@ class DFA:
     one that matches whatever follows, so ``accepts`` ends at the first pattern that
     surely matches; ``prune=False`` keeps every pattern, for ``Matcher.select``.
     ``child(state, segment)`` and ``leaf(state, segment)`` step over one dotted segment,
-    for walking a module tree.
+    for walking a module tree; ``void`` is the state where no pattern can match any more
+    (a walk need not read what lies under it).
     """
 
     NEWLINE = -1  # the "state" of a name with a newline: not matched here
@@ -57,6 +58,7 @@ class DFA:
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
         with self._lock:
             self.start = self._state(self._resolve(program.start, None, None), None)
+            self.void = self._state(frozenset(), None)
 
     # ------------------------------------------------------------------ names
 

@@ -68,9 +68,13 @@ class Matcher:
         self._some: dict[tuple[int, ...], DFA] = {}
         self._single: dict[int, regex.Pattern[str]] = {}
         self._cores: dict[int, regex.Pattern[str]] = {}
-        # the last names given to first_all and the result: applying or auditing the same
-        # model again (audit then apply, stage after stage) costs one comparison
+        # the last names given to first_all or first_tree and the result: applying or
+        # auditing the same model again (audit then apply, stage after stage) costs one
+        # comparison
         self._last: tuple[tuple[str, ...], list[int | None]] = ((), [])
+        # the last question put to select (patterns, names) and its answer
+        self._selected: tuple[tuple[tuple[int, ...], tuple[str, ...]], dict[int, list[int]]]
+        self._selected = (((), ()), {})
 
     def first(self, name: str) -> int | None:
         """Index of the first matching pattern, or ``None``."""
@@ -88,14 +92,31 @@ class Matcher:
         """Whether pattern ``index`` alone matches ``name``."""
         return self._timed(self._regex(index), index, name)
 
-    def select(self, indexes: Iterable[int], names: Sequence[str]) -> dict[int, list[int]]:
-        """For each pattern in ``indexes``, the positions of the names it alone matches."""
+    def select(
+        self, indexes: Iterable[int], names: Sequence[str], tree: ModuleTree | None = None
+    ) -> dict[int, list[int]]:
+        """For each pattern in ``indexes``, the positions of the names it alone matches.
+        With ``tree`` (whose paths spell ``names``, as in ``first_tree``), each module's
+        name is read once, and nothing under a module no pattern can match any more.
+        The same question as last time costs one comparison."""
+        key = (tuple(indexes), tuple(names))
+        last = self._selected
+        if key != last[0] or not key[1]:
+            last = self._selected = (key, self._select(key[0], names, tree))
+        return {i: list(found) for i, found in last[1].items()}
+
+    def _select(
+        self, indexes: tuple[int, ...], names: Sequence[str], tree: ModuleTree | None
+    ) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
         dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
-        hits: dict[int, list[int]] = {}  # final state -> the patterns in ``fast`` it accepts
-        for k, s in enumerate(dfa.finals(names)):
+        finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
+        hits: dict[int, list[int]] = {dfa.void: []}  # state -> the patterns it accepts
+        for k, s in enumerate(finals):
+            if s == DFA.DOTTED:  # a tree segment holding a dot: read the whole name
+                s = dfa.finals([names[k]])[0]
             hit = hits.get(s)
             if hit is None:
                 if s >= 0:
@@ -111,30 +132,15 @@ class Matcher:
     def first_tree(self, tree: ModuleTree, names: Sequence[str]) -> list[int | None]:
         """``first_all(names)`` for the parameters of ``tree`` (``names``: their bare
         names), reading each module's name once: the state after a module's prefix is
-        its parent's state stepped over one segment (a wrapper segment is skipped)."""
+        its parent's state stepped over one segment (a wrapper segment is skipped).
+        The same names as last time (``first_all``'s or this) cost one comparison."""
         if not tree.owners:
             return self.first_all(names)
-        dfa = self.dfa
-        children, leaves, child, leaf = dfa.children, dfa.leaves, dfa.child, dfa.leaf
-        state: list[int] = []
-        for up, seg in zip(tree.parents, tree.segments, strict=True):
-            if up < 0:
-                state.append(dfa.start)
-                continue
-            s = state[up]
-            if s < 0 or seg in WRAPPER_SEGMENT_SET:
-                state.append(s)
-                continue
-            t = children[s].get(seg)
-            state.append(child(s, seg) if t is None else t)
-        finals: list[int] = []
-        for m, k in zip(tree.owners, tree.keys, strict=True):
-            s = state[m]
-            if s >= 0:
-                t = leaves[s].get(k)
-                s = leaf(s, k) if t is None else t
-            finals.append(s)
-        return self._finish(finals, names)
+        key = tuple(names)
+        last = self._last
+        if key != last[0] or not key:
+            last = self._last = (key, self._finish(_walk(self.dfa, tree), names))
+        return list(last[1])
 
     def names_module(self, index: int, module: str) -> bool:
         """Whether glob ``index`` matches ``module`` itself (so everything under it),
@@ -206,6 +212,32 @@ class Matcher:
                 if found is None:
                     found = memo[key] = make()
         return found
+
+
+def _walk(dfa: DFA, tree: ModuleTree) -> list[int]:
+    """The state each parameter of ``tree`` ends in, each module's name read once: the
+    state after a module's prefix is its parent's stepped over one segment (a wrapper
+    segment is skipped); under ``dfa.void`` nothing is read."""
+    children, leaves, child, leaf, void = dfa.children, dfa.leaves, dfa.child, dfa.leaf, dfa.void
+    state: list[int] = []
+    for up, seg in zip(tree.parents, tree.segments, strict=True):
+        if up < 0:
+            state.append(dfa.start)
+            continue
+        s = state[up]
+        if s < 0 or s == void or seg in WRAPPER_SEGMENT_SET:
+            state.append(s)
+            continue
+        t = children[s].get(seg)
+        state.append(child(s, seg) if t is None else t)
+    finals: list[int] = []
+    for m, k in zip(tree.owners, tree.keys, strict=True):
+        s = state[m]
+        if s >= 0 and s != void:
+            t = leaves[s].get(k)
+            s = leaf(s, k) if t is None else t
+        finals.append(s)
+    return finals
 
 
 def _spec(index: int, pattern: Pattern, lines: Lines) -> Spec:

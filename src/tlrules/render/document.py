@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .gcpause import gc_paused
+
 if TYPE_CHECKING:
     from ..report import Report
 
 
+@gc_paused  # a dict per parameter, and the dead rules' hints: no cycles
 def to_json(report: Report) -> str:
     """The ``tlrules-report/1`` document."""
     return json_document(report.to_dict())

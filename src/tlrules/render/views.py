@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .gcpause import gc_paused
 from .text import (
     NUMBERED,
     columns,
@@ -140,6 +141,7 @@ def _actions(node: _Node) -> str:
     return actions.pop() if len(actions) == 1 else "mixed"
 
 
+@gc_paused  # a node per module and parameter, and the dead rules' hints: no cycles
 def tree(report: Report) -> str:
     """The module tree, a uniformly decided subtree drawn as one line."""
     root = _build_tree(report)
