@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tlrules import convert
 from tlrules.cli import main
+from tlrules.convert.checked import loaded
 from tlrules.errors import PolicyError
 from tlrules.policy.reader import read
 
@@ -126,21 +127,23 @@ def test_axolotl_semantics_on_names(tmp_path: Path, pattern: str, name: str, tra
         ),
         (
             "layers.(1",
-            "unfrozen_parameters[0] (after axolotl's '.' rewrite: 'layers\\\\.(1'): Python's re "
-            "rejects 'layers\\\\.(1' (missing ), unterminated subpattern at position 8), so the "
-            "tool would fail on it too; fix the regex",
+            "unfrozen_parameters[0] (after axolotl's '.' rewrite: 'layers\\\\.(1'): "
+            "'layers\\\\.(1' is not a valid Python regex (missing ), unterminated subpattern at "
+            "position 8), so the tool would fail on it too; fix the regex, or escape it with "
+            "re.escape() to match it literally",
         ),
         (
             "[[a]",
-            "unfrozen_parameters[0] (after axolotl's '.' rewrite: '[[a]'): '[[a]' holds what "
-            "Python warns may change meaning (Possible nested set at position 1); escape the "
-            "'[' (or '&&', '--', '||', '~~') inside the set with a backslash",
+            "unfrozen_parameters[0] (after axolotl's '.' rewrite: '[[a]'): '[[a]' reads "
+            "differently in Python's re and in tlrules' regex engine (Possible nested set at "
+            "position 1); escape a '[' inside a set as '\\[' and a doubled '-', '&', '~' or "
+            "'|' inside a set as '\\-' and so on",
         ),
         (
             "(?x) lm_head",
             "unfrozen_parameters[0] (after axolotl's '.' rewrite: '(?x) lm_head'): '(?x) "
             "lm_head' sets verbose mode '(?x)', which tlrules does not convert; write the regex "
-            "without whitespace or comments and drop the flag",
+            "without spaces or comments and drop the '(?x)'",
         ),
     ],
 )
@@ -312,7 +315,7 @@ def test_the_policy_decides_every_name_as_axolotl_does(
     body = "".join(f"  - {json.dumps(e)}\n" for e in entries)
     doc = read(f"{head}unfrozen_parameters:\n{body}" if entries else head, "axolotl.yaml")
     converted = convert.tool("axolotl").convert(doc)
-    convert.loaded(converted)
+    loaded(converted, {})
     assert decided(converted.text(), NAMES) == reference.trained(entries, NAMES, freeze_mm)
     seen = [f"base_model.model.{n}" for n in NAMES] if lora else NAMES
     first_line = 4 if lora else 3

@@ -137,8 +137,8 @@ BAD = [
     (
         "0:\n  params: ['model.layers.(1']\n",
         "fts.yaml:2:12: phase 0 params[0]: 'model.layers.(1' is not a valid Python regex "
-        "(missing ), unterminated subpattern at position 13); fix the regex, or escape it with "
-        "re.escape() to match it literally",
+        "(missing ), unterminated subpattern at position 13), so the tool would fail on it too; "
+        "fix the regex, or escape it with re.escape() to match it literally",
     ),
     (
         "- params: [lm_head.weight]\n",

@@ -140,9 +140,9 @@ def test_the_policy_trains_what_peft_trains(
         (
             {"peft_type": "LORA", "target_modules": "q_proj|[[k]_proj"},
             "target_modules",
-            "target_modules: 'q_proj|[[k]_proj' holds what Python warns may change meaning "
-            "(Possible nested set at position 8); escape the '[' (or '&&', '--', '||', '~~') "
-            "inside the set with a backslash",
+            "target_modules: 'q_proj|[[k]_proj' reads differently in Python's re and in tlrules' "
+            "regex engine (Possible nested set at position 8); escape a '[' inside a set as "
+            "'\\[' and a doubled '-', '&', '~' or '|' inside a set as '\\-' and so on",
         ),
         (
             {"peft_type": "LORA", "modules_to_save": "lm_head"},
@@ -166,9 +166,10 @@ def test_a_modules_to_save_entry_peft_cannot_compile_is_refused(tmp_path: Path) 
     with pytest.raises(PolicyError) as err:
         convert.convert("peft", path)
     assert str(err.value) == (
-        f"{path}:4:5: modules_to_save[0] 'lm_head(': Python's re rejects "
-        "'(^|.*\\\\.)lm_head(($|\\\\..*)' (missing ), unterminated subpattern at position 15), "
-        "so the tool would fail on it too; fix the regex"
+        f"{path}:4:5: modules_to_save[0] 'lm_head(': '(^|.*\\\\.)lm_head(($|\\\\..*)' is not a "
+        "valid Python regex (missing ), unterminated subpattern at position 15), so the tool "
+        "would fail on it too; fix the regex, or escape it with re.escape() to match it "
+        "literally"
     )
 
 

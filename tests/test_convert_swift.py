@@ -96,21 +96,21 @@ BAD = [
     (
         "tuner_type: full\nfreeze_parameters_regex: 'layers.(0|1'\n",
         "swift.yaml:2:26: freeze_parameters_regex: 'layers.(0|1' is not a valid Python regex "
-        "(missing ), unterminated subpattern at position 7); fix the regex, or escape it with "
-        "re.escape() to match it literally",
+        "(missing ), unterminated subpattern at position 7), so the tool would fail on it too; "
+        "fix the regex, or escape it with re.escape() to match it literally",
     ),
     (
         "tuner_type: full\ntrainable_parameters_regex: '[[:alpha:]]+_proj'\n",
-        "swift.yaml:2:29: trainable_parameters_regex: the regex '[[:alpha:]]+_proj' reads "
+        "swift.yaml:2:29: trainable_parameters_regex: '[[:alpha:]]+_proj' reads "
         "differently in Python's re and in tlrules' regex engine (Possible nested set at "
         "position 1); escape a '[' inside a set as '\\[' and a doubled '-', '&', '~' or '|' "
         "inside a set as '\\-' and so on",
     ),
     (
         "tuner_type: full\nfreeze_parameters_regex: '(?x) layers \\. 0'\n",
-        "swift.yaml:2:26: freeze_parameters_regex: the regex '(?x) layers \\\\. 0' uses verbose "
-        "mode '(?x)', which tlrules does not convert; remove the spaces and comments and the "
-        "'(?x)'",
+        "swift.yaml:2:26: freeze_parameters_regex: '(?x) layers \\\\. 0' sets verbose mode "
+        "'(?x)', which tlrules does not convert; write the regex without spaces or comments and "
+        "drop the '(?x)'",
     ),
     (
         "tuner_type: full\nfreeze_parameters_ratio: 0.5\n",
@@ -165,8 +165,8 @@ def test_a_regex_longer_than_the_limit_is_refused_before_it_is_compiled(tmp_path
     with pytest.raises(PolicyError) as caught:
         convert("swift", "swift.yaml")
     assert str(caught.value) == (
-        "swift.yaml:2:26: freeze_parameters_regex: the regex 'model\\\\.layers\\\\.(0|1|2|3)' "
-        "is 24 characters; the limit is 20 (tlrules.limits.MAX_PATTERN_CHARS); shorten it"
+        "swift.yaml:2:26: freeze_parameters_regex: 'model\\\\.layers\\\\.(0|1|2|3)' is 24 "
+        "characters; the limit is 20 (tlrules.limits.MAX_PATTERN_CHARS); shorten it"
     )
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import PolicyError, Where
-from ..policy import from_text
 from ..policy.reader import Document, read, read_file
 from .written import Converted, Rule, Stage, Surprise
 
@@ -84,24 +83,7 @@ def convert(name: str, path: str | Path, names: Sequence[str] | None = None) -> 
     module = tool(name)
     doc = read_config(path)
     converted: Converted = module.convert(doc, names)
-    loaded(converted)
     return converted
-
-
-def loaded(converted: Converted) -> None:
-    """Load ``converted``'s text as tlrules would (every pattern checked against tlrules'
-    limits); a problem is reported at the config entry its rule came from."""
-    text = converted.text()
-    try:
-        from_text(text, "<converted>")
-    except PolicyError as err:
-        lines = text.split("\n")
-        problems = []
-        for where, message in err.problems:
-            line = lines[where.line - 1] if where.line and where.line <= len(lines) else ""
-            source = line.partition("  # ")[2] or converted.source
-            problems.append((Where(), f"{source}: the converted pattern: {message}"))
-        raise PolicyError(problems) from err
 
 
 def surprises(name: str, path: str | Path, names: Sequence[str]) -> list[Surprise]:
@@ -119,7 +101,6 @@ __all__ = [
     "Surprise",
     "Where",
     "convert",
-    "loaded",
     "read_config",
     "surprises",
     "tool",

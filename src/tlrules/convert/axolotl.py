@@ -21,6 +21,7 @@ from ..errors import PolicyError, Where, shown
 from ..policy import from_text
 from ..policy.reader import Document
 from . import pyre
+from .checked import loaded
 from .written import Converted, Rule, Surprise
 
 VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
@@ -156,13 +157,15 @@ def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
             f"('{PEFT_PREFIX}...') and freezes the LoRA weights no pattern matches; this "
             "policy matches the bare names tlrules sees on the wrapped model"
         )
-    return Converted(
+    converted = Converted(
         tool="axolotl",
         source=str(doc.path),
         rules=tuple(rules),
         default="freeze",
         notes=tuple(notes),
     )
+    loaded(converted, {})  # refused here, at its entry, if tlrules would refuse a pattern
+    return converted
 
 
 def _mm_rules(doc: Document) -> list[Rule]:

@@ -22,7 +22,8 @@ def every_rule(converted: Converted) -> tuple[Rule, ...]:
 
 def loaded(converted: Converted, origins: Mapping[Rule, Where]) -> CompiledPolicy:
     """``converted.text()`` loaded as a policy; a problem in a rule is raised at
-    ``origins[rule]`` (the config entry it came from), naming the entry."""
+    ``origins[rule]`` (the config entry it came from), naming the entry, or, for a rule
+    without an origin, under the source its comment names (``axolotl.yaml:3 entry``)."""
     text = converted.text()
     lines = text.splitlines()
     rule_lines = [
@@ -38,8 +39,10 @@ def loaded(converted: Converted, origins: Mapping[Rule, Where]) -> CompiledPolic
             if rule is None:
                 problems.append((where, message))
                 continue
-            entry = rule.source.split(" ", 1)[-1]
-            problems.append((origins.get(rule, where), f"{entry}: {message}"))
+            if rule in origins:
+                problems.append((origins[rule], f"{rule.source.split(' ', 1)[-1]}: {message}"))
+            else:
+                problems.append((Where(), f"{rule.source}: the converted pattern: {message}"))
         raise PolicyError(problems) from err
 
 

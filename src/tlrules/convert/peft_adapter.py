@@ -29,6 +29,7 @@ from .. import patterns
 from ..errors import PolicyError, Where, quoted, shown
 from ..policy.reader import Document
 from . import pyre
+from .checked import loaded
 from .written import Converted, Rule, Surprise
 
 VERSION = "peft 0.21.2 (tuners_utils.check_target_module_exists, other._set_trainable)"
@@ -176,7 +177,9 @@ def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
         "base_layer and original_module removed); on the bare base model it freezes all "
         "but the biases 'bias' trains",
     )
-    return Converted("peft", str(doc.path), tuple(rules), default="freeze", notes=notes)
+    converted = Converted("peft", str(doc.path), tuple(rules), default="freeze", notes=notes)
+    loaded(converted, {})  # refused here, at its entry, if tlrules would refuse a pattern
+    return converted
 
 
 def _entry_source(at: Where, entry: str) -> str:

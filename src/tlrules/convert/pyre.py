@@ -16,7 +16,7 @@ from typing import Literal
 
 import regex
 
-from .. import patterns
+from .. import limits, patterns
 from ..errors import PolicyError, Where, shown
 
 How = Literal["match", "search", "fullmatch"]
@@ -26,31 +26,39 @@ _LEADING_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
 
 
 def checked(pattern: str, where: Where, what: str) -> str:
-    """``pattern`` as Python's ``re`` compiles it; an error where the tool itself would
-    fail, or where ``regex`` (what tlrules runs) would read it differently."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            re.compile(pattern)
-        except re.error as err:
-            raise PolicyError(
-                f"{what}: Python's re rejects {shown(pattern)} ({err}), so the tool would "
-                "fail on it too; fix the regex",
-                where,
-            ) from None
-    future = [w for w in caught if issubclass(w.category, FutureWarning)]
-    if future:
+    """``pattern`` as Python's ``re`` compiles it, its length checked first; an error
+    where the tool itself would fail, or where ``regex`` (what tlrules runs) would read it
+    differently: a ``[`` inside a set and the set operators ``--``, ``&&``, ``~~``, ``||``
+    (``re`` warns "Possible nested set"; ``regex`` reads ``[[:alpha:]]`` as a POSIX
+    class), and verbose mode ``(?x)``, whose comments would swallow the wrapper."""
+    if len(pattern) > limits.MAX_PATTERN_CHARS:
         raise PolicyError(
-            f"{what}: {shown(pattern)} holds what Python warns may change meaning "
-            f"({future[0].message}); escape the '[' (or '&&', '--', '||', '~~') inside the "
-            "set with a backslash",
+            f"{what}: {shown(pattern)} is {len(pattern):,} characters; the limit is "
+            f"{limits.MAX_PATTERN_CHARS:,} (tlrules.limits.MAX_PATTERN_CHARS); shorten it",
             where,
         )
-    flags = _LEADING_FLAGS.match(pattern)
-    if flags and "x" in flags[1]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            re.compile(pattern)
+        except FutureWarning as warned:
+            raise PolicyError(
+                f"{what}: {shown(pattern)} reads differently in Python's re and in tlrules' "
+                f"regex engine ({warned}); escape a '[' inside a set as '\\[' and a doubled "
+                "'-', '&', '~' or '|' inside a set as '\\-' and so on",
+                where,
+            ) from None
+        except re.error as err:
+            raise PolicyError(
+                f"{what}: {shown(pattern)} is not a valid Python regex ({err.msg} at position "
+                f"{err.pos}), so the tool would fail on it too; fix the regex, or escape it "
+                "with re.escape() to match it literally",
+                where,
+            ) from None
+    if "x" in _leading(pattern)[0]:
         raise PolicyError(
             f"{what}: {shown(pattern)} sets verbose mode '(?x)', which tlrules does not "
-            "convert; write the regex without whitespace or comments and drop the flag",
+            "convert; write the regex without spaces or comments and drop the '(?x)'",
             where,
         )
     try:
@@ -64,12 +72,20 @@ def checked(pattern: str, where: Where, what: str) -> str:
     return pattern
 
 
+def _leading(pattern: str) -> tuple[str, str]:
+    """The global flags that open ``pattern`` (``(?i)(?s)`` -> ``is``), and the rest."""
+    flags = ""
+    while found := _LEADING_FLAGS.match(pattern):
+        flags, pattern = flags + found[1], pattern[found.end() :]
+    return flags, pattern
+
+
 def anchored(pattern: str, how: How) -> str:
     """The body of a ``re:`` pattern whose full match on a name is ``re.<how>(pattern,
     name)`` succeeding (names hold no newline, so ``.`` in the added parts sees every
     character). Leading global flags move in front of the whole body."""
-    flags = _LEADING_FLAGS.match(pattern)
-    head, body = (flags[0], pattern[flags.end() :]) if flags else ("", pattern)
+    flags, body = _leading(pattern)
+    head = f"(?{flags})" if flags else ""
     if how == "fullmatch":
         return f"{head}(?:{body})"
     if how == "match":
