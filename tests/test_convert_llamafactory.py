@@ -181,8 +181,9 @@ def test_a_pattern_too_long_for_a_compact_rule_is_written_in_full(tmp_path):
     module = "m" * 2000
     text = "finetuning_type: freeze\nfreeze_trainable_layers: -2\n"
     text += f"freeze_trainable_modules: {module}\n"
-    converted = convert("llamafactory", write(tmp_path, text))
-    assert f'  - match: "*.{{0..1}}.{module}*"\n    action: train  # lf.yaml:3' in converted.text()
+    path = write(tmp_path, text)
+    converted = convert("llamafactory", path)
+    assert f'  - match: "*.{{0..1}}.{module}*"\n    action: train  # {path}:3' in converted.text()
     policy = from_text(converted.text())
     assert policy.rules[0].pattern.text == f"*.{{0..1}}.{module}*"
 
@@ -300,7 +301,7 @@ def test_the_example_in_the_docs_is_this_converter_s_real_output():
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
 
 
-def test_the_cli_warns_of_the_substring_and_the_counting_with_model(tmp_path, capsys):
+def test_the_cli_warns_of_the_substring_and_the_counting_with_model(tmp_path, monkeypatch, capsys):
     """Both LLaMA-Factory surprises of the issue, as ``--model`` warnings on stderr: a
     substring that trains the vision tower's blocks, layers counted from the other end."""
     transformers = pytest.importorskip("transformers")
@@ -313,11 +314,12 @@ def test_the_cli_warns_of_the_substring_and_the_counting_with_model(tmp_path, ca
     transformers.Qwen2VLConfig(text_config=text, vision_config=vision).save_pretrained(
         tmp_path / "vlm"
     )
-    path = write(tmp_path, "finetuning_type: freeze\ntemplate: qwen2_vl\n"
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "finetuning_type: freeze\ntemplate: qwen2_vl\n"
                  "freeze_trainable_layers: -1\nfreeze_trainable_modules: mlp\n"
                  "freeze_vision_tower: false\n")  # fmt: skip
     model = f"hf:{tmp_path / 'vlm'}#AutoModelForImageTextToText"
-    assert main(["convert", "llamafactory", str(path), "--model", model, "--strict"]) == 1
+    assert main(["convert", "llamafactory", "lf.yaml", "--model", model, "--strict"]) == 1
     out, err = capsys.readouterr()
     assert err.splitlines() == [
         "warning[convert]: lf.yaml:3: freeze_trainable_layers: -1 trains the FIRST 1 layers "

@@ -7,7 +7,6 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import PolicyError, Where, shown
@@ -27,7 +26,7 @@ class Entry:
     @property
     def source(self) -> str:
         """``swift.yaml:7 freeze_parameters[2]: 'model.layers.1'``, for a rule's comment."""
-        file = Path(self.where.path).name if self.where.path else "<config>"
+        file = self.where.path or "<config>"
         line = f":{self.where.line}" if self.where.line is not None else ""
         return f"{file}{line} {self.label}: {shown(self.text)}"
 
