@@ -68,7 +68,9 @@ def test_validate_prints_lint_and_strict_fails(tmp_path, capsys) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("version: 1\nrules:\n  - 'layer4.*': train\n  - '*': freeze\n")
     assert main(["validate", str(path)]) == 0
-    assert "warning[glob-looks-like-regex]" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == f"ok: {path} (2 rules)\n"  # warnings go to stderr, as audit's do
+    assert err.startswith(f"warning[glob-looks-like-regex]: {path}:3:5: rule 1:")
     assert main(["validate", "--strict", str(path)]) == 1
 
 
@@ -107,9 +109,9 @@ def test_shadowed_on_every_named_model(tmp_path, capsys) -> None:
         ("shadowed-everywhere", 2)
     ]
     assert main(["validate", str(path)]) == 0
-    assert "shadowed-everywhere" not in capsys.readouterr().out
+    assert "shadowed-everywhere" not in capsys.readouterr().err
     assert main(["validate", "--models", "--strict", str(path)]) == 1
-    assert capsys.readouterr().out.splitlines()[1] == (
+    assert capsys.readouterr().err.splitlines()[0] == (
         f"warning[shadowed-everywhere]: {path}:5:5: rule 2: pattern 'layer4.0.conv1' only "
         "matches parameters earlier rules decide, on every model the policy names "
         "(resnet18, resnet50); remove it or move it up"

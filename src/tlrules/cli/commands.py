@@ -155,7 +155,8 @@ def validate(
             failed = True
             continue
         for warning in found:
-            print(style.warnings(f"warning[{warning.code}]: {warning.message}", sys.stdout))
+            line = f"warning[{warning.code}]: {warning.message}"
+            print(style.warnings(line, sys.stderr), file=sys.stderr)
             warned = True
     if failed:
         raise typer.Exit(2)
