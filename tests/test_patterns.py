@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlrules.patterns import Matcher, Pattern, PatternSyntaxError
+from tlrules.patterns import Matcher, NameShapes, Pattern, PatternSyntaxError, closest_names
 
 # ---------------------------------------------------------------- the reference
 
@@ -271,3 +271,17 @@ _regex = st.sampled_from(
 def test_compiled_matcher_agrees_with_naive_first_match_loop(rules, names, order) -> None:
     order.shuffle(rules)
     assert compiled(rules, names) == reference(rules, names)
+
+
+def test_closest_names_rank_shared_numbers_before_numbers_in_text() -> None:
+    """More than 100 experts share a number with the pattern, and 'experts.150' holds '50'
+    only as text: the members sharing the most numbers come first, then by text."""
+    names = [f"h.{i}.experts.{j}" for i in range(3) for j in range(300)]
+    shared = NameShapes(names)
+    for pattern, closest in [
+        ("h.{1..2}.experts.{150..151}", ["h.2.experts.151", "h.2.experts.150", "h.1.experts.155"]),
+        ("h.*.experts.{5..6}", ["h.0.experts.156", "h.2.experts.6", "h.2.experts.5"]),
+        ("h.1.experts.{50}", ["h.1.experts.50", "h.1.experts.150", "h.1.experts.0"]),
+    ]:
+        assert closest_names(pattern, names) == closest
+        assert closest_names(pattern, shared) == closest

@@ -43,24 +43,43 @@ def _grouped(names: Sequence[str]) -> dict[int, dict[str, set[str]]]:
     shapes: dict[str, str] = {}  # prefix -> its shape; a prefix shared by names once
     segments: dict[str, str] = {}  # segment -> its shape
     for name in names:
-        missing: list[str] = []
-        while name not in shapes:
-            missing.append(name)
-            head, dot, _ = name.rpartition(".")
-            if not dot:
-                break
-            name = head
-        for prefix in reversed(missing):
-            head, dot, last = prefix.rpartition(".")
-            shape = segments.get(last)
-            if shape is None:
-                shape = segments[last] = _DIGITS.sub("#", last)
-            shapes[prefix] = shapes[head] + "." + shape if dot else shape
-    by_depth: dict[int, dict[str, set[str]]] = {}
+        if name not in shapes:  # mostly a new name under a prefix already shaped
+            head, dot, last = name.rpartition(".")
+            base = (shapes.get(head) or _shaped(head, shapes, segments)) + "." if dot else ""
+            shapes[name] = base + _segment(last, segments)
+    members: dict[str, set[str]] = {}
     for prefix, shape in shapes.items():
-        group = by_depth.setdefault(shape.count(".") + 1, {})
-        group.setdefault(shape, set()).add(prefix)
+        group = members.get(shape)
+        if group is None:
+            group = members[shape] = set()
+        group.add(prefix)
+    by_depth: dict[int, dict[str, set[str]]] = {}
+    for shape, group in members.items():
+        by_depth.setdefault(shape.count(".") + 1, {})[shape] = group
     return by_depth
+
+
+def _shaped(prefix: str, shapes: dict[str, str], segments: dict[str, str]) -> str:
+    """The shape of ``prefix``, found with those of its prefixes not found yet."""
+    missing: list[str] = []
+    head = prefix
+    while head not in shapes:
+        missing.append(head)
+        head, dot, _ = head.rpartition(".")
+        if not dot:
+            break
+    for path in reversed(missing):
+        head, dot, last = path.rpartition(".")
+        shape = _segment(last, segments)
+        shapes[path] = shapes[head] + "." + shape if dot else shape
+    return shapes[prefix]
+
+
+def _segment(segment: str, segments: dict[str, str]) -> str:
+    shape = segments.get(segment)
+    if shape is None:
+        shape = segments[segment] = _DIGITS.sub("#", segment)
+    return shape
 
 
 def closest_names(pattern: str, names: Sequence[str] | NameShapes, n: int = 3) -> list[str]:
@@ -76,12 +95,22 @@ def closest_names(pattern: str, names: Sequence[str] | NameShapes, n: int = 3) -
     numbers = set(_DIGITS.findall(literal))
     pool: list[str] = []
     for shape in near:
-        if numbers:
-            pool += heapq.nsmallest(
-                _PER_SHAPE,
-                shapes[shape],
-                key=lambda c: (-len(numbers & set(_DIGITS.findall(c))), c),
-            )
-        else:  # every member shares no number: by text alone
-            pool += heapq.nsmallest(_PER_SHAPE, shapes[shape])
+        pool += _best(shapes[shape], numbers)
     return difflib.get_close_matches(literal, pool, n=n, cutoff=0.5)
+
+
+def _best(members: set[str], numbers: set[str]) -> list[str]:
+    """The ``_PER_SHAPE`` members that share the most of ``numbers``, then first by text.
+
+    Only the members holding one of the numbers as text are read for their numbers: the
+    others share none, so they come after, by text alone."""
+    if not numbers:
+        return heapq.nsmallest(_PER_SHAPE, members)
+    holds = re.compile("|".join(map(re.escape, numbers)))
+    scored = [
+        (-len(numbers.intersection(_DIGITS.findall(c))), c) for c in filter(holds.search, members)
+    ]
+    sharing = [c for _, c in heapq.nsmallest(_PER_SHAPE, [k for k in scored if k[0]])]
+    if len(sharing) == _PER_SHAPE:
+        return sharing
+    return sharing + heapq.nsmallest(_PER_SHAPE - len(sharing), members.difference(sharing))

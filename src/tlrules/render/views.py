@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..report import Decision, Report
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     name: str
     children: dict[str, _Node] = field(default_factory=dict)
@@ -43,9 +43,14 @@ def _build_tree(report: Report) -> _Node:
     nodes: dict[str, _Node] = {}
     made: list[tuple[_Node, _Node]] = []  # (node, parent), parents first
     for d in report.decisions:
-        node = nodes.get(d.name)
-        if node is None:
-            node = _made(d.name, root, nodes, made)
+        name = d.name
+        node = nodes.get(name)
+        if node is None:  # mostly a new parameter of a module already made
+            head, dot, last = name.rpartition(".")
+            parent = (nodes.get(head) or _made(head, root, nodes, made)) if dot else root
+            node = parent.children[last] = _Node(last)
+            nodes[name] = node
+            made.append((node, parent))
         node.decision = d
         node.count += 1
         node.numel += d.numel
