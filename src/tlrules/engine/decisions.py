@@ -74,7 +74,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         ]
     else:
         table, targets, problems = _decide_each(policy, tree.names, params, names, found)
-    if expect.wanted(policy):
+    if policy.expects:
         problems += expect.check(policy, _rows(table))
     if problems:
         raise DecisionError(problems)

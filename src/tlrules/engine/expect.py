@@ -24,13 +24,6 @@ def _outside(value: float, bounds: Expect) -> str | None:
     return None
 
 
-def wanted(policy: CompiledPolicy) -> bool:
-    """Whether ``policy`` (or its stage) sets any expectation."""
-    stage = policy.stage_spec
-    bounds = stage.expect_trainable if stage is not None else policy.spec.expect_trainable
-    return bounds is not None or any(rule.expect is not None for rule in policy.rules)
-
-
 def check(policy: CompiledPolicy, decisions: Sequence[Decision]) -> list[tuple[Where, str]]:
     """Every expectation of ``policy`` that ``decisions`` break."""
     problems = []

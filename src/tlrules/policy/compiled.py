@@ -59,6 +59,14 @@ class CompiledPolicy:
         return None if self.stage_spec is None else self.stage_spec.epochs
 
     @property
+    def expects(self) -> bool:
+        """Whether this policy (or its stage) sets any expectation: ``expect`` on a rule,
+        or ``expect_trainable``."""
+        stage = self.stage_spec
+        bounds = stage.expect_trainable if stage is not None else self.spec.expect_trainable
+        return bounds is not None or any(rule.expect is not None for rule in self.rules)
+
+    @property
     def stage_names(self) -> tuple[str, ...]:
         """The names of this policy's stages, in order; empty for a policy without stages."""
         return tuple(s.stage_name or "" for s in self.stages)

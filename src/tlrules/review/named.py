@@ -65,10 +65,8 @@ def held_by_names(
         return None
     policy = policy.decidable()  # after the module would be built, as audit does
     rules = policy.rules
-    stage = policy.stage_spec
-    bounds = stage.expect_trainable if stage is not None else policy.spec.expect_trainable
-    if bounds is not None or any(r.module is not None or r.expect is not None for r in rules):
-        return None  # as engine.expect.wanted: the engine checks what it expects
+    if policy.expects or any(r.module is not None for r in rules):
+        return None  # the engine checks what it expects and reads module classes
     params = [n for n, f in floating.items() if f and n.rpartition(".")[2] not in STATS]
     matcher = policy.matcher(params)
     with timeouts_named(rules):
