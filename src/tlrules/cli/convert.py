@@ -52,7 +52,8 @@ def convert(
     Warnings go to stderr as 'warning[convert]: FILE:LINE: ...'; exit 1 with --strict.
     """
     write = destination(output)
-    converters.tool(tool)  # an unknown tool is refused before a model is built
+    reading = converters.tool(tool)  # an unknown tool is refused before a model is built
+    doc = converters.read_config(config)  # read once, for the policy and the surprises
     names = None
     if model is not None:
         from ..models import build  # builds the model: torch from here on
@@ -60,8 +61,8 @@ def convert(
         built = build(model)
         raw = [n for n, _ in built.named_parameters()]
         names = policy_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
-    converted = converters.convert(tool, config, names)
-    found = [] if names is None else converters.surprises(tool, config, names)
+    converted: converters.Converted = reading.convert(doc, names)
+    found: list[converters.Surprise] = [] if names is None else reading.surprises(doc, names)
     for surprise in found:
         line = f"warning[convert]: {surprise}"
         print(style.warnings(line, sys.stderr), file=sys.stderr)
