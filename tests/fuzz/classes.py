@@ -157,6 +157,27 @@ def argv_case(rnd: random.Random, files: dict[str, bytes]) -> Case:
     return Case("argv", argv, pool)
 
 
+CONVERT_EXAMPLES = {
+    tool: (REPO / "examples" / "convert" / name).read_bytes()
+    for tool, name in [("axolotl", "axolotl.yaml"), ("llamafactory", "llamafactory.yaml"),
+                       ("swift", "swift.yaml"), ("fts", "fts.yaml"),
+                       ("peft", "adapter_config.json")]
+}  # fmt: skip
+"""The README's example config of each ``tlrules convert`` tool, mutated by ``convert``."""
+
+
+def convert(rnd: random.Random) -> Case:
+    """``tlrules convert`` on a damaged config of one tool (read as another one at times),
+    with or without a model and an output file."""
+    tool = rnd.choice(sorted(CONVERT_EXAMPLES))
+    data = mutate_bytes(CONVERT_EXAMPLES[tool], rnd, tuple(CONVERT_EXAMPLES.values()))
+    reader = tool if rnd.random() < 0.8 else rnd.choice([*CONVERT_EXAMPLES, "axolot"])
+    model = ("--model", rnd.choice(["tests.models:Tied", "resnet18"])) if rnd.random() < 0.3 else ()
+    out = ("-o", "policy.yaml") if rnd.random() < 0.3 else ()
+    argv = ("convert", reader, "config", *model, *out, *(("--strict",) * rnd.randrange(2)))
+    return Case("convert", argv, {"config": data}, writes="policy.yaml" if out else None)
+
+
 def api(rnd: random.Random, files: dict[str, bytes]) -> Case:
     if rnd.random() < 0.5:
         path = rnd.choice(sorted(SHIPPED))
@@ -175,6 +196,7 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "api": api,
     "check": check_case,
     "output": output_case,
+    "convert": lambda rnd, _: convert(rnd),
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 
