@@ -82,7 +82,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     if policy.groups:
         table, groups = assign_groups(policy, _rows(table), names)
     with timeouts_named(rules):
-        norm = norms.plan(policy, _norm_layers(tree, targets, peft), matcher)
+        norm = norms.plan(policy, _norm_layers(tree, targets, table, peft), matcher)
     report = build_report(
         policy,
         table,
@@ -103,7 +103,7 @@ def columns(
 ) -> Columns:
     """The decisions of a model whose tensors have one name each, as the report keeps
     them: shapes, element counts and sizes read now, so that it holds no tensor."""
-    shapes = [tuple(p.shape) for p in params]
+    shapes = [p.shape for p in params]  # a torch.Size is a tuple of ints: no tensor held
     return Columns(
         names,
         found,
@@ -120,14 +120,25 @@ def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
 
 
 def _norm_layers(
-    tree: Tree, targets: tuple[tuple[nn.Parameter, bool], ...], peft: bool
+    tree: Tree,
+    targets: tuple[tuple[nn.Parameter, bool], ...],
+    table: Columns | list[Decision],
+    peft: bool,
 ) -> Iterator[tuple[str, nn.Module, bool | None]]:
     """The modules with buffers (bare name, module, whether all its own parameters are
     frozen: ``None`` when it has none), for ``norms.plan``."""
     if not tree.buffered:
         return
+    if isinstance(table, Columns) and tree.owners:  # table.train[k]: tree.params[k]'s flag
+        trains: dict[int, bool] = {}  # module index -> whether one of its own trains
+        for m, flag in zip(tree.owners, table.train, strict=True):
+            trains[m] = flag or trains.get(m, False)
+        for name, module, m in tree.buffered:
+            held = trains.get(m)
+            yield bare_name(name), module, None if held is None else not held
+        return
     train = {id(p): flag for p, flag in targets}  # every tensor once: aliases too
-    for name, module in tree.buffered:
+    for name, module, _ in tree.buffered:
         own = [id(p) for p in members(module)[0].values() if p is not None]
         frozen = not any(train[p] for p in own) if own else None
         yield peft_module(bare_name(name)) if peft else bare_name(name), module, frozen

@@ -131,43 +131,59 @@ def norm_split(
     their own members (``tree.owners`` empty) is not checked."""
     if not tree.owners or all(decided.train) or not any(decided.train):
         return []
-    if not any(u.module is None and u.parameters > 1 and _WILD & set(u.pattern) for u in uses):
-        return []  # no wildcard name rule that could be aimed at one class
-    kinds = tree.kinds
-    norms = {m for m, kind in enumerate(kinds) if "Norm" in kind}
-    # module -> (class, its actions, the rules that decided its parameters)
-    layers: dict[str, tuple[str, set[bool], set[int | None]]] = {}
+    aimed = _aimed(decided, uses, tree)
+    if not aimed:
+        return []
+    kinds, owners, rules, trains = tree.kinds, tree.owners, decided.rules, decided.train
+    classes = set(aimed.values())
+    # module -> (its first parameter, its actions, the rules that decided its parameters)
+    layers: dict[int, tuple[int, set[bool], set[int | None]]] = {}
     reach: Counter[tuple[int | None, str]] = Counter()  # (rule, class) -> names decided
-    for k, holder in enumerate(tree.owners):
-        if holder not in norms:
+    for k, holder in enumerate(owners):
+        cls = kinds[holder]
+        if cls not in classes:
             continue
-        cls, name = kinds[holder], decided.names[k]
-        rule, train = decided.rules[k], decided.train[k]
-        reach[rule, cls] += 1
-        layer = layers.setdefault(_owner(name), (cls, set(), set()))
-        layer[1].add(train)
-        layer[2].add(rule)
+        reach[rules[k], cls] += 1
+        layer = layers.get(holder)
+        if layer is None:
+            layer = layers[holder] = (k, set(), set())
+        layer[1].add(trains[k])
+        layer[2].add(rules[k])
     out = []
-    for (rule, cls), n in reach.items():
-        if rule is None:
-            continue  # the default
-        use = uses[rule - 1]
-        if use.module is not None or n != use.parameters:
-            continue  # a class selector, or a rule that also decides other modules
-        if not _WILD & set(use.pattern):
-            continue  # names listed one by one: not meant for every layer of the class
-        mine = [m for m, (c, _, r) in layers.items() if c == cls and r == {rule}]
-        train = use.action == "train"
+    for rule, cls in aimed.items():
+        train = uses[rule - 1].action == "train"
+        mine = sum(1 for m, (_, _, by) in layers.items() if kinds[m] == cls and by == {rule})
         odd: defaultdict[int | None, list[str]] = defaultdict(list)
-        for m, (c, actions, by) in layers.items():
-            if c != cls or actions != {not train} or len(by) != 1:
+        for m, (first, actions, by) in layers.items():
+            if kinds[m] != cls or actions != {not train} or len(by) != 1:
                 continue
             (other,) = by
             if other is None or uses[other - 1].parameters > reach[other, cls]:
-                odd[other].append(m)  # decided by a rule that reaches beyond this class
-        if len(mine) >= 2 and odd:
-            out.append(_split_warning(policy, rule, cls, len(mine), odd))
+                odd[other].append(_owner(decided.names[first]))  # a rule beyond this class
+        if mine >= 2 and odd:
+            out.append(_split_warning(policy, rule, cls, mine, odd))
     return out
+
+
+def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: Tree) -> dict[int, str]:
+    """The wildcard name rules that decide more than one parameter, all held by norm
+    layers of one class, with that class (the rules ``norm_split`` looks at), found in
+    one pass over the names."""
+    wild = {
+        u.rule
+        for u in uses
+        if u.module is None and u.parameters > 1 and not _WILD.isdisjoint(u.pattern)
+    }
+    if not wild:
+        return {}
+    kinds, owners = tree.kinds, tree.owners
+    aimed: dict[int, str] = {}  # rule -> the class of the modules it decides
+    for k, rule in enumerate(decided.rules):
+        if rule in wild:
+            kind = kinds[owners[k]]
+            if "Norm" not in kind or aimed.setdefault(rule, kind) != kind:
+                wild.discard(rule)  # decides another module too: not aimed at one class
+    return {rule: cls for rule, cls in aimed.items() if rule in wild}
 
 
 def _split_warning(

@@ -27,7 +27,8 @@ class Tree:
     parents: list[int] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
-    buffered: list[tuple[str, nn.Module]] = field(default_factory=list)  # each module once
+    # the modules with buffers, each once: (name, module, its index; -1 when not known)
+    buffered: list[tuple[str, nn.Module, int]] = field(default_factory=list)
     wrapped: bool = False  # a DDP, FSDP or compiled module is inside
     peft: bool = False  # a PEFT tuner layer or modules_to_save wrapper is inside
 
@@ -44,37 +45,43 @@ def walk(model: nn.Module) -> Tree:
     names, params, owners, keys = tree.names, tree.params, tree.owners, tree.keys
     parents, segments, buffered, kinds = tree.parents, tree.segments, tree.buffered, tree.kinds
     seen: set[int] = set()
-    classes: set[type] = set()
-    wrapped = False
+    known: dict[type, str] = {}  # class -> its name, for each class met (checked once)
+    wrapped = peft = False
     stack: list[tuple[str, nn.Module, int, str]] = [("", model, -1, "")]
+    pop, push = stack.pop, stack.append
+    here = -1
     while stack:
-        prefix, module, parent, segment = stack.pop()
+        prefix, module, parent, segment = pop()
         cls = type(module)
-        if cls not in classes:
+        kind = known.get(cls)
+        if kind is None:
             if (cls.named_modules, cls.named_parameters) != _PLAIN:
                 return _listed(model)  # a class that lists its own members: ask it
-            classes.add(cls)
-            wrapped = wrapped or cls.__name__ in WRAPPER_CLASSES
-            tree.peft = tree.peft or is_peft_class(cls)
-        here = len(parents)
+            kind = known[cls] = cls.__name__
+            wrapped = wrapped or kind in WRAPPER_CLASSES
+            peft = peft or is_peft_class(cls)
+        here += 1
         parents.append(parent)
         segments.append(segment)
-        kinds.append(cls.__name__)
-        dot = prefix + "." if prefix else ""
+        kinds.append(kind)
         own, buffers, children, compiled = walked(module)
         wrapped = wrapped or compiled
-        for k, v in own.items():  # plain loops: cheaper than comprehensions
-            if v is not None:
-                names.append(dot + k)
-                params.append(v)
-                owners.append(here)
-                keys.append(k)
+        dot = prefix + "." if prefix else ""
+        if own:
+            for k, v in own.items():  # plain loops: cheaper than comprehensions
+                if v is not None:
+                    names.append(dot + k)
+                    params.append(v)
+                    owners.append(here)
+                    keys.append(k)
         if buffers and id(module) not in seen:
             seen.add(id(module))
-            buffered.append((prefix, module))
-        for k, m in reversed(children.items()):
-            if m is not None:
-                stack.append((dot + k, m, here, k))
+            buffered.append((prefix, module, here))
+        if children:
+            for k, m in reversed(children.items()):
+                if m is not None:
+                    push((dot + k, m, here, k))
+    tree.peft = peft
     tree.wrapped = wrapped
     return tree
 
@@ -84,7 +91,7 @@ def _listed(model: nn.Module) -> Tree:
     for name, p in model.named_parameters(remove_duplicate=False):
         tree.names.append(name)
         tree.params.append(p)
-    tree.buffered = [(n, m) for n, m in model.named_modules() if members(m)[1]]
+    tree.buffered = [(n, m, -1) for n, m in model.named_modules() if members(m)[1]]
     tree.wrapped = holds_wrapper(model)
     tree.peft = any(is_peft_class(type(m)) for m in model.modules())
     return tree

@@ -51,7 +51,7 @@ class Columns:
         found: list[int | None],
         verdicts: Sequence[tuple[int, str]],
         default: str,
-        shapes: list[tuple[int, ...]],
+        shapes: Sequence[tuple[int, ...]],
         numels: list[int],
         itemsizes: list[int],
     ):
@@ -74,12 +74,10 @@ class Columns:
 
     def counts(self) -> dict[int | None, list[int]]:
         """Rule number -> [parameters, elements] it decided."""
-        out: dict[int | None, list[int]] = {}
-        for i, n in Counter(self.found).items():
-            out[self.verdicts[i][0]] = [n, 0]
+        elements = dict.fromkeys(self.verdicts, 0)
         for i, numel in zip(self.found, self.numels, strict=True):
-            out[self.verdicts[i][0]][1] += numel
-        return out
+            elements[i] += numel
+        return {self.verdicts[i][0]: [n, elements[i]] for i, n in Counter(self.found).items()}
 
     def summary(self) -> Summary:
         sizes = list(map(operator.mul, self.numels, self.itemsizes))
