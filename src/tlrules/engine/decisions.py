@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 from torch import nn
 
@@ -67,10 +68,10 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
         table = columns(policy, names, found, params)
         targets = tuple(zip(params, table.train, strict=True))
-        problems = [
+        problems = [  # only the trained tensors are checked
             (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], p))
-            for k, (p, flag) in enumerate(targets)
-            if flag and not (p.is_floating_point() or p.is_complex())
+            for k, p in compress(enumerate(params), table.train)
+            if not (p.is_floating_point() or p.is_complex())
         ]
     else:
         table, targets, problems = _decide_each(policy, tree.names, params, names, found)

@@ -55,6 +55,7 @@ def plan(
     own parameters are frozen: ``None`` when it has none), whether its statistics stay
     fixed."""
     out, warnings, targets = [], [], []
+    stats = policy.norm_stats
     for name, module, frozen in layers:
         if not has_running_stats(module):
             continue
@@ -66,7 +67,7 @@ def plan(
             ]
             action = policy.default if index is None else policy.rules[index].action
             frozen = action == "freeze"
-        fixed = policy.norm_stats == "frozen" or (policy.norm_stats == "follow" and frozen)
+        fixed = stats == "frozen" or (stats == "follow" and frozen)
         out.append(NormLayer(name, "frozen" if fixed else "update"))
         targets.append((module, fixed))
         if frozen and not fixed:
