@@ -4,6 +4,7 @@ numbered in file order, with the place it was written."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ class Rule:
     expect: Expect | None = None  # bounds on the parameters this rule decides
     first: bool = False  # in a base: placed before the rules of every policy extending it
 
-    @property
+    @functools.cached_property  # read for every report
     def location(self) -> str:
         """``file.yaml:LINE`` as the JSON report shows it."""
         name = os.path.basename(self.where.path) if self.where.path else "<policy>"
