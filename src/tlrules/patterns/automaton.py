@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 from .nfa import BEHIND, Program
 
+_Sig = tuple[bool, ...] | None  # the lookbehind tests the last character passed
+
 
 class DFA:
     """A ``Program`` run as a DFA built lazily, state by state, over names.
@@ -46,13 +48,12 @@ class DFA:
         self._lock = program.lock
         self._prune = prune
         self._sig_of: dict[str, tuple[bool, ...]] = {}
-        self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
-        self._sets: list[tuple[frozenset[int], tuple[bool, ...] | None]] = []
-        self._pending: list[frozenset[int]] = []  # each state's waiting lookaheads
-        self._raw: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
+        self._ids: dict[tuple[frozenset[int], _Sig], int] = {}
+        self._sets: list[tuple[frozenset[int], _Sig]] = []
+        self._raw: dict[tuple[frozenset[int], _Sig], int] = {}
         self.accepts: list[tuple[int, ...]] = []
         self.first: list[int | None] = []
-        self._chars: list[dict[str, int]] = []
+        self._moves: dict[tuple[frozenset[int], _Sig, str], tuple[frozenset[int], _Sig]] = {}
         self.children: list[dict[str, int]] = []  # state -> segment -> state after "seg."
         self.leaves: list[dict[str, int]] = []  # state -> segment -> state after "seg"
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
@@ -89,8 +90,7 @@ class DFA:
             if t is None and "." in seg:
                 t = self.children[s][seg] = self.DOTTED
             if t is None:
-                t = self._read(s, seg)
-                t = self.children[s][seg] = self._read(t, ".") if t >= 0 else t
+                t = self.children[s][seg] = self._read(s, seg + ".")
             return t
 
     def leaf(self, s: int, seg: str) -> int:
@@ -125,25 +125,32 @@ class DFA:
         return s
 
     def _read(self, s: int, text: str) -> int:
+        """The state after ``text`` from ``s``: the node sets in between are stepped one
+        character at a time but never made states (``_moves`` keeps each step, so
+        segments with a common start, "layer1" and "layer2", share theirs)."""
+        nodes, sig = self._sets[s]
+        moves = self._moves
         for c in text:
-            t = self._chars[s].get(c)
-            if t is None:
-                t = self._chars[s][c] = self._step(s, c)
-            s = t
-            if s < 0:
-                break
-        return s
+            step = moves.get((nodes, sig, c))
+            if step is None:
+                if c == "\n":
+                    return self.NEWLINE
+                step = moves[nodes, sig, c] = self._move(nodes, sig, c)
+            nodes, sig = step
+            if not nodes:  # no pattern can match any more (a newline still goes to regex)
+                return self.NEWLINE if "\n" in text else self.void
+        return self._state(nodes, sig)
 
     # ------------------------------------------------------------------ states
 
-    def _state(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+    def _state(self, nodes: frozenset[int], sig: _Sig) -> int:
         raw = (nodes, sig)
         s = self._raw.get(raw)
         if s is None:
             s = self._raw[raw] = self._intern(nodes, sig)
         return s
 
-    def _intern(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+    def _intern(self, nodes: frozenset[int], sig: _Sig) -> int:
         p = self._p
         if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
             rule = p.nfa.rule  # the patterns after it can no longer come first
@@ -156,24 +163,21 @@ class DFA:
         if s is None:
             s = self._ids[key] = len(self._sets)
             self._sets.append(key)
-            self._pending.append(pending)
             done = nodes | self._resolve(pending, sig, "") if pending else nodes
             accepts = tuple(sorted(p.nfa.rule[n] for n in done & p.accepting))
             self.accepts.append(accepts)
             self.first.append(accepts[0] if accepts else None)
-            self._chars.append({})
             self.children.append({})
             self.leaves.append({})
         return s
 
-    def _step(self, s: int, c: str) -> int:
-        if c == "\n":
-            return self.NEWLINE
+    def _move(self, nodes: frozenset[int], sig: _Sig, c: str) -> tuple[frozenset[int], _Sig]:
+        """The nodes alive after ``c`` from ``nodes`` (``sig``: the lookbehind tests the
+        character before passes, kept only while a lookahead waits in ``nodes``)."""
         p = self._p
-        nodes, sig = self._sets[s]
         taking = p._taking.get(c) or p.taking(c)
         hits = nodes & taking
-        pending = self._pending[s]
+        pending = nodes & p.ahead
         if pending:  # lookaheads that waited for this character, then the character itself
             hits |= (self._resolve(pending, sig, c) - nodes) & taking
         succ = p.succ
@@ -183,11 +187,9 @@ class DFA:
             after = self._sig_of[c] = tuple(t(c) for t in p.behind)
         if moved & p.asserting:
             moved = self._resolve(moved, after, None)
-        return self._state(moved, after)
+        return moved, after if moved & p.ahead else None
 
-    def _resolve(
-        self, nodes: frozenset[int], sig: tuple[bool, ...] | None, ahead: str | None
-    ) -> frozenset[int]:
+    def _resolve(self, nodes: frozenset[int], sig: _Sig, ahead: str | None) -> frozenset[int]:
         """``nodes`` with their lookarounds decided: ``sig`` says which lookbehind tests the
         previous character passes (``None``: at the start); ``ahead`` is the next
         character ("" at the end; ``None``: not known yet, so lookaheads wait)."""
