@@ -152,9 +152,9 @@ class DFA:
 
     def _intern(self, nodes: frozenset[int], sig: _Sig) -> int:
         p = self._p
-        if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
+        if self._prune and nodes & p.universal_nodes:  # a pattern matches whatever follows:
             rule = p.nfa.rule  # the patterns after it can no longer come first
-            last = min(map(rule.__getitem__, nodes & p.universal))
+            last = min(map(p.universal.__getitem__, nodes & p.universal_nodes))
             if max(map(rule.__getitem__, nodes)) > last:
                 nodes = frozenset(n for n in nodes if rule[n] <= last)
         pending = nodes & p.ahead
