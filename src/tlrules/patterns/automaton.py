@@ -56,6 +56,7 @@ class DFA:
         self._moves: dict[tuple[frozenset[int], _Sig, str], tuple[frozenset[int], _Sig]] = {}
         self.children: list[dict[str, int]] = []  # state -> segment -> state after "seg."
         self.leaves: list[dict[str, int]] = []  # state -> segment -> state after "seg"
+        self.settled: list[bool] = []  # state -> whether all but a newline leads back to it
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
         with self._lock:
             self.start = self._state(self._resolve(program.start, None, None), None)
@@ -128,6 +129,8 @@ class DFA:
         """The state after ``text`` from ``s``: the node sets in between are stepped one
         character at a time but never made states (``_moves`` keeps each step, so
         segments with a common start, "layer1" and "layer2", share theirs)."""
+        if self.settled[s]:
+            return self.NEWLINE if "\n" in text else s
         nodes, sig = self._sets[s]
         moves = self._moves
         for c in text:
@@ -169,7 +172,18 @@ class DFA:
             self.first.append(accepts[0] if accepts else None)
             self.children.append({})
             self.leaves.append({})
+            self.settled.append(self._loops_back(nodes))
         return s
+
+    def _loops_back(self, nodes: frozenset[int]) -> bool:
+        """Whether every character but a newline leads from ``nodes`` back to them: they
+        are '.*' loops that surely match and what those loops close over, all accepting
+        (a module under a rule's subtree: nothing under it needs reading)."""
+        p = self._p
+        loops = nodes & p.universal_nodes
+        if not loops or not nodes - loops <= p.accepting:
+            return False
+        return p.eclose([p.succ[n] for n in loops]) == nodes
 
     def _move(self, nodes: frozenset[int], sig: _Sig, c: str) -> tuple[frozenset[int], _Sig]:
         """The nodes alive after ``c`` from ``nodes`` (``sig``: the lookbehind tests the
