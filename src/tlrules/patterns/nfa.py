@@ -25,6 +25,7 @@ _c = sre.constants
 CHAR, SPLIT, BEHIND, AHEAD, ACCEPT = range(5)
 _NODES = 20_000  # NFA nodes one pattern may use (bounded repeats are copied out)
 _NO_FLAGS = _c.SRE_FLAG_UNICODE
+_SPECIAL = frozenset(".^$*+?{}[]\\|()")  # characters that mean more than themselves
 
 Test = Callable[[str], bool]
 
@@ -235,7 +236,12 @@ def _grow(nfa: _NFA, branch: _Branch) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _parsed(text: str) -> list[tuple[Any, Any]]:
-    """A regex (or a fragment of a glob's translation) parsed by the standard library."""
+    """A regex (or a fragment of a glob's translation) parsed by the standard library;
+    one plain or escaped character, most of a glob's fragments, is read here."""
+    if len(text) == 1 and text not in _SPECIAL:
+        return [(_c.LITERAL, ord(text))]
+    if len(text) == 2 and text[0] == "\\" and not (text[1].isascii() and text[1].isalnum()):
+        return [(_c.LITERAL, ord(text[1]))]  # what sre makes of '\.', '\-' or '\\'
     items, flags = sre.parse(text)
     if flags & ~_NO_FLAGS:
         raise Unsupported("flags")
