@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .nfa import BEHIND, Program
+from .nfa import BEHIND, CHAR, Program
 
 _Sig = tuple[bool, ...] | None  # the lookbehind tests the last character passed
+_Step = tuple[frozenset[int], _Sig, frozenset[int]]  # nodes, their sig, a closed part
+_NONE: frozenset[int] = frozenset()
 
 
 class DFA:
@@ -53,10 +55,11 @@ class DFA:
         self._raw: dict[tuple[frozenset[int], _Sig], int] = {}
         self.accepts: list[tuple[int, ...]] = []
         self.first: list[int | None] = []
-        self._moves: dict[tuple[frozenset[int], _Sig, str], tuple[frozenset[int], _Sig]] = {}
+        self._moves: dict[tuple[frozenset[int], _Sig, str], _Step] = {}
         self.children: list[dict[str, int]] = []  # state -> segment -> state after "seg."
         self.leaves: list[dict[str, int]] = []  # state -> segment -> state after "seg"
         self.settled: list[bool] = []  # state -> whether all but a newline leads back to it
+        self._kept: list[frozenset[int]] = []  # state -> the part of it that does
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
         with self._lock:
             self.start = self._state(self._resolve(program.start, None, None), None)
@@ -128,10 +131,13 @@ class DFA:
     def _read(self, s: int, text: str) -> int:
         """The state after ``text`` from ``s``: the node sets in between are stepped one
         character at a time but never made states (``_moves`` keeps each step, so
-        segments with a common start, "layer1" and "layer2", share theirs)."""
+        segments with a common start, "layer1" and "layer2", share theirs). The part of
+        a set that every character leads back to (``_closed``) is set aside, so steps
+        are shared by sets that differ only there."""
         if self.settled[s]:
             return self.NEWLINE if "\n" in text else s
-        nodes, sig = self._sets[s]
+        (nodes, sig), kept = self._sets[s], self._kept[s]
+        nodes -= kept
         moves = self._moves
         for c in text:
             step = moves.get((nodes, sig, c))
@@ -139,10 +145,14 @@ class DFA:
                 if c == "\n":
                     return self.NEWLINE
                 step = moves[nodes, sig, c] = self._move(nodes, sig, c)
-            nodes, sig = step
-            if not nodes:  # no pattern can match any more (a newline still goes to regex)
-                return self.NEWLINE if "\n" in text else self.void
-        return self._state(nodes, sig)
+            nodes, sig, closed = step
+            if closed:
+                kept |= closed
+            if not nodes:  # what is kept stays (a newline still goes to regex)
+                if "\n" in text:
+                    return self.NEWLINE
+                return self._state(kept, None) if kept else self.void
+        return self._state(nodes | kept, sig)
 
     # ------------------------------------------------------------------ states
 
@@ -172,22 +182,32 @@ class DFA:
             self.first.append(accepts[0] if accepts else None)
             self.children.append({})
             self.leaves.append({})
-            self.settled.append(self._loops_back(nodes))
+            kept = self._closed(nodes)
+            self._kept.append(kept)
+            self.settled.append(bool(nodes) and kept == nodes)
         return s
 
-    def _loops_back(self, nodes: frozenset[int]) -> bool:
-        """Whether every character but a newline leads from ``nodes`` back to them: they
-        are '.*' loops that surely match and what those loops close over, all accepting
-        (a module under a rule's subtree: nothing under it needs reading)."""
+    def _closed(self, nodes: frozenset[int]) -> frozenset[int]:
+        """The part of ``nodes`` that every character but a newline leads back to: the
+        '.*' loops that surely match and what they close over, when that takes nothing
+        else (a rule's subtree: ``settled`` where it is all of ``nodes``); else empty."""
         p = self._p
         loops = nodes & p.universal_nodes
-        if not loops or not nodes - loops <= p.accepting:
-            return False
-        return p.eclose([p.succ[n] for n in loops]) == nodes
+        if not loops:
+            return _NONE
+        succ, kind = p.succ, p.nfa.kind
+        part = p.eclose([succ[n] for n in loops])
+        if not part <= nodes or part & p.asserting:
+            return _NONE
+        for n in part - loops:
+            if kind[n] == CHAR and not p.eclose([succ[n]]) <= part:
+                return _NONE
+        return part
 
-    def _move(self, nodes: frozenset[int], sig: _Sig, c: str) -> tuple[frozenset[int], _Sig]:
+    def _move(self, nodes: frozenset[int], sig: _Sig, c: str) -> _Step:
         """The nodes alive after ``c`` from ``nodes`` (``sig``: the lookbehind tests the
-        character before passes, kept only while a lookahead waits in ``nodes``)."""
+        character before passes, kept only while a lookahead waits in ``nodes``), less
+        and then their closed part (``_closed``)."""
         p = self._p
         taking = p._taking.get(c) or p.taking(c)
         hits = nodes & taking
@@ -195,13 +215,16 @@ class DFA:
         if pending:  # lookaheads that waited for this character, then the character itself
             hits |= (self._resolve(pending, sig, c) - nodes) & taking
         succ = p.succ
-        moved = p.eclose([succ[n] for n in hits]) if hits else frozenset()
+        moved = p.eclose([succ[n] for n in hits]) if hits else _NONE
         after = self._sig_of.get(c)
         if after is None:
             after = self._sig_of[c] = tuple(t(c) for t in p.behind)
         if moved & p.asserting:
             moved = self._resolve(moved, after, None)
-        return moved, after if moved & p.ahead else None
+        closed = self._closed(moved) if moved & p.universal_nodes else _NONE
+        if closed:
+            moved -= closed
+        return moved, after if moved & p.ahead else None, closed
 
     def _resolve(self, nodes: frozenset[int], sig: _Sig, ahead: str | None) -> frozenset[int]:
         """``nodes`` with their lookarounds decided: ``sig`` says which lookbehind tests the
