@@ -134,6 +134,21 @@ class _NFA:
         self.rule.append(self.current)
         return len(self.kind) - 1
 
+    def chars(self, tests: list[Test], nxt: int) -> int:
+        """``add(CHAR, ...)`` for each test in turn, each node leading to the one before
+        (the first to ``nxt``); the last node added, or ``nxt`` if there is none."""
+        if not tests:
+            return nxt
+        first = len(self.kind)
+        if first + len(tests) > self.limit:
+            raise Unsupported("too many states")
+        self.kind += [CHAR] * len(tests)
+        self.test += tests
+        self.negate += [False] * len(tests)
+        self.next += [[nxt], *([n] for n in range(first, first + len(tests) - 1))]
+        self.rule += [self.current] * len(tests)
+        return len(self.kind) - 1
+
     def truncate(self, size: int) -> None:
         for column in (self.kind, self.test, self.negate, self.next, self.rule):
             del column[size:]
@@ -222,6 +237,11 @@ def _tree(globs: Sequence[tuple[int, tuple[str, ...]]]) -> _Branch:
 def _grow(nfa: _NFA, branch: _Branch) -> int:
     """The NFA of the globs under ``branch`` (a common start built once, its nodes
     owned by the first glob through them); the node where they begin."""
+    chain: list[str] = []  # fragments down to where the globs part or one ends
+    low = branch.low
+    while len(branch.kids) == 1 and not branch.ends:
+        fragment, branch = next(iter(branch.kids.items()))
+        chain.append(fragment)
     entries: list[int] = []
     for index in branch.ends:
         nfa.current = index
@@ -231,7 +251,18 @@ def _grow(nfa: _NFA, branch: _Branch) -> int:
         nfa.current = kid.low
         entries.append(nfa.build(_parsed(fragment), after))
     nfa.current = branch.low
-    return entries[0] if len(entries) == 1 else nfa.add(SPLIT, entries)
+    at = entries[0] if len(entries) == 1 else nfa.add(SPLIT, entries)
+    nfa.current = low
+    run: list[Test] = []  # one-character fragments in a row, added at once
+    for fragment in reversed(chain):
+        items = _parsed(fragment)
+        test = _one_char(*items[0]) if len(items) == 1 else None
+        if test is not None:
+            run.append(test)
+            continue
+        at = nfa.build(items, nfa.chars(run, at))
+        run = []
+    return nfa.chars(run, at)
 
 
 @functools.lru_cache(maxsize=4096)
