@@ -137,3 +137,14 @@ def test_a_shared_loop_stops_later_globs_only_after_the_glob_it_surely_matches()
         )
     )
     assert [dfa.first[s] for s in dfa.finals(["xz", "xay", "xa", "x"])] == [1, 0, 2, 2]
+
+
+def test_long_globs_with_a_long_common_start_are_built_without_recursion() -> None:
+    # 3,000 fragments in a row (a generated name, under the pattern length limit)
+    head = ("ab." * 1000)[:-1]
+    start = tuple("\\." if c == "." else c for c in head)  # a glob's fragments: '.' escaped
+    globs = [(0, (*start, "\\.x", SUBTREE)), (1, (*start, "\\.", "[0-4]", SUBTREE)), (2, (".*",))]
+    dfa = DFA(Program(globs))
+    names = [head + ".x.w", head + ".3", head + ".5", head]
+    assert [dfa.first[s] for s in dfa.finals(names)] == [0, 1, 2, 2]
+    assert len(Program(globs).nfa.kind) < 3_100  # the common start is built once
