@@ -3,15 +3,19 @@ lazily, state by state.
 
 Running the NFA walks the *set* of nodes alive after each character, so a name costs
 time linear in its length whatever the patterns (no backtracking: a pattern such as
-``(a|aa)+`` cannot hang it). Each set met is a DFA state, remembered with its
-transitions, and a state knows every pattern that accepts there.
+``(a|aa)+`` cannot hang it).
 
-Names are walked segment by segment: ``states[head]`` is the state after ``head + "."``,
-and each state remembers the state after each segment seen from it. A module prefix
-shared by many parameters is therefore read once, and a segment (``weight``, ``17``)
-read from the same state is one dictionary lookup. Names holding a newline are left to
-the ``regex`` engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact
-``regex`` meaning.
+Names are walked segment by segment: a DFA state is the set reached at the end of a
+dotted segment (``states[head]`` is the state after ``head + "."``), and each state
+remembers the state after each segment seen from it. A module prefix shared by many
+parameters is therefore read once, and a segment (``weight``, ``17``) read from the same
+state is one dictionary lookup. Inside a segment the sets are stepped character by
+character without becoming states (the steps are remembered by set, so "layer1" and
+"layer2" share theirs); a state knows every pattern that accepts there. The part of a
+set that every character leads back to (a subtree some rule surely matches) is set
+aside while the rest is stepped; a state that is only that part is ``settled``, and
+nothing under it needs reading. Names holding a newline are left to the ``regex``
+engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact ``regex`` meaning.
 
 A ``DFA`` grows while it matches: every step that creates a state or remembers a
 transition runs under its program's lock, so threads may share one; reading what is

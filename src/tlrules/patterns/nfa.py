@@ -1,8 +1,11 @@
 """Every pattern of a policy compiled into one Thompson NFA (``Program``).
 
 Each pattern's regex body (globs are translated to regex first) is parsed with the
-standard library's regex parser (``compat.sre``) and turned into NFA nodes; all of them
-share one start. ``automaton.DFA`` runs the program over names.
+standard library's regex parser (``compat.sre``; one plain or escaped character, most
+of a glob's fragments, is read directly) and turned into NFA nodes; all of them share
+one start. Globs are built as one tree of their fragments, so a start that many rules
+share ("encoder.layers.encoder_layer_") is built, and stepped through, once.
+``automaton.DFA`` runs the program over names.
 
 A body the NFA cannot express (backreferences, flags, atomic groups, possessive
 repeats, lookarounds wider than one character, ``\\b``) raises ``Unsupported``; the
