@@ -140,6 +140,22 @@ def test_isolated_regexes_and_names_with_newlines() -> None:
     assert matcher.first_all(odd) == [matcher.first(n) for n in odd] == [None, 3, 4]
 
 
+def test_under_a_settled_module_nothing_is_read_but_a_newline_still_goes_to_regex() -> None:
+    # after 'fc.' rule 0 matches whatever follows without a newline: the walk reads no
+    # more of 'fc', but a segment or key holding a newline is left to regex (where
+    # wildcards never match a newline: no rule matches)
+    rules = ["fc", "re:fc\\.b\\.w", "*"]
+    names = ["fc.b.w", "fc.a.b.c.w", "fc.a\nb.w", "fc.b.x\ny", "fc.a.b.c", "x.y"]
+    matcher = _matcher(rules, names)
+    expected = [0, 0, None, None, 0, 2]
+    assert matcher.first_tree(_Spelled.of(names), names) == expected
+    assert [_matcher(rules, names).first(n) for n in names] == expected
+    dfa = matcher.dfa
+    fc = dfa.child(dfa.start, "fc")
+    assert dfa.settled[fc] and not dfa.settled[dfa.start]
+    assert [dfa.child(fc, "any"), dfa.leaf(fc, "a\nb"), dfa.child(fc, "a.b")] == [fc, -1, -2]
+
+
 def test_a_catastrophic_pattern_among_many_names_names_its_rule_and_name() -> None:
     # a backreference keeps the pattern on the regex engine, under its time limit
     matcher = _matcher(["fc", "re:(a|aa)+\\1$b", "*"], ["fc.w", "a" * 64, "x"])

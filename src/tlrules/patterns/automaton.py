@@ -3,15 +3,19 @@ lazily, state by state.
 
 Running the NFA walks the *set* of nodes alive after each character, so a name costs
 time linear in its length whatever the patterns (no backtracking: a pattern such as
-``(a|aa)+`` cannot hang it). Each set met is a DFA state, remembered with its
-transitions, and a state knows every pattern that accepts there.
+``(a|aa)+`` cannot hang it).
 
-Names are walked segment by segment: ``states[head]`` is the state after ``head + "."``,
-and each state remembers the state after each segment seen from it. A module prefix
-shared by many parameters is therefore read once, and a segment (``weight``, ``17``)
-read from the same state is one dictionary lookup. Names holding a newline are left to
-the ``regex`` engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact
-``regex`` meaning.
+Names are walked segment by segment: a DFA state is the set reached at the end of a
+dotted segment (``states[head]`` is the state after ``head + "."``), and each state
+remembers the state after each segment seen from it. A module prefix shared by many
+parameters is therefore read once, and a segment (``weight``, ``17``) read from the same
+state is one dictionary lookup. Inside a segment the sets are stepped character by
+character without becoming states (the steps are remembered by set, so "layer1" and
+"layer2" share theirs); a state knows every pattern that accepts there. The part of a
+set that every character leads back to (a subtree some rule surely matches) is set
+aside while the rest is stepped; a state that is only that part is ``settled``, and
+nothing under it needs reading. Names holding a newline are left to the ``regex``
+engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact ``regex`` meaning.
 
 A ``DFA`` grows while it matches: every step that creates a state or remembers a
 transition runs under its program's lock, so threads may share one; reading what is
@@ -22,7 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .nfa import BEHIND, Program
+from .nfa import BEHIND, CHAR, Program
+
+_Sig = tuple[bool, ...] | None  # the lookbehind tests the last character passed
+_Step = tuple[frozenset[int], _Sig, frozenset[int]]  # nodes, their sig, a closed part
+_NONE: frozenset[int] = frozenset()
 
 
 class DFA:
@@ -46,15 +54,16 @@ class DFA:
         self._lock = program.lock
         self._prune = prune
         self._sig_of: dict[str, tuple[bool, ...]] = {}
-        self._ids: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
-        self._sets: list[tuple[frozenset[int], tuple[bool, ...] | None]] = []
-        self._pending: list[frozenset[int]] = []  # each state's waiting lookaheads
-        self._raw: dict[tuple[frozenset[int], tuple[bool, ...] | None], int] = {}
+        self._ids: dict[tuple[frozenset[int], _Sig], int] = {}
+        self._sets: list[tuple[frozenset[int], _Sig]] = []
+        self._raw: dict[tuple[frozenset[int], _Sig], int] = {}
         self.accepts: list[tuple[int, ...]] = []
         self.first: list[int | None] = []
-        self._chars: list[dict[str, int]] = []
+        self._moves: dict[tuple[frozenset[int], _Sig, str], _Step] = {}
         self.children: list[dict[str, int]] = []  # state -> segment -> state after "seg."
         self.leaves: list[dict[str, int]] = []  # state -> segment -> state after "seg"
+        self.settled: list[bool] = []  # state -> whether all but a newline leads back to it
+        self._kept: list[frozenset[int]] = []  # state -> the part of it that does
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
         with self._lock:
             self.start = self._state(self._resolve(program.start, None, None), None)
@@ -89,8 +98,7 @@ class DFA:
             if t is None and "." in seg:
                 t = self.children[s][seg] = self.DOTTED
             if t is None:
-                t = self._read(s, seg)
-                t = self.children[s][seg] = self._read(t, ".") if t >= 0 else t
+                t = self.children[s][seg] = self._read(s, seg + ".")
             return t
 
     def leaf(self, s: int, seg: str) -> int:
@@ -125,29 +133,45 @@ class DFA:
         return s
 
     def _read(self, s: int, text: str) -> int:
+        """The state after ``text`` from ``s``: the node sets in between are stepped one
+        character at a time but never made states (``_moves`` keeps each step, so
+        segments with a common start, "layer1" and "layer2", share theirs). The part of
+        a set that every character leads back to (``_closed``) is set aside, so steps
+        are shared by sets that differ only there."""
+        if self.settled[s]:
+            return self.NEWLINE if "\n" in text else s
+        (nodes, sig), kept = self._sets[s], self._kept[s]
+        nodes -= kept
+        moves = self._moves
         for c in text:
-            t = self._chars[s].get(c)
-            if t is None:
-                t = self._chars[s][c] = self._step(s, c)
-            s = t
-            if s < 0:
-                break
-        return s
+            step = moves.get((nodes, sig, c))
+            if step is None:
+                if c == "\n":
+                    return self.NEWLINE
+                step = moves[nodes, sig, c] = self._move(nodes, sig, c)
+            nodes, sig, closed = step
+            if closed:
+                kept |= closed
+            if not nodes:  # what is kept stays (a newline still goes to regex)
+                if "\n" in text:
+                    return self.NEWLINE
+                return self._state(kept, None) if kept else self.void
+        return self._state(nodes | kept, sig)
 
     # ------------------------------------------------------------------ states
 
-    def _state(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+    def _state(self, nodes: frozenset[int], sig: _Sig) -> int:
         raw = (nodes, sig)
         s = self._raw.get(raw)
         if s is None:
             s = self._raw[raw] = self._intern(nodes, sig)
         return s
 
-    def _intern(self, nodes: frozenset[int], sig: tuple[bool, ...] | None) -> int:
+    def _intern(self, nodes: frozenset[int], sig: _Sig) -> int:
         p = self._p
-        if self._prune and nodes & p.universal:  # a pattern matches whatever follows:
+        if self._prune and nodes & p.universal_nodes:  # a pattern matches whatever follows:
             rule = p.nfa.rule  # the patterns after it can no longer come first
-            last = min(map(rule.__getitem__, nodes & p.universal))
+            last = min(map(p.universal.__getitem__, nodes & p.universal_nodes))
             if max(map(rule.__getitem__, nodes)) > last:
                 nodes = frozenset(n for n in nodes if rule[n] <= last)
         pending = nodes & p.ahead
@@ -156,38 +180,57 @@ class DFA:
         if s is None:
             s = self._ids[key] = len(self._sets)
             self._sets.append(key)
-            self._pending.append(pending)
             done = nodes | self._resolve(pending, sig, "") if pending else nodes
             accepts = tuple(sorted(p.nfa.rule[n] for n in done & p.accepting))
             self.accepts.append(accepts)
             self.first.append(accepts[0] if accepts else None)
-            self._chars.append({})
             self.children.append({})
             self.leaves.append({})
+            kept = self._closed(nodes)
+            self._kept.append(kept)
+            self.settled.append(bool(nodes) and kept == nodes)
         return s
 
-    def _step(self, s: int, c: str) -> int:
-        if c == "\n":
-            return self.NEWLINE
+    def _closed(self, nodes: frozenset[int]) -> frozenset[int]:
+        """The part of ``nodes`` that every character but a newline leads back to: the
+        '.*' loops that surely match and what they close over, when that takes nothing
+        else (a rule's subtree: ``settled`` where it is all of ``nodes``); else empty."""
         p = self._p
-        nodes, sig = self._sets[s]
+        loops = nodes & p.universal_nodes
+        if not loops:
+            return _NONE
+        succ, kind = p.succ, p.nfa.kind
+        part = p.eclose([succ[n] for n in loops])
+        if not part <= nodes or part & p.asserting:
+            return _NONE
+        for n in part - loops:
+            if kind[n] == CHAR and not p.eclose([succ[n]]) <= part:
+                return _NONE
+        return part
+
+    def _move(self, nodes: frozenset[int], sig: _Sig, c: str) -> _Step:
+        """The nodes alive after ``c`` from ``nodes`` (``sig``: the lookbehind tests the
+        character before passes, kept only while a lookahead waits in ``nodes``), less
+        and then their closed part (``_closed``)."""
+        p = self._p
         taking = p._taking.get(c) or p.taking(c)
         hits = nodes & taking
-        pending = self._pending[s]
+        pending = nodes & p.ahead
         if pending:  # lookaheads that waited for this character, then the character itself
             hits |= (self._resolve(pending, sig, c) - nodes) & taking
         succ = p.succ
-        moved = p.eclose([succ[n] for n in hits]) if hits else frozenset()
+        moved = p.eclose([succ[n] for n in hits]) if hits else _NONE
         after = self._sig_of.get(c)
         if after is None:
             after = self._sig_of[c] = tuple(t(c) for t in p.behind)
         if moved & p.asserting:
             moved = self._resolve(moved, after, None)
-        return self._state(moved, after)
+        closed = self._closed(moved) if moved & p.universal_nodes else _NONE
+        if closed:
+            moved -= closed
+        return moved, after if moved & p.ahead else None, closed
 
-    def _resolve(
-        self, nodes: frozenset[int], sig: tuple[bool, ...] | None, ahead: str | None
-    ) -> frozenset[int]:
+    def _resolve(self, nodes: frozenset[int], sig: _Sig, ahead: str | None) -> frozenset[int]:
         """``nodes`` with their lookarounds decided: ``sig`` says which lookbehind tests the
         previous character passes (``None``: at the start); ``ahead`` is the next
         character ("" at the end; ``None``: not known yet, so lookaheads wait)."""

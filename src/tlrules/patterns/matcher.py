@@ -217,15 +217,17 @@ class Matcher:
 def _walk(dfa: DFA, tree: ModuleTree) -> list[int]:
     """The state each parameter of ``tree`` ends in, each module's name read once: the
     state after a module's prefix is its parent's stepped over one segment (a wrapper
-    segment is skipped); under ``dfa.void`` nothing is read."""
+    segment is skipped); under ``dfa.void`` nothing is read, nor under a settled state
+    (``dfa.settled``: every segment without a newline leads back to it)."""
     children, leaves, child, leaf, void = dfa.children, dfa.leaves, dfa.child, dfa.leaf, dfa.void
+    settled = dfa.settled
     state: list[int] = []
     for up, seg in zip(tree.parents, tree.segments, strict=True):
         if up < 0:
             state.append(dfa.start)
             continue
         s = state[up]
-        if s < 0 or s == void or seg in WRAPPER_SEGMENT_SET:
+        if s < 0 or s == void or seg in WRAPPER_SEGMENT_SET or (settled[s] and "\n" not in seg):
             state.append(s)
             continue
         t = children[s].get(seg)
@@ -233,7 +235,7 @@ def _walk(dfa: DFA, tree: ModuleTree) -> list[int]:
     finals: list[int] = []
     for m, k in zip(tree.owners, tree.keys, strict=True):
         s = state[m]
-        if s >= 0 and s != void:
+        if s >= 0 and s != void and not (settled[s] and "\n" not in k):
             t = leaves[s].get(k)
             s = leaf(s, k) if t is None else t
         finals.append(s)

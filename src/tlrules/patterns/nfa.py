@@ -1,8 +1,11 @@
 """Every pattern of a policy compiled into one Thompson NFA (``Program``).
 
 Each pattern's regex body (globs are translated to regex first) is parsed with the
-standard library's regex parser (``compat.sre``) and turned into NFA nodes; all of them
-share one start. ``automaton.DFA`` runs the program over names.
+standard library's regex parser (``compat.sre``; one plain or escaped character, most
+of a glob's fragments, is read directly) and turned into NFA nodes; all of them share
+one start. Globs are built as one tree of their fragments, so a start that many rules
+share ("encoder.layers.encoder_layer_") is built, and stepped through, once.
+``automaton.DFA`` runs the program over names.
 
 A body the NFA cannot express (backreferences, flags, atomic groups, possessive
 repeats, lookarounds wider than one character, ``\\b``) raises ``Unsupported``; the
@@ -25,6 +28,7 @@ _c = sre.constants
 CHAR, SPLIT, BEHIND, AHEAD, ACCEPT = range(5)
 _NODES = 20_000  # NFA nodes one pattern may use (bounded repeats are copied out)
 _NO_FLAGS = _c.SRE_FLAG_UNICODE
+_SPECIAL = frozenset(".^$*+?{}[]\\|()")  # characters that mean more than themselves
 
 Test = Callable[[str], bool]
 
@@ -133,6 +137,21 @@ class _NFA:
         self.rule.append(self.current)
         return len(self.kind) - 1
 
+    def chars(self, tests: list[Test], nxt: int) -> int:
+        """``add(CHAR, ...)`` for each test in turn, each node leading to the one before
+        (the first to ``nxt``); the last node added, or ``nxt`` if there is none."""
+        if not tests:
+            return nxt
+        first = len(self.kind)
+        if first + len(tests) > self.limit:
+            raise Unsupported("too many states")
+        self.kind += [CHAR] * len(tests)
+        self.test += tests
+        self.negate += [False] * len(tests)
+        self.next += [[nxt], *([n] for n in range(first, first + len(tests) - 1))]
+        self.rule += [self.current] * len(tests)
+        return len(self.kind) - 1
+
     def truncate(self, size: int) -> None:
         for column in (self.kind, self.test, self.negate, self.next, self.rule):
             del column[size:]
@@ -195,9 +214,68 @@ class _NFA:
         return tail
 
 
+class _Branch:
+    """Globs that start with the same fragments: ``kids`` by the fragment that comes
+    next, ``ends`` the globs that end here, ``low`` the first glob through it."""
+
+    def __init__(self, low: int):
+        self.kids: dict[str, _Branch] = {}
+        self.ends: list[int] = []
+        self.low = low
+
+
+def _tree(globs: Sequence[tuple[int, tuple[str, ...]]]) -> _Branch:
+    root = _Branch(globs[0][0])
+    for index, fragments in globs:
+        at = root
+        for fragment in fragments:
+            kid = at.kids.get(fragment)
+            if kid is None:
+                kid = at.kids[fragment] = _Branch(index)
+            at = kid
+        at.ends.append(index)
+    return root
+
+
+def _grow(nfa: _NFA, branch: _Branch) -> int:
+    """The NFA of the globs under ``branch`` (a common start built once, its nodes
+    owned by the first glob through them); the node where they begin."""
+    chain: list[str] = []  # fragments down to where the globs part or one ends
+    low = branch.low
+    while len(branch.kids) == 1 and not branch.ends:
+        fragment, branch = next(iter(branch.kids.items()))
+        chain.append(fragment)
+    entries: list[int] = []
+    for index in branch.ends:
+        nfa.current = index
+        entries.append(nfa.add(ACCEPT, []))
+    for fragment, kid in branch.kids.items():
+        after = _grow(nfa, kid)
+        nfa.current = kid.low
+        entries.append(nfa.build(_parsed(fragment), after))
+    nfa.current = branch.low
+    at = entries[0] if len(entries) == 1 else nfa.add(SPLIT, entries)
+    nfa.current = low
+    run: list[Test] = []  # one-character fragments in a row, added at once
+    for fragment in reversed(chain):
+        items = _parsed(fragment)
+        test = _one_char(*items[0]) if len(items) == 1 else None
+        if test is not None:
+            run.append(test)
+            continue
+        at = nfa.build(items, nfa.chars(run, at))
+        run = []
+    return nfa.chars(run, at)
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed(text: str) -> list[tuple[Any, Any]]:
-    """A regex (or a fragment of a glob's translation) parsed by the standard library."""
+    """A regex (or a fragment of a glob's translation) parsed by the standard library;
+    one plain or escaped character, most of a glob's fragments, is read here."""
+    if len(text) == 1 and text not in _SPECIAL:
+        return [(_c.LITERAL, ord(text))]
+    if len(text) == 2 and text[0] == "\\" and not (text[1].isascii() and text[1].isalnum()):
+        return [(_c.LITERAL, ord(text[1]))]  # what sre makes of '\.', '\-' or '\\'
     items, flags = sre.parse(text)
     if flags & ~_NO_FLAGS:
         raise Unsupported("flags")
@@ -209,7 +287,10 @@ class Program:
     ``DFA`` needs; ``unsupported`` lists the indexes it left out.
 
     Each pattern is ``(index, regex)``: a regex body, or a glob's translation as its
-    regex fragments (each parsed once however many globs share it, then joined)."""
+    regex fragments (each parsed once however many globs share it). Globs that start
+    with the same fragments share the nodes of that start (``_grow``), so a policy of
+    rules under one prefix ("encoder.layers.…") builds and steps through it once.
+    ``universal`` maps a '.' of a '.*' loop to the first pattern it surely matches."""
 
     def __init__(self, patterns: Sequence[tuple[int, str | tuple[str, ...]]]):
         # held while the closures below or a DFA over this program grow (re-entrant:
@@ -218,7 +299,19 @@ class Program:
         nfa = self.nfa = _NFA()
         starts: list[int] = []
         self.unsupported: list[int] = []
-        for index, body in patterns:
+        size = len(nfa.kind)
+        globs = [(index, body) for index, body in patterns if not isinstance(body, str)]
+        alone: list[tuple[int, str | tuple[str, ...]]] = [
+            (index, body) for index, body in patterns if isinstance(body, str)
+        ]
+        try:
+            if globs:
+                nfa.limit = size + _NODES * len(globs)
+                starts.append(_grow(nfa, _tree(globs)))
+        except (Unsupported, sre.error, RecursionError, OverflowError):
+            nfa.truncate(size)  # each pattern alone, so that only the faulty ones are left out
+            alone = list(patterns)
+        for index, body in alone:
             size = len(nfa.kind)
             nfa.limit = size + _NODES
             try:
@@ -232,13 +325,16 @@ class Program:
             except (Unsupported, sre.error, RecursionError, OverflowError):
                 nfa.truncate(size)
                 self.unsupported.append(index)
-        kind, tests = nfa.kind, nfa.test
-        # a '.' in a '.*' loop from which the pattern can stop and accept (through
-        # alternatives only): once a name reaches it, the pattern matches however the
-        # name goes on, and no later pattern can come first
-        self.universal = frozenset(
-            char for char, after in nfa.loops if any(kind[n] == ACCEPT for n in self._walk(after))
-        )
+        kind, tests, rule = nfa.kind, nfa.test, nfa.rule
+        # a '.' in a '.*' loop from which a pattern can stop and accept (through
+        # alternatives only): once a name reaches it, that pattern (the first, where globs
+        # share the loop) matches however the name goes on, and no later one can come first
+        self.universal: dict[int, int] = {}
+        for char, after in nfa.loops:
+            accepts = [rule[n] for n in self._walk(after) if kind[n] == ACCEPT]
+            if accepts:
+                self.universal[char] = min(accepts)
+        self.universal_nodes = frozenset(self.universal)
         self.succ = [nexts[0] if nexts else -1 for nexts in nfa.next]
         self.accepting = frozenset(n for n, k in enumerate(kind) if k == ACCEPT)
         self.ahead = frozenset(n for n, k in enumerate(kind) if k == AHEAD)
@@ -275,11 +371,12 @@ class Program:
         """Nodes reachable from ``seeds`` through SPLIT nodes only (lookarounds are kept
         as members, to be resolved by ``DFA``); each node's own closure is remembered
         (call it under ``lock``)."""
+        closes, kind = self._eclose, self.nfa.kind
         out: list[frozenset[int]] = []
         for n in seeds:
-            found = self._eclose[n]
-            if found is None:
-                found = self._eclose[n] = self._walk(n)
+            found = closes[n]
+            if found is None:  # most nodes take a character: their closure is themselves
+                found = closes[n] = self._walk(n) if kind[n] == SPLIT else frozenset((n,))
             out.append(found)
         return out[0] if len(out) == 1 else frozenset().union(*out)
 
