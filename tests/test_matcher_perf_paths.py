@@ -211,7 +211,7 @@ def test_the_walk_lists_what_named_parameters_and_named_modules_list(model: nn.M
     assert [(n, m) for n, m, _ in tree.buffered] == [
         (n, m) for n, m in model.named_modules() if m._buffers
     ]
-    for name, module, m in tree.buffered:  # the module's index in the tree, when it has one
+    for name, _, m in tree.buffered:  # the module's index in the tree, when it has one
         assert m == -1 if not tree.owners else tree.segments[m] == name.rpartition(".")[2]
     assert not tree.wrapped
     if tree.owners:  # the tree spells every name: the owner's path, then the attribute
