@@ -7,7 +7,7 @@ locks frozen norm layers in eval mode: all of it, or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
@@ -75,7 +75,7 @@ def audit(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None
 
 
 def set_flags(
-    targets: Sequence[tuple[nn.Parameter, bool]],
+    targets: Iterable[tuple[nn.Parameter, bool]],
     changed: list[tuple[nn.Parameter, bool]],
     stale: list[tuple[nn.Parameter, Any]],
 ) -> None:
@@ -97,7 +97,7 @@ def apply(policy: CompiledPolicy, model: nn.Module, *, fingerprint: bool = False
     ``fingerprint``, record what ``Applied.verify`` compares with."""
     plan = decide(policy.decidable(), model)
     if plan.wrapped:
-        preflight.before_apply(policy, model, plan.targets)  # wrapper traps, as warnings
+        preflight.before_apply(policy, model, plan.targets())  # wrapper traps, as warnings
     changed: list[tuple[nn.Parameter, bool]] = []
     # a stale gradient would keep moving a frozen parameter (momentum, weight decay)
     stale: list[tuple[nn.Parameter, Any]] = []
@@ -109,7 +109,7 @@ def apply(policy: CompiledPolicy, model: nn.Module, *, fingerprint: bool = False
             p.grad = grad
 
     try:
-        set_flags(plan.targets, changed, stale)
+        set_flags(plan.targets(), changed, stale)
     except BaseException:
         restore()
         raise

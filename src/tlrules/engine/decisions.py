@@ -8,10 +8,11 @@ then sets ``requires_grad`` on every parameter, or on none.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
 
+import torch
 from torch import nn
 
 from ..compat.torch_internals import members
@@ -35,10 +36,15 @@ class Plan:
     """Every decision for one model, before anything is changed."""
 
     report: Report
-    targets: tuple[tuple[nn.Parameter, bool], ...]  # each tensor once, with requires_grad
+    params: Sequence[nn.Parameter]  # each tensor once,
+    train: Sequence[bool]  # and whether it trains (``targets()`` pairs them)
     norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
     wrapped: bool = True  # a wrapper that preflight checks may be inside
     peft: bool = False  # names were read as a PEFT model's (DESIGN.md section 7)
+
+    def targets(self) -> Iterator[tuple[nn.Parameter, bool]]:
+        """Each tensor once, with the ``requires_grad`` it gets."""
+        return zip(self.params, self.train, strict=True)
 
 
 @gc_paused  # hundreds of thousands of acyclic objects: no full collections meanwhile
@@ -66,15 +72,17 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         and len(set(map(id, params))) == len(params)
         and (default != "error" or None not in found)
     ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
-        table = columns(policy, names, found, params)
-        targets = tuple(zip(params, table.train, strict=True))
+        dtypes = [p.dtype for p in params]
+        table = columns(policy, names, found, params, dtypes)
+        train: Sequence[bool] = table.train
+        trainable = {d: d.is_floating_point or d.is_complex for d in set(dtypes)}
         problems = [  # only the trained tensors are checked
-            (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], p))
-            for k, p in compress(enumerate(params), table.train)
-            if not (p.is_floating_point() or p.is_complex())
+            (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], params[k]))
+            for k, dtype in compress(enumerate(dtypes), train)
+            if not trainable[dtype]
         ]
     else:
-        table, targets, problems = _decide_each(policy, tree.names, params, names, found)
+        table, params, train, problems = _decide_each(policy, tree.names, params, names, found)
     if policy.expects:
         problems += expect.check(policy, _rows(table))
     if problems:
@@ -83,7 +91,9 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     if policy.groups:
         table, groups = assign_groups(policy, _rows(table), names)
     with timeouts_named(rules):
-        norm = norms.plan(policy, _norm_layers(tree, targets, table, peft), matcher)
+        norm = norms.plan(
+            policy, _norm_layers(tree, zip(params, train, strict=True), table, peft), matcher
+        )
     report = build_report(
         policy,
         table,
@@ -96,15 +106,21 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         tree=tree,
         spelled=not peft,
     )
-    return Plan(report, targets, norm.targets, tree.wrapped, peft)
+    return Plan(report, params, train, norm.targets, tree.wrapped, peft)
 
 
 def columns(
-    policy: CompiledPolicy, names: list[str], found: list[int | None], params: list[nn.Parameter]
+    policy: CompiledPolicy,
+    names: list[str],
+    found: list[int | None],
+    params: list[nn.Parameter],
+    dtypes: list[torch.dtype],
 ) -> Columns:
-    """The decisions of a model whose tensors have one name each, as the report keeps
-    them: shapes, element counts and sizes read now, so that it holds no tensor."""
+    """The decisions of a model whose tensors (of ``dtypes``) have one name each, as the
+    report keeps them: shapes, element counts and sizes read now, so that it holds no
+    tensor."""
     shapes = [p.shape for p in params]  # a torch.Size is a tuple of ints: no tensor held
+    itemsize = {d: d.itemsize for d in set(dtypes)}
     return Columns(
         names,
         found,
@@ -112,7 +128,7 @@ def columns(
         policy.default,
         shapes,
         list(map(math.prod, shapes)),
-        [p.element_size() for p in params],
+        list(map(itemsize.__getitem__, dtypes)),
     )
 
 
@@ -122,7 +138,7 @@ def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
 
 def _norm_layers(
     tree: Tree,
-    targets: tuple[tuple[nn.Parameter, bool], ...],
+    targets: Iterable[tuple[nn.Parameter, bool]],
     table: Columns | list[Decision],
     peft: bool,
 ) -> Iterator[tuple[str, nn.Module, bool | None]]:
@@ -151,15 +167,17 @@ def _decide_each(
     params: list[nn.Parameter],
     names: list[str],
     found: list[int | None],
-) -> tuple[list[Decision], tuple[tuple[nn.Parameter, bool], ...], list[tuple[Where, str]]]:
+) -> tuple[list[Decision], list[nn.Parameter], list[bool], list[tuple[Where, str]]]:
     """Decisions one name at a time, for tied tensors (each decided once, its aliases
-    must agree), wrapper names that collide, and names no rule decides."""
+    must agree), wrapper names that collide, and names no rule decides; each tensor once
+    with whether it trains."""
     rules, default = policy.rules, policy.default
     decisions: list[Decision] = []
     unmatched: list[str] = []
     owner: dict[int, int] = {}  # id(tensor) -> index of its first name
     seen: dict[str, int] = {}
-    targets: list[tuple[nn.Parameter, bool]] = []
+    tensors: list[nn.Parameter] = []
+    train: list[bool] = []
     problems: list[tuple[Where, str]] = []
     for i, (raw_name, param, name) in enumerate(zip(raw_names, params, names, strict=True)):
         index = found[i]
@@ -192,7 +210,8 @@ def _decide_each(
             param.element_size(),
         )
         if tied_to is None:
-            targets.append((param, action == "train"))
+            tensors.append(param)
+            train.append(action == "train")
             if action == "train" and not (param.is_floating_point() or param.is_complex()):
                 problems.append((_rule_where(policy, rule), _cannot_train(name, param)))
         elif decisions[first_alias].action != action:
@@ -200,7 +219,7 @@ def _decide_each(
         decisions.append(decision)
     if unmatched:
         problems.insert(0, (policy.where, _unmatched(unmatched)))
-    return decisions, tuple(targets), problems
+    return decisions, tensors, train, problems
 
 
 def _disagree(policy: CompiledPolicy, first: Decision, alias: Decision) -> tuple[Where, str]:

@@ -47,7 +47,7 @@ def param_groups(
     report = plan.report
     if plan.peft:  # a policy applied before get_peft_model: PEFT froze what it trains
         firsts = (d for d in report.decisions if d.tied_to is None)
-        decided = ((d.name, p, flag) for d, (p, flag) in zip(firsts, plan.targets, strict=True))
+        decided = ((d.name, p, flag) for d, (p, flag) in zip(firsts, plan.targets(), strict=True))
         warn_reset(decided, stacklevel=3)  # <- param_groups <- Policy.param_groups <- caller
     if policy.stage_spec is not None and policy.stage_spec.lr is not None:
         lr = policy.stage_spec.lr
