@@ -3,6 +3,7 @@ with buffers, and whether a wrapper that ``preflight`` checks, or a PEFT layer, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -36,47 +37,64 @@ class Tree:
 _PLAIN = nn.Module.named_modules, nn.Module.named_parameters
 
 
+@functools.lru_cache(maxsize=4096)
+def _facts(cls: type) -> tuple[str, bool, bool] | None:
+    """``cls``'s name, whether it is a wrapper that ``preflight`` checks, and whether it
+    is a PEFT class; ``None`` for a class that lists its own members. Remembered: a
+    model holds a few classes many times, and models are walked again."""
+    if (cls.named_modules, cls.named_parameters) != _PLAIN:  # type: ignore[attr-defined]
+        return None
+    return cls.__name__, cls.__name__ in WRAPPER_CLASSES, is_peft_class(cls)
+
+
 def walk(model: nn.Module) -> Tree:
     """The ``Tree`` of ``model``, in the order ``named_parameters`` lists it.
 
     An explicit stack instead of ``named_modules``' nested generators: on a 45,000-tensor
     model that is most of the time ``named_parameters`` takes."""
     tree = Tree()
-    names, params, owners, keys = tree.names, tree.params, tree.owners, tree.keys
-    parents, segments, buffered, kinds = tree.parents, tree.segments, tree.buffered, tree.kinds
     seen: set[int] = set()
     known: dict[type, str] = {}  # class -> its name, for each class met (checked once)
     wrapped = peft = False
     stack: list[tuple[str, nn.Module, int, str]] = [("", model, -1, "")]
     pop, push = stack.pop, stack.append
+    # bound methods, looked up once: a few hundred thousand calls on a large model
+    add_name, add_param, add_owner, add_key = (
+        tree.names.append,
+        tree.params.append,
+        tree.owners.append,
+        tree.keys.append,
+    )
+    add_parent, add_segment, add_kind = tree.parents.append, tree.segments.append, tree.kinds.append
     here = -1
     while stack:
         prefix, module, parent, segment = pop()
-        cls = type(module)
+        cls: type = type(module)
         kind = known.get(cls)
         if kind is None:
-            if (cls.named_modules, cls.named_parameters) != _PLAIN:
+            facts = _facts(cls)
+            if facts is None:
                 return _listed(model)  # a class that lists its own members: ask it
-            kind = known[cls] = cls.__name__
-            wrapped = wrapped or kind in WRAPPER_CLASSES
-            peft = peft or is_peft_class(cls)
+            kind = known[cls] = facts[0]
+            wrapped = wrapped or facts[1]
+            peft = peft or facts[2]
         here += 1
-        parents.append(parent)
-        segments.append(segment)
-        kinds.append(kind)
+        add_parent(parent)
+        add_segment(segment)
+        add_kind(kind)
         own, buffers, children, compiled = walked(module)
         wrapped = wrapped or compiled
         dot = prefix + "." if prefix else ""
         if own:
             for k, v in own.items():  # plain loops: cheaper than comprehensions
                 if v is not None:
-                    names.append(dot + k)
-                    params.append(v)
-                    owners.append(here)
-                    keys.append(k)
+                    add_name(dot + k)
+                    add_param(v)
+                    add_owner(here)
+                    add_key(k)
         if buffers and id(module) not in seen:
             seen.add(id(module))
-            buffered.append((prefix, module, here))
+            tree.buffered.append((prefix, module, here))
         if children:
             for k, m in reversed(children.items()):
                 if m is not None:
