@@ -40,10 +40,15 @@ def test_first_all_and_select_agree_with_the_naive_loop(rules, names) -> None:
     assert matcher.first_all(names) == expected
     assert matcher.first_all(names) == expected  # the remembered result
     assert [matcher.first(n) for n in names] == expected
-    hits = matcher.select(range(len(rules)), names)
+    hits = matcher.select(range(len(rules)), names)  # reads the states first_all reached
     for i in range(len(rules)):
         alone = reference([rules[i]], names)
         assert hits[i] == [k for k, r in enumerate(alone) if r == 0]
+    # a matcher that decided nothing yet builds an automaton of the patterns asked about
+    assert _matcher(rules, names).select(range(len(rules)), names) == hits
+    assert _matcher(rules, names).select([len(rules) - 1], names) == {
+        len(rules) - 1: hits[len(rules) - 1]
+    }
 
 
 @dataclass
@@ -141,13 +146,13 @@ def test_isolated_regexes_and_names_with_newlines() -> None:
 
 
 def test_under_a_settled_module_nothing_is_read_but_a_newline_still_goes_to_regex() -> None:
-    # after 'fc.' rule 0 matches whatever follows without a newline: the walk reads no
-    # more of 'fc', but a segment or key holding a newline is left to regex (where
-    # wildcards never match a newline: no rule matches)
-    rules = ["fc", "re:fc\\.b\\.w", "*"]
+    # after 'fc.' every pattern still alive (rules 0 and 1) matches whatever follows
+    # without a newline: the walk reads no more of 'fc', but a segment or key holding a
+    # newline is left to regex (where wildcards never match a newline: no rule matches)
+    rules = ["fc", "*"]
     names = ["fc.b.w", "fc.a.b.c.w", "fc.a\nb.w", "fc.b.x\ny", "fc.a.b.c", "x.y"]
     matcher = _matcher(rules, names)
-    expected = [0, 0, None, None, 0, 2]
+    expected = [0, 0, None, None, 0, 1]
     assert matcher.first_tree(_Spelled.of(names), names) == expected
     assert [_matcher(rules, names).first(n) for n in names] == expected
     dfa = matcher.dfa

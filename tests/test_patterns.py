@@ -184,6 +184,28 @@ def test_glob_and_regex_examples(glob: str, matches: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
+    "names",
+    [
+        ["b.1.x", "b.1.y", "b.10.x", "b.2.x", "b.1.z", "b.7"],  # runs interleave
+        ["b.10.x", "b.1.x", "b.10.y", "b.100", "a.b.999.x"],  # numbers that start alike
+        ["b.007.x", "b.007.y", "b.7.x", "b.3.x"],  # one number, spelled two ways
+    ],
+)
+def test_a_negative_range_counts_from_the_largest_index_whatever_the_order(
+    names: list[str],
+) -> None:
+    # the last index is found one run of names at a time: runs of one number may repeat
+    last = max(
+        int(n.split(".")[1]) for n in names if n.startswith("b.") and n.split(".")[1].isdigit()
+    )
+    matcher = Matcher([Pattern.parse("b.{-1..}")], names)
+    picked = [n for n in names if matcher.first(n) == 0]
+    assert picked == [
+        n for n in names if n.split(".")[1].isdigit() and int(n.split(".")[1]) == last
+    ]
+
+
+@pytest.mark.parametrize(
     ("text", "message", "pos"),
     [
         ("layer[0-9", "unclosed '['; close the class with ']' or write '\\['", 5),

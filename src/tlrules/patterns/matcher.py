@@ -60,7 +60,9 @@ class Matcher:
         self.texts = tuple(p.text for p in patterns)
         self.bodies = [s if isinstance(s, str) else glob_body(list(s[:-1])) for s in self.specs]
         program = Program(list(enumerate(self.specs)))
-        self.dfa = DFA(program)
+        # unpruned: a state keeps every pattern that matches there, so that ``select``
+        # reads the states ``first_tree`` reached (first match is ``accepts[0]`` alike)
+        self.dfa = DFA(program, prune=False)
         # the patterns the automaton left to the regex engine, in pattern order
         self.isolated = [(i, regex.compile(self.bodies[i])) for i in program.unsupported]
         self._lock = threading.Lock()  # for the dicts below
@@ -68,10 +70,10 @@ class Matcher:
         self._some: dict[tuple[int, ...], DFA] = {}
         self._single: dict[int, regex.Pattern[str]] = {}
         self._cores: dict[int, regex.Pattern[str]] = {}
-        # the last names given to first_all or first_tree and the result: applying or
-        # auditing the same model again (audit then apply, stage after stage) costs one
-        # comparison
-        self._last: tuple[tuple[str, ...], list[int | None]] = ((), [])
+        # the last names given to first_all or first_tree, the result and the state each
+        # name ended in: applying or auditing the same model again (audit then apply,
+        # stage after stage) costs one comparison, and select reads those states
+        self._last: tuple[tuple[str, ...], list[int | None], list[int]] = ((), [], [])
         # the last question put to select (patterns, names) and its answer
         self._selected: tuple[tuple[tuple[int, ...], tuple[str, ...]], dict[int, list[int]]]
         self._selected = (((), ()), {})
@@ -85,7 +87,8 @@ class Matcher:
         key = tuple(names)
         last = self._last
         if key != last[0] or not key:
-            last = self._last = (key, self._firsts(key))
+            finals = self.dfa.finals(key)
+            last = self._last = (key, self._finish(finals, key), finals)
         return list(last[1])
 
     def matches(self, index: int, name: str) -> bool:
@@ -111,8 +114,20 @@ class Matcher:
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
-        dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
-        finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
+        last = self._last
+        if last[0] and last[0] == tuple(names):  # the states first_tree or first_all reached
+            dfa, finals, wanted = self.dfa, last[2], set(fast)
+
+            def pick(found: tuple[int, ...]) -> list[int]:  # accepts are pattern indexes
+                return [i for i in found if i in wanted]
+
+        else:  # an automaton of the patterns asked about alone
+            dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
+            finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
+
+            def pick(found: tuple[int, ...]) -> list[int]:  # accepts are places in fast
+                return [fast[i] for i in found]
+
         hits: dict[int, list[int]] = {dfa.void: []}  # state -> the patterns it accepts
         for k, s in enumerate(finals):
             if s == DFA.DOTTED:  # a tree segment holding a dot: read the whole name
@@ -120,7 +135,7 @@ class Matcher:
             hit = hits.get(s)
             if hit is None:
                 if s >= 0:
-                    hit = hits[s] = [fast[i] for i in dfa.accepts[s]]
+                    hit = hits[s] = pick(dfa.accepts[s])
                 else:  # a name with a newline
                     hit = [i for i in fast if self.matches(i, names[k])]
             for i in hit:
@@ -139,7 +154,8 @@ class Matcher:
         key = tuple(names)
         last = self._last
         if key != last[0] or not key:
-            last = self._last = (key, self._finish(_walk(self.dfa, tree), names))
+            finals = _walk(self.dfa, tree)
+            last = self._last = (key, self._finish(finals, names), finals)
         return list(last[1])
 
     def names_module(self, index: int, module: str) -> bool:

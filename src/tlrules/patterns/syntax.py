@@ -294,7 +294,11 @@ def _last_index(prefix: list[str], lines: Lines) -> int | None:
         text = "".join(c for c in literal if c)
         if text[-1:].isdigit():
             return None  # the number would touch the digit before it
-        found = re.findall(re.escape("\n" + text) + r"(\d+)", "\n" + lines.text)
+        # one match per run of names that share the number (a model lists a block's
+        # names together), not one per name: the run's later lines are read in the match
+        head_at = re.escape("\n" + text)
+        runs = re.compile(head_at + r"(\d+)[^\n]*(?:" + head_at + r"\1(?!\d)[^\n]*)*")
+        found = runs.findall("\n" + lines.text)
         return max(map(int, set(found))) if found else None
     if lines.ok and "\n" not in head:
         if all(_deterministic(p) for p in prefix):  # one place per name to look
