@@ -71,17 +71,13 @@ def test_what_the_automaton_cannot_express_is_left_to_regex(body: str) -> None:
     assert Program([(0, "a.*"), (1, body), (2, ".*")]).unsupported == [1]
 
 
-@pytest.mark.parametrize("prune", [True, False])
-def test_all_patterns_together_first_and_accepts(prune: bool) -> None:
+def test_all_patterns_together_first_and_accepts() -> None:
     program = Program(list(enumerate(EXPRESSED)))
-    dfa = DFA(program, prune=prune)
+    dfa = DFA(program)
     for name, s in zip(NAMES, dfa.finals(NAMES), strict=True):
         matching = tuple(i for i, b in enumerate(EXPRESSED) if regex.fullmatch(b, name))
         assert dfa.first[s] == (matching[0] if matching else None)
-        if prune:  # ends at a pattern that matches whatever follows
-            assert dfa.accepts[s] == matching[: len(dfa.accepts[s])]
-        else:
-            assert dfa.accepts[s] == matching
+        assert dfa.accepts[s] == matching
 
 
 def test_a_name_with_a_newline_is_left_to_regex() -> None:
@@ -107,10 +103,9 @@ _SHARED_NAMES += ["model.layers.3.bn1", "model.layers.03.x", "model.layers.13.a"
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     globs=st.lists(st.tuples(_START, _REST).map("".join).filter(bool), min_size=1, max_size=8),
-    prune=st.booleans(),
     lead=st.sampled_from([None, r".*\.bn\d*", r".*(?<!\d)1\..*", r"(?:a|l).*b(?=\.).*"]),
 )
-def test_globs_with_a_common_start_share_it_and_decide_as_regex(globs, prune, lead) -> None:
+def test_globs_with_a_common_start_share_it_and_decide_as_regex(globs, lead) -> None:
     # globs that start alike are built as one tree of fragments (a '.*' loop possibly
     # shared by a glob that ends after it and one that goes on); a wildcard regex first
     # stays alive beside the subtrees the globs close (their part of a set is set aside
@@ -120,17 +115,17 @@ def test_globs_with_a_common_start_share_it_and_decide_as_regex(globs, prune, le
     specs += [(len(specs) + i, (*r, SUBTREE)) for i, r in enumerate(resolved) if r is not None]
     program = Program(specs)
     assert program.unsupported == []
-    dfa = DFA(program, prune=prune)
+    dfa = DFA(program)
     bodies = ([] if lead is None else [lead]) + [glob_body(r) for r in resolved]
     for name, s in zip(_SHARED_NAMES, dfa.finals(_SHARED_NAMES), strict=True):
         matching = tuple(i for i, b in enumerate(bodies) if regex.fullmatch(b, name))
         assert dfa.first[s] == (matching[0] if matching else None)
-        assert dfa.accepts[s] == (matching[: len(dfa.accepts[s])] if prune else matching)
+        assert dfa.accepts[s] == matching
 
 
-def test_a_shared_loop_stops_later_globs_only_after_the_glob_it_surely_matches() -> None:
-    # 'x*y' and 'x*' share 'x' and the '.*' loop; the loop surely matches 'x*' (2), so
-    # 'xz' (1), which comes before it, is still found
+def test_a_shared_loop_leaves_every_glob_through_it_its_own_answer() -> None:
+    # 'x*y' and 'x*' share 'x' and the '.*' loop, which surely matches 'x*' (2); 'xz'
+    # (1), which comes before it, is still found, and 'x*y' (0) where it matches
     dfa = DFA(
         Program(
             [(0, ("x", ".*", "y", SUBTREE)), (1, ("x", "z", SUBTREE)), (2, ("x", ".*", SUBTREE))]

@@ -38,9 +38,8 @@ class DFA:
 
     ``finals(names)`` gives the state each name ends in; ``accepts[state]`` the indexes
     of the patterns that match there, in order, and ``first[state]`` the lowest
-    (``None``: no pattern matches). With ``prune``, a state drops the patterns after
-    one that matches whatever follows, so ``accepts`` ends at the first pattern that
-    surely matches; ``prune=False`` keeps every pattern, for ``Matcher.select``.
+    (``None``: no pattern matches): every pattern, so that ``Matcher.select`` reads the
+    states ``Matcher.first_tree`` reached.
     ``child(state, segment)`` and ``leaf(state, segment)`` step over one dotted segment,
     for walking a module tree; ``void`` is the state where no pattern can match any more
     (a walk need not read what lies under it).
@@ -49,10 +48,9 @@ class DFA:
     NEWLINE = -1  # the "state" of a name with a newline: not matched here
     DOTTED = -2  # a tree segment holding a dot: read the whole name instead (``finals``)
 
-    def __init__(self, program: Program, prune: bool = True):
+    def __init__(self, program: Program):
         self._p = program
         self._lock = program.lock
-        self._prune = prune
         self._sig_of: dict[str, tuple[bool, ...]] = {}
         self._ids: dict[tuple[frozenset[int], _Sig], int] = {}
         self._sets: list[tuple[frozenset[int], _Sig]] = []
@@ -169,11 +167,6 @@ class DFA:
 
     def _intern(self, nodes: frozenset[int], sig: _Sig) -> int:
         p = self._p
-        if self._prune and nodes & p.universal_nodes:  # a pattern matches whatever follows:
-            rule = p.nfa.rule  # the patterns after it can no longer come first
-            last = min(map(p.universal.__getitem__, nodes & p.universal_nodes))
-            if max(map(rule.__getitem__, nodes)) > last:
-                nodes = frozenset(n for n in nodes if rule[n] <= last)
         pending = nodes & p.ahead
         key = (nodes, sig if pending else None)  # only a pending lookahead reads sig later
         s = self._ids.get(key)

@@ -60,9 +60,7 @@ class Matcher:
         self.texts = tuple(p.text for p in patterns)
         self.bodies = [s if isinstance(s, str) else glob_body(list(s[:-1])) for s in self.specs]
         program = Program(list(enumerate(self.specs)))
-        # unpruned: a state keeps every pattern that matches there, so that ``select``
-        # reads the states ``first_tree`` reached (first match is ``accepts[0]`` alike)
-        self.dfa = DFA(program, prune=False)
+        self.dfa = DFA(program)  # its states keep every pattern: select reads them too
         # the patterns the automaton left to the regex engine, in pattern order
         self.isolated = [(i, regex.compile(self.bodies[i])) for i in program.unsupported]
         self._lock = threading.Lock()  # for the dicts below
@@ -122,7 +120,7 @@ class Matcher:
                 return [i for i in found if i in wanted]
 
         else:  # an automaton of the patterns asked about alone
-            dfa = self._remembered(self._some, fast, lambda: self._unpruned(fast))
+            dfa = self._remembered(self._some, fast, lambda: self._alone(fast))
             finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
 
             def pick(found: tuple[int, ...]) -> list[int]:  # accepts are places in fast
@@ -213,9 +211,9 @@ class Matcher:
         except TimeoutError:
             raise PatternTimeout(text, [index], [self.texts[index]]) from None
 
-    def _unpruned(self, fast: tuple[int, ...]) -> DFA:
-        """An automaton of the patterns ``fast`` alone, none pruned."""
-        return DFA(Program([(k, self.specs[i]) for k, i in enumerate(fast)]), prune=False)
+    def _alone(self, fast: tuple[int, ...]) -> DFA:
+        """An automaton of the patterns ``fast`` alone."""
+        return DFA(Program([(k, self.specs[i]) for k, i in enumerate(fast)]))
 
     def _regex(self, index: int) -> regex.Pattern[str]:
         return self._remembered(self._single, index, lambda: regex.compile(self.bodies[index]))

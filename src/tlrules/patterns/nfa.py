@@ -290,7 +290,7 @@ class Program:
     regex fragments (each parsed once however many globs share it). Globs that start
     with the same fragments share the nodes of that start (``_grow``), so a policy of
     rules under one prefix ("encoder.layers.…") builds and steps through it once.
-    ``universal`` maps a '.' of a '.*' loop to the first pattern it surely matches."""
+    ``universal_nodes`` are the '.' of the '.*' loops from which a pattern accepts."""
 
     def __init__(self, patterns: Sequence[tuple[int, str | tuple[str, ...]]]):
         # held while the closures below or a DFA over this program grow (re-entrant:
@@ -325,16 +325,13 @@ class Program:
             except (Unsupported, sre.error, RecursionError, OverflowError):
                 nfa.truncate(size)
                 self.unsupported.append(index)
-        kind, tests, rule = nfa.kind, nfa.test, nfa.rule
+        kind, tests = nfa.kind, nfa.test
         # a '.' in a '.*' loop from which a pattern can stop and accept (through
-        # alternatives only): once a name reaches it, that pattern (the first, where globs
-        # share the loop) matches however the name goes on, and no later one can come first
-        self.universal: dict[int, int] = {}
-        for char, after in nfa.loops:
-            accepts = [rule[n] for n in self._walk(after) if kind[n] == ACCEPT]
-            if accepts:
-                self.universal[char] = min(accepts)
-        self.universal_nodes = frozenset(self.universal)
+        # alternatives only): once a name reaches it, that pattern matches however the
+        # name goes on (``DFA`` sets such parts of its node sets aside)
+        self.universal_nodes = frozenset(
+            char for char, after in nfa.loops if any(kind[n] == ACCEPT for n in self._walk(after))
+        )
         self.succ = [nexts[0] if nexts else -1 for nexts in nfa.next]
         self.accepting = frozenset(n for n, k in enumerate(kind) if k == ACCEPT)
         self.ahead = frozenset(n for n, k in enumerate(kind) if k == AHEAD)
