@@ -49,7 +49,29 @@ def test_verify_notices_policy_and_shape_changes() -> None:
         "action: blocks.10.weight train -> freeze",
         "action: blocks.10.bias train -> freeze",
         "shape: blocks.11.weight [3, 3] -> [5, 3]",
+        "rule: blocks.11.weight decided by rule 1 'blocks.{-2..-1}' -> rule 1 'blocks.{-1..-1}'",
         "shape: blocks.11.bias [3] -> [5]",
+        "rule: blocks.11.bias decided by rule 1 'blocks.{-2..-1}' -> rule 1 'blocks.{-1..-1}'",
+    ]
+
+
+def test_verify_names_a_moved_rule_by_its_pattern_where_the_lock_records_it() -> None:
+    document = lock(_policy().audit(Containers()))
+    reordered = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - heads.cls: train\n  - 'blocks.{-2..-1}': train\n"
+        "  - 'blocks.*.weight': freeze\n  - '*': freeze\n"
+    )
+    changes = verify(document, reordered.audit(Containers()))
+    assert changes[:2] == [
+        "rule: scale decided by rule 3 '*' -> rule 4 '*'",
+        "rule: blocks.0.weight decided by rule 3 '*' -> rule 3 'blocks.*.weight'",  # same number
+    ]
+    assert "rule: heads.cls.weight decided by rule 2 'heads.cls' -> rule 1 'heads.cls'" in changes
+    del document["rules"]  # a lock written by hand: rules named by number only
+    changes = verify(document, reordered.audit(Containers()))
+    assert changes[:2] == [
+        "rule: scale decided by rule 3 -> rule 4 '*'",
+        "rule: blocks.0.bias decided by rule 3 -> rule 4 '*'",  # the same number: not seen
     ]
 
 
@@ -63,7 +85,7 @@ def test_lock_and_verify_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["verify", "resnet18", "torchvision/resnet-layer4-fc", str(lockfile)]) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0] == "rule: conv1.weight decided by rule 2 -> rule 3"
+    assert lines[0] == "rule: conv1.weight decided by rule 2 '*' -> rule 3 '*'"
     assert "action: layer4.0.conv1.weight freeze -> train" in lines
     assert len(lines) == 62  # 15 parameters change action, the other 47 their rule number
     assert "62 changes; if intended, regenerate it with 'tlrules lock" in captured.err

@@ -69,6 +69,15 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
     """Every way ``report`` differs from the recorded ``document``; empty when it matches."""
     was = {p["name"]: p for p in document["parameters"]}
     now = {d.name: d for d in report.decisions}
+    # the patterns, so that a rule that moved is named by what it says, not only by place
+    listed = document.get("rules")
+    entries = listed if isinstance(listed, list) else []  # a lock written by hand may lack it
+    then = {
+        r["rule"]: r.get("pattern")
+        for r in entries
+        if isinstance(r, dict) and isinstance(r.get("rule"), int)
+    }
+    patterns = {r.rule: r.pattern for r in report.rules}
     changes = [f"removed: {name}" for name in was if name not in now]
     changes += [f"added: {name} ({now[name].action})" for name in now if name not in was]
     for name, d in now.items():
@@ -79,12 +88,18 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
             changes.append(f"shape: {name} {old['shape']} -> {list(d.shape)}")
         if old["action"] != d.action:
             changes.append(f"action: {name} {old['action']} -> {d.action}")
-        elif old["rule"] != d.rule:
-            changes.append(f"rule: {name} decided by {_rule(old['rule'])} -> {_rule(d.rule)}")
+        else:  # the same action by another rule, or by a rule whose pattern changed
+            before, after = _rule(old["rule"], then), _rule(d.rule, patterns)
+            if old["rule"] != d.rule or (old["rule"] in then and before != after):
+                changes.append(f"rule: {name} decided by {before} -> {after}")
     if not changes and document["fingerprint"] != fingerprint(report.decisions):
         changes.append("order: the parameters are the same but in a different order")
     return changes
 
 
-def _rule(number: int | None) -> str:
-    return "the default" if number is None else f"rule {number}"
+def _rule(number: int | None, patterns: dict[Any, Any]) -> str:
+    """``rule 2 'layer4'``, ``the default``."""
+    if number is None:
+        return "the default"
+    pattern = patterns.get(number)
+    return f"rule {number}" + (f" {pattern!r}" if isinstance(pattern, str) else "")
