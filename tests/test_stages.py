@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torchvision
@@ -230,6 +231,28 @@ def test_cli_shows_how_each_parameter_changes_across_stages(
     doc = json.loads(capsys.readouterr().out)
     assert doc["format"] == "tlrules-stages/1"
     assert [s["policy"]["stage"] for s in doc["stages"]] == ["head", "finetune"]
+
+
+def test_cli_stages_side_by_side_leave_their_warnings_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "staged.yaml"
+    policy.write_text(
+        "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
+        "      - layer9: train\n      - '*': freeze\n  - name: all\n    inherit: false\n"
+        "    rules:\n      - '*': train\n"
+    )
+    assert main(["audit", "resnet18", str(policy), "--stage", "all"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning[" not in out
+    assert err == (
+        f"warning[dead-rule] (stage head): {policy}:6:9: rule 2: pattern 'layer9' matched no "
+        "parameter; the closest names are 'layer4', 'layer3', 'layer2'\n"
+    )
+    assert main(["audit", "resnet18", str(policy), "--stage", "all", "-f", "json"]) == 0
+    out, err = capsys.readouterr()  # the JSON document keeps them too
+    assert json.loads(out)["stages"][0]["warnings"][0]["code"] == "dead-rule"
+    assert err.startswith("warning[dead-rule] (stage head): ")
 
 
 def test_cli_stage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

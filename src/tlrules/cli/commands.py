@@ -104,19 +104,21 @@ def audit(
     from ..models import build
 
     built = build(model)
+    text = fmt in (Format.tree, Format.table)  # the text views leave the warnings to stderr
     if stage == "all":
         reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
-        write(_coloured(stage_changes(reports, fmt.value), fmt, output))
+        shown = [dataclasses.replace(r, warnings=()) for r in reports] if text else reports
+        write(_coloured(stage_changes(shown, fmt.value), fmt, output))
+        warned = [(f" (stage {r.stage})", w) for r in reports for w in r.warnings]
     else:
         part = loaded.stage(stage) if stage else loaded
         reports = [decide_report(part, built, source=model)]
-        shown = reports[0]  # the text views leave the warnings to stderr
-        if fmt in (Format.tree, Format.table):
-            shown = dataclasses.replace(shown, warnings=())
-        write(_coloured(render(shown, fmt.value), fmt, output))
-        for warning in reports[0].warnings:
-            line = f"warning[{warning.code}]: {warning.message}"
-            print(style.warnings(line, sys.stderr), file=sys.stderr)
+        shown_one = dataclasses.replace(reports[0], warnings=()) if text else reports[0]
+        write(_coloured(render(shown_one, fmt.value), fmt, output))
+        warned = [("", w) for w in reports[0].warnings]
+    for where, warning in warned:
+        line = f"warning[{warning.code}]{where}: {warning.message}"
+        print(style.warnings(line, sys.stderr), file=sys.stderr)
     if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
 

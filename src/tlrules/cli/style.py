@@ -30,10 +30,12 @@ def paint(text: str, colour: str, stream: TextIO) -> str:
 
 
 def warnings(text: str, stream: TextIO) -> str:
-    """``text`` with its ``warning[CODE]:`` prefixes in yellow, when ``stream`` wants colour."""
+    """``text`` with its ``warning[CODE]:`` (``warning[CODE] (stage NAME):``) prefixes in
+    yellow, when ``stream`` wants colour."""
     if not wanted(stream):
         return text
-    return re.sub(r"(?m)^warning\[[\w-]+\]:", lambda m: paint(m[0], "yellow", stream), text)
+    prefix = r"(?m)^warning\[[\w-]+\](?: \(stage [^)\n]*\))?:"
+    return re.sub(prefix, lambda m: paint(m[0], "yellow", stream), text)
 
 
 def audit(text: str, stream: TextIO) -> str:
