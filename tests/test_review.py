@@ -67,6 +67,12 @@ def test_verify_names_a_moved_rule_by_its_pattern_where_the_lock_records_it() ->
         "rule: blocks.0.weight decided by rule 3 '*' -> rule 3 'blocks.*.weight'",  # same number
     ]
     assert "rule: heads.cls.weight decided by rule 2 'heads.cls' -> rule 1 'heads.cls'" in changes
+    document["rules"][2]["pattern"] = 7  # an odd entry: that rule named by number only
+    changes = verify(document, reordered.audit(Containers()))
+    assert changes[:2] == [
+        "rule: scale decided by rule 3 -> rule 4 '*'",
+        "rule: blocks.0.bias decided by rule 3 -> rule 4 '*'",
+    ]
     del document["rules"]  # a lock written by hand: rules named by number only
     changes = verify(document, reordered.audit(Containers()))
     assert changes[:2] == [

@@ -72,12 +72,14 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
     # the patterns, so that a rule that moved is named by what it says, not only by place
     listed = document.get("rules")
     entries = listed if isinstance(listed, list) else []  # a lock written by hand may lack it
-    then = {
-        r["rule"]: r.get("pattern")
+    then: dict[int | None, str] = {
+        r["rule"]: r["pattern"]
         for r in entries
-        if isinstance(r, dict) and isinstance(r.get("rule"), int)
+        if isinstance(r, dict)
+        and isinstance(r.get("rule"), int)
+        and isinstance(r.get("pattern"), str)
     }
-    patterns = {r.rule: r.pattern for r in report.rules}
+    patterns: dict[int | None, str] = {r.rule: r.pattern for r in report.rules}
     changes = [f"removed: {name}" for name in was if name not in now]
     changes += [f"added: {name} ({now[name].action})" for name in now if name not in was]
     for name, d in now.items():
@@ -88,18 +90,17 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
             changes.append(f"shape: {name} {old['shape']} -> {list(d.shape)}")
         if old["action"] != d.action:
             changes.append(f"action: {name} {old['action']} -> {d.action}")
-        else:  # the same action by another rule, or by a rule whose pattern changed
+        elif old["rule"] != d.rule or (d.rule in then and then[d.rule] != patterns[d.rule]):
             before, after = _rule(old["rule"], then), _rule(d.rule, patterns)
-            if old["rule"] != d.rule or (old["rule"] in then and before != after):
-                changes.append(f"rule: {name} decided by {before} -> {after}")
+            changes.append(f"rule: {name} decided by {before} -> {after}")  # or its pattern
     if not changes and document["fingerprint"] != fingerprint(report.decisions):
         changes.append("order: the parameters are the same but in a different order")
     return changes
 
 
-def _rule(number: int | None, patterns: dict[Any, Any]) -> str:
-    """``rule 2 'layer4'``, ``the default``."""
+def _rule(number: int | None, patterns: dict[int | None, str]) -> str:
+    """``rule 2 'layer4'``, ``rule 2`` (its pattern not recorded), ``the default``."""
     if number is None:
         return "the default"
     pattern = patterns.get(number)
-    return f"rule {number}" + (f" {pattern!r}" if isinstance(pattern, str) else "")
+    return f"rule {number}" + ("" if pattern is None else f" {pattern!r}")
