@@ -103,17 +103,17 @@ class Matcher:
         key = (tuple(indexes), tuple(names))
         last = self._selected
         if key != last[0] or not key[1]:
-            last = self._selected = (key, self._select(key[0], names, tree))
+            last = self._selected = (key, self._select(key[0], key[1], tree))
         return {i: list(found) for i, found in last[1].items()}
 
     def _select(
-        self, indexes: tuple[int, ...], names: Sequence[str], tree: ModuleTree | None
+        self, indexes: tuple[int, ...], names: tuple[str, ...], tree: ModuleTree | None
     ) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {i: [] for i in indexes}
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
         last = self._last
-        if last[0] and last[0] == tuple(names):  # the states first_tree or first_all reached
+        if last[0] and last[0] == names:  # the states first_tree or first_all reached
             dfa, finals, wanted = self.dfa, last[2], set(fast)
 
             def pick(found: tuple[int, ...]) -> list[int]:  # accepts are pattern indexes
