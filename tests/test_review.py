@@ -81,6 +81,35 @@ def test_verify_names_a_moved_rule_by_its_pattern_where_the_lock_records_it() ->
     ]
 
 
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ({"parameters": 7}, "'parameters' is missing or not a list"),
+        ({"fingerprint": 1}, "'fingerprint' is missing or not text"),
+        ({"parameters": [{"name": "fc.weight"}]}, "parameters[0] has no 'shape' of type list"),
+        ({"parameters": [[]]}, "parameters[0] is not an object"),
+        (
+            {"parameters": [{"name": "w", "shape": [2], "action": "train"}]},
+            "parameters[0] has a 'rule' that is neither a number nor null",
+        ),
+        (
+            {"parameters": [{"name": "w", "shape": [2], "action": "train", "rule": "1"}]},
+            "parameters[0] has a 'rule' that is neither a number nor null",
+        ),
+    ],
+)
+def test_a_hand_edited_lock_file_is_refused_with_what_is_wrong(
+    edit: dict[str, object], problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lockfile = tmp_path / "edited.lock.json"
+    lockfile.write_text(json.dumps({**lock(_policy().audit(Containers())), **edit}))
+    assert main(["verify", "resnet18", "torchvision/resnet-full", str(lockfile)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {lockfile}: the lock file's {problem}; write it again with "
+        "'tlrules lock MODEL POLICY > FILE'\n"
+    )
+
+
 def test_lock_and_verify_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lockfile = tmp_path / "head.lock.json"
     assert main(["lock", "resnet18", "torchvision/resnet-head-only"]) == 0

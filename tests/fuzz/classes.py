@@ -125,10 +125,24 @@ def spec(rnd: random.Random) -> Case:
     return Case("spec", argv, files)
 
 
+def _odd_locks(rnd: random.Random) -> list[bytes]:
+    """Lock documents of the right format with a hand-edited body."""
+    entry = {"name": "fc.weight", "shape": [10, 512], "action": "train", "rule": 1}
+    key = rnd.choice([*entry, "none"])
+    odd = {**entry, key: rnd.choice([None, 7, "x", [], {}, True])}
+    rules = rnd.choice([None, 3, [], [{"rule": 1}], [{"rule": [1], "pattern": 2}], ["x"]])
+    body = {"format": "tlrules-lock/1", "fingerprint": rnd.choice(["sha256:0", 1, None])}
+    return [
+        json.dumps({**body, "parameters": [odd], "rules": rules}).encode(),
+        json.dumps({**body, "parameters": rnd.choice([7, None, [[]], [entry]])}).encode(),
+    ]
+
+
 def argv_case(rnd: random.Random, files: dict[str, bytes]) -> Case:
     """Any command over a pool of inputs, with odd options and arguments thrown in."""
     ckpt_name, ckpt = random_checkpoint(rnd)
-    pool = {**files, ckpt_name: ckpt, "lock.json": rnd.choice([b"{}", b"[", b'{"a": 1}', b""])}
+    locks = [b"{}", b"[", b'{"a": 1}', b"", *_odd_locks(rnd)]
+    pool = {**files, ckpt_name: ckpt, "lock.json": rnd.choice(locks)}
     policies = ["policy.yaml", "torchvision/resnet-full", "torchvision/nothing", "../x", "", "-"]
     models = [*MODELS, ckpt_name, rnd.choice(SPECS)]
     pick = rnd.choice
@@ -146,6 +160,7 @@ def argv_case(rnd: random.Random, files: dict[str, bytes]) -> Case:
             pick(policies),
             pick(["lock.json", "missing.json", "policy.yaml"]),
         ),
+        ("verify", pick(MODELS), "torchvision/resnet-full", "lock.json"),  # the lock is read
         ("rules", "show", pick(["torchvision/resnet-full", "../../etc/passwd", "x" * 300, ""])),
         ("rules", pick(["list", "schema", "nothing"])),
         ("init", pick(models), "--train", pick(["1", "-1", "0", "10000000000", "x"])),

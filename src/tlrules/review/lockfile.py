@@ -62,7 +62,35 @@ def read(path: str) -> dict[str, Any]:
             f"not a {FORMAT} document; write one with 'tlrules lock MODEL POLICY > FILE'",
             Where(path),
         )
+    problem = _malformed(document)
+    if problem:
+        raise TLRulesError(
+            f"the lock file's {problem}; write it again with 'tlrules lock MODEL POLICY > FILE'",
+            Where(path),
+        )
     return document
+
+
+_ENTRY = {"name": str, "shape": list, "action": str}  # and "rule": a number or null
+
+
+def _malformed(document: dict[str, Any]) -> str | None:
+    """What in a lock document ``verify`` cannot read (a hand edit), else ``None``."""
+    if not isinstance(document.get("fingerprint"), str):
+        return "'fingerprint' is missing or not text"
+    entries = document.get("parameters")
+    if not isinstance(entries, list):
+        return "'parameters' is missing or not a list"
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return f"parameters[{k}] is not an object"
+        for key, kind in _ENTRY.items():
+            if not isinstance(entry.get(key), kind):
+                return f"parameters[{k}] has no {key!r} of type {kind.__name__}"
+        rule = entry.get("rule", False)
+        if rule is not None and (not isinstance(rule, int) or isinstance(rule, bool)):
+            return f"parameters[{k}] has a 'rule' that is neither a number nor null"
+    return None
 
 
 def verify(document: dict[str, Any], report: Report) -> list[str]:
