@@ -19,8 +19,8 @@ The classes, each under its base, with when it is raised or emitted
     └── TLRulesWarning: never itself; the base of the warnings below
         ├── WrapperOrderWarning: a DDP or FSDP1 wrapper covers another trainable set
         ├── CompileWarning: apply changes a compiled model that already ran
-        ├── PeftOrderWarning: a policy applied before get_peft_model, which refroze
-        └── OptimizerMismatchWarning: an optimizer holds frozen or lacks trainable ones
+        ├── PeftOrderWarning: what the policy trains was frozen again by get_peft_model
+        └── OptimizerMismatchWarning: an optimizer holds frozen or lacks trainable parameters
     Exception
     ├── Unsupported (tlrules.patterns.nfa): internal: a regex the automaton cannot hold
     └── RangeTimeout (tlrules.patterns.syntax): internal: a negative range timed out
