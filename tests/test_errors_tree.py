@@ -43,6 +43,11 @@ def _class(name: str, module: str | None, depth: int) -> type:
     return value
 
 
+def _builtin_exception(name: str) -> bool:
+    value = getattr(builtins, name, None)
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
 def _defined() -> set[tuple[str, str]]:
     """(module, class) for each exception or warning class in src/tlrules: read from the
     source, then imported to see that it really is one (no module is imported that cannot
@@ -55,7 +60,7 @@ def _defined() -> set[tuple[str, str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and any(
                 EXCEPTION_NAME.search(ast.unparse(base).split(".")[-1])
-                or isinstance(getattr(builtins, ast.unparse(base), None), type)
+                or _builtin_exception(ast.unparse(base))
                 for base in node.bases
             ):
                 found.add((module, node.name))
