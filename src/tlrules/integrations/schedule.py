@@ -94,6 +94,10 @@ class StageSchedule:
         ``grouping(k)``, asked once the stage is applied, is the trainer's own grouping
         for optimizer ``k`` (``sync_optimizer``'s ``grouping``).
 
+        Args:
+            schedulers: the optimizers' learning-rate schedulers, whose per-group lists
+                follow the groups (as in ``sync_optimizer``).
+
         Returns:
             What applying the stage gave (also kept as ``self.applied``); what each
             optimizer's sync changed is in ``self.syncs``.

@@ -179,7 +179,7 @@ def finetune(
 ) -> PolicyCallback:
     """Add a ``PolicyCallback`` for ``policy`` to ``trainer`` and hook its optimizer
     creation (see the module docstring); returns the callback. The first stage is
-    applied to ``trainer.model`` at once.
+    applied to ``trainer.model`` at once. ``lr`` is as for ``PolicyCallback``.
 
     Raises:
         TLRulesError: the Trainer has no model yet; later, from the hooked optimizer
