@@ -24,12 +24,21 @@ class Policy(CompiledPolicy):
 
     @classmethod
     def from_text(cls, text: str, path: str | os.PathLike[str] | None = None) -> Policy:
-        """Parse and validate YAML ``text``; ``path`` is only used in messages."""
+        """Parse and validate YAML ``text``; ``path`` is only used in messages.
+
+        Raises:
+            PolicyError: every problem found in the text (YAML, schema, patterns, stages,
+                ``extends``), each with its file:line:column.
+        """
         return policy.from_text(text, path, cls)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
-        """Validate an already parsed policy (no line numbers in messages)."""
+        """Validate an already parsed policy (no line numbers in messages).
+
+        Raises:
+            PolicyError: every problem found in ``data``, each with its place in it.
+        """
         return policy.from_dict(data, cls)
 
     def apply(
@@ -48,6 +57,13 @@ class Policy(CompiledPolicy):
         With ``fingerprint``, records a digest of every tensor it holds to something, so
         that ``applied.verify(model)`` after training proves the frozen ones did not move
         (one pass over their bytes: about 1 GB/s).
+
+        Raises:
+            PolicyError: the policy is in stages; apply ``policy.stage(NAME)``.
+            DecisionError: the policy cannot decide the model (unmatched names with
+                ``default: error``, a tied tensor decided two ways, a trained integer
+                tensor, an unmet ``expect``, a pattern past its time limit); the model is
+                left as it was.
         """
         applied = engine.apply(self, model, fingerprint=fingerprint)
         if optimizer is not None:
@@ -55,7 +71,13 @@ class Policy(CompiledPolicy):
         return applied
 
     def audit(self, model: torch.nn.Module, *, source: str | None = None) -> Report:
-        """The report ``apply`` would give, without changing the model."""
+        """The report ``apply`` would give, without changing the model; ``source`` is how
+        the report names the model (``tlrules audit``'s MODEL).
+
+        Raises:
+            PolicyError: the policy is in stages; audit ``policy.stage(NAME)``.
+            DecisionError: as ``apply``.
+        """
         return engine.audit(self, model, source=source)
 
     def param_groups(
@@ -68,7 +90,20 @@ class Policy(CompiledPolicy):
     ) -> list[dict[str, Any]]:
         """What a ``torch.optim`` optimizer takes: the trainable parameters, grouped by the
         first ``param_groups`` entry each matches; ``lr``/``weight_decay`` and
-        ``optimizer_defaults`` are the base settings that entries override."""
+        ``optimizer_defaults`` are the base settings that entries override.
+
+        Returns:
+            One ``{"params": [...], **settings}`` dict per group that holds a parameter:
+            the base settings (parameters no entry takes) first, then entries with equal
+            settings sharing one group, in entry order; without entries, one group of
+            every trainable parameter (none when nothing trains). A tied tensor is listed
+            once.
+
+        Raises:
+            PolicyError: the policy is in stages; use ``policy.stage(NAME)``.
+            DecisionError: as ``apply``, or an entry sets ``lr_scale`` and ``lr`` is not
+                given.
+        """
         return engine.param_groups(
             self, model, lr=lr, weight_decay=weight_decay, **optimizer_defaults
         )
@@ -76,5 +111,10 @@ class Policy(CompiledPolicy):
 
 def load(path: str | os.PathLike[str]) -> Policy:
     """Load a policy from a file, or from the shipped library by name
-    (``torchvision/resnet-layer4-fc``)."""
+    (``torchvision/resnet-layer4-fc``).
+
+    Raises:
+        PolicyError: no such file or library name, an unreadable or oversized file, or
+            any problem ``Policy.from_text`` reports.
+    """
     return policy.load(path, Policy)

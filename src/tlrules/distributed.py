@@ -101,6 +101,21 @@ def switch_stage(
     with their ``param_groups`` settings (``lr`` is the base learning rate; a stage's own
     ``lr`` replaces it), parameters whose settings change move to a new group with their
     state, and frozen ones leave it. Use the returned ``model`` from now on.
+
+    Args:
+        lr: the base learning rate ``param_groups`` scales; by default the optimizer's own
+            default ``lr``.
+        schedulers: ``optimizer``'s learning-rate schedulers, whose per-group lists follow
+            its groups (as in ``sync_optimizer``).
+
+    Returns:
+        ``Switched(model, applied)``: the new wrapper and the ``Applied`` of the stage.
+
+    Raises:
+        PolicyError: ``policy`` is in stages; pass ``policy.stage(NAME)``.
+        DecisionError: the policy cannot decide the model; nothing was changed.
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` (nor wraps one); the
+            stage is applied by then.
     """
     module = ddp.module
     applied = engine.apply(policy, module)

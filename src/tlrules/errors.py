@@ -4,6 +4,34 @@ Every failure caused by input (policy text, pattern, model spec, checkpoint, a p
 time limit) is a ``TLRulesError`` by the time it leaves the library; the CLI turns it
 into exit code 2 and one line per problem. Any other exception is a bug in tlrules.
 Every warning about how a policy meets a model is a ``TLRulesWarning``.
+
+The classes, each under its base, with when it is raised or emitted
+(``tests/test_errors_tree.py`` checks this drawing against the classes)::
+
+    ValueError
+    └── TLRulesError: bad input no subclass covers (lock file, atol, -o path, a resume)
+        ├── PolicyError: a policy, extends, stage name or converted config is unusable
+        │   └── PatternSyntaxError (tlrules.patterns): a pattern does not compile
+        ├── DecisionError: the policy cannot decide this model (unmatched, tied, expect)
+        │   └── PatternTimeout: a matcher ran past the time limit on one name
+        └── ModelSpecError: a model spec or checkpoint cannot be built or read
+    UserWarning
+    └── TLRulesWarning: never itself; the base of the warnings below
+        ├── WrapperOrderWarning: a DDP or FSDP1 wrapper covers another trainable set
+        ├── CompileWarning: apply changes a compiled model that already ran
+        ├── PeftOrderWarning: what the policy trains was frozen again by get_peft_model
+        └── OptimizerMismatchWarning: an optimizer holds frozen or lacks trainable parameters
+    Exception
+    ├── Unsupported (tlrules.patterns.nfa): internal: a regex the automaton cannot hold
+    └── RangeTimeout (tlrules.patterns.syntax): internal: a negative range timed out
+
+``PatternSyntaxError`` leaves only ``Pattern.parse`` used directly: a policy reports it
+as a ``PolicyError`` at the pattern's line and column. Likewise ``PatternTimeout`` leaves
+only a ``Matcher`` used directly: whatever matches a policy's rules (``apply``, ``audit``,
+``param_groups``, ``check``, the CLI) turns it into a ``DecisionError`` that names each
+slow pattern with its file and line. The two internal
+exceptions never leave ``tlrules.patterns``: ``Unsupported`` sends a regex to the
+``regex`` engine, ``RangeTimeout`` becomes a ``PatternTimeout``.
 """
 
 from __future__ import annotations

@@ -180,7 +180,12 @@ convert.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Nothing a command raises leaves it: bad input (a ``TLRulesError``) prints one
+    ``error:`` line per problem and returns 2; any other exception is a bug in tlrules,
+    printed as one ``tlrules: internal error`` line, and returns 3.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     tolerant_output()
     debug = debugging(args)

@@ -41,7 +41,11 @@ def tool(name: str) -> ModuleType:
 
 
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:
-    """A tool's config file (YAML or JSON) as plain data with the position of every node."""
+    """A tool's config file (YAML or JSON) as plain data with the position of every node.
+
+    Raises:
+        PolicyError: the file cannot be read, or is not YAML or JSON.
+    """
     shown = shown_as or str(path)
     try:
         Path(path).stat()
@@ -79,7 +83,13 @@ def convert(name: str, path: str | Path, names: Sequence[str] | None = None) -> 
 
     ``names``, a model's parameter names, where known (``--model``): the tools whose
     reading depends on the model use them (LLaMA-Factory's layer count, the names
-    finetuning-scheduler takes literally); the others ignore them."""
+    finetuning-scheduler takes literally); the others ignore them.
+
+    Raises:
+        PolicyError: no converter for ``name``, a config that cannot be read, or one whose
+            settings the converter refuses (each with its place in the config).
+        DecisionError: a converted pattern ran past its time limit on one of ``names``.
+    """
     module = tool(name)
     doc = read_config(path)
     converted: Converted = module.convert(doc, names)

@@ -40,7 +40,15 @@ class Applied:
         """Whether every tensor the policy froze (and the statistics of norm layers it
         keeps fixed) is bit-identical to what it was when applied, and which trained
         tensors did not change at all: compared with the fingerprints that
-        ``policy.apply(model, fingerprint=True)`` recorded."""
+        ``policy.apply(model, fingerprint=True)`` recorded.
+
+        Returns:
+            A ``CheckResult``: ``ok`` when no frozen tensor moved; a tensor missing from
+            ``model`` now, or a trained one that did not change, is a warning in it.
+
+        Raises:
+            RuntimeError: this apply recorded no fingerprints (``fingerprint=False``).
+        """
         if self._fingerprints is None:
             raise RuntimeError(
                 "verify compares with the fingerprints that policy.apply(model, "
@@ -55,6 +63,7 @@ class Applied:
             self._undo.pop()()
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's ``tlrules-report/1`` JSON document."""
         return self.report.to_dict()
 
     def __str__(self) -> str:

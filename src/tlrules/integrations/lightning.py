@@ -62,6 +62,9 @@ class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any 
     (``"model"`` for ``self.model``; dots reach deeper); by default the LightningModule
     itself. ``lr`` is the base learning rate that ``param_groups`` entries scale; by
     default each optimizer's own default ``lr``.
+
+    Raises:
+        PolicyError: a stage other than the last has no ``epochs``.
     """
 
     def __init__(
@@ -74,10 +77,15 @@ class PolicyFinetuning(pl.Callback):  # type: ignore[misc,unused-ignore]  # Any 
 
     @property
     def state_key(self) -> str:
+        """The key of this callback's state in a Lightning checkpoint (per policy name)."""
         return f"PolicyFinetuning[{self.schedule.policy.name or 'policy'}]"
 
     def target(self, pl_module: pl.LightningModule) -> nn.Module:
-        """The module the policy applies to."""
+        """The module the policy applies to.
+
+        Raises:
+            AttributeError: ``module`` names no attribute of ``pl_module``.
+        """
         found: Any = pl_module
         for part in (self.module or "").split(".") if self.module else ():
             found = getattr(found, part)

@@ -38,7 +38,11 @@ class StageSchedule:
     """Which stage of ``policy`` each epoch is in; applying it to a model and bringing the
     optimizers in line (``sync_optimizer``, base learning rate ``lr``); and
     ``state_dict()``/``load_state_dict()``, so a resumed run comes back in its stage with
-    the same trainable set and optimizer groups."""
+    the same trainable set and optimizer groups.
+
+    Raises:
+        PolicyError: a stage other than the last has no ``epochs``.
+    """
 
     def __init__(self, policy: CompiledPolicy, *, lr: float | None = None) -> None:
         self.policy = policy
@@ -63,7 +67,11 @@ class StageSchedule:
         self._resume: dict[str, Any] | None = None
 
     def policy_of(self, name: str | None) -> CompiledPolicy:
-        """The policy of stage ``name`` (the policy itself for one without stages)."""
+        """The policy of stage ``name`` (the policy itself for one without stages).
+
+        Raises:
+            PolicyError: the policy has no stage ``name``.
+        """
         return self.policy if name is None else self.policy.stage(name)
 
     def stage_at(self, epoch: int) -> str | None:
@@ -84,7 +92,20 @@ class StageSchedule:
     ) -> Applied:
         """Apply stage ``name`` to ``model`` and bring each optimizer in line with it;
         ``grouping(k)``, asked once the stage is applied, is the trainer's own grouping
-        for optimizer ``k`` (``sync_optimizer``'s ``grouping``)."""
+        for optimizer ``k`` (``sync_optimizer``'s ``grouping``).
+
+        Args:
+            schedulers: the optimizers' learning-rate schedulers, whose per-group lists
+                follow the groups (as in ``sync_optimizer``).
+
+        Returns:
+            What applying the stage gave (also kept as ``self.applied``); what each
+            optimizer's sync changed is in ``self.syncs``.
+
+        Raises:
+            DecisionError: the stage cannot decide ``model``; nothing was changed.
+            TypeError: an optimizer is not a ``torch.optim.Optimizer`` (nor wraps one).
+        """
         stage = self.policy_of(name)
         applied = engine.apply(stage, model)
         schedulers = list(schedulers)
@@ -110,7 +131,8 @@ class StageSchedule:
         schedulers: Iterable[Any] = (),
         grouping: Callable[[int], Grouping | None] | None = None,
     ) -> bool:
-        """Enter the stage of ``epoch`` unless it is the one applied; whether it did."""
+        """Enter the stage of ``epoch`` unless it is the one applied; whether it did.
+        Raises what ``enter`` raises."""
         name = self.stage_at(epoch)
         if self.entered and name == self.stage:
             return False
@@ -121,7 +143,11 @@ class StageSchedule:
         self, model: torch.nn.Module | None = None, optimizers: Sequence[Any] = ()
     ) -> dict[str, Any]:
         """The applied stage and, with ``model``, each optimizer's group layout by
-        parameter name; plain JSON-able values."""
+        parameter name; plain JSON-able values.
+
+        Raises:
+            TypeError: an optimizer is not a ``torch.optim.Optimizer`` (nor wraps one).
+        """
         return {
             "format": FORMAT,
             "policy": self.policy.name,
@@ -131,8 +157,12 @@ class StageSchedule:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Take a ``state_dict()``; ``restore`` applies it. An error when it belongs to a
-        policy with other stages."""
+        """Take a ``state_dict()``; ``restore`` applies it.
+
+        Raises:
+            TLRulesError: ``state`` is not a ``tlrules-stage/1`` state, or its stage is not
+                one of this policy's.
+        """
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise TLRulesError(f"not a tlrules stage state (format {FORMAT!r}): {state!r:.80}")
         if state["stage"] not in self.names:
@@ -155,7 +185,16 @@ class StageSchedule:
     ) -> Applied | None:
         """Apply the loaded stage to ``model``; with ``optimizers``, rebuild their groups
         to the saved layout (before their own state dicts are loaded) and finish. Does
-        nothing without a loaded state."""
+        nothing without a loaded state.
+
+        Returns:
+            The loaded stage's ``Applied``; ``None`` without a loaded state.
+
+        Raises:
+            DecisionError: the stage cannot decide ``model``.
+            TLRulesError: a saved layout names a parameter ``model`` lacks.
+            TypeError: an optimizer is not a ``torch.optim.Optimizer`` (nor wraps one).
+        """
         state = self._resume
         if state is None:
             return None

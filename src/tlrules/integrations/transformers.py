@@ -70,7 +70,11 @@ TRAINED_FILE = "tlrules_trained.pt"  # a PEFT model's trainable parameters, per 
 class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]  # Any without the extra
     """Apply ``policy``'s stages at their epoch boundaries (see the module docstring).
     ``lr`` is the base learning rate that ``param_groups`` entries scale; by default the
-    Trainer's ``learning_rate``."""
+    Trainer's ``learning_rate``.
+
+    Raises:
+        PolicyError: a stage other than the last has no ``epochs``.
+    """
 
     def __init__(self, policy: CompiledPolicy, *, lr: float | None = None) -> None:
         self.schedule = StageSchedule(policy, lr=lr)
@@ -85,6 +89,14 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
             self.schedule.enter(self.schedule.stage_at(0), model)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Bring the Trainer's optimizer in line with the applied stage (``finetune``'s
+        hook did when it built the optimizer), and keep the stage state for checkpoints.
+
+        Raises:
+            TLRulesError: the run resumes in a later stage, but the callback was added
+                without ``finetune``, so the optimizer was built before its groups could
+                be restored.
+        """
         if self.schedule.resuming:
             raise TLRulesError(
                 "this run resumes in a later stage, but the optimizer was built before the "
@@ -96,6 +108,12 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         self._remember(state, kwargs["model"], kwargs["optimizer"])
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Enter the stage this epoch starts, if it starts one.
+
+        Raises:
+            TLRulesError: a stage would start inside one ``train()`` under DDP.
+            DecisionError: the stage cannot decide the model (``StageSchedule.enter``).
+        """
         model, optimizer = kwargs["model"], kwargs["optimizer"]
         epoch = int((state.epoch or 0.0) + 1e-6)
         name = self.schedule.stage_at(epoch)
@@ -160,7 +178,16 @@ def finetune(
     trainer: transformers.Trainer, policy: CompiledPolicy, *, lr: float | None = None
 ) -> PolicyCallback:
     """Add a ``PolicyCallback`` for ``policy`` to ``trainer`` and hook its optimizer
-    creation (see the module docstring); returns the callback."""
+    creation (see the module docstring); returns the callback. The first stage is
+    applied to ``trainer.model`` at once. ``lr`` is as for ``PolicyCallback``.
+
+    Raises:
+        TLRulesError: the Trainer has no model yet; later, from the hooked optimizer
+            creation, a resumed PEFT run whose checkpoint lacks the trainable parameters
+            ``on_save`` wrote, or names parameters the model lacks.
+        PolicyError: a stage other than the last has no ``epochs``.
+        DecisionError: the first stage cannot decide the model.
+    """
     callback = PolicyCallback(policy, lr=lr)
     callback.trainer = trainer
     callback.hooked = True

@@ -38,7 +38,13 @@ class Checkpoint(nn.Module):
 
 
 def read_checkpoint(path: str) -> Checkpoint:
-    """The names and shapes of the checkpoint at ``path`` as a ``Checkpoint`` module."""
+    """The names and shapes of the checkpoint at ``path`` as a ``Checkpoint`` module.
+
+    Raises:
+        ModelSpecError: no such file, a file that is not a readable safetensors or torch
+            checkpoint (or passes ``tlrules.limits``), one without a floating-point tensor,
+            or a tensor name that cannot be a module path.
+    """
     file = Path(path)
     if not file.is_file():
         raise ModelSpecError(f"model {path!r}: no such checkpoint file")

@@ -16,7 +16,15 @@ from ..errors import ModelSpecError
 
 
 def on_meta(factory: Callable[[], Any]) -> Any:
-    """Build ``factory()`` with parameters on the meta device: no memory, no init time."""
+    """Build ``factory()`` with parameters on the meta device: no memory, no init time.
+
+    Returns:
+        What ``factory()`` returns. A factory that fails under ``torch.device("meta")``
+        (it reads a tensor's values) is called again with only its parameters moved.
+
+    Raises:
+        Exception: whatever ``factory()`` raises the second time.
+    """
     try:
         with torch.device("meta"):
             return factory()

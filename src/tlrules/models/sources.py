@@ -172,7 +172,14 @@ def build(spec: str, *, factories: bool = True) -> nn.Module:
     ``factories=False`` for a spec read from a policy (its ``models:``): a factory would
     run code that the policy chose, so it is refused. What libraries warn while building
     on meta ("Initializing zero-element tensors is a no-op", deprecations) is not about
-    the policy, and is kept off the terminal."""
+    the policy, and is kept off the terminal.
+
+    Raises:
+        ModelSpecError: the spec names no known source or architecture, its library is
+            not installed, its factory fails or is refused, it builds more than
+            ``limits.MAX_MODULES`` modules, or its checkpoint or ``config.json`` cannot be
+            read.
+    """
     with module_budget(spec), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if spec.lower().endswith(CHECKPOINT_SUFFIXES):

@@ -24,6 +24,7 @@ class OptimizerCheck:
 
     @property
     def ok(self) -> bool:
+        """Whether the optimizer holds exactly the trainable parameters."""
         return not self.frozen and not self.missing
 
     def __str__(self) -> str:
@@ -49,7 +50,12 @@ class OptimizerCheck:
 def check_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> OptimizerCheck:
     """Compare the parameters ``optimizer`` holds with ``model``'s ``requires_grad`` flags:
     frozen parameters it holds and trainable ones it lacks (a classic silent bug when the
-    optimizer was built before the policy was applied)."""
+    optimizer was built before the policy was applied).
+
+    Returns:
+        An ``OptimizerCheck``: ``ok`` when they agree; ``str()`` says what differs and
+        how to fix it.
+    """
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     frozen, missing = [], []
     named = list(model.named_parameters())

@@ -215,7 +215,12 @@ class Pattern:
 
     @classmethod
     def parse(cls, text: str, syntax: str = "glob") -> Pattern:
-        """Check ``text`` and translate it; ``re:`` forces regex syntax."""
+        """Check ``text`` and translate it; ``re:`` forces regex syntax.
+
+        Raises:
+            PatternSyntaxError: the pattern does not compile or goes past a limit of
+                ``tlrules.limits``; ``pos`` is the offset in ``text``.
+        """
         if text.startswith("re:"):
             syntax, body = "regex", text[3:]
         else:

@@ -39,6 +39,7 @@ class CompiledPolicy:
 
     @property
     def name(self) -> str | None:
+        """The policy's ``name``, when it gives one."""
         return self.spec.name
 
     @property
@@ -51,6 +52,7 @@ class CompiledPolicy:
 
     @property
     def stage_name(self) -> str | None:
+        """The name of this stage; ``None`` unless this is the policy of one stage."""
         return None if self.stage_spec is None else self.stage_spec.name
 
     @property
@@ -87,7 +89,12 @@ class CompiledPolicy:
         return compiled(self.patterns, names)
 
     def stage(self: _P, name: str) -> _P:
-        """The policy of stage ``name``: its own rules followed by the inherited ones."""
+        """The policy of stage ``name``: its own rules followed by the inherited ones.
+
+        Raises:
+            PolicyError: the policy has no stages, or none named ``name`` (the message
+                lists them and suggests the closest).
+        """
         for candidate in self.every_stage():
             if candidate.stage_name == name:
                 return candidate
@@ -97,7 +104,11 @@ class CompiledPolicy:
         raise PolicyError(f"no stage {name!r}; the policy's stages are {names}{hint}", self.where)
 
     def every_stage(self: _P) -> tuple[_P, ...]:
-        """The policy of each stage, in order; an error for a policy without stages."""
+        """The policy of each stage, in order.
+
+        Raises:
+            PolicyError: the policy has no stages.
+        """
         if not self.stages:
             raise PolicyError(
                 "the policy has no stages; apply or audit it as it is, without a stage",
@@ -106,7 +117,11 @@ class CompiledPolicy:
         return cast("tuple[_P, ...]", self.stages)  # built with this policy's class
 
     def decidable(self: _P) -> _P:
-        """This policy, if it can decide a model: a policy in stages needs a stage first."""
+        """This policy, if it can decide a model: a policy in stages needs a stage first.
+
+        Raises:
+            PolicyError: the policy is in stages; the message says how to pick one.
+        """
         if self.stages:
             names = ", ".join(repr(n) for n in self.stage_names)
             first = self.stage_names[0]

@@ -64,6 +64,8 @@ class Finding:
 
     @property
     def category(self) -> type[TLRulesWarning]:
+        """The warning class ``policy.apply`` warns with: ``CompileWarning`` for
+        ``compiled-trainable-changed``, else ``WrapperOrderWarning``."""
         return CompileWarning if self.code.startswith("compiled") else WrapperOrderWarning
 
     def __str__(self) -> str:
@@ -74,7 +76,14 @@ def check(model: nn.Module, policy: CompiledPolicy | None = None) -> tuple[Findi
     """The traps in ``model`` as it is now: DDP wrappers whose gradient hooks cover another
     trainable set than ``requires_grad`` says; with ``policy``, FSDP1 units it would decide
     mixed. (A compiled model's earlier trainable set is not recorded, so that check runs
-    only inside ``policy.apply``.)"""
+    only inside ``policy.apply``.)
+
+    Returns:
+        One ``Finding`` per trap (``ddp-stale``, ``fsdp1-flat-params``); empty when none.
+
+    Raises:
+        DecisionError: a pattern of ``policy`` ran past its time limit on a name.
+    """
     return tuple(_ddp(model, {})) + tuple(_fsdp1(model, policy, {}) if policy else ())
 
 
@@ -82,7 +91,17 @@ def before_apply(
     policy: CompiledPolicy, model: nn.Module, targets: Iterable[tuple[nn.Parameter, bool]]
 ) -> None:
     """Warn about every trap that applying ``targets`` (parameter, requires_grad) to
-    ``model`` walks into; called by ``apply`` before it changes anything."""
+    ``model`` walks into; called by ``apply`` before it changes anything.
+
+    Warns:
+        WrapperOrderWarning: a DDP wrapper or FSDP1 unit that would cover another
+            trainable set than the one ``targets`` gives.
+        CompileWarning: a compiled model that already ran would get another trainable
+            set.
+
+    Raises:
+        DecisionError: a pattern of ``policy`` ran past its time limit on a name.
+    """
     if not holds_wrapper(model):
         return
     planned = {id(p): flag for p, flag in targets}

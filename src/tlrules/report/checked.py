@@ -65,6 +65,8 @@ class Violation:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Its entry in the check's ``violations`` list (``why`` and ``detail`` are for
+        the text and HTML views)."""
         return {
             "name": self.name,
             "rule": self.rule,
@@ -85,6 +87,7 @@ class CheckWarning:
     rule: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Its entry in the check's ``warnings`` list."""
         return {"code": self.code, "name": self.name, "rule": self.rule, "message": self.message}
 
 
@@ -101,6 +104,7 @@ class CheckSummary:
     only_after: int
 
     def to_dict(self) -> dict[str, int]:
+        """The check's ``summary``."""
         return dict(vars(self))
 
 

@@ -50,6 +50,7 @@ class NormLayer:
     stats: str  # "frozen" | "update"
 
     def to_dict(self) -> dict[str, Any]:
+        """Its entry in the report's ``norm_layers`` list."""
         return {"name": self.name, "stats": self.stats}
 
 
@@ -64,6 +65,7 @@ class AuditWarning:
     rule: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Its entry in the report's ``warnings`` list."""
         return {"code": self.code, "rule": self.rule, "message": self.message}
 
 

@@ -27,6 +27,8 @@ class Decision:
     itemsize: int = 4  # bytes per element, for the memory estimate
 
     def to_dict(self) -> dict[str, Any]:
+        """Its entry in the report's ``parameters`` list (``tied_to`` and ``itemsize`` are
+        left out)."""
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -113,6 +115,8 @@ class Memory:
     all_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's ``summary.memory``: bytes of gradients, SGD momentum and Adam state,
+        each for the trainable parameters and for all of them."""
         t, a = self.trainable_bytes, self.all_bytes
         return {
             "gradients": {"trainable": t, "all": a},
@@ -135,17 +139,21 @@ class Summary:
 
     @property
     def memory(self) -> Memory:
+        """The training memory these counts imply."""
         return Memory(self.trainable_bytes, self.bytes)
 
     @property
     def frozen(self) -> int:
+        """The number of frozen tensors."""
         return self.parameters - self.trainable
 
     @property
     def frozen_numel(self) -> int:
+        """The number of elements in frozen tensors."""
         return self.numel - self.trainable_numel
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's ``summary`` (without ``memory``: ``Report.to_dict`` adds it)."""
         return {
             "parameters": self.parameters,
             "numel": self.numel,

@@ -69,7 +69,22 @@ def explain(
     policy: CompiledPolicy, names: Sequence[str], name: str, owner_class: str | None = None
 ) -> list[Step]:
     """Every rule in order against ``name`` (a bare parameter name of the model), whose
-    module is of class ``owner_class`` (for the rules with a ``module:`` selector)."""
+    module is of class ``owner_class`` (for the rules with a ``module:`` selector).
+
+    Args:
+        policy: the policy whose rules are tried (a stage's, for a policy in stages).
+        names: every bare parameter name of the model, for negative ranges.
+        name: the parameter to explain; one of ``names``.
+        owner_class: the class name of the module that holds it, or ``None`` when unknown.
+
+    Returns:
+        One ``Step`` per rule, in order; the first that matched has ``decided`` set (none
+        when the policy's ``default`` decides).
+
+    Raises:
+        TLRulesError: ``name`` is not in ``names`` (the message suggests the closest).
+        DecisionError: a pattern ran past its time limit on ``name``.
+    """
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -94,6 +109,13 @@ def explain(
 
 def diff(a: Report, b: Report) -> list[tuple[Decision, Decision]]:
     """Pairs of decisions, by name, whose action differs between two reports of one model
-    (``tlrules diff`` shows each with the deciding rule, its selector and ``file:line``)."""
+    (``tlrules diff`` shows each with the deciding rule, its selector and ``file:line``).
+
+    Returns:
+        ``(decision in a, decision in b)`` for each such name, in ``a``'s order.
+
+    Raises:
+        KeyError: a name of ``a`` is not in ``b`` (reports of two different models).
+    """
     other = {d.name: d for d in b.decisions}
     return [(d, other[d.name]) for d in a.decisions if other[d.name].action != d.action]

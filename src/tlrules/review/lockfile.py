@@ -20,7 +20,8 @@ FORMAT = "tlrules-lock/1"
 
 
 def fingerprint(decisions: Sequence[Decision]) -> str:
-    """sha256 over the architecture's parameter names and shapes, in order."""
+    """sha256 over the architecture's parameter names and shapes, in order, as
+    ``"sha256:<hex digest>"``."""
     digest = hashlib.sha256()
     for d in decisions:
         digest.update(f"{d.name}:{','.join(map(str, d.shape))}\n".encode())
@@ -28,7 +29,7 @@ def fingerprint(decisions: Sequence[Decision]) -> str:
 
 
 def lock(report: Report) -> dict[str, Any]:
-    """The lock document for ``report``."""
+    """The ``tlrules-lock/1`` document for ``report``: plain JSON-able values."""
     return {
         "format": FORMAT,
         "policy": {"name": report.policy_name, "stage": report.stage},
@@ -47,7 +48,12 @@ def lock(report: Report) -> dict[str, Any]:
 
 
 def read(path: str) -> dict[str, Any]:
-    """A lock document from ``path``; a clear error for anything else."""
+    """A lock document from ``path``; a clear error for anything else.
+
+    Raises:
+        TLRulesError: the file cannot be read, is not JSON, is not a ``tlrules-lock/1``
+            document, or was edited into a shape ``verify`` cannot read.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             document = json.load(f)
@@ -94,7 +100,14 @@ def _malformed(document: dict[str, Any]) -> str | None:
 
 
 def verify(document: dict[str, Any], report: Report) -> list[str]:
-    """Every way ``report`` differs from the recorded ``document``; empty when it matches."""
+    """Every way ``report`` differs from the recorded ``document`` (as ``read`` returns
+    it); empty when it matches.
+
+    Returns:
+        One line per change: ``removed: NAME``, ``added: NAME (ACTION)``, ``shape: ...``,
+        ``action: ...``, ``rule: ...`` (another rule, or its pattern edited), or one
+        ``order: ...`` line when only the order of the parameters changed.
+    """
     was = {p["name"]: p for p in document["parameters"]}
     now = {d.name: d for d in report.decisions}
     # the patterns, so that a rule that moved is named by what it says, not only by place

@@ -38,7 +38,28 @@ def check(
     """Compare ``after`` (a checkpoint path, a Hugging Face folder or a state dict) with
     ``before`` under ``policy`` (one ``stage`` of it): every tensor the policy freezes,
     and the statistics of norm layers it keeps fixed, must be bit-identical (or within
-    ``atol``); a tensor it trains that did not change at all is a warning."""
+    ``atol``); a tensor it trains that did not change at all is a warning.
+
+    Args:
+        policy: the policy the model was trained under.
+        before: the state before training: a checkpoint path (safetensors, sharded
+            ``.index.json``, torch file), a Hugging Face folder, or a mapping of names to
+            tensors.
+        after: the state after training, in any of the same forms.
+        stage: the stage to check, for a policy in stages.
+        atol: how far a frozen value may move; 0 (the default) asks for bit-identical.
+
+    Returns:
+        A ``CheckResult``: ``ok`` when no frozen tensor changed; ``to_dict()`` is the
+        ``tlrules-check/1`` document.
+
+    Raises:
+        TLRulesError: ``atol`` is negative or not finite.
+        PolicyError: ``stage`` is not a stage of the policy, or none is given for a
+            policy in stages.
+        ModelSpecError: a state cannot be found or read.
+        DecisionError: the policy cannot decide the state's names.
+    """
     if not (atol >= 0 and math.isfinite(atol)):
         raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
     part = policy.stage(stage) if stage else policy

@@ -11,7 +11,15 @@ from ..report import AuditWarning
 
 def shadowed_everywhere(policy: CompiledPolicy) -> list[AuditWarning]:
     """Rules that earlier rules shadow on every architecture the policy names in
-    ``models:`` (each stage checked on its own)."""
+    ``models:`` (each stage checked on its own).
+
+    Returns:
+        One ``shadowed-everywhere`` warning per such rule; none without ``models:``.
+
+    Raises:
+        ModelSpecError: a spec in ``models:`` cannot be built (a factory is refused there).
+        DecisionError: the policy cannot decide one of those models.
+    """
     specs = policy.spec.models or []
     built = [build(spec, factories=False) for spec in specs]  # never code a file chose
     out = []

@@ -48,7 +48,15 @@ def _adapters(model: nn.Module, names: list[tuple[str, int]]) -> list[str]:
 def starter_policy(model: nn.Module, source: str, train_last: int | None = None) -> str:
     """YAML text: comments listing the top-level modules, then rules that train the head
     (the last top-level module with parameters) and, with ``train_last``, the last blocks.
-    A PEFT model's names are read as its base model's, and its adapter weights train."""
+    A PEFT model's names are read as its base model's, and its adapter weights train.
+
+    Args:
+        model: the model, typically built on the meta device.
+        source: how the model was named (``tlrules init``'s MODEL): quoted in the first
+            comment, and the policy's ``name`` is made from it.
+        train_last: how many of the last blocks train; without it, a commented-out rule
+            for the last 2.
+    """
     named = list(model.named_parameters())
     peft = holds_peft(model.modules())
     bare = policy_names([n for n, _ in named], peft)
