@@ -62,6 +62,7 @@ _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 _OUTPUT = re.compile(r"(?:(?:^|\s)(?:-o|--output)[ =]|>) *[\"']?$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_CODE_SPAN = re.compile(r"(`+)[^`].*?\1")
 _HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
 
 
@@ -178,6 +179,21 @@ def bad_citations(root: Path = ROOT) -> list[str]:
     return [f"{f}:{line}: {problem}" for (f, line, problem) in sorted(found)]
 
 
+def _prose(markdown: str) -> str:
+    """``markdown`` with fenced code blocks and inline code spans blanked (newlines
+    kept): a link written inside code is not a link."""
+    lines, fenced = [], False
+    for line in markdown.split("\n"):
+        fence = bool(_FENCE.match(line))
+        if fenced or fence:
+            line = " " * len(line)
+        else:
+            line = _CODE_SPAN.sub(lambda m: " " * len(m[0]), line)
+        fenced = fenced != fence
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _problems(repo: _Repo, citing: str, text: str) -> Iterator[tuple[int, str]]:
     """(line, what is wrong) for each bad citation in ``citing``'s ``text``."""
     blank = _URL.sub(lambda m: " " * len(m[0]), text)  # a URL cites nothing here
@@ -186,7 +202,7 @@ def _problems(repo: _Repo, citing: str, text: str) -> Iterator[tuple[int, str]]:
         return blank.count("\n", 0, pos) + 1
 
     if citing.endswith(".md"):
-        for m in _LINK.finditer(blank):
+        for m in _LINK.finditer(_prose(blank)):
             target = m[1]
             if _SCHEME.match(target):
                 continue  # mailto:, a URL the blanking left
@@ -255,6 +271,7 @@ def test_a_tree_without_git_is_walked_and_each_kind_of_bad_citation_is_found(
         f"[spec]({spec}#names) [web](https://example.org/{brief}) [top](#spec)\n"
         f"[gone]({gone}) [bad]({spec}#nowhere)\n"
         f"written, not cited: `tlrules audit m p -f markdown -o review.md > out.md`\n"
+        f"code, not links: `[a](gone.txt)`\n```python\nx = y[0](gone.txt)\n```\n"
     )
     (tmp_path / "code.py").write_text(
         f'"""Names ({spec}#names), {brief} section 1, spec.md, {spec}#glob."""\n'
