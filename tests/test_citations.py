@@ -262,7 +262,7 @@ def test_a_tree_without_git_is_walked_and_each_kind_of_bad_citation_is_found(
 ) -> None:
     # the names this test cites wrongly are built from pieces, so that this file itself
     # cites nothing that is missing
-    brief, gone, spec = "DESIGN" + ".md", "docs/gone" + ".md", "docs/spec.md"
+    brief, gone, spec = "BRIEF" + ".md", "docs/gone" + ".md", "docs/spec.md"
     (tmp_path / "docs").mkdir()
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "x.py").write_text(f"see {brief}\n")  # not walked
@@ -274,7 +274,7 @@ def test_a_tree_without_git_is_walked_and_each_kind_of_bad_citation_is_found(
         f"code, not links: `[a](gone.txt)`\n```python\nx = y[0](gone.txt)\n```\n"
     )
     (tmp_path / "code.py").write_text(
-        f'"""Names ({spec}#names), {brief} section 1, spec.md, {spec}#glob."""\n'
+        f'"""Names ({spec}#names), {brief}, spec.md, {spec}#glob."""\n'
     )
     nowhere = f"{spec} has no heading with the anchor '#nowhere'"
     assert bad_citations(tmp_path) == [
