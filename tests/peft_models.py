@@ -1,6 +1,6 @@
 """Tiny Llama and Qwen2 models built on the CPU from transformers config classes, and the
 same models wrapped by the real ``peft`` (``get_peft_model``, LoRA on q_proj and v_proj):
-what the PEFT tests (DESIGN.md section 7) run on."""
+what the PEFT tests (docs/spec.md#peft-names) run on."""
 
 from __future__ import annotations
 

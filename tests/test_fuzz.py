@@ -1,6 +1,6 @@
 """The CI slice of the fuzzing harness (``tests/fuzz``): a fixed, seeded count of cases of
-every class, each in a sandboxed child, none of which may break the promise of DESIGN.md
-section 6. ``python -m tests.fuzz --minutes N`` runs the same classes for longer."""
+every class, each in a sandboxed child, none of which may break the promise of
+docs/spec.md#bad-input. ``python -m tests.fuzz --minutes N`` runs the same classes for longer."""
 
 from __future__ import annotations
 

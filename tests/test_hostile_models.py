@@ -1,4 +1,4 @@
-"""Hostile model specs, checkpoints and config folders (DESIGN.md section 6): each is one
+"""Hostile model specs, checkpoints and config folders (docs/spec.md#bad-input): each is one
 ``ModelSpecError``, exit 2 with one ``error:`` line from the CLI; never a traceback, a
 hang, memory past a limit in ``tlrules.limits``, or code run from the input."""
 

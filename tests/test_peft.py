@@ -1,4 +1,4 @@
-"""Models wrapped by PEFT (DESIGN.md section 7), with the real ``peft`` package on tiny
+"""Models wrapped by PEFT (docs/spec.md#peft-names), with the real ``peft`` package on tiny
 Llama and Qwen2 models built on the CPU from transformers config classes: a policy for
 the base model decides the wrapped one the same way, adapters are rows of their own, three
 optimizer steps move exactly what the audit trains, and a policy applied before

@@ -130,7 +130,7 @@ class CompileWarning(TLRulesWarning):
 
 class PeftOrderWarning(TLRulesWarning):
     """Parameters a policy trains are frozen in a PEFT model: the policy was applied
-    before ``get_peft_model``, which froze them again (DESIGN.md section 7)."""
+    before ``get_peft_model``, which froze them again (docs/spec.md#peft-names)."""
 
 
 class OptimizerMismatchWarning(TLRulesWarning):

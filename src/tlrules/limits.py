@@ -1,4 +1,4 @@
-"""What one input may cost before tlrules refuses it (DESIGN.md section 6).
+"""What one input may cost before tlrules refuses it (docs/spec.md#bad-input).
 
 Every file a user hands tlrules (a policy, the bases it extends, a model spec, a
 checkpoint, a config folder) may be hostile. Each limit below is checked *before* the

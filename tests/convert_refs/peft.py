@@ -6,7 +6,7 @@
 ``_mark_only_adapters_as_trainable`` in ``peft/tuners/tuners_utils.py``, then
 ``_set_trainable`` in ``peft/utils/other.py`` for ``modules_to_save``), by the PeftModel's
 own ``named_parameters()`` names; the converted policy is then applied to that model by
-tlrules (``applied``), which normalizes the names itself (DESIGN.md section 7).
+tlrules (``applied``), which normalizes the names itself (docs/spec.md#peft-names).
 """
 
 from __future__ import annotations

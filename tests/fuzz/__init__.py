@@ -3,7 +3,7 @@
 Every case runs in a forked child of a process that has already imported torch,
 torchvision and tlrules (``runner``), under an address-space and a time limit, in an empty
 folder holding the case's files, with nothing writable. A case is *broken* when the promise
-of DESIGN.md section 6 does not hold: an exit code outside the expected set (3 is a bug, a
+of docs/spec.md#bad-input does not hold: an exit code outside the expected set (3 is a bug, a
 signal a crash), a traceback, an exit 2 without one ``error:`` line per problem (or with
 other noise), a file written or changed, a hang, or memory over the limit; for the Python
 API, a failed ``apply`` that changed the model, or an ``undo`` that did not restore it.

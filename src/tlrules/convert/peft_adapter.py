@@ -5,7 +5,7 @@ Read from peft 0.21.2 (``peft/tuners/tuners_utils.py``: ``check_target_module_ex
 and ``ModulesToSaveWrapper``; ``peft/peft_model.py``: the classifier heads a task type
 adds; ``peft/tuners/lora/layer.py``: ``LoraLayer.adapter_layer_names``). LoRA only.
 
-The policy decides the names tlrules sees on the PEFT-wrapped model (DESIGN.md section 7:
+The policy decides the names tlrules sees on the PEFT-wrapped model (docs/spec.md#peft-names:
 ``base_model.model.``, ``base_layer`` and ``original_module`` removed): the adapter weights
 (``lora_A``, ``lora_B``, ``lora_embedding_A/B``, ``lora_magnitude_vector``) train; a
 ``modules_to_save`` module trains as its copy (``NAME.modules_to_save.ADAPTER...``) while

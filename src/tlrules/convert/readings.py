@@ -1,5 +1,5 @@
 """How other tools match parameter names, as tlrules patterns (which always match the
-whole name: DESIGN.md section 1).
+whole name: docs/spec.md#glob).
 
 - ``str.startswith(s)`` -> the glob ``s*`` (``prefix``)
 - ``s in name`` -> the glob ``*s*`` (``substring``); both a regex where ``s`` holds glob

@@ -40,7 +40,7 @@ class Plan:
     train: Sequence[bool]  # and whether it trains (``targets()`` pairs them)
     norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
     wrapped: bool = True  # a wrapper that preflight checks may be inside
-    peft: bool = False  # names were read as a PEFT model's (DESIGN.md section 7)
+    peft: bool = False  # names were read as a PEFT model's (docs/spec.md#peft-names)
 
     def targets(self) -> Iterator[tuple[nn.Parameter, bool]]:
         """Each tensor once, with the ``requires_grad`` it gets."""
@@ -53,7 +53,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     tree = walk(model)
     raw_names = tree.names
     names = bare_names(raw_names)
-    peft = tree.peft or peft_marked(names)  # DESIGN.md section 7
+    peft = tree.peft or peft_marked(names)  # docs/spec.md#peft-names
     if peft:
         names = [peft_name(n) for n in names]
     matcher = policy.matcher(names)

@@ -5,7 +5,7 @@ and ``_checkpoint_wrapped_module`` are removed wherever they occur as a whole do
 segment followed by a dot: ``module._orig_mod.layer1.0.w`` -> ``layer1.0.w``, while
 ``mymodule.w`` and a last segment stay.
 
-A model that holds PEFT tuner layers (DESIGN.md section 7) loses more, after those: the
+A model that holds PEFT tuner layers (docs/spec.md#peft-names) loses more, after those: the
 leading ``base_model.model.`` and every ``base_layer`` and ``original_module`` segment
 (``base_model.model.model.layers.0.q_proj.base_layer.weight`` ->
 ``model.layers.0.q_proj.weight``); adapter segments stay (``q_proj.lora_A.default.weight``).

@@ -178,7 +178,8 @@ class PolicySpec(_Strict):
         "error", description="Action for parameters no rule matches; 'error' refuses to apply."
     )
     norm_stats: NormStats = Field(
-        "follow", description="Normalization statistics of frozen norm layers (section 3)."
+        "follow",
+        description="Normalization statistics of frozen norm layers (docs/spec.md#norm-stats).",
     )
     extends: list[str] | None = Field(
         None,

@@ -170,7 +170,7 @@ def _fsdp1(
     if not units:
         return
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
-    peft = reads_as_peft(raw, model.modules())  # names as policies see them (DESIGN.md section 7)
+    peft = reads_as_peft(raw, model.modules())  # the names policies see (docs/spec.md#peft-names)
     matcher = policy.matcher(policy_names(raw, peft))
     for name, (flat, fqns) in units:
         prefix = f"{name}." if name else ""

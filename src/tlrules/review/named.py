@@ -43,7 +43,7 @@ MODULE_ATTRIBUTES = frozenset({
 
 def bare(names: Iterable[str], spec: str) -> dict[str, str]:
     """Each bare name of a state's tensors (wrapper segments removed, and PEFT's when the
-    names carry them: ``patterns.policy_names``, DESIGN.md section 7) -> its saved name."""
+    names carry them: ``patterns.policy_names``, docs/spec.md#peft-names) -> its saved name."""
     out: dict[str, str] = {}
     stored = list(names)
     for name, plain in zip(stored, policy_names(stored, False), strict=True):
