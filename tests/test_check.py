@@ -423,9 +423,9 @@ def test_the_index_is_read_within_its_limit(
 def test_the_readme_example_is_current(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """README's "Prove it after training": its Python block, run in a folder kept for the
-    command, then the command and the output README shows."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    """docs/check.md's "Prove it after training": its Python block, run in a folder kept for
+    the command, then the command and the output the page shows."""
+    readme = (Path(__file__).parents[1] / "docs" / "check.md").read_text()
     section = readme.split("## Prove it after training")[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     shown = re.search(r"```console\n\$ (.*?)\n(.*?)```", section, re.S)
@@ -437,7 +437,7 @@ def test_the_readme_example_is_current(
 
     monkeypatch.setattr(tempfile, "TemporaryDirectory", kept)
     monkeypatch.chdir(Path(__file__).parents[1])
-    exec(compile(code[1], "README.md", "exec"), {"__name__": "readme"})
+    exec(compile(code[1], "docs/check.md", "exec"), {"__name__": "readme"})
     monkeypatch.chdir(tmp_path)
     command = shown[1].split()
     assert command[0] == "tlrules"
