@@ -17,7 +17,7 @@ from torch import nn
 
 from ..compat.torch_internals import members
 from ..errors import DecisionError, Where, quoted
-from ..patterns import bare_name, bare_names, peft_marked, peft_module, peft_name
+from ..patterns import bare_name, peft_module, read_names
 from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
 from ..render.gcpause import gc_paused
@@ -52,10 +52,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     """Compute every parameter's decision and the report; the model is not touched."""
     tree = walk(model)
     raw_names = tree.names
-    names = bare_names(raw_names)
-    peft = tree.peft or peft_marked(names)  # DESIGN.md section 7
-    if peft:
-        names = [peft_name(n) for n in names]
+    names, peft = read_names(raw_names, tree.peft)
     matcher = policy.matcher(names)
     rules = policy.rules
     default = policy.default

@@ -39,7 +39,7 @@ import torch
 from ..compat.torch_internals import scheduler_last_lrs, wrapped_optimizer
 from ..engine import param_groups
 from ..errors import TLRulesError
-from ..patterns import holds_peft, policy_names
+from ..patterns import holds_peft, read_names
 from ..policy import CompiledPolicy
 
 _SETTING_TYPES = (bool, int, float, str, type(None))
@@ -318,7 +318,7 @@ def _policy_names(model: torch.nn.Module, raw: list[str] | None = None) -> list[
     """The names of ``model.named_parameters()`` (or ``raw``) as policies see them."""
     if raw is None:
         raw = [n for n, _ in model.named_parameters()]
-    return policy_names(raw, holds_peft(model.modules()))
+    return read_names(raw, holds_peft(model.modules()))[0]
 
 
 def _plain(value: Any) -> Any:
