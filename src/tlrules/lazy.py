@@ -1,5 +1,6 @@
 """Names a package exports but imports on first use, so that importing the package stays
-cheap (``import tlrules`` imports no torch).
+cheap (``import tlrules`` imports no torch, ``tlrules.convert`` no converter it does not
+run).
 
 A package lists such names in its ``__all__`` and, for type checkers, imports them under
 ``if TYPE_CHECKING:``; at run time it takes the module ``__getattr__`` and ``__dir__``
