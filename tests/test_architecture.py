@@ -102,4 +102,10 @@ def test_the_documented_arrows_are_the_imports() -> None:
         for row in rows
     }
     assert documented == {part: found.get(part, set()) for part in documented}
-    assert set(documented) == set(found) - {"__main__"} | {"compat", "errors", "limits", "render"}
+    assert set(documented) == set(found) - {"__main__"} | {
+        "compat",
+        "errors",
+        "lazy",
+        "limits",
+        "render",
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,20 @@ from torch import nn  # noqa: E402
 
 import tlrules  # noqa: E402
 from tlrules.cli import main  # noqa: E402
-from tlrules.patterns import (  # noqa: E402
-    peft_marked,
-    peft_name,
-    policy_name,
-    policy_names,
-    reads_as_peft,
-)
+from tlrules.patterns import holds_peft, policy_name, read_names  # noqa: E402
+from tlrules.patterns.names import peft_marked, peft_name  # noqa: E402
 
 from .peft_models import MODELS, SMALL, base, lora  # noqa: E402
+
+
+def policy_names(names: list[str], peft: bool) -> list[str]:
+    """The names ``read_names`` gives (the spelling these tests were written with)."""
+    return read_names(names, peft)[0]
+
+
+def reads_as_peft(names: list[str], modules: Iterable[object]) -> bool:
+    """Whether ``read_names`` reads a model's names as a PEFT model's."""
+    return read_names(names, holds_peft(modules))[1]
 
 
 def test_peft_segments_are_removed_as_section_7_says() -> None:

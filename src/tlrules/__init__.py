@@ -18,9 +18,8 @@ imported on first use, so ``tlrules validate`` starts fast.
 
 from __future__ import annotations
 
-import importlib
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     CompileWarning,
@@ -35,6 +34,7 @@ from .errors import (
     Where,
     WrapperOrderWarning,
 )
+from .lazy import lazy_exports
 from .patterns import clear_caches
 from .report import (
     AuditWarning,
@@ -116,13 +116,4 @@ try:
 except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "0+unknown"
 
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        value: Any = importlib.import_module(f"{__name__}.{name}")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, _SUBMODULES)

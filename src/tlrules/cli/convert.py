@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import convert as converters
-from ..patterns import holds_peft, policy_names
+from ..patterns import holds_peft, read_names
 from . import style
 from .output import destination
 
@@ -60,7 +60,7 @@ def convert(
 
         built = build(model)
         raw = [n for n, _ in built.named_parameters()]
-        names = policy_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
+        names, _ = read_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
     converted: converters.Converted = reading.convert(doc, names)
     found: list[converters.Surprise] = [] if names is None else reading.surprises(doc, names)
     for surprise in found:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..patterns import policy_name, policy_names, reads_as_peft
+from ..patterns import holds_peft, policy_name, read_names
 from ..render import json_document
 from ..render.text import rule_label
 from .policies import load_policy, stdin_once
@@ -57,8 +57,8 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     loaded = load_policy(policy)
     built = _build(model)
     raw_names = [n for n, _ in built.named_parameters(remove_duplicate=False)]
-    peft = reads_as_peft(raw_names, built.modules())
-    raw = dict(zip(policy_names(raw_names, peft), raw_names, strict=True))
+    names, peft = read_names(raw_names, holds_peft(built.modules()))
+    raw = dict(zip(names, raw_names, strict=True))
     name = policy_name(name, peft)  # a PEFT model's raw name, or the one reports show
     holder = raw.get(name, "").rpartition(".")[0]
     modules = dict(built.named_modules(remove_duplicate=False))

@@ -4,14 +4,14 @@ config, as a tlrules policy that reproduces that tool's own matching exactly.
 One module per tool, each with ``convert(doc: Document) -> Converted`` and
 ``surprises(doc: Document, names: Sequence[str]) -> list[Surprise]`` (``names``: a
 model's parameter names, decided under the tool's reading and under the reading its text
-or documentation suggests). ``TOOLS`` names them; a module is imported when first used.
+or documentation suggests). ``TOOLS`` names them; a module is imported when first used
+(``lazy_exports``: ``tlrules.convert.axolotl`` too).
 A config is read like a policy file (``policy.reader``: bounded, safe loader, positions).
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import re
 from collections.abc import Sequence
@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import PolicyError, Where
+from ..lazy import lazy_exports
 from ..policy.reader import Document, read, read_file
 from .written import Converted, Rule, Stage, Surprise
 
@@ -29,6 +30,7 @@ TOOLS = {
     "peft": "peft_adapter",
     "fts": "fts",
 }
+__getattr__, __dir__ = lazy_exports(__name__, {}, TOOLS.values())
 
 
 def tool(name: str) -> ModuleType:
@@ -37,7 +39,8 @@ def tool(name: str) -> ModuleType:
         close = difflib.get_close_matches(name, list(TOOLS), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise PolicyError(f"no converter for {name!r}; the tools are {', '.join(TOOLS)}{hint}")
-    return importlib.import_module(f"{__name__}.{TOOLS[name]}")
+    module: ModuleType = __getattr__(TOOLS[name])
+    return module
 
 
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:

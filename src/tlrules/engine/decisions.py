@@ -17,7 +17,7 @@ from torch import nn
 
 from ..compat.torch_internals import members
 from ..errors import DecisionError, Where, quoted
-from ..patterns import bare_name, bare_names, peft_marked, peft_module, peft_name
+from ..patterns import bare_name, peft_module, read_names
 from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
 from ..render.gcpause import gc_paused
@@ -52,10 +52,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     """Compute every parameter's decision and the report; the model is not touched."""
     tree = walk(model)
     raw_names = tree.names
-    names = bare_names(raw_names)
-    peft = tree.peft or peft_marked(names)  # docs/spec.md#peft-names
-    if peft:
-        names = [peft_name(n) for n in names]
+    names, peft = read_names(raw_names, tree.peft)  # docs/spec.md#peft-names
     matcher = policy.matcher(names)
     rules = policy.rules
     default = policy.default
@@ -66,12 +63,14 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
             classes = _owner_classes(model, raw_names)
             found = by_module_class(rules, matcher, names, classes, found)
     params = tree.params
-    table: Columns | list[Decision]
-    if (
+    # the common case, as columns: no wrapper names, no tied tensors, every name decided;
+    # table.train[k] is then params[k]'s flag
+    aligned = (
         names is raw_names
         and len(set(map(id, params))) == len(params)
         and (default != "error" or None not in found)
-    ):  # the common case, as columns: no wrapper names, no tied tensors, every name decided
+    )
+    if aligned:
         dtypes = [p.dtype for p in params]
         table = columns(policy, names, found, params, dtypes)
         train: Sequence[bool] = table.train
@@ -82,18 +81,19 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
             if not trainable[dtype]
         ]
     else:
-        table, params, train, problems = _decide_each(policy, tree.names, params, names, found)
+        rows, params, train, problems = _decide_each(policy, tree.names, params, names, found)
+        table = Columns.of(rows)
     if policy.expects:
-        problems += expect.check(policy, _rows(table))
+        problems += expect.check(policy, table.rows())
     if problems:
         raise DecisionError(problems)
     groups: tuple[GroupUse, ...] = ()
     if policy.groups:
-        table, groups = assign_groups(policy, _rows(table), names)
+        grouped, groups = assign_groups(policy, table.rows(), names)
+        table = Columns.of(grouped)
+    layers = _norm_layers(tree, zip(params, train, strict=True), table, aligned, peft)
     with timeouts_named(rules):
-        norm = norms.plan(
-            policy, _norm_layers(tree, zip(params, train, strict=True), table, peft), matcher
-        )
+        norm = norms.plan(policy, layers, matcher)
     report = build_report(
         policy,
         table,
@@ -132,21 +132,19 @@ def columns(
     )
 
 
-def _rows(table: Columns | list[Decision]) -> Sequence[Decision]:
-    return table.rows() if isinstance(table, Columns) else table
-
-
 def _norm_layers(
     tree: Tree,
     targets: Iterable[tuple[nn.Parameter, bool]],
-    table: Columns | list[Decision],
+    table: Columns,
+    aligned: bool,
     peft: bool,
 ) -> Iterator[tuple[str, nn.Module, bool | None]]:
     """The modules with buffers (bare name, module, whether all its own parameters are
-    frozen: ``None`` when it has none), for ``norms.plan``."""
+    frozen: ``None`` when it has none), for ``norms.plan``. ``aligned``: ``table.train[k]``
+    is ``tree.params[k]``'s flag."""
     if not tree.buffered:
         return
-    if isinstance(table, Columns) and tree.owners:  # table.train[k]: tree.params[k]'s flag
+    if aligned and tree.owners:
         trains: dict[int, bool] = {}  # module index -> whether one of its own trains
         for m, flag in zip(tree.owners, table.train, strict=True):
             trains[m] = flag or trains.get(m, False)

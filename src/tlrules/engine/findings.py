@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import quoted
 from ..policy import CompiledPolicy
-from ..report import AuditWarning, Columns, Decision, RuleUse
+from ..report import AuditWarning, Columns, RuleUse
 from .tree import Tree
 
 _LISTED = 4  # modules named in a message before "and N more"
@@ -31,13 +31,8 @@ class Decided:
     train: Sequence[bool]
 
     @classmethod
-    def of(cls, table: Sequence[Decision] | Columns) -> Decided:
-        if isinstance(table, Columns):
-            number = {i: rule for i, (rule, _) in table.verdicts.items()}
-            return cls(table.names, list(map(number.__getitem__, table.found)), table.train)
-        return cls(
-            [d.name for d in table], [d.rule for d in table], [d.action == "train" for d in table]
-        )
+    def of(cls, table: Columns) -> Decided:
+        return cls(table.names, table.rule_numbers(), table.train)
 
 
 def _owner(name: str) -> str:

@@ -17,7 +17,7 @@ import hashlib
 import torch
 from torch import nn
 
-from ..patterns import holds_peft, policy_names
+from ..patterns import holds_peft, read_names
 from ..report import CheckResult, Outcome, Report, assemble, expectations
 
 STRETCH = 64 * 1024 * 1024  # bytes hashed at a time from an accelerator
@@ -43,7 +43,7 @@ def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
         *model.named_parameters(remove_duplicate=False),
         *model.named_buffers(remove_duplicate=False),
     ]
-    names = policy_names([n for n, _ in named], holds_peft(model.modules()))
+    names, _ = read_names([n for n, _ in named], holds_peft(model.modules()))
     return {n: t for n, (_, t) in zip(names, named, strict=True) if t is not None}
 
 
@@ -64,7 +64,7 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
             outcomes.append(Outcome(name, changed, not changed, detail=detail))
     decided = {d.name for d in report.decisions}
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
-    params = set(policy_names(raw, holds_peft(model.modules())))
+    params = set(read_names(raw, holds_peft(model.modules()))[0])
     source = report.model_source or report.model_class or "model"
     return assemble(
         expectations(report),

@@ -15,7 +15,6 @@ from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import (
     AuditWarning,
     Columns,
-    Decision,
     GroupUse,
     HintedWarning,
     NormLayer,
@@ -28,7 +27,7 @@ from .tree import Tree
 
 def build_report(
     policy: CompiledPolicy,
-    decisions: Sequence[Decision] | Columns,
+    decisions: Columns,
     matcher: Matcher,
     *,
     model: object = None,
@@ -44,13 +43,7 @@ def build_report(
     ``spelled``: the tree's paths spell the decisions' names (not PEFT's rewritten ones),
     so the rules that decided nothing are matched module by module."""
     counts = {r.number: [0, 0] for r in policy.rules}
-    if isinstance(decisions, Columns):
-        counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
-    else:
-        for d in decisions:
-            if d.rule is not None:
-                counts[d.rule][0] += 1
-                counts[d.rule][1] += d.numel
+    counts.update((k, v) for k, v in decisions.counts().items() if k is not None)
     uses = tuple(
         RuleUse(
             r.number,
@@ -72,7 +65,7 @@ def build_report(
     if tree is not None:
         found += findings.norm_split(policy, decided, uses, tree)
     return Report(
-        table=decisions if isinstance(decisions, Columns) else tuple(decisions),
+        table=decisions,
         rules=uses,
         warnings=(*policy.lint, *found, *norm_warnings),
         norm_layers=tuple(norm_layers),
@@ -100,7 +93,7 @@ def _closest(pattern: str, shapes: NameShapes) -> str:
 
 def _rule_warnings(
     policy: CompiledPolicy,
-    decisions: Sequence[Decision] | Columns,
+    decisions: Columns,
     matcher: Matcher,
     counts: dict[int, list[int]],
     tree: Tree | None,
@@ -114,11 +107,7 @@ def _rule_warnings(
     idle = [rule for rule in policy.rules if not counts[rule.number][0]]
     if not idle:
         return out
-    if isinstance(decisions, Columns):
-        names, rule_at = decisions.names, decisions.rule_at
-    else:
-        names = [d.name for d in decisions]
-        rule_at = lambda k: decisions[k].rule  # noqa: E731
+    names, rule_at = decisions.names, decisions.rule_at
     hits = matcher.select([rule.number - 1 for rule in idle], names, tree)
     shapes = NameShapes(names)  # found once, when the first hint is asked for
     for rule in idle:

@@ -7,8 +7,9 @@ torch-free for ``tlrules check``."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .checkpoints import CHECKPOINT_SUFFIXES, Checkpoint, read_checkpoint
@@ -26,10 +27,4 @@ _LAZY = {
 
 __all__ = ["CHECKPOINT_SUFFIXES", "Checkpoint", "build", "on_meta", "read_checkpoint"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import OptimizerMismatchWarning, quoted
-from ..patterns import holds_peft, policy_names
+from .plain import param_names
 
 _LISTED = 8  # names shown in a message before "and N more"
 
@@ -59,7 +59,7 @@ def check_optimizer(optimizer: torch.optim.Optimizer, model: torch.nn.Module) ->
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     frozen, missing = [], []
     named = list(model.named_parameters())
-    names = policy_names([n for n, _ in named], holds_peft(model.modules()))
+    names = param_names(model, [n for n, _ in named])
     for name, (_, p) in zip(names, named, strict=True):
         if p.requires_grad and id(p) not in held:
             missing.append(name)

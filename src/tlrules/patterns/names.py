@@ -10,7 +10,7 @@ leading ``base_model.model.`` and every ``base_layer`` and ``original_module`` s
 (``base_model.model.model.layers.0.q_proj.base_layer.weight`` ->
 ``model.layers.0.q_proj.weight``); adapter segments stay (``q_proj.lora_A.default.weight``).
 Whether a model holds them is read from its classes (``is_peft_class``); names alone (a
-checkpoint) carry them when ``peft_marked`` says so.
+checkpoint) carry them when ``peft_marked`` says so; ``read_names`` does both.
 """
 
 from __future__ import annotations
@@ -90,21 +90,19 @@ def peft_module(name: str) -> str:
     return peft_name(name + ".")[:-1] if name else ""
 
 
-def reads_as_peft(names: list[str], modules: Iterable[object]) -> bool:
-    """Whether a model's ``names`` are read as a PEFT model's: one of its ``modules`` is a
-    PEFT layer (``holds_peft``), or its bare names are ``peft_marked`` (a checkpoint's)."""
-    return holds_peft(modules) or peft_marked(bare_names(names))
-
-
 def policy_name(name: str, peft: bool) -> str:
-    """One name as a policy sees it, for a model whose ``peft`` is known
-    (``reads_as_peft``): ``bare_name``, then ``peft_name`` with ``peft``."""
+    """One name as a policy sees it, for a model whose ``peft`` is known (``read_names``):
+    ``bare_name``, then ``peft_name`` with ``peft``."""
     bare = bare_name(name)
     return peft_name(bare) if peft else bare
 
 
-def policy_names(names: list[str], peft: bool) -> list[str]:
-    """``bare_names``, then (``peft``: the model holds PEFT layers, or ``peft_marked``
-    says the names carry them) ``peft_name`` of each."""
+def read_names(names: list[str], peft_layers: bool) -> tuple[list[str], bool]:
+    """A model's parameter ``names`` as a policy sees them, and whether they were read as a
+    PEFT model's: ``bare_names``, then ``peft_name`` of each when the model holds PEFT
+    layers (``peft_layers``: ``holds_peft(model.modules())``, or the tree walk's finding)
+    or, for names alone (a checkpoint's, ``peft_layers`` False), the bare names are
+    ``peft_marked``. The list is ``names`` itself when no name changes."""
     bare = bare_names(names)
-    return [peft_name(n) for n in bare] if peft or peft_marked(bare) else bare
+    peft = peft_layers or peft_marked(bare)
+    return ([peft_name(n) for n in bare] if peft else bare), peft

@@ -45,8 +45,7 @@ from ..patterns import (
     holds_peft,
     peft_module,
     policy_name,
-    policy_names,
-    reads_as_peft,
+    read_names,
 )
 from ..policy import CompiledPolicy, timeouts_named
 from .wrappers import holds_wrapper, wrappers_of
@@ -170,8 +169,8 @@ def _fsdp1(
     if not units:
         return
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
-    peft = reads_as_peft(raw, model.modules())  # the names policies see (docs/spec.md#peft-names)
-    matcher = policy.matcher(policy_names(raw, peft))
+    names, peft = read_names(raw, holds_peft(model.modules()))  # docs/spec.md#peft-names
+    matcher = policy.matcher(names)
     for name, (flat, fqns) in units:
         prefix = f"{name}." if name else ""
         originals = [policy_name(prefix + fqn, peft) for fqn in fqns]
@@ -222,7 +221,9 @@ def _compiled(model: nn.Module, planned: dict[int, bool]) -> Iterator[Finding]:
         ]
         if not changed or not dynamo_has_run(target):
             continue
-        peft = holds_peft(target.modules())  # names as reports show them
+        # names as reports show them, but by PEFT classes alone: unlike read_names, names
+        # that only look like PEFT's (no PEFT layer inside) stay whole here, as they always did
+        peft = holds_peft(target.modules())
         changed = [policy_name(n, peft) for n in changed]
         where = f" at {bare_module(name)!r}" if name else ""
         yield Finding(

@@ -4,6 +4,7 @@ counts, norm layers, warnings, optimizer groups. Plain data: ``to_dict()`` is th
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ class GroupUse:
 class Report:
     """The audit of one policy on one model. ``str()`` draws the tree; ``to_dict()`` is JSON."""
 
-    table: tuple[Decision, ...] | Columns  # see ``decisions``
+    table: tuple[Decision, ...] | Columns  # see ``decisions``; the engine gives ``Columns``
     rules: tuple[RuleUse, ...]
     warnings: tuple[AuditWarning, ...] = ()
     norm_layers: tuple[NormLayer, ...] = ()
@@ -139,30 +140,21 @@ class Report:
     groups: tuple[GroupUse, ...] = ()  # the optimizer groups, when the policy has param_groups
     _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
 
+    @functools.cached_property
+    def _columns(self) -> Columns:
+        """``table`` as columns: rows given to the constructor are read into them once."""
+        return self.table if isinstance(self.table, Columns) else Columns.of(self.table)
+
     @property
     def decisions(self) -> tuple[Decision, ...]:
         """Every parameter name and what the policy decided for it, in model order."""
-        return self.table.rows() if isinstance(self.table, Columns) else self.table
+        return self._columns.rows()
 
     @property
     def summary(self) -> Summary:
         """Counts over tensors: a tied tensor is counted once."""
-        if not self._summary and isinstance(self.table, Columns):
-            self._summary.append(self.table.summary())
         if not self._summary:
-            params = numel = trainable = trainable_numel = size = trainable_size = 0
-            for d in self.decisions:
-                if d.tied_to is None:
-                    params += 1
-                    numel += d.numel
-                    size += d.numel * d.itemsize
-                    if d.action == "train":
-                        trainable += 1
-                        trainable_numel += d.numel
-                        trainable_size += d.numel * d.itemsize
-            self._summary.append(
-                Summary(params, numel, trainable, trainable_numel, size, trainable_size)
-            )
+            self._summary.append(self._columns.summary())
         return self._summary[0]
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,10 +40,11 @@ class Decision:
 
 
 class Columns:
-    """The decisions for a model whose tensors have one name each, as columns: the bare
-    names, the index of the rule that decided each (``None``: the default), and each
-    tensor's shape, element count and element size. Applying a policy needs only these;
-    ``rows()`` builds the ``Decision`` objects the first time a view asks for them.
+    """The decisions for a model, as columns: the bare names, the index of the rule that
+    decided each (``None``: the default), and each tensor's shape, element count and
+    element size. Applying a policy needs only these; ``rows()`` builds the ``Decision``
+    objects the first time a view asks for them. Decisions made one row at a time (tied
+    tensors, wrapper names, optimizer groups) are read into columns by ``of``.
 
     ``verdicts[i]`` is ``(rule number, action)`` of the rule at index ``i``."""
 
@@ -66,13 +67,37 @@ class Columns:
         self.shapes = shapes
         self.numels = numels
         self.itemsizes = itemsizes
+        self.tensors: list[bool] | None = None  # which names are a tensor's first (None: all)
         self._rows: tuple[Decision, ...] | None = None
+
+    @classmethod
+    def of(cls, rows: Sequence[Decision]) -> Columns:
+        """The columns of ``rows`` (a tied alias counted once, by its first name);
+        ``rows()`` gives ``rows`` back as they are."""
+        found = [None if d.rule is None else d.rule - 1 for d in rows]
+        verdicts = {i: (d.rule, d.action) for i, d in zip(found, rows, strict=True)}
+        table = cls.__new__(cls)
+        table.names = [d.name for d in rows]
+        table.found = found
+        table.verdicts = {None: (None, ""), **verdicts}
+        table.train = [d.action == "train" for d in rows]
+        table.shapes = [d.shape for d in rows]
+        table.numels = [d.numel for d in rows]
+        table.itemsizes = [d.itemsize for d in rows]
+        table.tensors = [d.tied_to is None for d in rows]
+        table._rows = tuple(rows)
+        return table
 
     def __len__(self) -> int:
         return len(self.names)
 
     def rule_at(self, k: int) -> int | None:
         return self.verdicts[self.found[k]][0]
+
+    def rule_numbers(self) -> list[int | None]:
+        """The number of the rule that decided each name (``None``: the default)."""
+        number = {i: rule for i, (rule, _) in self.verdicts.items()}
+        return list(map(number.__getitem__, self.found))
 
     def counts(self) -> dict[int | None, list[int]]:
         """Rule number -> [parameters, elements] it decided."""
@@ -82,14 +107,21 @@ class Columns:
         return {self.verdicts[i][0]: [n, elements[i]] for i, n in Counter(self.found).items()}
 
     def summary(self) -> Summary:
-        sizes = list(map(operator.mul, self.numels, self.itemsizes))
+        """Counts over tensors: a tied tensor is counted once."""
+        numels, itemsizes, train = self.numels, self.itemsizes, self.train
+        if self.tensors is not None:
+            keep = self.tensors
+            numels = list(itertools.compress(numels, keep))
+            itemsizes = list(itertools.compress(itemsizes, keep))
+            train = list(itertools.compress(train, keep))
+        sizes = list(map(operator.mul, numels, itemsizes))
         return Summary(
-            len(self.names),
-            sum(self.numels),
-            sum(self.train),
-            sum(itertools.compress(self.numels, self.train)),
+            len(numels),
+            sum(numels),
+            sum(train),
+            sum(itertools.compress(numels, train)),
             sum(sizes),
-            sum(itertools.compress(sizes, self.train)),
+            sum(itertools.compress(sizes, train)),
         )
 
     def rows(self) -> tuple[Decision, ...]:

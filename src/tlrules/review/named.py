@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from .. import limits
 from ..errors import ModelSpecError
-from ..patterns import bare_name, policy_names
+from ..patterns import bare_name, read_names
 from ..policy import CompiledPolicy, timeouts_named
 from ..report import Expected, NormLayer, held_to
 
@@ -43,10 +43,10 @@ MODULE_ATTRIBUTES = frozenset({
 
 def bare(names: Iterable[str], spec: str) -> dict[str, str]:
     """Each bare name of a state's tensors (wrapper segments removed, and PEFT's when the
-    names carry them: ``patterns.policy_names``, docs/spec.md#peft-names) -> its saved name."""
+    names carry them: ``patterns.read_names``, docs/spec.md#peft-names) -> its saved name."""
     out: dict[str, str] = {}
     stored = list(names)
-    for name, plain in zip(stored, policy_names(stored, False), strict=True):
+    for name, plain in zip(stored, read_names(stored, False)[0], strict=True):
         if plain in out:
             raise ModelSpecError(
                 f"checkpoint {spec!r}: tensors {out[plain]!r} and {name!r} are both "

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from torch import nn
 
-from ..patterns import holds_peft, is_peft_class, policy_names
+from ..patterns import holds_peft, is_peft_class, read_names
 
 _NUMBERED = re.compile(r"(.*?)(\d+)")
 
@@ -58,8 +58,7 @@ def starter_policy(model: nn.Module, source: str, train_last: int | None = None)
             for the last 2.
     """
     named = list(model.named_parameters())
-    peft = holds_peft(model.modules())
-    bare = policy_names([n for n, _ in named], peft)
+    bare, peft = read_names([n for n, _ in named], holds_peft(model.modules()))
     names = [(n, p.numel()) for n, (_, p) in zip(bare, named, strict=True)]
     adapters = _adapters(model, names) if peft else []
     top: dict[str, list[int]] = {}
