@@ -6,7 +6,7 @@ into exit code 2 and one line per problem. Any other exception is a bug in tlrul
 Every warning about how a policy meets a model is a ``TLRulesWarning``.
 
 The classes, each under its base, with when it is raised or emitted
-(``tests/test_errors_tree.py`` checks this drawing against the classes)::
+(``tests/project/test_errors_tree.py`` checks this drawing against the classes)::
 
     ValueError
     └── TLRulesError: bad input no subclass covers (lock file, atol, -o path, a resume)

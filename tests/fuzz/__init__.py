@@ -12,5 +12,5 @@ The inputs come in classes (``classes``): structured policies from Hypothesis st
 (``strategies``), byte-level mutations of the shipped policies (``mutators``), generated
 checkpoints (``checkpoints``), model specs, CLI argument vectors over every command, and
 the Python API (``apicase``). ``python -m tests.fuzz --minutes N`` runs long;
-``tests/test_fuzz.py`` runs a bounded, seeded slice in CI.
+``tests/e2e/test_fuzz.py`` runs a bounded, seeded slice in CI.
 """

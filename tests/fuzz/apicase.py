@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 
 import tlrules
-from tests import models as fixtures
+from tests import toys as fixtures
 from tlrules.cli.exits import guarded
 
 MODELS: dict[str, Callable[[], nn.Module]] = {

@@ -177,7 +177,7 @@ def output_case(rnd: random.Random, drawn: dict[str, bytes]) -> Case:
     """``audit`` drawn as an HTML page or an SVG strip, to a file or stdout."""
     policy = drawn.get("policy.yaml") if rnd.random() < 0.3 else None
     policy = policy or rnd.choice(POLICIES[:2])
-    model = rnd.choice(["resnet18", "tests.models:small_cnn", "tests.models:Tied", "m.safetensors"])
+    model = rnd.choice(["resnet18", "tests.toys:small_cnn", "tests.toys:Tied", "m.safetensors"])
     fmt = rnd.choice(["html", "svg"])
     writes = rnd.choice([f"out.{fmt}", "page", None])
     options = ["-o", writes] if writes else []

@@ -33,7 +33,12 @@ FAMILIES = {
     "densenet": "densenet121", "efficientnet": "efficientnet_b0",
     "mobilenet": "mobilenet_v3_small", "regnet": "regnet_y_400mf",
 }  # fmt: skip
-MODELS = ("resnet18", "tests.models:small_cnn", "tests.models:Tied", "tests.models:Containers")
+MODELS = (
+    "resnet18",
+    "tests.toys:small_cnn",
+    "tests.toys:Tied",
+    "tests.toys:Containers",
+)
 FREEZE_ALL = b'version: 1\nrules:\n  - "*": freeze\n'
 FORMATS = ("tree", "table", "json", "markdown")
 
@@ -41,7 +46,7 @@ DANGEROUS_SPECS = ("os:abort", "signal:pause", "builtins:exit", "sys:exit", "cod
 SPECS = (
     *DANGEROUS_SPECS, "os:getpid", "builtins:input", "builtins:breakpoint", "time:sleep",
     "collections:OrderedDict", "torch.nn:Identity", "torch.nn:Linear", "json:loads",
-    "tests.models:Empty", "tests.models:Tied", "a..b:c", ":x", "x:", "os.path:sep", "x" * 5000,
+    "tests.toys:Empty", "tests.toys:Tied", "a..b:c", ":x", "x:", "os.path:sep", "x" * 5000,
     "resnet5O", "torchvision:", "torchvision:resnet18\x00", "timm:", "timm:resnet18 ",
     "timm:../x", "hf:", "hf:nowhere", "hf:.", "hf:cfg#AutoModelForNothing", "model.txt",
     "../model.pt", "/dev/zero", "/dev/stdin.pt", "\udcff", "-", "--",
@@ -187,7 +192,7 @@ def convert(rnd: random.Random) -> Case:
     tool = rnd.choice(sorted(CONVERT_EXAMPLES))
     data = mutate_bytes(CONVERT_EXAMPLES[tool], rnd, tuple(CONVERT_EXAMPLES.values()))
     reader = tool if rnd.random() < 0.8 else rnd.choice([*CONVERT_EXAMPLES, "axolot"])
-    model = ("--model", rnd.choice(["tests.models:Tied", "resnet18"])) if rnd.random() < 0.3 else ()
+    model = ("--model", rnd.choice(["tests.toys:Tied", "resnet18"])) if rnd.random() < 0.3 else ()
     out = ("-o", "policy.yaml") if rnd.random() < 0.3 else ()
     argv = ("convert", reader, "config", *model, *out, *(("--strict",) * rnd.randrange(2)))
     return Case("convert", argv, {"config": data}, writes="policy.yaml" if out else None)

@@ -62,7 +62,7 @@ ROOT_TOKEN = "@ROOT@"
 """Replaced, in argv and in file contents, by the case's root folder (for absolute paths)."""
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # model specs such as 'tests.models:small_cnn'
+if str(REPO) not in sys.path:  # model specs such as 'tests.toys:small_cnn'
     sys.path.insert(0, str(REPO))
 
 

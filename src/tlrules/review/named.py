@@ -24,7 +24,7 @@ from ..report import Expected, NormLayer, held_to
 
 STATS = ("running_mean", "running_var")  # float buffers a checkpoint's names give away
 # the public attributes of a torch.nn.Module: a tensor named after one cannot be
-# registered (tests/test_check_bytewise.py compares this with the installed torch)
+# registered (tests/review/test_check_bytewise.py compares this with the installed torch)
 MODULE_ATTRIBUTES = frozenset({
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",
     "children", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr",

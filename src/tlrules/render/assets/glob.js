@@ -1,5 +1,5 @@
 // The policy's glob in the page's search box, faithful to tlrules.patterns.syntax: the
-// tests compare it with the policy matcher on real models (tests/test_html.py).
+// tests compare it with the policy matcher on real models (tests/render/test_html.py).
 
 // The policy's glob (docs/spec.md#glob), as tlrules.patterns.syntax translates it:
 // returns the RegExp a name must match, or null when a negative range finds no container.

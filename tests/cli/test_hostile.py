@@ -1,0 +1,234 @@
+"""Issue 11's examples of hostile input, one acceptance table: each runs the ``tlrules``
+CLI in a sandboxed child (``tests.fuzz.runner``) and must end with exit 2 and exactly one
+``error:`` line (one per bad file), no traceback, within 30 s and 4 GiB, writing no file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.fuzz.checkpoints import (
+    code_in_zip,
+    code_pickle,
+    nested,
+    safetensors_bytes,
+    safetensors_of,
+    self_referencing,
+    sparse,
+    torch_bytes,
+)
+from tests.fuzz.classes import BERT, DANGEROUS_SPECS, LLAMA
+from tests.fuzz.runner import Case, Limits, Outcome, run
+
+LIMITS = Limits(seconds=30.0)
+FREEZE_ALL = b'version: 1\nrules:\n  - "*": freeze\n'
+SECRET = "hunter2-secret-value"
+MODEL = "tests.toys:Tied"
+
+
+def policy(*rules: str) -> bytes:
+    lines = "".join(f"  - {rule}\n" for rule in rules)
+    return f'version: 1\nrules:\n{lines}  - "*": freeze\n'.encode()
+
+
+def bad_policy(label: str, text: bytes, command: str = "validate") -> Case:
+    argv = ("validate", "p.yaml") if command == "validate" else ("audit", MODEL, "p.yaml")
+    return Case(f"{label} ({command})", argv, {"p.yaml": text}, expect=frozenset({2}))
+
+
+def both(label: str, text: bytes) -> list[Case]:
+    return [bad_policy(label, text), bad_policy(label, text, "audit")]
+
+
+def laughs() -> bytes:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    return ("version: 1\nx:\n" + "".join(f" {line}\n" for line in lines)).encode()
+
+
+def fan_in() -> dict[str, bytes]:
+    files = {}
+    for i in range(25):
+        nxt = f"f{i + 1:02d}.yaml"
+        bases = f"extends: [{nxt}, ./{nxt}, .//{nxt}]\n" if i < 24 else ""
+        files[f"f{i:02d}.yaml"] = f'version: 1\n{bases}rules: [{{"*": freeze}}]\n'.encode()
+    return files
+
+
+def extends(ref: str, **files: bytes) -> Case:
+    text = f'version: 1\nextends: ["{ref}"]\nrules:\n  - "*": freeze\n'.encode()
+    return Case(
+        f"extends {ref!r}" if len(ref) < 40 else f"extends a {len(ref):,}-character {ref[-5:]!r}",
+        ("validate", "p.yaml"),
+        {"p.yaml": text, **files},
+        expect=frozenset({2}),
+    )
+
+
+def escaping(ref: str) -> Case:
+    secret = f"version: 1\nrules:\n  - {SECRET}\n".encode()
+    case = extends(ref, **{"../outside/secret.yaml": secret})
+    return Case(
+        f"extends escaping {ref!r}", ("audit", MODEL, "p.yaml"), case.files, expect=frozenset({2})
+    )
+
+
+def checkpoint(
+    label: str, name: str, data: bytes, *options: str, expect: tuple[int, ...] = (2,)
+) -> Case:
+    argv = ("audit", name, "p.yaml", *options)
+    return Case(label, argv, {name: data, "p.yaml": FREEZE_ALL}, expect=frozenset(expect))
+
+
+def hf(label: str, config: dict[str, object], expect: int = 2) -> Case:
+    files = {"cfg/config.json": json.dumps(config).encode(), "p.yaml": FREEZE_ALL}
+    return Case(label, ("audit", "hf:cfg", "p.yaml"), files, expect=frozenset({expect}))
+
+
+def deep_header() -> bytes:
+    return safetensors_bytes('{"w": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+def truncated() -> bytes:
+    good = torch_bytes({"fc.weight": torch.zeros(64, 64), "fc.bias": torch.zeros(64)})
+    return good[: len(good) // 2]
+
+
+NON_UTF8 = b"version: 1\nname: \xff\xfe\xfd\nrules:\n  - fc: train\n"
+CASES = [
+    *both("nested counted repeats", policy("'re:(?:(?:a{1000}){1000}){1000}': train")),
+    *both("counted repeat 8,000,000", policy("'re:(?:a{1000}){8000}': train")),
+    *both("3,000-digit range", policy(f"'layer{{0..{'9' * 3000}}}': train")),
+    *both("1,500-digit range", policy(f"'layer{{1{'0' * 1499}..2{'0' * 1499}}}': train")),
+    *both("reversed class", policy("'layer[z-a]': train")),
+    *both("billion laughs", laughs()),
+    bad_policy("recursive alias", b"version: 1\nrules: &a [*a]\n"),
+    bad_policy("492 nested lists", b"version: 1\nrules: " + b"[" * 492 + b"]" * 492 + b"\n"),
+    bad_policy("non-UTF-8 bytes", NON_UTF8),
+    bad_policy("NUL byte", b'version: 1\nrules:\n  - fc\x00x: train\n  - "*": freeze\n'),
+    bad_policy("control characters", b'version: 1\nrules:\n  - "fc\x1b[2J": train\n'),
+    bad_policy("escaped NUL", b'version: 1\nrules:\n  - "fc\\0": train\n  - "*": freeze\n'),
+    bad_policy("5,000-digit integer", b"version: " + b"1" * 5000 + b"\nrules: []\n"),
+    bad_policy("code point beyond Unicode", b'version: 1\nname: "\\U00110000"\nrules: []\n'),
+    bad_policy("compact key over 1,024 characters", policy("a" * 1100 + ": train")),
+    # each base is read once, so the fan-in is 25 reads and the policy is fine
+    Case("extends fan-in", ("validate", "f00.yaml"), fan_in(), expect=frozenset({0})),
+    Case(
+        "extends a symlink loop",
+        ("validate", "p.yaml"),
+        {"p.yaml": b'version: 1\nextends: ["a.yaml"]\nrules:\n  - "*": freeze\n'},
+        links={"a.yaml": "b.yaml", "b.yaml": "a.yaml"},
+        expect=frozenset({2}),
+    ),
+    extends("base\\0.yaml"),
+    extends("a" * 5000),
+    extends("a" * 5000 + ".yaml"),
+    escaping("../outside/secret"),
+    escaping("@ROOT@/outside/secret"),
+    # the dict is walked once: its tensors are the model
+    checkpoint("a dict containing itself", "model.pt", self_referencing(), expect=(0,)),
+    checkpoint("a sparse tensor", "model.pt", sparse()),
+    checkpoint("a nested tensor", "model.pt", nested()),
+    checkpoint(
+        "shape [2**62, 2**62]",
+        "model.safetensors",
+        safetensors_bytes({"w": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 0]}}),
+    ),
+    checkpoint("deeply nested header", "model.safetensors", deep_header()),
+    checkpoint("random bytes .pt", "model.pt", bytes(range(256)) * 4),
+    checkpoint("random bytes .safetensors", "model.safetensors", bytes(range(255, -1, -1)) * 4),
+    checkpoint("a truncated checkpoint", "model.pt", truncated()),
+    checkpoint("a pickle that would run code", "model.pt", code_pickle()),
+    checkpoint("a zip whose pickle would run code", "model.pt", code_in_zip()),
+    hf("bert with 100,000 layers", {**BERT, "num_hidden_layers": 100_000}),
+    hf("llama with 100,000 layers", {**LLAMA, "num_hidden_layers": 100_000}),
+    # found by the long fuzz run: a 5,000-digit number in config.json was exit 3
+    Case(
+        "a 5,000-digit number in config.json",
+        ("audit", "hf:cfg", "p.yaml"),
+        {
+            "cfg/config.json": json.dumps(LLAMA)[:-1].encode() + b', "x": 1' + b"0" * 5000 + b"}",
+            "p.yaml": FREEZE_ALL,
+        },
+        expect=frozenset({2}),
+    ),
+    checkpoint(
+        "a 5,000-digit number in a safetensors header",
+        "model.safetensors",
+        safetensors_bytes(b'{"__metadata__": {"n": 1' + b"0" * 5000 + b"}}"),
+    ),
+    # found by the long fuzz run: torch's "zero-element tensors" warning reached stderr
+    hf("llama with zero-sized layers builds quietly", {**LLAMA, "intermediate_size": 0}, 0),
+    *(
+        Case(spec, ("audit", spec, "p.yaml"), {"p.yaml": FREEZE_ALL}, expect=frozenset({2}))
+        for spec in DANGEROUS_SPECS
+    ),
+    checkpoint(
+        "2,000 segments, tree",
+        "model.safetensors",
+        safetensors_of({".".join(["a"] * 2000): ("F32", [1])}),
+        "--format",
+        "tree",
+        expect=(0, 2),
+    ),
+    checkpoint(
+        "a lone surrogate, tree",
+        "model.safetensors",
+        safetensors_of({"a.\ud800.w": ("F32", [1])}),
+        "--format",
+        "tree",
+        expect=(0, 2),
+    ),
+]
+
+
+def _report(case: Case, out: Outcome) -> str:
+    return (
+        f"{case.label}: exit {out.code}, signal {out.signal}, hung {out.hung}, "
+        f"{out.seconds:.1f} s, {out.max_rss / 2**20:.0f} MiB: {'; '.join(out.problems)}\n"
+        f"stderr: {out.stderr[-1500:].decode('utf-8', 'replace')}"
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.label)
+def test_hostile_input_is_refused_in_one_line(case: Case) -> None:
+    out = run(case, LIMITS)
+    assert not out.problems, _report(case, out)
+    errors = out.stderr.decode("utf-8", "replace").splitlines()
+    if out.code == 2:
+        assert len(errors) == 1 and errors[0].startswith("error: "), _report(case, out)
+    else:
+        assert out.stdout, _report(case, out)  # exit 0 (allowed for the tree view): drawn
+
+
+def test_three_bad_files_give_three_lines() -> None:
+    files = {"a.yaml": NON_UTF8, "b.yaml": b"version: 1\nrules: &a [*a]\n", "c.yaml": laughs()}
+    case = Case(
+        "three bad files", ("validate", "a.yaml", "b.yaml", "c.yaml"), files, expect=frozenset({2})
+    )
+    out = run(case, LIMITS)
+    assert not out.problems, _report(case, out)
+    errors = out.stderr.decode().splitlines()
+    assert [e.split(":")[1].strip() for e in errors] == ["a.yaml", "b.yaml", "c.yaml"], errors
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.label.startswith("extends escaping")], ids=lambda c: c.label
+)
+def test_extends_never_shows_a_file_outside_the_folder(case: Case) -> None:
+    out = run(case, LIMITS)
+    assert SECRET.encode() not in out.stdout + out.stderr, _report(case, out)
+    assert out.code == 2, _report(case, out)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if "would run code" in c.label], ids=lambda c: c.label
+)
+def test_a_pickle_that_would_run_code_is_named_as_such(case: Case) -> None:
+    out = run(case, LIMITS)
+    assert out.code == 2, _report(case, out)
+    assert b"not a pickle" not in out.stderr, _report(case, out)

@@ -1,0 +1,264 @@
+"""Stages: effective rules, inheritance, errors, the shipped staged policies, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torchvision
+
+import tlrules
+from tests.toys import small_cnn
+from tlrules import PolicyError
+from tlrules.cli import main
+from tlrules.models import build
+
+THREE = """\
+version: 1
+name: three
+param_groups:
+  - "*.bias": {weight_decay: 0.0}
+stages:
+  - name: head
+    epochs: 2
+    rules:
+      - "8": train
+      - "*": freeze
+  - name: middle
+    param_groups:
+      - "3": {lr_scale: 0.1}
+    rules:
+      - "3": train
+  - name: all
+    inherit: false
+    lr: 5.0e-5
+    rules:
+      - "*": train
+"""
+
+
+def staged(text: str = THREE) -> tlrules.Policy:
+    return tlrules.Policy.from_text(text, "s.yaml")
+
+
+def effective(stage: tlrules.Policy) -> list[tuple[int, str, str, int | None]]:
+    return [(r.number, r.pattern.text, r.action, r.where.line) for r in stage.rules]
+
+
+def test_each_stage_has_its_own_rules_followed_by_the_inherited_ones() -> None:
+    policy = staged()
+    assert policy.stage_names == ("head", "middle", "all")
+    assert effective(policy.stage("head")) == [(1, "8", "train", 9), (2, "*", "freeze", 10)]
+    assert effective(policy.stage("middle")) == [
+        (1, "3", "train", 15),
+        (2, "8", "train", 9),
+        (3, "*", "freeze", 10),
+    ]
+    assert effective(policy.stage("all")) == [(1, "*", "train", 20)]
+    assert policy.stage("head").epochs == 2 and policy.stage("middle").epochs is None
+
+
+def test_a_stage_decides_like_a_policy_and_its_report_names_the_stage() -> None:
+    model = small_cnn()
+    policy = staged()
+    trained = {
+        name: {d.name for d in policy.stage(name).audit(model).decisions if d.action == "train"}
+        for name in policy.stage_names
+    }
+    assert trained["head"] == {"8.weight", "8.bias"}
+    assert trained["middle"] == {"3.weight", "3.bias", "8.weight", "8.bias"}
+    assert len(trained["all"]) == 10
+    report = policy.stage("middle").apply(model).report
+    assert report.stage == "middle" and report.to_dict()["policy"]["stage"] == "middle"
+    assert report.rules[1].where == "s.yaml:9"
+
+
+def test_param_groups_are_inherited_and_a_stage_lr_replaces_the_base_lr() -> None:
+    model = small_cnn()
+    policy = staged()
+    middle = policy.stage("middle").param_groups(model, lr=1.0, weight_decay=0.1)
+    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in middle] == [
+        (1.0, 0.1, 1),
+        (pytest.approx(0.1), 0.1, 2),
+        (1.0, 0.0, 1),
+    ]
+    final = policy.stage("all").param_groups(model, lr=1.0, weight_decay=0.1)
+    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in final] == [
+        (5e-5, 0.1, 5),
+        (5e-5, 0.0, 5),
+    ]
+
+
+def test_an_unknown_stage_is_a_clear_error_listing_the_stages() -> None:
+    with pytest.raises(PolicyError) as err:
+        staged().stage("midle")
+    assert str(err.value) == (
+        "s.yaml:5:1: no stage 'midle'; the policy's stages are 'head', 'middle', 'all'; "
+        "did you mean 'middle'?"
+    )
+
+
+def test_a_policy_in_stages_is_applied_one_stage_at_a_time() -> None:
+    with pytest.raises(PolicyError, match=r"^s.yaml:5:1: the policy is in stages \('head', "):
+        staged().apply(small_cnn())
+    plain = tlrules.Policy.from_text("version: 1\nrules:\n  - '*': train\n", "p.yaml")
+    with pytest.raises(PolicyError, match=r"^p\.yaml:2:1: the policy has no stages"):
+        plain.stage("head")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "version: 1\nname: x\n",
+            "s.yaml:1:1: missing required key 'rules' (or 'stages' for a policy in stages)",
+        ),
+        (
+            "version: 1\nrules:\n  - '*': train\nstages:\n  - name: a\n",
+            "s.yaml:4:1: a policy has top-level 'rules' or 'stages', not both; move the "
+            "top-level rules into the stages",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n",
+            "s.yaml:3:5: stage 'a' has no rules and inherits none (it is the first stage); "
+            "give it 'rules:', e.g. '- \"*\": freeze'",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n"
+            "  - name: b\n    inherit: false\n",
+            "s.yaml:5:5: stage 'b' has no rules and inherits none (it sets 'inherit: false'); "
+            "give it 'rules:', e.g. '- \"*\": freeze'",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules: ['*': train]\n  - name: a\n",
+            "s.yaml:5:11: stage name 'a' is already taken by stage 1; give every stage its own "
+            "name",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules:\n      - 'fc[': train\n",
+            "s.yaml:5:12: rule 1: stage 'a': pattern 'fc[': unclosed '['; close the class with "
+            "']' or write '\\['",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    inherits: false\n    rules: ['*': train]\n",
+            "s.yaml:4:5: unknown key 'inherits'; did you mean 'inherit'?",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    rules:\n      - fc: trian\n",
+            "s.yaml:5:13: rule 1: action 'trian' is not one of 'train', 'freeze'; "
+            "did you mean 'train'?",
+        ),
+        (
+            "version: 1\nstages:\n  - name: a\n    epochs: 0\n    rules: ['*': train]\n",
+            "s.yaml:4:13: 'epochs': Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_stages_name_the_place(text: str, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        staged(text)
+    assert str(err.value) == message
+
+
+def test_shipped_two_stage_policy_trains_the_head_then_everything_at_5e_5() -> None:
+    policy = tlrules.load("torchvision/resnet-two-stage")
+    assert policy.stage_names == ("head", "finetune")
+    for arch in ("resnet18", "resnet50"):
+        model = build(arch)
+        head = policy.stage("head").audit(model)
+        trained = {d.name.split(".")[0] for d in head.decisions if d.action == "train"}
+        assert trained == {"fc"} and not head.warnings
+        finetune = policy.stage("finetune").audit(model)
+        assert finetune.summary.trainable == finetune.summary.parameters
+    model = torchvision.models.resnet18(weights=None)
+    groups = policy.stage("finetune").param_groups(model, lr=1e-3, weight_decay=0.05)
+    assert {g["lr"] for g in groups} == {5e-5}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(("arch", "depth"), [("vit_b_16", 12), ("vit_l_16", 24)])
+def test_shipped_vit_gradual_policy_unfreezes_one_more_block_per_stage(
+    arch: str, depth: int
+) -> None:
+    policy = tlrules.load("torchvision/vit-gradual")
+    model = build(arch)
+    blocks = []
+    for stage in policy.stages:
+        report = stage.audit(model)
+        assert not report.warnings
+        trained = {d.name for d in report.decisions if d.action == "train"}
+        assert {"heads.head.weight", "encoder.ln.weight"} <= trained
+        blocks.append(
+            sorted(
+                int(n.split(".")[2].removeprefix("encoder_layer_"))
+                for n in trained
+                if n.startswith("encoder.layers.") and n.endswith("ln_1.weight")
+            )
+        )
+    assert blocks == [
+        [],
+        [depth - 1],
+        [depth - 2, depth - 1],
+        [depth - 3, depth - 2, depth - 1],
+        [depth - 4, depth - 3, depth - 2, depth - 1],
+    ]
+
+
+def test_cli_audits_one_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "head", "-f", "json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["policy"]["stage"] == "head"
+    assert doc["summary"]["trainable"] == 2
+
+
+def test_cli_shows_how_each_parameter_changes_across_stages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
+    assert capsys.readouterr().out == (
+        "resnet18 under resnet-two-stage: stages head -> finetune\n"
+        "module / parameter  params    elements  head         finetune\n"
+        "conv1                    1       9,408  freeze       train\n"
+        "bn1                      2         128  freeze       train\n"
+        "layer{1..4}             57  11,166,976  freeze       train\n"
+        "fc                       2     513,000  train        train\n"
+        "trainable                               2 (513,000)  62 (11,689,512)\n"
+    )
+    args = ["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all", "-f", "json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "tlrules-stages/1"
+    assert [s["policy"]["stage"] for s in doc["stages"]] == ["head", "finetune"]
+
+
+def test_cli_stages_side_by_side_leave_their_warnings_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "staged.yaml"
+    policy.write_text(
+        "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
+        "      - layer9: train\n      - '*': freeze\n  - name: all\n    inherit: false\n"
+        "    rules:\n      - '*': train\n"
+    )
+    assert main(["audit", "resnet18", str(policy), "--stage", "all"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning[" not in out
+    assert err == (
+        f"warning[dead-rule] (stage head): {policy}:6:9: rule 2: pattern 'layer9' matched no "
+        "parameter; the closest names are 'layer4', 'layer3', 'layer2'\n"
+    )
+    assert main(["audit", "resnet18", str(policy), "--stage", "all", "-f", "json"]) == 0
+    out, err = capsys.readouterr()  # the JSON document keeps them too
+    assert json.loads(out)["stages"][0]["warnings"][0]["code"] == "dead-rule"
+    assert err.startswith("warning[dead-rule] (stage head): ")
+
+
+def test_cli_stage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "tail"]) == 2
+    assert "no stage 'tail'; the policy's stages are 'head', 'finetune'" in capsys.readouterr().err
+    assert main(["audit", "resnet18", "torchvision/resnet-layer4-fc", "--stage", "all"]) == 2
+    assert "the policy has no stages" in capsys.readouterr().err
+    assert main(["audit", "resnet18", "torchvision/resnet-two-stage"]) == 2
+    assert "--stage head" in capsys.readouterr().err
