@@ -3,9 +3,9 @@
 ``--write`` rewrites them in RESULTS.md (each between ``<!-- tables NAME -->`` and
 ``<!-- end NAME -->``), ``--check`` exits 1 when RESULTS.md differs from the files.
 
-Each benchmark gets its targets table (target, figure with its spread, the baseline
-measured in the same run, the ratio, met?) and the table of its figures. A verdict is
-computed here from the figures, never typed.
+Each benchmark with targets gets a table of them (target, figure with its spread, the
+baseline measured in the same run, the ratio, met?), some a table of their figures too.
+A verdict is computed here from the figures, never typed.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def apply_tables(res: Doc, every_case: bool = True) -> list[str]:
             f"| first {met(first <= 1.5)}; again {met(again <= 1.5)} |"
         )
     for model in dict.fromkeys(r["model"] for r in rows):
-        sized = [r for r in rows if r["model"] == model and not r["dead"]]
+        sized = [r for r in rows if r["model"] == model and not r.get("dead")]
         first = max(times(r["first_vs_B"]) for r in sized)
         again = max(times(r["again_vs_B"]) for r in sized)
         out.append(
