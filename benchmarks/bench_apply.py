@@ -1,4 +1,4 @@
-"""Part 1: applying a policy at scale, compiling it, rendering its JSON report.
+"""Applying a policy at scale, compiling it, rendering its JSON report.
 
 Baseline A (the floor): ``for n, p in model.named_parameters(): p.requires_grad_(flag)``.
 Baseline B (what users write today): per name, try each rule's compiled ``re`` pattern
@@ -173,7 +173,3 @@ def run(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str,
             )
             print(f"print(applied) {name}, dead rules: {shown['print(applied)'].ms()}", flush=True)
     return out
-
-
-if __name__ == "__main__":
-    run()

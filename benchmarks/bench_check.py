@@ -10,13 +10,12 @@ head) changed, so ``cmp`` reads both files to nearly their end, and the policy f
 every other tensor, so ``check`` compares every byte of them. The pair is written by a
 child process, and this one imports no torch, so that it stays small (a child's peak
 memory counts its parent's pages until it execs).
-``python -m benchmarks.bench_check [--rounds N] [--dir DIR]`` runs it alone.
+``python -m benchmarks --only check`` runs it (the runner imports torch only with the
+benchmarks that need it).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -35,8 +34,9 @@ POLICY = 'version: 1\nrules:\n  - head: train\n  - "*": freeze\n'
 
 def write_pair(folder: Path) -> tuple[Path, Path, int]:
     """BEFORE and AFTER in ``folder``; returns them and the largest tensor's bytes. Run in
-    a child (``--write``): this process imports no torch, so that a child's peak memory,
-    which counts its parent's pages until it execs, is its own."""
+    a child (``python -m benchmarks.bench_check DIR``): the runner imports no torch, so
+    that a child's peak memory, which counts its parent's pages until it execs, is its
+    own."""
     import torch
     from safetensors.torch import save_file
 
@@ -57,9 +57,7 @@ def write_pair(folder: Path) -> tuple[Path, Path, int]:
 
 
 def _write_in_child(folder: Path) -> tuple[Path, Path, int]:
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_check", "--write", str(folder)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "benchmarks.bench_check", str(folder)], check=True)
     return folder / "before.safetensors", folder / "after.safetensors", LARGE[1] * 4
 
 
@@ -83,11 +81,9 @@ def _child(argv: list[str]) -> tuple[float, int, int]:
     return time.perf_counter() - start, process.returncode, usage.ru_maxrss * 1024
 
 
-def run(
-    quick: bool = False, rounds: int | None = None, folder: str | None = None
-) -> dict[str, Any]:
-    rounds = rounds or (2 if quick else 5)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-check-", dir=folder))
+def run(quick: bool = False) -> dict[str, Any]:
+    rounds = 2 if quick else 5
+    tmp = Path(tempfile.mkdtemp(prefix="bench-check-"))
     try:
         before, after, largest = _write_in_child(tmp)
         policy = str(tmp / "policy.yaml")
@@ -143,13 +139,5 @@ def run(
     return out
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_check")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dir", default=None, help="where to write the pair (default: TMPDIR)")
-    parser.add_argument("--write", default=None, help=argparse.SUPPRESS)  # the child's job
-    args = parser.parse_args()
-    if args.write:
-        write_pair(Path(args.write))
-        sys.exit(0)
-    print(json.dumps(run(rounds=args.rounds, folder=args.dir), indent=1))
+if __name__ == "__main__":  # the child that writes the pair: python -m benchmarks.bench_check DIR
+    write_pair(Path(sys.argv[1]))

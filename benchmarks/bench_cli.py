@@ -1,4 +1,4 @@
-"""Part 2: CLI start-up, wall time of whole processes, measured in the same run as the
+"""CLI start-up, wall time of whole processes, measured in the same run as the
 baselines: ``python -c pass`` for ``tlrules validate`` (which must not import torch), and
 ``python -c "import torch, torchvision"`` for ``tlrules audit resnet50``."""
 
@@ -64,7 +64,3 @@ def run(quick: bool = False) -> dict[str, Any]:
         flush=True,
     )
     return out
-
-
-if __name__ == "__main__":
-    run()

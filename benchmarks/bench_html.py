@@ -1,10 +1,9 @@
 """The HTML report in headless Chromium: how long until the page is drawn, and how long a
 click or a search takes, for resnet50 and the 45,395-tensor DeepSeek-V3-sized MoE.
 
-``python -m benchmarks.bench_html [--rounds N]`` (needs ``playwright`` and Debian's
-``chromium``; not part of ``python -m benchmarks``, which runs without a browser). Each
-round opens the page in a fresh browser context. Figures, per model (median and min-max
-over the rounds):
+``python -m benchmarks --only html`` (needs ``playwright`` and Debian's ``chromium``; not
+in the default set, which runs without a browser). Each of 5 rounds (2 with ``--quick``)
+opens the page in a fresh browser context. Figures, per model (every round's, in ms):
 
 - ``render``: the Python side, ``render(report, "html")`` for an audit already made;
 - ``first paint``: ``first-contentful-paint`` of the page from a ``file:`` URL (the data
@@ -17,8 +16,6 @@ over the rounds):
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -76,7 +73,8 @@ def _round(browser: Browser, page_file: Path, node: str, glob: str) -> dict[str,
     return figures
 
 
-def run(rounds: int = 5) -> dict[str, Any]:
+def run(quick: bool = False) -> dict[str, Any]:
+    rounds = 2 if quick else 5
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         raise SystemExit("no chromium on PATH: apt-get install chromium")
@@ -109,17 +107,3 @@ def run(rounds: int = 5) -> dict[str, Any]:
                 )
         browser.close()
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_html", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    figures = run(args.rounds)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,8 +6,8 @@
 - ``deepseek_v3``: the module tree and shapes of DeepSeek-V3 (61 layers, hidden 7168,
   the first 3 dense, 58 MoE layers of 256 routed experts + 1 shared expert, multi-head
   latent attention), one tensor per expert linear: about 45,000 names.
-- ``moe``: a mixture of experts laid out as containers nest in hand-written models
-  (issue 16): 60 decoder layers in a ``ModuleList`` inside a ``ModuleDict``, each with a
+- ``moe``: a mixture of experts laid out as containers nest in hand-written models:
+  60 decoder layers in a ``ModuleList`` inside a ``ModuleDict``, each with a
   ``ModuleDict`` of 250 experts (``transformer.h.N.mlp.experts.E.w1.weight``), built
   from plain ``nn.Module`` classes: 45,423 names.
 """

@@ -1,6 +1,6 @@
 """Realistic policies of 5, 30 and 200 rules for each benchmark model.
 
-The 5-rule policies are written by hand (the recipes of DESIGN.md). The larger ones are
+The 5-rule policies are written by hand, like the recipes in README.md. The larger ones are
 what a team ends up with for per-block control: a few hand-written rules first (the head,
 embeddings, a negative range for the last blocks, a couple of regexes for the norms),
 then one rule per (block range, sub-module) pair, block ranges and glob alternatives
@@ -9,7 +9,7 @@ modules, which only happens for resnet50 at 200 rules) are filled with regexes t
 earlier rule shadows; the audit reports them.
 
 ``policy_text(model, 30, dead=True)`` is the 30-rule policy as library policies that
-cover several sizes and families end up (issue 16): after the hand-written rules, three
+cover several sizes and families end up: after the hand-written rules, three
 rules that match nothing on this model (a range past the last block, a regex for another
 family, a name for another size) and one that an earlier rule shadows, in place of the
 last fill rules, so it still has 30 rules.
