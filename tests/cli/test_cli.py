@@ -205,6 +205,7 @@ def test_an_output_that_cannot_be_written_exits_2_before_the_model_is_built(
     assert captured.out == ""
 
 
+@pytest.mark.slow
 def test_validate_never_imports_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "tlrules", "validate", LAYER4],
@@ -219,6 +220,7 @@ def test_validate_never_imports_torch() -> None:
     assert result.stdout == f"ok: {LAYER4} (3 rules)\n"
 
 
+@pytest.mark.slow
 def test_console_script_runs_the_audit() -> None:
     result = subprocess.run(
         [
@@ -405,6 +407,7 @@ POLICY_COMMANDS = [  # every command that takes a policy, with POLICY in its pla
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", POLICY_COMMANDS, ids=lambda c: c[0])
 def test_a_directory_or_dev_stdin_is_no_policy_file(
     command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -451,6 +454,7 @@ def test_a_pipe_or_an_empty_directory_is_no_policy_file(
     )
 
 
+@pytest.mark.slow
 def test_console_script_reads_a_policy_from_a_pipe() -> None:
     script = Path(sys.executable).with_name("tlrules")
     policy = (ROOT / LAYER4).read_text()

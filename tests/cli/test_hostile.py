@@ -194,6 +194,7 @@ def _report(case: Case, out: Outcome) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.label)
 def test_hostile_input_is_refused_in_one_line(case: Case) -> None:
     out = run(case, LIMITS)

@@ -298,6 +298,7 @@ def patterns(draw: st.DrawFn) -> str:
     return start + body + end
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(patterns(), max_size=5), st.booleans(), st.booleans())
 def test_the_policy_decides_every_name_as_axolotl_does(

@@ -80,6 +80,7 @@ def test_an_unknown_tool_or_a_missing_config_is_bad_input(
     )
 
 
+@pytest.mark.slow
 def test_convert_without_a_model_never_imports_torch(tmp_path: Path) -> None:
     path = _config(tmp_path)
     result = subprocess.run(

@@ -75,6 +75,7 @@ def test_the_policy_of_a_lora_adapter(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 @pytest.mark.parametrize(
     "lora",
@@ -291,6 +292,7 @@ def lora_configs(draw: st.DrawFn) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lora_configs(), st.sampled_from(sorted(reference.FAMILIES)))
 def test_random_adapters_train_what_peft_trains(lora: dict[str, Any], family: str) -> None:

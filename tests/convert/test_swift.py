@@ -232,6 +232,7 @@ configs = st.fixed_dictionaries(
 ).filter(lambda c: "model_type" in c or not {"freeze_vit", "freeze_aligner", "freeze_llm"} & set(c))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

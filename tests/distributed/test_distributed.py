@@ -29,6 +29,8 @@ import tlrules
 from tlrules import preflight, sync_optimizer
 from tlrules.distributed import rewrap, switch_stage
 
+pytestmark = pytest.mark.slow  # two processes spawned once for the whole module
+
 WORLD = 2
 STEPS = 3
 LR = 0.1

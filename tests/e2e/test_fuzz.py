@@ -19,6 +19,7 @@ PER_CLASS = 24
 SEED = 11
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label", sorted(CLASSES))
 def test_no_fuzz_case_breaks_the_promise(label: str) -> None:
     cases = draw(label, PER_CLASS, SEED)
@@ -48,6 +49,7 @@ def test_a_file_written_is_caught() -> None:
     assert "File too large" in out.last_line()
 
 
+@pytest.mark.slow
 def test_stdin_and_an_output_file_named_by_the_case() -> None:
     """A policy read from stdin, drawn to the one file the case may write; the same
     command in a case that names no file may write none (an empty file stays: caught)."""
@@ -72,6 +74,7 @@ def test_a_traceback_and_noise_are_caught() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_hang_is_killed_and_reported() -> None:
     out = run(factory_case("time.sleep(60)"), Limits(seconds=1.0))
     assert (out.hung, out.problems) == (True, ["hang: still running after 1 s"])
@@ -101,6 +104,7 @@ def test_compare_names_what_a_failed_apply_changed() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "code"),
     [

@@ -63,6 +63,7 @@ def test_readme_has_examples() -> None:
     assert all(BLOCKS[page] for page in PAGES)  # each page listed holds code blocks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("page", "code"), PYTHON)
 def test_python_example_runs(page: str, code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
@@ -79,6 +80,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("page", "command"), CLI)
 def test_cli_example_runs(page: str, command: str, workdir: Path) -> None:
     result = subprocess.run(
@@ -87,6 +89,7 @@ def test_cli_example_runs(page: str, command: str, workdir: Path) -> None:
     assert result.returncode == EXIT.get((page, command), 0), result.stderr
 
 
+@pytest.mark.slow
 def test_drawn_tree_is_current() -> None:
     (drawn,) = [
         c
@@ -131,6 +134,7 @@ CONVERTED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", CONVERTED)
 def test_converted_example_is_current(
     block: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

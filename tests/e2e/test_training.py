@@ -82,6 +82,7 @@ def test_frozen_parameters_and_bn_statistics_stay_bit_identical() -> None:
     assert not [w for w in report.warnings if w.code == "norm-stats-update"]
 
 
+@pytest.mark.slow
 def test_update_mode_lets_frozen_bn_statistics_drift_and_warns() -> None:
     model = resnet18()
     report = layer4_fc("update").apply(model).report
@@ -97,6 +98,7 @@ def test_update_mode_lets_frozen_bn_statistics_drift_and_warns() -> None:
             assert torch.equal(before, model.get_parameter(name)), name
 
 
+@pytest.mark.slow
 def test_undo_after_training_restores_requires_grad_and_train_mode() -> None:
     model = resnet18()
     applied = layer4_fc().apply(model)
@@ -134,6 +136,7 @@ def test_a_parameter_frozen_by_the_next_stage_is_not_moved_by_momentum() -> None
     assert torch.equal(before, frozen)
 
 
+@pytest.mark.slow
 def test_the_transfer_example_runs_every_recipe_the_same_way_every_time(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

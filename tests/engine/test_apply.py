@@ -66,6 +66,7 @@ def test_wrapped_models_use_bare_names() -> None:
     assert all(not d.name.startswith("module.") for d in report.decisions)
 
 
+@pytest.mark.slow
 def test_compiled_model_reports_bare_names_and_class() -> None:
     model = torch.compile(Containers())
     report = policy('  - "*": train\n').apply(model).report

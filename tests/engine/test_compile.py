@@ -69,6 +69,7 @@ def _backward(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.slow
 def test_policy_applies_to_a_compiled_model_by_bare_names() -> None:
     net = _net()
     compiled = torch.compile(net, backend=BACKEND)
@@ -86,6 +87,7 @@ def test_policy_applies_to_a_compiled_model_by_bare_names() -> None:
     assert _backward(compiled) == {"_orig_mod.head.weight", "_orig_mod.head.bias"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["custom", "sequential"])
 def test_changing_the_trainable_set_of_a_compiled_model_that_ran_warns(kind: str) -> None:
     net = _net(kind)

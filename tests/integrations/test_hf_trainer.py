@@ -103,6 +103,7 @@ def _top(model: Any) -> tuple[list[str], list[str]]:
     return [n for n in top if n not in nodecay], nodecay
 
 
+@pytest.mark.slow
 def test_trainer_switches_stage_at_its_epoch(tmp_path: Path) -> None:
     probe, model = _Probe(), _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -130,6 +131,7 @@ def test_trainer_switches_stage_at_its_epoch(tmp_path: Path) -> None:
         assert changed == (name in HEAD or name in top), name
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_stage_two_resumes_in_stage_two(tmp_path: Path) -> None:
     first_probe = _Probe()
     first = _trainer(tmp_path, 2, first_probe, _model())

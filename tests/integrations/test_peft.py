@@ -308,6 +308,7 @@ def _peft_trainer(tmp_path: Path, epochs: int, seen: _Seen) -> Any:
     return trainer
 
 
+@pytest.mark.slow
 def test_the_trainer_switches_stage_on_a_peft_model(tmp_path: Path) -> None:
     seen = _Seen()
     trainer = _peft_trainer(tmp_path, 2, seen)
@@ -318,6 +319,7 @@ def test_the_trainer_switches_stage_on_a_peft_model(tmp_path: Path) -> None:
     assert moved == set(LORA + NORM_NAMES)
 
 
+@pytest.mark.slow
 def test_a_peft_run_resumed_in_stage_two_gets_its_trained_norms_back(tmp_path: Path) -> None:
     first = _Seen()
     _peft_trainer(tmp_path, 2, first).train()
@@ -418,6 +420,7 @@ def test_norm_layers_of_a_peft_model_are_named_and_held_like_the_bare_ones() -> 
     assert model.base_model.model.layer4[0].bn1.training
 
 
+@pytest.mark.slow
 def test_a_peft_resume_without_the_trained_file_names_it(tmp_path: Path) -> None:
     _peft_trainer(tmp_path, 1, _Seen()).train()
     path = tmp_path / "checkpoint-2" / "tlrules_trained.pt"
@@ -431,6 +434,7 @@ def test_a_peft_resume_without_the_trained_file_names_it(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.slow
 def test_a_peft_resume_with_a_trained_file_of_another_model_is_refused(tmp_path: Path) -> None:
     _peft_trainer(tmp_path, 1, _Seen()).train()
     path = tmp_path / "checkpoint-2" / "tlrules_trained.pt"
@@ -562,6 +566,7 @@ def fresh_dynamo() -> Iterator[None]:
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_a_compiled_peft_model_names_the_changed_parameters_as_reports_show_them() -> None:
     model = torch.compile(lora(base("llama"), "llama"), backend="eager")

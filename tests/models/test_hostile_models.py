@@ -294,6 +294,7 @@ SEGMENTS = ".".join(["s"] * 2000)
 SPLIT = "version: 1\nrules:\n  - '*.a': train\n  - '*': freeze\n"
 
 
+@pytest.mark.slow
 def test_a_name_of_2000_segments_is_refused_or_drawn(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -432,6 +433,7 @@ def bert_config(folder: Path, **changes: object) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_hf_builds_the_architecture_its_config_names(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     folder = bert_config(tmp_path / "cls", architectures=["BertForSequenceClassification"])
@@ -441,6 +443,7 @@ def test_hf_builds_the_architecture_its_config_names(tmp_path: Path) -> None:
     assert type(build(f"hf:{folder}#AutoModel")).__name__ == "BertModel"
 
 
+@pytest.mark.slow
 def test_hf_refuses_an_architecture_transformers_does_not_export(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

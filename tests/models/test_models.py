@@ -343,6 +343,7 @@ def bert_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
     base = build(f"hf:{bert_dir}")
     assert type(base).__name__ == "BertModel" and on_meta(base)
@@ -355,6 +356,7 @@ def test_hf_config_folder_builds_on_meta(bert_dir: Path) -> None:
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bad_hf_specs(bert_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert refused(capsys, f"hf:{bert_dir}#AutoModelForCasualLM").startswith(
         f"error: model 'hf:{bert_dir}#AutoModelForCasualLM': 'AutoModelForCasualLM' is not a "

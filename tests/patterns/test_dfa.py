@@ -100,6 +100,7 @@ _SHARED_NAMES = ["layer", "layer1", "layer1.b", "layer1.0.bn", "model.layers.2",
 _SHARED_NAMES += ["model.layers.3.bn1", "model.layers.03.x", "model.layers.13.a", "layer1.1"]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     globs=st.lists(st.tuples(_START, _REST).map("".join).filter(bool), min_size=1, max_size=8),

@@ -176,6 +176,7 @@ def name_lists() -> list[list[str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_closest_names_are_the_eager_ones(pattern: str) -> None:
     for names in name_lists():

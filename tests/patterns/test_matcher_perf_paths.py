@@ -29,6 +29,7 @@ def _matcher(rules: list[str], names: list[str]) -> Matcher:
     return Matcher([Pattern.parse(r) for r in rules], names)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rules=st.lists(st.one_of(_glob, _glob, _regex), min_size=1, max_size=10),
@@ -79,6 +80,7 @@ class _Spelled:
         return tree
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rules=st.lists(st.one_of(_glob, _glob, _regex), min_size=1, max_size=10),

@@ -105,6 +105,7 @@ PIECES = [
 NAMES = ["a.0.w", "a.10.b", "z9.x", "layer1.0.w", "a", "0", "a.b.c.d"]
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @example(["[", "[!", "]"], "regex")  # re's parser warns 'Possible nested set': no error
 @given(

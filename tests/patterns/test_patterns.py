@@ -284,6 +284,7 @@ _regex = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rules=st.lists(st.one_of(_glob, _glob, _glob, _regex), min_size=1, max_size=8),

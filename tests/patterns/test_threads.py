@@ -56,6 +56,7 @@ def _apply_at_once(policy: tlrules.Policy, models: list[torch.nn.Module]) -> lis
     return results
 
 
+@pytest.mark.slow
 def test_threads_applying_one_fresh_policy_get_identical_reports(switching_often: None) -> None:
     with torch.device("meta"):
         models = [torchvision.models.resnet50() for _ in range(THREADS)]

@@ -355,6 +355,7 @@ def test_every_shipped_policy_and_stage_is_in_the_table() -> None:
     assert set(CASES) | set(BASES) <= shipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("policy", "arch"), PAIRS, ids=[f"{p}:{a}" for p, a in PAIRS])
 def test_policy_fits_architecture(
     policy: str, arch: str, model: Callable[[str], nn.Module]

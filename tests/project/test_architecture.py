@@ -30,6 +30,7 @@ def _lint_imports(source: Path, *contracts: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.slow
 def test_the_contracts_hold() -> None:
     result = _lint_imports(ROOT / "src")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -68,6 +69,7 @@ PLANTED = {  # contract id in pyproject.toml -> (path, text, ...) of the planted
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("contract", sorted(PLANTED))
 def test_a_planted_module_breaks_its_contract(contract: str, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "src" / "tlrules", tmp_path / "tlrules")

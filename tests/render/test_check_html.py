@@ -22,10 +22,13 @@ from tests.render.test_render import CHECKED, HOSTILE
 from tlrules.cli import main
 from tlrules.render import render_check
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium on PATH: install Debian's 'chromium' package (.ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser: its start alone takes seconds
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no chromium on PATH: install Debian's 'chromium' package (.ci/run installs it)",
+    ),
+]
 POLICY = """\
 version: 1
 name: resnet-layer4-fc

@@ -35,10 +35,13 @@ from tlrules.report import Decision, Report, RuleUse
 
 ROOT = Path(__file__).parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium on PATH: install Debian's 'chromium' package (.ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser: its start alone takes seconds
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no chromium on PATH: install Debian's 'chromium' package (.ci/run installs it)",
+    ),
+]
 
 # name -> (model spec, policy, --stage)
 CASES = {

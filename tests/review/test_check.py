@@ -89,6 +89,7 @@ def _trained(**options: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     return model, before
 
 
+@pytest.mark.slow
 def test_a_correct_run_holds(capsys: pytest.CaptureFixture[str]) -> None:
     model, before = _trained()
     _save(before, "before.safetensors")
@@ -102,6 +103,7 @@ def test_a_correct_run_holds(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_an_optimizer_built_before_the_freeze_decays_frozen_weights(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -129,6 +131,7 @@ def test_an_optimizer_built_before_the_freeze_decays_frozen_weights(
     assert violated == {n for n in frozen if n.endswith(".weight")}
 
 
+@pytest.mark.slow
 def test_a_one_ulp_nudge_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
     model, before = _trained()
     weight = model.layer2[0].conv1.weight
@@ -162,6 +165,7 @@ def test_a_one_ulp_nudge_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.endswith(HELD)
 
 
+@pytest.mark.slow
 def test_bn_statistics_of_a_frozen_layer_updated(capsys: pytest.CaptureFixture[str]) -> None:
     """Trained under ``norm_stats: update``, checked against the policy that keeps them fixed."""
     model = _resnet()
@@ -191,6 +195,7 @@ def test_bn_statistics_of_a_frozen_layer_updated(capsys: pytest.CaptureFixture[s
     assert main(["check", "update.yaml", "before.safetensors", "after.safetensors"]) == 0
 
 
+@pytest.mark.slow
 def test_a_trainable_parameter_left_out_of_the_optimizer(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -212,6 +217,7 @@ def test_a_trainable_parameter_left_out_of_the_optimizer(
     assert code == 1
 
 
+@pytest.mark.slow
 def test_a_renamed_parameter_is_on_one_side_only(capsys: pytest.CaptureFixture[str]) -> None:
     model, before = _trained()
     _save(before, "before.safetensors")
@@ -238,6 +244,7 @@ def test_a_renamed_parameter_is_on_one_side_only(capsys: pytest.CaptureFixture[s
     assert result.after == "after"
 
 
+@pytest.mark.slow
 def test_a_ddp_saved_state_compares_with_a_bare_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,6 +272,7 @@ def test_a_ddp_saved_state_compares_with_a_bare_one(
     ]
 
 
+@pytest.mark.slow
 def test_sharded_safetensors_and_a_lightning_checkpoint(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -292,6 +300,7 @@ def test_sharded_safetensors_and_a_lightning_checkpoint(
         )
 
 
+@pytest.mark.slow
 def test_verify_compares_with_fingerprints_taken_at_apply() -> None:
     model = _resnet()
     policy = tlrules.load("policy.yaml")
@@ -318,6 +327,7 @@ def test_verify_compares_with_fingerprints_taken_at_apply() -> None:
         policy.apply(model).verify(model)
 
 
+@pytest.mark.slow
 def test_a_hugging_face_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
@@ -387,6 +397,7 @@ class _Prints:
         return (print, ("ran",))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("after", "message"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_exits_2_with_one_line(
     after: str, message: str, capsys: pytest.CaptureFixture[str]
@@ -420,6 +431,7 @@ def test_the_index_is_read_within_its_limit(
     )
 
 
+@pytest.mark.slow
 def test_the_readme_example_is_current(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

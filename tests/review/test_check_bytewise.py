@@ -130,6 +130,7 @@ def _no_numbers(a: str, b: str, name: str, measure: bool) -> Any:
     raise AssertionError(f"{name} needed torch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit", sorted(EDITS))
 @pytest.mark.parametrize("policy", ["follow", "update", "frozen", "ranges"])
 def test_both_paths_find_the_same(edit: str, policy: str, state: dict[str, torch.Tensor]) -> None:
@@ -146,6 +147,7 @@ def test_both_paths_find_the_same(edit: str, policy: str, state: dict[str, torch
         assert bytewise.check_bytes(loaded, before, after, _no_numbers) == slow
 
 
+@pytest.mark.slow
 def test_the_summaries_the_cases_give(state: dict[str, torch.Tensor]) -> None:
     """The cases above are what they say (a guard against equal but empty results)."""
     found = {}
@@ -168,6 +170,7 @@ def test_the_summaries_the_cases_give(state: dict[str, torch.Tensor]) -> None:
     }
 
 
+@pytest.mark.slow
 def test_the_cli_gives_the_same_bytes_and_exit_codes(
     state: dict[str, torch.Tensor],
     monkeypatch: pytest.MonkeyPatch,
@@ -222,6 +225,7 @@ def test_a_sharded_index_and_a_folder(state: dict[str, torch.Tensor]) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_clean_run_never_imports_torch(state: dict[str, torch.Tensor]) -> None:
     before, after = _pair(state, lambda s: {**s, "fc.weight": s["fc.weight"] + 1})
     _pair_nudged = "nudged.safetensors"
@@ -266,6 +270,7 @@ FALLBACKS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "names", "message"),
     FALLBACKS,
@@ -317,6 +322,7 @@ def test_a_segment_that_ends_in_module_is_decided_by_names(
     ]
 
 
+@pytest.mark.slow
 def test_a_torch_file_on_either_side_goes_to_torch(state: dict[str, torch.Tensor]) -> None:
     save_file(state, "before.safetensors")
     torch.save(state, "after.pt")
@@ -327,6 +333,7 @@ def test_a_torch_file_on_either_side_goes_to_torch(state: dict[str, torch.Tensor
     assert bytewise.check_bytes(policy, state, "before.safetensors", _no_numbers) is None
 
 
+@pytest.mark.slow
 def test_module_attributes_are_those_of_the_installed_torch() -> None:
     # a fresh interpreter: transformers adds 'smart_apply' to nn.Module when it builds a model
     code = "import torch; print(*sorted(n for n in dir(torch.nn.Module()) if n[0] != '_'))"
