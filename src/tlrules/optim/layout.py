@@ -14,7 +14,11 @@ from .plain import is_plain, param_names, plain, raw_optimizer
 
 def layout(optimizer: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
     """``optimizer``'s groups with parameter names instead of tensors, and the plain
-    (JSON-able) settings: what ``restore_layout`` rebuilds the groups from."""
+    (JSON-able) settings: what ``restore_layout`` rebuilds the groups from.
+
+    Raises:
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` and wraps none.
+    """
     opt = raw_optimizer(optimizer)
     ids = [id(p) for _, p in model.named_parameters()]
     names = dict(zip(ids, param_names(model), strict=True))
@@ -33,7 +37,12 @@ def layout(optimizer: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
 def restore_layout(optimizer: Any, model: torch.nn.Module, saved: list[dict[str, Any]]) -> None:
     """Rebuild ``optimizer``'s groups from ``layout``'s output, so that a saved optimizer
     state dict (whose groups list parameters by position) loads into it. The optimizer
-    must not hold state yet: a freshly built one."""
+    must not hold state yet: a freshly built one.
+
+    Raises:
+        TLRulesError: ``saved`` names a parameter the model lacks.
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` and wraps none.
+    """
     opt = raw_optimizer(optimizer)
     params = dict(zip(param_names(model), model.parameters(), strict=True))
     missing = sorted({n for g in saved for n in g["params"] if n not in params})

@@ -16,7 +16,11 @@ _SETTING_TYPES = (bool, int, float, str, type(None))
 
 def raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """The ``torch.optim.Optimizer`` inside a framework's wrapper (Accelerate's
-    ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``)."""
+    ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``).
+
+    Raises:
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` and wraps none.
+    """
     while True:  # AcceleratedOptimizer subclasses Optimizer yet keeps its state inside
         inner = wrapped_optimizer(optimizer)
         if not isinstance(inner, torch.optim.Optimizer):

@@ -61,6 +61,7 @@ class OptimizerSync:
 
     @property
     def changed(self) -> bool:
+        """Whether any parameter joined, moved or left."""
         return bool(self.added or self.moved or self.removed)
 
 
@@ -69,7 +70,11 @@ def grouping_of(optimizer: Any) -> Grouping:
     holds, the settings other than the learning rate whose values differ between its
     groups (a no-decay group's ``weight_decay``); nothing for any other parameter. Read
     from an optimizer freshly built the trainer's way, it tells ``sync_optimizer`` where
-    the trainer would put a parameter that joins."""
+    the trainer would put a parameter that joins.
+
+    Raises:
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` and wraps none.
+    """
     groups = raw_optimizer(optimizer).param_groups
     apart = _apart(groups)
     found = {id(p): {k: g[k] for k in apart if k in g} for g in groups for p in g["params"]}
@@ -95,7 +100,18 @@ def sync_optimizer(
     """Bring ``optimizer`` in line with what ``policy`` trains in ``model`` (the module
     docstring says how). ``lr`` is the base learning rate ``param_groups`` scales; by
     default the optimizer's own default ``lr``. ``grouping`` gives the trainer's own
-    settings for a parameter that joins. Apply the policy first."""
+    settings for a parameter that joins. Apply the policy first.
+
+    Returns:
+        An ``OptimizerSync``: what changed.
+
+    Raises:
+        PolicyError: the policy is in stages; pass ``policy.stage(NAME)``.
+        DecisionError: the policy cannot decide the model, as in ``Policy.apply``; or an
+            entry sets ``lr_scale`` and neither ``lr`` nor the optimizer's default gives a
+            base rate.
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer`` and wraps none.
+    """
     opt = raw_optimizer(optimizer)
     base = lr if lr is not None else opt.defaults.get("lr")
     named = {id(p): n for n, p in model.named_parameters()}
