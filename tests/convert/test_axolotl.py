@@ -189,6 +189,7 @@ def test_no_unfrozen_parameters_trains_everything(tmp_path: Path) -> None:
     assert text.endswith('  - "*": train  # no unfrozen_parameters: axolotl freezes nothing\n')
 
 
+@pytest.mark.slow
 def test_a_hostile_regex_fails_at_convert_time_with_its_source_line(tmp_path: Path) -> None:
     path = _config(tmp_path, 'unfrozen_parameters:\n  - lm_head\n  - "(?:a{1000}){1000}"\n')
     with pytest.raises(PolicyError) as err:
@@ -201,6 +202,7 @@ def test_a_hostile_regex_fails_at_convert_time_with_its_source_line(tmp_path: Pa
     )
 
 
+@pytest.mark.slow
 def test_model_warnings_name_each_surprise(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -238,6 +240,7 @@ def test_model_warnings_name_each_surprise(
     ]
 
 
+@pytest.mark.slow
 def test_under_an_adapter_model_patterns_match_nothing_and_everything_freezes(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

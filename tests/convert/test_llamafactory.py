@@ -168,6 +168,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("text", "message"), BAD)
 def test_a_bad_config_is_refused_at_its_entry(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)
@@ -301,6 +302,7 @@ def test_the_example_in_the_docs_is_this_converter_s_real_output():
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
 
 
+@pytest.mark.slow
 def test_the_cli_warns_of_the_substring_and_the_counting_with_model(tmp_path, monkeypatch, capsys):
     """Both LLaMA-Factory surprises of the issue, as ``--model`` warnings on stderr: a
     substring that trains the vision tower's blocks, layers counted from the other end."""

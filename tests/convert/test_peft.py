@@ -184,6 +184,7 @@ def test_json_is_read_as_json_reads_it(tmp_path: Path) -> None:
     assert str(doc.where(("target_modules",))) == f"{path}:3:20"
 
 
+@pytest.mark.slow
 def test_model_warnings_name_each_surprise(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -227,6 +228,7 @@ def test_model_warnings_on_a_peft_model_name_the_base_modules(
     ]
 
 
+@pytest.mark.slow
 def test_a_layers_pattern_that_matches_nothing_is_a_warning(
     tmp_path: Path, llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -246,6 +248,7 @@ def test_a_layers_pattern_that_matches_nothing_is_a_warning(
     ]
 
 
+@pytest.mark.slow
 def test_a_regex_that_backtracks_past_the_time_limit_is_bad_input(
     tmp_path: Path, llama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

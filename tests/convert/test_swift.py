@@ -149,6 +149,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("text", "message"), BAD)
 def test_a_bad_config_is_refused_at_its_entry(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)

@@ -61,6 +61,7 @@ def unchanged(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.slow
 def test_frozen_parameters_and_bn_statistics_stay_bit_identical() -> None:
     model = resnet18()
     report = layer4_fc().apply(model).report

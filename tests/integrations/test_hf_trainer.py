@@ -156,6 +156,7 @@ def test_a_run_stopped_in_stage_two_resumes_in_stage_two(tmp_path: Path) -> None
         assert torch.equal(probe.seen[2]["exp_avg"][name], value), name
 
 
+@pytest.mark.slow
 def test_plain_callback_switches_stage_and_the_scheduler_learns_the_new_group(
     tmp_path: Path,
 ) -> None:
@@ -209,6 +210,7 @@ class _Logged(transformers.TrainerCallback):  # type: ignore[misc]
             self.logged.append((int(state.epoch - 1e-6), logs["learning_rate"], rates))
 
 
+@pytest.mark.slow
 def test_a_stage_switch_keeps_the_trainers_no_decay_split_and_logs_the_rate_in_use(
     tmp_path: Path,
 ) -> None:

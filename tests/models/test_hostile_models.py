@@ -471,6 +471,7 @@ def test_hf_config_counts_are_checked_before_building(
     )
 
 
+@pytest.mark.slow
 def test_hf_builds_stop_at_the_module_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -503,6 +504,7 @@ def test_hf_config_files_are_bounded(
     )
 
 
+@pytest.mark.slow
 def test_a_config_transformers_cannot_build_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

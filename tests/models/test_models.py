@@ -384,6 +384,7 @@ def test_bad_hf_specs(bert_dir: Path, capsys: pytest.CaptureFixture[str], tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_hf_folder_with_custom_code_is_refused_without_running_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -388,6 +388,7 @@ def test_base_policy_fits_architecture(
     assert 0 < report.summary.trainable_numel < report.summary.numel
 
 
+@pytest.mark.slow
 def test_tied_embeddings_stop_the_llama_policy(tmp_path: Path) -> None:
     folder = hf_config(tmp_path, "llama", tie_word_embeddings=True)
     tied = build(f"hf:{folder}#AutoModelForCausalLM")
@@ -421,6 +422,7 @@ def test_a_tied_gemma_stops_the_policies_that_train_its_head(
     assert actions["model.embed_tokens.weight"] == actions["lm_head.weight"] == "freeze"
 
 
+@pytest.mark.slow
 def test_cli_audits_a_moe_model_with_its_routers_frozen(
     model: Callable[[str], nn.Module],
     tmp_path_factory: pytest.TempPathFactory,
@@ -466,6 +468,7 @@ def test_rules_show_prints_the_policy_file(capsys: pytest.CaptureFixture[str]) -
     assert err.startswith("error: ") and "did you mean 'hf/llama-last-layers'" in err
 
 
+@pytest.mark.slow
 def test_library_and_schema_commands_never_import_torch() -> None:
     script = (
         "import sys\n"

@@ -98,6 +98,7 @@ def test_policies_in_stages_are_linted_once_per_rule(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.startswith(f"ok: {path} (2 stages)\n")
 
 
+@pytest.mark.slow
 def test_shadowed_on_every_named_model(tmp_path, capsys) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(

@@ -53,6 +53,7 @@ def test_a_recursive_alias() -> None:
     )
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_refused_before_recursing() -> None:
     expected = (
         "p.yaml:2:{col}: lists and mappings nest more than 64 deep (tlrules.limits.MAX_NESTING); "
@@ -140,6 +141,7 @@ def test_rule_count(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ten_thousand_rules_read_in_time() -> None:
     text = "version: 1\nrules:\n" + "".join(f"  - layer{k}.w: train\n" for k in range(10_000))
     start = time.perf_counter()

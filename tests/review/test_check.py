@@ -509,6 +509,7 @@ def test_state_dicts_stages_dtypes_and_the_markdown_view() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_tolerance_is_a_finite_number(capsys: pytest.CaptureFixture[str]) -> None:
     state = _resnet().state_dict()
     _save(state, "before.safetensors")

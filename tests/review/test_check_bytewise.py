@@ -199,6 +199,7 @@ def test_the_cli_gives_the_same_bytes_and_exit_codes(
     )
 
 
+@pytest.mark.slow
 def test_a_sharded_index_and_a_folder(state: dict[str, torch.Tensor]) -> None:
     before, after = _pair(state, _stats, sharded=True)
     for side in (before, f"{before}/model.safetensors.index.json"):
@@ -298,6 +299,7 @@ def test_what_names_alone_do_not_decide_goes_to_torch(
     assert (slow if isinstance(slow, str) else None) == message
 
 
+@pytest.mark.slow
 def test_a_segment_that_ends_in_module_is_decided_by_names(
     state: dict[str, torch.Tensor],
 ) -> None:
