@@ -291,8 +291,10 @@ def test_a_peft_adapter_file_is_named_for_what_it_is(capsys: pytest.CaptureFixtu
     assert (summary["adapter_tensors"], summary["compared"], summary["violations"]) == (8, 1, 0)
     assert summary["not_compared"] == summary["frozen"] > 0
     code, out, _ = _check("base", "adapter", "--adapter-only", capsys=capsys, policy="peft.yaml")
-    assert out.splitlines()[-1].startswith(
-        "ok (--adapter-only): every tensor of the adapter is one the policy trains"
+    assert out.splitlines()[-1] == (
+        "ok (--adapter-only): 8 tensors of the adapter, each one the policy trains; of the "
+        "base tensors it carries, 0 frozen tensors, 0 elements, bit-identical; the base model "
+        "(26 frozen tensors) was not compared"
     )
     # a policy that does not train the adapter: what the file holds cannot be proven
     Path("frozen.yaml").write_text('version: 1\nrules:\n  - "*": freeze\n')
@@ -358,3 +360,34 @@ def test_an_accelerate_save_state_folder(capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = _check("before.safetensors", "state", capsys=capsys)
     assert code == 1
     assert out.splitlines()[-1].startswith("FAILED: 1 frozen tensor changed")
+
+
+@pytest.mark.slow
+def test_a_trainer_checkpoint_of_a_peft_model(capsys: pytest.CaptureFixture[str]) -> None:
+    """A real Trainer run of two steps on the tiny Llama with LoRA: ``checkpoint-2`` holds
+    adapter_model.safetensors and adapter_config.json, not the base model. Read as an
+    adapter: exit 1, or 0 with ``--adapter-only``; never "ok" with the base unproven."""
+    transformers = pytest.importorskip("transformers")
+    from tests.peft_models import base, lora
+
+    Path("peft.yaml").write_text(PEFT_POLICY)
+    base("llama").save_pretrained("base")
+    model = lora(base("llama"), "llama")
+    ids = torch.randint(1, 128, (4, 8), generator=torch.Generator().manual_seed(1))
+    data = [{"input_ids": ids[i], "labels": ids[i]} for i in range(4)]
+    args = transformers.TrainingArguments(
+        output_dir="out", max_steps=2, per_device_train_batch_size=2, learning_rate=1e-2,
+        save_strategy="steps", save_steps=2, logging_strategy="no", report_to=[],
+        use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    transformers.Trainer(model=model, args=args, train_dataset=data).train()
+    capsys.readouterr()
+    assert Path("out/checkpoint-2/adapter_config.json").is_file()
+    code, out, _ = _check("base", "out/checkpoint-2", capsys=capsys, policy="peft.yaml")
+    assert code == 1
+    assert out.splitlines()[-1].startswith("FAILED: the base model is not in AFTER (")
+    code, out, _ = _check("base", "out/checkpoint-2", "--adapter-only", "-f", "json",
+                          capsys=capsys, policy="peft.yaml")  # fmt: skip
+    document = json.loads(out)
+    assert (code, document["ok"], document["summary"]["adapter_tensors"]) == (0, True, 8)
+    assert document["violations"] == []

@@ -63,7 +63,8 @@ def _counts(result: CheckResult) -> str:
     s = result.summary
     tied = f" ({s.through_tie} through a tie)" if s.through_tie else ""
     return (
-        f"compared {s.compared} tensors{tied}: {s.frozen_ok} frozen held, {s.violations} "
+        f"compared {s.compared} tensor{'s' if s.compared != 1 else ''}{tied}: {s.frozen_ok} "
+        f"frozen held, {s.violations} "
         f"violation{'s' if s.violations != 1 else ''}, {s.unchanged_trainable} trained "
         f"unchanged; {s.only_before} only before, {s.only_after} only after"
     )
@@ -92,10 +93,11 @@ def verdict(result: CheckResult) -> str:
     """``ok: `` and what was proven, or ``FAILED: `` and why, then what was proven."""
     s = result.summary
     if result.ok:
-        if result.scope == "adapter":
+        if result.scope == "adapter" and s.not_compared:
             return (
-                f"ok (--adapter-only): every tensor of the adapter is one the policy trains; "
-                f"{proof(result)} in it; the base model was not compared"
+                f"ok (--adapter-only): {_n(s.adapter_tensors, 'tensor')} of the adapter, each "
+                f"one the policy trains; of the base tensors it carries, {proof(result)}; the "
+                f"base model ({_n(s.not_compared, 'frozen tensor')}) was not compared"
             )
         if not s.frozen:
             return f"ok: the policy freezes no tensor of BEFORE; {s.compared:,} tensors compared"
@@ -109,12 +111,12 @@ def verdict(result: CheckResult) -> str:
         n = sum(v.code == code for v in result.violations)
         if n:
             why.append(f"{n:,} {what.format('s' if n != 1 else '')}")
-    if result.scope == "adapter" and not result.adapter_only:
+    if result.scope == "adapter" and s.not_compared and not result.adapter_only:
         why.append(
             f"the base model is not in AFTER ({_n(s.not_compared, 'frozen tensor')} not "
             "compared); --adapter-only asks for the adapter's proof alone"
         )
-    if not s.compared and not s.adapter_tensors and not s.missing_frozen:
+    if not s.compared + s.adapter_tensors + s.missing_frozen:
         why.append("no tensor compared: AFTER holds no tensor of BEFORE")
     if result.proven and result.strict:
         why.append(f"--strict and {_n(len(result.warnings), 'warning')}")

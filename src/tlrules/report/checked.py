@@ -156,9 +156,9 @@ class CheckResult:
         s = self.summary
         if self.violations:
             return False
-        if self.scope == "adapter":
-            return self.adapter_only and s.compared + s.adapter_tensors > 0
-        return s.compared > 0 and not s.not_compared
+        if not s.compared + s.adapter_tensors:
+            return False
+        return not s.not_compared or (self.scope == "adapter" and self.adapter_only)
 
     @property
     def ok(self) -> bool:

@@ -8,12 +8,13 @@ both compare, so their results agree.
   Hugging Face model saves a tied tensor once: ``lm_head.weight`` is dropped for
   ``model.embed_tokens.weight``) and the two tensors of BEFORE, each of two or more
   dimensions, have one dtype, one shape and the same bytes.
-- **Adapters.** AFTER is a PEFT adapter file when it is named ``adapter_model.*``, lies
-  beside an ``adapter_config.json``, or its names are an adapter's (every one under
-  ``base_model.model.``, none a base layer's, one an adapter's: a segment starting with
-  ``lora_``, or ``token_adapter``). Its own tensors (names BEFORE does not hold) are
-  decided by the rules' patterns under the names PEFT gives them in the model (adapter
-  ``default``: ``q_proj.lora_A.default.weight``); each must be one the policy trains.
+- **Adapters.** AFTER is a PEFT adapter file when it is named ``adapter_model.*`` or its
+  names are an adapter's (every one under ``base_model.model.``, none a base layer's,
+  one an adapter's: a segment starting with ``lora_``, or ``token_adapter``); its
+  ``modules_to_save`` come from the ``adapter_config.json`` beside it. Its own tensors
+  (names BEFORE does not hold) are decided by the rules' patterns under the names PEFT
+  gives them in the model (adapter ``default``: ``q_proj.lora_A.default.weight``); each
+  must be one the policy trains.
   A tensor of a module listed in ``modules_to_save`` (adapter_config.json) is PEFT's
   trained copy, saved under the base name: it is held to what the policy decides for
   ``NAME.modules_to_save.default.LEAF``. Any other tensor it carries is compared with
@@ -139,10 +140,10 @@ def _tie_declared(states: tuple[State, State]) -> bool:
 
 def _is_adapter(after: State, saved: Any) -> bool:
     """Whether AFTER is a PEFT adapter file (module docstring)."""
-    if not isinstance(after, Mapping):
-        file = locate(after, os.fspath(after))
-        if file.name.startswith("adapter_model.") or _beside(after, ADAPTER_CONFIG):
-            return True
+    if not isinstance(after, Mapping) and locate(after, os.fspath(after)).name.startswith(
+        "adapter_model."
+    ):
+        return True
     names = list(saved)
     if not names or not all(n.startswith(PREFIX) for n in names):
         return False
