@@ -362,14 +362,29 @@ def test_an_accelerate_save_state_folder(capsys: pytest.CaptureFixture[str]) -> 
     assert out.splitlines()[-1].startswith("FAILED: 1 frozen tensor changed")
 
 
+NORMS_POLICY = """\
+version: 1
+rules:
+  - "{*.lora_*,*norm}": train
+  - "*": freeze
+"""
+
+
 @pytest.mark.slow
 def test_a_trainer_checkpoint_of_a_peft_model(capsys: pytest.CaptureFixture[str]) -> None:
-    """A real Trainer run of two steps on the tiny Llama with LoRA: ``checkpoint-2`` holds
-    adapter_model.safetensors and adapter_config.json, not the base model. Read as an
-    adapter: exit 1, or 0 with ``--adapter-only``; never "ok" with the base unproven."""
+    """A real Trainer run of two steps on the tiny Llama with LoRA, through ``finetune``
+    under a policy that also trains the norms in place: ``checkpoint-2`` holds
+    adapter_model.safetensors and adapter_config.json (no base model) and the
+    ``tlrules_trained.pt`` that finetune writes (every trained parameter, the norms too),
+    read with the adapter. Exit 1, or 0 with ``--adapter-only``, never "ok" with the base
+    unproven; under a policy that freezes the norms, the norms that moved are violations."""
     transformers = pytest.importorskip("transformers")
     from tests.peft_models import base, lora
+    from tlrules.integrations.transformers import TRAINED_FILE, finetune
+    from tlrules.models.folders import TRAINED_FILE as READ
 
+    assert READ == TRAINED_FILE
+    Path("norms.yaml").write_text(NORMS_POLICY)
     Path("peft.yaml").write_text(PEFT_POLICY)
     base("llama").save_pretrained("base")
     model = lora(base("llama"), "llama")
@@ -380,14 +395,65 @@ def test_a_trainer_checkpoint_of_a_peft_model(capsys: pytest.CaptureFixture[str]
         save_strategy="steps", save_steps=2, logging_strategy="no", report_to=[],
         use_cpu=True, disable_tqdm=True, seed=0,
     )  # fmt: skip
-    transformers.Trainer(model=model, args=args, train_dataset=data).train()
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    finetune(trainer, tlrules.load("norms.yaml"))
+    trainer.train()
     capsys.readouterr()
-    assert Path("out/checkpoint-2/adapter_config.json").is_file()
-    code, out, _ = _check("base", "out/checkpoint-2", capsys=capsys, policy="peft.yaml")
+    folder = Path("out/checkpoint-2")
+    assert (folder / "adapter_config.json").is_file() and (folder / TRAINED_FILE).is_file()
+    code, out, _ = _check("base", str(folder), capsys=capsys, policy="norms.yaml")
     assert code == 1
     assert out.splitlines()[-1].startswith("FAILED: the base model is not in AFTER (")
-    code, out, _ = _check("base", "out/checkpoint-2", "--adapter-only", "-f", "json",
+    code, out, _ = _check("base", str(folder), "--adapter-only", "-f", "json",
+                          capsys=capsys, policy="norms.yaml")  # fmt: skip
+    document = json.loads(out)
+    assert (code, document["ok"], document["violations"], document["warnings"]) == (0, True, [], [])
+    summary = document["summary"]
+    # the 8 LoRA tensors once (the file's and tlrules_trained.pt's), the 5 norms compared
+    assert (summary["adapter_tensors"], summary["compared"]) == (8, 5)
+    code, out, _ = _check("base", str(folder), "--adapter-only", "-f", "json",
                           capsys=capsys, policy="peft.yaml")  # fmt: skip
     document = json.loads(out)
-    assert (code, document["ok"], document["summary"]["adapter_tensors"]) == (0, True, 8)
-    assert document["violations"] == []
+    assert code == 1
+    assert {v["name"] for v in document["violations"]} == {
+        "model.norm.weight",
+        *(f"model.layers.{k}.{n}.weight" for k in (0, 1)
+          for n in ("input_layernorm", "post_attention_layernorm")),
+    }  # fmt: skip
+
+
+def test_every_list_of_the_text_and_markdown_views_is_cut_alike() -> None:
+    """Changed, missing, unchanged-trainable, only-before and only-after entries: each
+    list shows ``LISTED`` and says how many more; JSON keeps them all."""
+    from tlrules.render import render_check
+    from tlrules.report import CheckResult, CheckSummary, CheckWarning, Violation
+
+    n = LISTED + 3
+    violations = tuple(
+        Violation(f"{kind}.{k}", 1, "frozen by rule 1", None, None, code=kind)
+        for kind in ("changed", "missing-frozen")
+        for k in range(n)
+    )
+    warnings = tuple(
+        CheckWarning(code, f"{code} {k}", f"{code}.{k}")
+        for code in ("unchanged-trainable", "only-before", "only-after")
+        for k in range(n)
+    )
+    summary = CheckSummary(n, 0, 2 * n, n, n, n, frozen=2 * n, not_compared=n, missing_frozen=n)
+    result = CheckResult(summary, violations, warnings, "a", "b")
+    text = render_check(result, "text").splitlines()
+    markdown = render_check(result, "markdown").splitlines()
+    for what in (
+        "changed frozen tensors", "missing frozen tensors", "unchanged-trainable",
+        "only-before", "only-after",
+    ):  # fmt: skip
+        more = f"... and 3 more {what} (--format json lists them all)"
+        assert more in text
+        assert f"- {more}" in markdown or f"| {more} |  |  |  |  |" in markdown
+    assert sum(line.startswith(("violation: ", "warning[")) for line in text) == 5 * LISTED
+    assert text[-1] == (
+        "FAILED: 11 frozen tensors changed; 11 frozen tensors of BEFORE missing from AFTER, not "
+        "compared; proven: 0 frozen tensors, 0 elements, bit-identical"
+    )
+    document = result.to_dict()
+    assert (len(document["violations"]), len(document["warnings"])) == (2 * n, 3 * n)

@@ -12,7 +12,11 @@ Each layout, and the file it is read from, the first found in this order:
   its first model; ``model_1.safetensors``, ... for the others, which are not read);
 - a PEFT model's ``save_pretrained`` and a Trainer checkpoint of one
   (``adapter_model.safetensors`` or ``adapter_model.bin`` beside ``adapter_config.json``),
-  which hold the adapter, not the base model (``review.adapters``).
+  which hold the adapter, not the base model (``review.plan``). Beside them, a
+  checkpoint that ``tlrules.integrations.transformers.finetune`` wrote holds
+  ``tlrules_trained.pt``: every parameter that trained, under the PEFT model's names
+  (the base parameters a policy trains in place too, which PEFT does not save), read
+  with the adapter (``trained_file``).
 
 A folder with none of these is refused in one line naming what it does hold (a folder
 of ``checkpoint-N`` folders: the newest to name).
@@ -20,6 +24,7 @@ of ``checkpoint-N`` folders: the newest to name).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -34,6 +39,7 @@ MODEL_FILES = (
 )
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 ADAPTER_CONFIG = "adapter_config.json"
+TRAINED_FILE = "tlrules_trained.pt"  # integrations.transformers.TRAINED_FILE
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 _SHOWN = 8  # names of a folder's content an error lists
 
@@ -49,6 +55,19 @@ def weights_file(folder: Path, spec: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise ModelSpecError(f"checkpoint {spec!r}: {_what_it_holds(folder)}")
+
+
+def trained_file(source: object) -> Path | None:
+    """The ``TRAINED_FILE`` that ``finetune`` wrote beside the adapter of the folder
+    ``source``, if it is one (module docstring)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    folder = Path(source)
+    found = folder / TRAINED_FILE
+    adapter = any((folder / name).is_file() for name in ADAPTER_FILES)
+    if not adapter or not found.is_file() or any((folder / n).is_file() for n in MODEL_FILES):
+        return None
+    return found
 
 
 def _what_it_holds(folder: Path) -> str:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..models.files import ChunkReader, Placed, safetensors_state
+from ..models.folders import trained_file
 from ..models.safetensors_header import FLOATING, TORCH_DTYPES
 from ..policy import CompiledPolicy
 from ..report import CheckResult, Outcome, assemble
@@ -39,6 +40,8 @@ def check_bytes(
     ``None`` where that needs torch from the start: a state dict, a torch file, a policy
     that names alone do not decide."""
     if isinstance(before, Mapping) or isinstance(after, Mapping):
+        return None
+    if trained_file(before) or trained_file(after):  # a torch file joins the adapter
         return None
     specs = os.fspath(before), os.fspath(after)
     old = safetensors_state(before, specs[0])

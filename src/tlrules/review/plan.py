@@ -75,6 +75,9 @@ def pair(
     plan = Plan(held=dict(held))
     if _is_adapter(states[1], new_names.values()):
         new_names = {n.removeprefix(PREFIX): s for n, s in new_names.items()}
+        new_names = {  # an adapter tensor also in tlrules_trained.pt, by its name in the model
+            n: s for n, s in new_names.items() if _in_model(n) == n or _in_model(n) not in new_names
+        }
         plan.adapter = _adapted(policy, plan, old_names, new_names, states[1], adapter_only)
     own = set() if plan.adapter is None else {n for n in new_names if n not in old_names}
     declared = None

@@ -86,14 +86,13 @@ class _Values:
         self._open: tuple[Tensors, Tensors] | None = None
 
     def __call__(self, a: str, b: str, name: str, measure: bool) -> Outcome:
-        from ..models.tensors import open_tensors  # torch from here on
-        from .weights import compare, spec
+        from .weights import compare, open_state  # torch from here on
 
         if self._open is None:
             before, after = self._states
-            old = open_tensors(before, spec(before, "before"))
+            old = open_state(before, "before")
             try:
-                new = open_tensors(after, spec(after, "after"))
+                new = open_state(after, "after")
             except BaseException:
                 old.close()
                 raise

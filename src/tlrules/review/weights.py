@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..engine import audit
+from ..models.folders import trained_file
 from ..models.tensors import Tensors, as_module, open_tensors
 from ..policy import CompiledPolicy
 from ..report import CheckResult, Expected, Outcome, assemble, expectations
@@ -44,10 +45,7 @@ def check_tensors(
     """``review.proof.check`` with torch throughout: ``policy`` (a stage already
     picked) decides the model saved ``before`` as ``tlrules audit`` decides a checkpoint,
     and every pair ``review.plan`` makes is compared (``compare``)."""
-    with (
-        open_tensors(before, spec(before, "before")) as old,
-        open_tensors(after, spec(after, "after")) as new,
-    ):
+    with open_state(before, "before") as old, open_state(after, "after") as new:
         old_names, new_names = bare(old.stored, old.spec), bare(new.stored, new.spec)
         shapes = {n: (old.stored[r].shape, old.stored[r].dtype) for n, r in old_names.items()}
         report = audit(policy, as_module(shapes, old.spec), source=old.spec)
@@ -96,6 +94,24 @@ def _shared(state: Tensors, names: dict[str, str]) -> dict[str, str]:
         else:
             first[key] = name
     return out
+
+
+def open_state(state: State, side: str) -> Tensors:
+    """BEFORE or AFTER (``side``) read with torch: the one place a state as given becomes
+    tensors (``models.tensors.open_tensors``; a folder's file from ``models.folders``),
+    with the ``tlrules_trained.pt`` that ``finetune`` wrote beside a PEFT adapter joined
+    to it (``models.folders.trained_file``)."""
+    name = spec(state, side)
+    tensors = open_tensors(state, name)
+    extra = trained_file(state)
+    if extra is None:
+        return tensors
+    try:
+        more = open_tensors(extra, f"{name}: {extra.name}")
+    except BaseException:
+        tensors.close()
+        raise
+    return tensors.joined(more)
 
 
 def _frozen(held: dict[str, Expected], name: str) -> bool:
