@@ -139,6 +139,27 @@ def test_a_clean_full_checkpoint_passes_and_says_what_it_proved(
     )
 
 
+def test_a_trained_tensor_missing_from_after_is_said_in_the_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The frozen part was all compared (exit 0), and the verdict says what was not."""
+    state = _state()
+    save_file(state, "before.safetensors")
+    after = {k: v for k, v in state.items() if k != "blocks.1.bias"}
+    save_file(after, "after.safetensors")
+    code, out, _ = _check("before.safetensors", "after.safetensors", capsys=capsys)
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "ok: 25 frozen tensors, 232 elements, bit-identical (every tensor of BEFORE the policy "
+        "keeps fixed); 1 other tensor of BEFORE not in AFTER (warnings)"
+    )
+    code, out, _ = _check("before.safetensors", "after.safetensors", "--strict", capsys=capsys)
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        "FAILED: --strict and 2 warnings; proven: 25 frozen tensors, 232 elements, bit-identical"
+    )  # the missing bias, and blocks.1.weight, trained, unchanged
+
+
 def test_a_folder_without_weights_is_one_line_naming_what_it_holds(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -99,9 +99,12 @@ def verdict(result: CheckResult) -> str:
                 f"one the policy trains; of the base tensors it carries, {proof(result)}; the "
                 f"base model ({_n(s.not_compared, 'frozen tensor')}) was not compared"
             )
+        rest = s.only_before - s.not_compared
+        left = f"; {_n(rest, 'other tensor')} of BEFORE not in AFTER (warnings)" if rest else ""
         if not s.frozen:
-            return f"ok: the policy freezes no tensor of BEFORE; {s.compared:,} tensors compared"
-        return f"ok: {proof(result)} (every tensor of BEFORE the policy keeps fixed)"
+            compared = _n(s.compared, "tensor")
+            return f"ok: the policy freezes no tensor of BEFORE; {compared} compared{left}"
+        return f"ok: {proof(result)} (every tensor of BEFORE the policy keeps fixed){left}"
     why = []
     for code, what in (
         ("changed", "frozen tensor{} changed"),
