@@ -139,6 +139,7 @@ def test_a_clean_full_checkpoint_passes_and_says_what_it_proved(
     )
 
 
+@pytest.mark.slow
 def test_a_trained_tensor_missing_from_after_is_said_in_the_verdict(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -243,6 +244,7 @@ def test_a_tied_llama_saved_with_save_pretrained(capsys: pytest.CaptureFixture[s
         ]
 
 
+@pytest.mark.slow
 def test_a_tie_declared_by_config_json_is_compared_without_torch(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
