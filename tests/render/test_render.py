@@ -187,7 +187,7 @@ HOSTILE = "x</td><script>alert(1)</script>.w"
 CHECKED = CheckResult(
     CheckSummary(
         compared=12_345, frozen_ok=12_000, violations=3, unchanged_trainable=1, only_before=1,
-        only_after=1,
+        only_after=1, frozen=12_003, frozen_numel=25_557_032, frozen_ok_numel=25_000_000,
     ),
     (
         Violation("layer2.0.conv1.weight", 3, "frozen by rule 3 '*' (p.yaml:6)", 7.45e-09, 1.4e-05),
@@ -235,11 +235,12 @@ def test_the_check_page_escapes_names_and_shows_a_verdict_either_way() -> None:
     assert (
         '<p class="tlr-verdict tlr-failed"><span class="tlr-sym">\u2717</span> FAILED: 3 ' in page
     )
-    held = CheckResult(CheckSummary(2, 1, 0, 0, 0, 0), (), (), "a", "b")
+    summary = CheckSummary(2, 1, 0, 0, 0, 0, frozen=1, frozen_numel=6, frozen_ok_numel=6)
+    held = CheckResult(summary, (), (), "a", "b")
     shown = render_check(held, "html")
     assert (
-        '<p class="tlr-verdict tlr-ok"><span class="tlr-sym">\u2713</span> ok: every frozen '
-        in shown
+        '<p class="tlr-verdict tlr-ok"><span class="tlr-sym">\u2713</span> ok: 1 frozen '
+        "tensor, 6 elements, bit-identical" in shown
     )
     assert "<h2>" not in shown  # no violations, no warnings: no sections for them
     assert held._repr_html_() == shown.split("<body>\n")[1].split("</body>")[0]

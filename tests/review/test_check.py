@@ -34,7 +34,8 @@ rules:
   - "*": freeze
 """
 UPDATE = POLICY.replace("rules:", "norm_stats: update\nrules:")
-HELD = "ok: every frozen tensor held\n"
+PROVEN = "90 frozen tensors, 2,787,279 elements"  # resnet18's but layer4 and fc
+HELD = f"ok: {PROVEN}, bit-identical (every tensor of BEFORE the policy keeps fixed)\n"
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +125,14 @@ def test_an_optimizer_built_before_the_freeze_decays_frozen_weights(
         "violation: 'bn1.weight' changed (frozen by rule 3 '*' (policy.yaml:6)): max abs "
         "diff 2e-05, 100% of elements changed"
     )
-    assert lines[-1] == "FAILED: 30 frozen tensors changed"
+    assert lines[-1] == (
+        "FAILED: 30 frozen tensors changed; proven: 60 frozen tensors, 6,735 elements, "
+        "bit-identical"
+    )
+    assert lines[10] == "... and 22 more changed frozen tensors (--format json lists them all)"
     # weight decay moves every frozen weight; the zero-initialized BN biases stay at 0
-    violated = {line.split("'")[1] for line in lines if line.startswith("violation:")}
+    result = tlrules.check(tlrules.load("policy.yaml"), "before.safetensors", "after.safetensors")
+    violated = {v.name for v in result.violations}
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert violated == {n for n in frozen if n.endswith(".weight")}
 
@@ -150,19 +156,25 @@ def test_a_one_ulp_nudge_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
             "rule": 3,
             "max_abs_diff": ulp,
             "changed_fraction": 1 / weight.numel(),
+            "code": "changed",
         }
     ]
     assert ulp > 0
     assert document["summary"] == {
         "compared": 122, "frozen_ok": 89, "violations": 1, "unchanged_trainable": 0,
-        "only_before": 0, "only_after": 0,
+        "only_before": 0, "only_after": 0, "frozen": 90, "frozen_numel": 2_787_279,
+        "frozen_ok_numel": 2_787_279 - weight.numel(), "not_compared": 0, "missing_frozen": 0,
+        "through_tie": 0, "adapter_tensors": 0,
     }  # fmt: skip
+    assert (document["ok"], document["scope"], document["strict"]) == (False, "full", False)
     # within --atol it holds
     code, out, _ = _check(
         "before.safetensors", "after.safetensors", "--atol", "1e-6", capsys=capsys
     )
     assert code == 0
-    assert out.endswith(HELD)
+    assert out.endswith(
+        f"ok: {PROVEN}, within atol 1e-06 (every tensor of BEFORE the policy keeps fixed)\n"
+    )
 
 
 @pytest.mark.slow
@@ -213,8 +225,11 @@ def test_a_trainable_parameter_left_out_of_the_optimizer(
         "does it get a gradient?",
         HELD.strip(),
     ]
-    code, _, _ = _check("before.safetensors", "after.safetensors", "--strict", capsys=capsys)
-    assert code == 1
+    code, out, _ = _check("before.safetensors", "after.safetensors", "--strict", capsys=capsys)
+    assert code == 1  # and the verdict says so: never "ok" next to exit 1
+    assert (
+        out.splitlines()[-1] == f"FAILED: --strict and 1 warning; proven: {PROVEN}, bit-identical"
+    )
 
 
 @pytest.mark.slow
@@ -318,10 +333,12 @@ def test_verify_compares_with_fingerprints_taken_at_apply() -> None:
         "bit-identical)\ncompared 107 tensors: 89 frozen held, 1 violation, 0 trained "
         "unchanged; 0 only before, 0 only after\nviolation: 'conv1.weight' changed (frozen "
         "by rule 3 '*' (policy.yaml:6)): its fingerprint changed\n"
-        "FAILED: 1 frozen tensor changed\n"
+        "FAILED: 1 frozen tensor changed; proven: 89 frozen tensors, 2,777,871 elements, "
+        "bit-identical\n"
     )
     assert result.violations[0].to_dict() == {
         "name": "conv1.weight", "rule": 3, "max_abs_diff": None, "changed_fraction": None,
+        "code": "changed",
     }  # fmt: skip
     with pytest.raises(RuntimeError, match=r"policy.apply\(model, fingerprint=True\)"):
         policy.apply(model).verify(model)
@@ -361,7 +378,8 @@ def test_a_hugging_face_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixtur
         "before -> after under bert.yaml (frozen tensors bit-identical)",
         "compared 41 tensors: 23 frozen held, 0 violations, 0 trained unchanged; "
         "0 only before, 0 only after",
-        HELD.strip(),
+        "ok: 23 frozen tensors, 3,616 elements, bit-identical (every tensor of BEFORE the "
+        "policy keeps fixed)",
     ]
 
 
@@ -373,9 +391,11 @@ BAD = [
         "without weights, so it has nothing to compare: name the checkpoint training "
         "started from",
     ),
-    ("empty", "checkpoint 'empty': the folder holds none of model.safetensors.index.json, "
-     "model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin; save the model "
-     "with save_pretrained(DIR), or name the checkpoint file"),
+    ("empty", "checkpoint 'empty': the folder holds no weights tlrules reads (it holds "
+     "nothing); expected one of model.safetensors.index.json, model.safetensors, "
+     "pytorch_model.bin.index.json, pytorch_model.bin, adapter_model.safetensors, "
+     "adapter_model.bin (save_pretrained, the Trainer, Accelerate save_state, PEFT), or name "
+     "the checkpoint file"),
     ("short.safetensors", "model 'short.safetensors': not a safetensors file (shorter than "
      "its 8-byte header length)"),
     ("sub/outside.index.json", "checkpoint 'sub/outside.index.json': not a checkpoint index (shard "
@@ -483,8 +503,9 @@ def test_state_dicts_stages_dtypes_and_the_markdown_view() -> None:
     result = tlrules.check(policy, before, after, stage="head")
     assert [v.to_dict() for v in result.violations] == [
         {"name": "conv1.weight", "rule": 2, "max_abs_diff": result.violations[1].max_abs_diff,
-         "changed_fraction": result.violations[1].changed_fraction},
-        {"name": "bn1.weight", "rule": 2, "max_abs_diff": None, "changed_fraction": 1 / 64},
+         "changed_fraction": result.violations[1].changed_fraction, "code": "changed"},
+        {"name": "bn1.weight", "rule": 2, "max_abs_diff": None, "changed_fraction": 1 / 64,
+         "code": "changed"},
     ][::-1]  # fmt: skip
     conv = result.violations[1]
     assert conv.max_abs_diff is not None and 0 < conv.max_abs_diff < 0.01
@@ -496,7 +517,8 @@ def test_state_dicts_stages_dtypes_and_the_markdown_view() -> None:
         "stage": "head",
     }
     assert tlrules.render.render_check(result, "markdown").splitlines()[:9] == [
-        "### tlrules check: FAILED: 2 frozen tensors changed",
+        "### tlrules check: FAILED: 2 frozen tensors changed; proven: 118 frozen tensors, "
+        "11,176,660 elements, bit-identical",
         "",
         "before -> after under two-stage [stage head] (frozen tensors bit-identical)",
         "",

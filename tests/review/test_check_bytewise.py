@@ -164,7 +164,7 @@ def test_the_summaries_the_cases_give(state: dict[str, torch.Tensor]) -> None:
         "clean": (0, []),
         "nudge": (1, ["layer2.0.conv1.weight"]),
         "stats": (2, ["bn1.num_batches_tracked", "layer3.1.bn2.running_var"]),
-        "renamed": (0, []),
+        "renamed": (1, ["layer1.0.bn1.running_mean"]),  # frozen statistics missing from AFTER
         "dtypes": (3, ["bn1.weight", "conv1.weight", "layer2.0.bn1.bias"]),
         "ddp": (1, ["layer1.1.conv2.weight"]),
     }
@@ -320,7 +320,13 @@ def test_a_segment_that_ends_in_module_is_decided_by_names(
     assert fast == check_tensors(policy, *pair)
     assert asked == ["submodule.x"]
     assert [v.to_dict() for v in fast.violations] == [
-        {"name": "submodule.x", "rule": 3, "max_abs_diff": 1.0, "changed_fraction": 1.0}
+        {
+            "name": "submodule.x",
+            "rule": 3,
+            "max_abs_diff": 1.0,
+            "changed_fraction": 1.0,
+            "code": "changed",
+        }
     ]
 
 

@@ -1,11 +1,14 @@
 """``tlrules check POLICY BEFORE AFTER``: proof after training that the tensors a policy
-freezes did not move. Exit 0 held; 1 a frozen tensor changed (or, with ``--strict``, a
-warning: a trained tensor that did not change, a name on one side only); 2 bad input.
+freezes did not move. Exit 0 every one compared and held; 1 a frozen tensor changed or
+was not compared (missing from AFTER, or AFTER an adapter file without
+``--adapter-only``), or with ``--strict`` a warning (a trained tensor that did not
+change, a name on one side only); 2 bad input.
 A safetensors pair that the policy decides by names alone is compared without importing
 torch (``review.proof``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from typing import Annotated
 
@@ -43,6 +46,15 @@ def check(
         CheckFormat, typer.Option("--format", "-f", help="How to draw the result.")
     ] = CheckFormat.text,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+    adapter_only: Annotated[
+        bool,
+        typer.Option(
+            "--adapter-only",
+            help="AFTER is a PEFT adapter file: accept the proof of the adapter alone (its "
+            "tensors are ones the policy trains, the base tensors it carries held); the base "
+            "model is not in the file and is not compared.",
+        ),
+    ] = False,
     atol: Annotated[
         float,
         typer.Option(
@@ -59,9 +71,10 @@ def check(
     """Check that every tensor POLICY freezes is the same in AFTER as in BEFORE."""
     write = destination(output)
     loaded = load_policy(policy)
-    result = compare(loaded, before, after, stage=stage, atol=atol)
+    result = compare(loaded, before, after, stage=stage, atol=atol, adapter_only=adapter_only)
+    result = replace(result, strict=strict)  # the verdict drawn is the exit code's
     write(render_check(result, fmt.value))
-    if not result.ok or (strict and result.warnings):
+    if not result.ok:
         raise typer.Exit(1)
 
 

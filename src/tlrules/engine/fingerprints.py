@@ -71,6 +71,7 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
         outcomes,
         (n for n in recorded if n not in now),
         (n for n in params if n not in decided),
+        sizes={name: t.numel() for name, t in now.items()},
         before=f"{source} when applied",
         after=f"{source} now",
         policy_name=report.policy_name,

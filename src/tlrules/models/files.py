@@ -17,31 +17,20 @@ from types import TracebackType
 
 from .. import limits
 from ..errors import ModelSpecError
+from .folders import weights_file
 from .jsontext import parse_json
 from .listing import check_count, clipped
 from .safetensors_header import Entry, read_header
 
-HF_FILES = (
-    "model.safetensors.index.json",
-    "model.safetensors",
-    "pytorch_model.bin.index.json",
-    "pytorch_model.bin",
-)
 CHUNK = 16 * 1024 * 1024  # bytes of each side compared at a time
 
 
 def locate(source: str | os.PathLike[str], spec: str) -> Path:
-    """The file a state is read from: ``source`` itself, or in a folder the first of
-    ``HF_FILES`` it holds; ``spec`` names it in messages."""
+    """The file a state is read from: ``source`` itself, or the weights file of a folder
+    (``folders.weights_file``); ``spec`` names it in messages."""
     path = Path(source)
-    if path.is_dir():
-        found = [path / f for f in HF_FILES if (path / f).is_file()]
-        if not found:
-            raise ModelSpecError(
-                f"checkpoint {spec!r}: the folder holds none of {', '.join(HF_FILES)}; save "
-                "the model with save_pretrained(DIR), or name the checkpoint file"
-            )
-        return found[0]
+    if path.is_dir():  # what trainers write: models.folders
+        return weights_file(path, spec)
     if not path.is_file():
         hint = (
             ""

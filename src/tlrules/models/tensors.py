@@ -91,6 +91,13 @@ class Tensors:
         if s.mapped is not None:
             s.mapped.madvise(mmap.MADV_DONTNEED, 0, s.start + hi * s.dtype.itemsize)
 
+    def joined(self, other: Tensors) -> Tensors:
+        """This state and ``other`` as one (``other``'s tensor where both name one); close
+        the result, not the parts."""
+        joined = Tensors(self.spec, {**self.stored, **other.stored}, self._maps + other._maps)
+        self.stored, self._maps, other.stored, other._maps = {}, [], {}, []
+        return joined
+
     def close(self) -> None:
         self.stored = {}
         for mapped in self._maps:

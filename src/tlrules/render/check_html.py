@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from .check import fraction, headline, max_diff, verdict
+from .check import fraction, headline, max_diff, scope, verdict
 from .html import asset
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ def fragment(result: CheckResult) -> str:
         f'<p class="tlr-verdict {status}"><span class="tlr-sym">{symbol}</span> '
         f"{escape(verdict(result))}</p>\n"
         f'<p class="tlr-headline">{escape(headline(result))}</p>\n'
-        f"{_summary(result)}{_violations(result)}{_warnings(result)}</div>\n"
+        + (f'<p class="tlr-scope">{escape(scope(result))}</p>\n' if scope(result) else "")
+        + f"{_summary(result)}{_violations(result)}{_warnings(result)}</div>\n"
     )
 
 

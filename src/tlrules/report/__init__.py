@@ -3,6 +3,7 @@ warnings, optimizer groups and the summary. Holds names, shapes and numbers, nev
 tensor or a module, so a kept report keeps no model alive. Needs no torch."""
 
 from .checked import (
+    Adapted,
     CheckResult,
     CheckSummary,
     CheckWarning,
@@ -18,6 +19,7 @@ from .rows import Columns, Decision, Memory, Summary
 
 __all__ = [
     "FORMAT",
+    "Adapted",
     "AuditWarning",
     "CheckResult",
     "CheckSummary",

@@ -51,11 +51,14 @@ class Outcome:
     max_abs_diff: float | None = None
     changed_fraction: float | None = None
     detail: str = ""  # why the numbers are missing, e.g. "shape [3] -> [4]"
+    tied_to: str = ""  # the name in AFTER it was compared with, when saved once for a tie
 
 
 @dataclass(frozen=True)
 class Violation:
-    """A tensor the policy keeps fixed that changed."""
+    """A tensor the policy keeps fixed that changed (``code`` ``changed``), that is in
+    BEFORE but not in AFTER (``missing-frozen``), or a tensor of an adapter file the
+    policy does not train (``adapter-frozen``)."""
 
     name: str
     rule: int | None
@@ -63,6 +66,7 @@ class Violation:
     max_abs_diff: float | None
     changed_fraction: float | None
     detail: str = ""
+    code: str = "changed"
 
     def to_dict(self) -> dict[str, Any]:
         """Its entry in the check's ``violations`` list (``why`` and ``detail`` are for
@@ -72,6 +76,7 @@ class Violation:
             "rule": self.rule,
             "max_abs_diff": self.max_abs_diff,
             "changed_fraction": self.changed_fraction,
+            "code": self.code,
         }
 
 
@@ -94,7 +99,12 @@ class CheckWarning:
 @dataclass(frozen=True)
 class CheckSummary:
     """Counts: tensors found on both sides, frozen ones that held, violations, trained
-    ones that did not change, names on one side only."""
+    ones that did not change, names on one side only; then what the proof covers: the
+    tensors BEFORE holds that the policy keeps fixed (``frozen``, ``frozen_numel``
+    elements), those of them compared and held (``frozen_ok``, ``frozen_ok_numel``),
+    those not compared (``not_compared``; ``missing_frozen`` of them are violations),
+    tensors compared through a tie (``through_tie``) and an adapter file's own tensors
+    (``adapter_tensors``)."""
 
     compared: int
     frozen_ok: int
@@ -102,6 +112,13 @@ class CheckSummary:
     unchanged_trainable: int
     only_before: int
     only_after: int
+    frozen: int = 0
+    frozen_numel: int = 0
+    frozen_ok_numel: int = 0
+    not_compared: int = 0
+    missing_frozen: int = 0
+    through_tie: int = 0
+    adapter_tensors: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """The check's ``summary``."""
@@ -110,8 +127,13 @@ class CheckSummary:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Two states of one model compared under a policy. ``ok`` when no frozen tensor
-    changed; ``str()`` draws it, ``to_dict()`` is the ``tlrules-check/1`` document."""
+    """Two states of one model compared under a policy. ``ok`` when every tensor the
+    policy keeps fixed was compared and held (docs/check.md: what a check can and cannot
+    prove); ``str()`` draws it, ``to_dict()`` is the ``tlrules-check/1`` document.
+
+    ``scope`` is ``full``, or ``adapter`` when AFTER is a PEFT adapter file, which holds
+    no base model: then ``ok`` needs ``adapter_only`` (``--adapter-only``), the narrower
+    proof asked for. ``strict`` (``--strict``) makes a warning fail it too."""
 
     summary: CheckSummary
     violations: tuple[Violation, ...]
@@ -122,11 +144,26 @@ class CheckResult:
     policy_path: str | None = None
     stage: str | None = None
     atol: float = 0.0
+    scope: str = "full"
+    adapter_only: bool = False
+    strict: bool = False
+
+    @property
+    def proven(self) -> bool:
+        """Whether what was asked for was compared and held: no violation, at least one
+        tensor compared (or, for an adapter, checked), and the base model compared
+        unless only the adapter's proof was asked for."""
+        s = self.summary
+        if self.violations:
+            return False
+        if not s.compared + s.adapter_tensors:
+            return False
+        return not s.not_compared or (self.scope == "adapter" and self.adapter_only)
 
     @property
     def ok(self) -> bool:
-        """Whether every tensor the policy keeps fixed held."""
-        return not self.violations
+        """Whether the check passed: ``proven``, and with ``strict`` no warning."""
+        return self.proven and not (self.strict and self.warnings)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``tlrules-check/1`` JSON document."""
@@ -138,6 +175,10 @@ class CheckResult:
             "summary": self.summary.to_dict(),
             "violations": [v.to_dict() for v in self.violations],
             "warnings": [w.to_dict() for w in self.warnings],
+            "ok": self.ok,
+            "scope": self.scope,
+            "adapter_only": self.adapter_only,
+            "strict": self.strict,
         }
 
     def __str__(self) -> str:
@@ -199,21 +240,44 @@ def _verb(kind: str) -> str:
     return "frozen" if kind == "frozen" else "trained"
 
 
+@dataclass(frozen=True)
+class Adapted:
+    """What an adapter file as AFTER adds to a check: how many of its tensors are its own
+    (not in BEFORE), the violations among them (``adapter-frozen``), and whether only the
+    adapter's proof was asked for (``--adapter-only``)."""
+
+    tensors: int
+    violations: tuple[Violation, ...] = ()
+    adapter_only: bool = False
+
+
 def assemble(
     expected: dict[str, Expected],
     outcomes: Iterable[Outcome],
     only_before: Iterable[str],
     only_after: Iterable[str],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    adapter: Adapted | None = None,
     **about: Any,
 ) -> CheckResult:
     """The result of comparing the tensors found on both sides (``outcomes``), and the
-    names found on one side only, under ``expected``; ``about`` fills the rest of
-    ``CheckResult`` (``before``, ``after``, ``policy_name``, ...)."""
-    violations: list[Violation] = []
+    names found on one side only, under ``expected``; ``sizes`` gives the elements of
+    each tensor of BEFORE, ``adapter`` what an adapter file as AFTER adds; ``about``
+    fills the rest of ``CheckResult`` (``before``, ``after``, ``policy_name``, ...).
+
+    A tensor held frozen that is in BEFORE only is a ``missing-frozen`` violation; when
+    AFTER is an adapter file it is counted as not compared instead (the file holds no
+    base model), and no name of BEFORE only is listed."""
+    sizes = sizes or {}
+    violations: list[Violation] = list(adapter.violations) if adapter else []
     warnings: list[CheckWarning] = []
-    compared = frozen_ok = 0
+    compared = frozen_ok = frozen_ok_numel = tied = 0
+    seen: list[str] = []
     for o in outcomes:
         compared += 1
+        seen.append(o.name)
+        tied += bool(o.tied_to)
         e = expected.get(o.name)
         if e is None:
             continue
@@ -223,18 +287,33 @@ def assemble(
             )
         elif e.kind == "frozen":
             frozen_ok += 1
+            frozen_ok_numel += sizes.get(o.name, 0)
         elif o.identical:
             message = (
                 f"{o.name!r} is {e.why} but did not change at all; is it in the optimizer, "
                 "with a learning rate above 0, and does it get a gradient?"
             )
             warnings.append(CheckWarning("unchanged-trainable", message, o.name, e.rule))
-    violations.sort(key=lambda v: _natural(v.name))
     warnings.sort(key=lambda w: _natural(w.name or ""))
     unchanged = len(warnings)
     before, after = sorted(only_before, key=_natural), sorted(only_after, key=_natural)
+    frozen = [n for n in (*seen, *before) if _frozen(expected, n)]
+    missing = [n for n in before if _frozen(expected, n)]
+    if adapter is None:
+        for name in missing:
+            e = expected[name]
+            violations.append(
+                Violation(name, e.rule, e.why, None, None, "not in AFTER", "missing-frozen")
+            )
+    order = {"changed": 0, "missing-frozen": 1}
+    violations.sort(key=lambda v: (order.get(v.code, 2), _natural(v.name)))
     for code, names, side, other in (
-        ("only-before", before, "before", "after"),
+        (
+            "only-before",
+            [] if adapter else [n for n in before if n not in missing],
+            "before",
+            "after",
+        ),
         ("only-after", after, "after", "before"),
     ):
         for name in names:
@@ -242,5 +321,26 @@ def assemble(
             held = f" ({e.why})" if e else ""
             message = f"{name!r}{held} is in the checkpoint {side} training but not {other}"
             warnings.append(CheckWarning(code, message, name, e.rule if e else None))
-    summary = CheckSummary(compared, frozen_ok, len(violations), unchanged, len(before), len(after))
+    summary = CheckSummary(
+        compared,
+        frozen_ok,
+        len(violations),
+        unchanged,
+        len(before),
+        len(after),
+        frozen=len(frozen),
+        frozen_numel=sum(sizes.get(n, 0) for n in frozen),
+        frozen_ok_numel=frozen_ok_numel,
+        not_compared=len(missing),
+        missing_frozen=0 if adapter else len(missing),
+        through_tie=tied,
+        adapter_tensors=adapter.tensors if adapter else 0,
+    )
+    if adapter is not None:
+        about = {**about, "scope": "adapter", "adapter_only": adapter.adapter_only}
     return CheckResult(summary, tuple(violations), tuple(warnings), **about)
+
+
+def _frozen(expected: dict[str, Expected], name: str) -> bool:
+    e = expected.get(name)
+    return e is not None and e.kind == "frozen"

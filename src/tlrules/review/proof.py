@@ -34,6 +34,7 @@ def check(
     *,
     stage: str | None = None,
     atol: float = 0.0,
+    adapter_only: bool = False,
 ) -> CheckResult:
     """Compare ``after`` (a checkpoint path, a Hugging Face folder or a state dict) with
     ``before`` under ``policy`` (one ``stage`` of it): every tensor the policy freezes,
@@ -48,10 +49,13 @@ def check(
         after: the state after training, in any of the same forms.
         stage: the stage to check, for a policy in stages.
         atol: how far a frozen value may move; 0 (the default) asks for bit-identical.
+        adapter_only: when ``after`` is a PEFT adapter file, which holds no base model,
+            accept the adapter's proof alone (``--adapter-only``; docs/check.md).
 
     Returns:
-        A ``CheckResult``: ``ok`` when no frozen tensor changed; ``to_dict()`` is the
-        ``tlrules-check/1`` document.
+        A ``CheckResult``: ``ok`` when every tensor of ``before`` the policy keeps fixed
+        was compared and held (docs/check.md: what a check can and cannot prove);
+        ``to_dict()`` is the ``tlrules-check/1`` document.
 
     Raises:
         TLRulesError: ``atol`` is negative or not finite.
@@ -64,12 +68,12 @@ def check(
         raise TLRulesError(f"atol {atol!r}: not a finite number >= 0; give 0 for bit-identical")
     part = policy.stage(stage) if stage else policy
     with _Values(before, after, atol) as values:
-        result = check_bytes(part, before, after, values, atol=atol)
+        result = check_bytes(part, before, after, values, atol=atol, adapter_only=adapter_only)
     if result is not None:
         return result
     from .weights import check_tensors  # torch from here on
 
-    return check_tensors(part, before, after, atol=atol)
+    return check_tensors(part, before, after, atol=atol, adapter_only=adapter_only)
 
 
 class _Values:
@@ -82,14 +86,13 @@ class _Values:
         self._open: tuple[Tensors, Tensors] | None = None
 
     def __call__(self, a: str, b: str, name: str, measure: bool) -> Outcome:
-        from ..models.tensors import open_tensors  # torch from here on
-        from .weights import compare, spec
+        from .weights import compare, open_state  # torch from here on
 
         if self._open is None:
             before, after = self._states
-            old = open_tensors(before, spec(before, "before"))
+            old = open_state(before, "before")
             try:
-                new = open_tensors(after, spec(after, "after"))
+                new = open_state(after, "after")
             except BaseException:
                 old.close()
                 raise

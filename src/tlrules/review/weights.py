@@ -13,17 +13,21 @@ elements that changed (beyond ``atol``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from ..engine import audit
+from ..models.folders import trained_file
 from ..models.tensors import Tensors, as_module, open_tensors
 from ..policy import CompiledPolicy
 from ..report import CheckResult, Expected, Outcome, assemble, expectations
 from .named import bare
+from .plan import pair
 
 State = str | os.PathLike[str] | Mapping[str, Any]
 STRETCH = 64 * 1024 * 1024  # bytes of each side whose bits are compared at a time
@@ -31,29 +35,40 @@ VALUES = 2 * 1024 * 1024  # elements of each side whose values are compared at a
 
 
 def check_tensors(
-    policy: CompiledPolicy, before: State, after: State, *, atol: float = 0.0
+    policy: CompiledPolicy,
+    before: State,
+    after: State,
+    *,
+    atol: float = 0.0,
+    adapter_only: bool = False,
 ) -> CheckResult:
     """``review.proof.check`` with torch throughout: ``policy`` (a stage already
     picked) decides the model saved ``before`` as ``tlrules audit`` decides a checkpoint,
-    and every tensor found on both sides is compared (``compare``)."""
-    with (
-        open_tensors(before, spec(before, "before")) as old,
-        open_tensors(after, spec(after, "after")) as new,
-    ):
+    and every pair ``review.plan`` makes is compared (``compare``)."""
+    with open_state(before, "before") as old, open_state(after, "after") as new:
         old_names, new_names = bare(old.stored, old.spec), bare(new.stored, new.spec)
         shapes = {n: (old.stored[r].shape, old.stored[r].dtype) for n, r in old_names.items()}
         report = audit(policy, as_module(shapes, old.spec), source=old.spec)
-        held = expectations(report)
+        kinds = {n: (shape, str(dtype)) for n, (shape, dtype) in shapes.items()}
+
+        def same(a: str, b: str) -> bool:
+            return compare(old, a, old, b, a, 0.0, measure=False).identical
+
+        plan = pair(
+            policy, expectations(report), old_names, new_names, (before, after), kinds, same,
+            _shared(old, old_names), adapter_only=adapter_only,
+        )  # fmt: skip
         outcomes = (
-            compare(old, old_names[n], new, new_names[n], n, atol, _frozen(held, n))
-            for n in old_names
-            if n in new_names
+            replace(compare(old, a, new, b, n, atol, _frozen(plan.held, n)), tied_to=tie)
+            for n, a, b, tie in plan.pairs
         )
         return assemble(
-            held,
+            plan.held,
             outcomes,
-            (n for n in old_names if n not in new_names),
-            (n for n in new_names if n not in old_names),
+            plan.only_before,
+            plan.only_after,
+            sizes={n: math.prod(shape) for n, (shape, _) in shapes.items()},
+            adapter=plan.adapter,
             before=old.spec,
             after=new.spec,
             policy_name=report.policy_name,
@@ -61,6 +76,42 @@ def check_tensors(
             stage=report.stage,
             atol=atol,
         )
+
+
+def _shared(state: Tensors, names: dict[str, str]) -> dict[str, str]:
+    """Each bare name of ``state`` whose tensor another name holds too (a tie: one
+    storage, offset, shape, stride and dtype) -> the first such name."""
+    first: dict[tuple[object, ...], str] = {}
+    out = {}
+    for name, saved in names.items():
+        t = state.stored[saved].tensor
+        if t is None:
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        if key in first:
+            out[name] = first[key]
+            out.setdefault(first[key], name)
+        else:
+            first[key] = name
+    return out
+
+
+def open_state(state: State, side: str) -> Tensors:
+    """BEFORE or AFTER (``side``) read with torch: the one place a state as given becomes
+    tensors (``models.tensors.open_tensors``; a folder's file from ``models.folders``),
+    with the ``tlrules_trained.pt`` that ``finetune`` wrote beside a PEFT adapter joined
+    to it (``models.folders.trained_file``)."""
+    name = spec(state, side)
+    tensors = open_tensors(state, name)
+    extra = trained_file(state)
+    if extra is None:
+        return tensors
+    try:
+        more = open_tensors(extra, f"{name}: {extra.name}")
+    except BaseException:
+        tensors.close()
+        raise
+    return tensors.joined(more)
 
 
 def _frozen(held: dict[str, Expected], name: str) -> bool:
