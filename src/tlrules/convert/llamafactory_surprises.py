@@ -14,13 +14,14 @@ from ..policy import CompiledPolicy, timeouts_named
 from ..policy.reader import Document
 from .checked import matched
 from .entries import Entry
+from .facts import ModelFacts
 from .llamafactory_reading import Reading, build, read
 from .written import Surprise
 
 
-def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def found(doc: Document, names: Sequence[str], facts: ModelFacts | None = None) -> list[Surprise]:
     """The surprises of the config in ``doc`` on a model with parameters ``names``."""
-    reading = read(doc, names)
+    reading = read(doc, names, facts)
     _, policy = build(reading, doc)
     with timeouts_named(policy.rules):
         firsts = policy.matcher(names).first_all(names)
@@ -38,6 +39,8 @@ def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
             extra = entry.label.startswith("freeze_extra_modules")  # not the projector keys
             option = "freeze_extra_modules" if extra else ""
             out += _module(entry, hits[rule], other, option, "outside the layers")
+            if extra:
+                out += _caught(entry, decided)
             continue
         if entry.text != "all" and entry.text not in hidden:
             out += _module(entry, [], hidden, "freeze_trainable_modules", "of the layers")
@@ -82,11 +85,42 @@ def _module(
                 f"{', '.join(sorted(choices))}",
                 (),
                 entry.at,
+                refused=True,
             )
         ]
     if hits:
         return []
     return [Surprise(f"{entry.label} {entry.text!r} matches no parameter {where}", (), entry.at)]
+
+
+def _caught(entry: Entry, decided: list[str]) -> list[Surprise]:
+    """The names a ``freeze_extra_modules`` entry trains that are not the module of that
+    name LLaMA-Factory's scan found (``model.norm``) but hold the text elsewhere
+    (``input_layernorm``, or a ``norm`` inside a numbered layer): it matches substrings."""
+    meant = [n for n in decided if _is_module(n, entry.text)]
+    extra = [n for n in decided if n not in set(meant)]
+    if not extra:
+        return []
+    modules = sorted({n.rsplit(".", 1)[0] for n in meant})
+    named = f"the module {', '.join(modules)}" if modules else f"a module named {entry.text!r}"
+    return [
+        Surprise(
+            f"freeze_extra_modules {entry.text!r} trains every name containing "
+            f"{entry.text!r}: {len(extra)} of them are not {named} but others whose names "
+            "hold that text, and LLaMA-Factory trains them too (it matches substrings); "
+            "LLaMA-Factory has no option for that module alone: edit the converted policy "
+            "to train only what you meant",
+            tuple(extra),
+            entry.at,
+        )
+    ]
+
+
+def _is_module(name: str, module: str) -> bool:
+    """Whether ``name`` is a parameter of a module called ``module`` outside the numbered
+    layers: what LLaMA-Factory's scan offers for ``freeze_extra_modules``."""
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-2] == module and re.search(r"\.\d+\.", name) is None
 
 
 def _outside(

@@ -30,6 +30,7 @@ from ..errors import PolicyError, Where, quoted, shown
 from ..policy.reader import Document
 from . import pyre
 from .checked import loaded
+from .facts import ModelFacts
 from .written import Converted, Rule, Surprise
 
 VERSION = "peft 0.21.2 (tuners_utils.check_target_module_exists, other._set_trainable)"
@@ -57,6 +58,14 @@ class _Config:
             raise PolicyError("an adapter_config.json is a JSON object", doc.where(()))
         self.data: dict[str, Any] = data
         peft_type = data.get("peft_type")
+        if peft_type is None:
+            raise PolicyError(
+                "this file sets no peft_type, so it is not a PEFT adapter_config.json (PEFT "
+                "writes 'peft_type': 'LORA' into every LoRA adapter folder it saves); give "
+                "the adapter_config.json of the saved adapter, or the converter of the tool "
+                "this config is for ('tlrules convert --help' lists them)",
+                doc.where(()),
+            )
         if peft_type != "LORA":
             raise PolicyError(
                 f"peft_type {shown(str(peft_type))}: tlrules converts LoRA adapters only "
@@ -151,9 +160,13 @@ class _Config:
         return f"{at.path}:{at.line} {key}: {text if len(text) <= 80 else text[:77] + '...'}"
 
 
-def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
+def convert(
+    doc: Document, names: Sequence[str] | None = None, facts: ModelFacts | None = None
+) -> Converted:
     """Adapter weights and ``modules_to_save`` copies train, biases per ``bias``, the
-    rest (the base model, the originals of the copies) is frozen (``names`` unused)."""
+    rest (the base model, the originals of the copies) is frozen. ``names`` (the model's)
+    are read for ``bias: lora_only`` where the modules that get an adapter depend on
+    them; ``facts`` unused."""
     config = _Config(doc)
     rules = []
     if config.saved:
@@ -168,7 +181,7 @@ def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
     if config.bias == "all":
         rules.append(Rule("re:(?:.*\\.)?bias", "train", config.source("bias")))
     elif config.bias == "lora_only":
-        rules.append(Rule(_lora_only(config), "train", config.source("bias")))
+        rules.append(Rule(_lora_only(config, names), "train", config.source("bias")))
     notes = (
         f"read as {VERSION}: the LoRA weights train, a modules_to_save module trains as its "
         "copy (NAME.modules_to_save.ADAPTER) while its original stays frozen, biases follow "
@@ -177,7 +190,10 @@ def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
         "base_layer and original_module removed); on the bare base model it freezes all "
         "but the biases 'bias' trains",
     )
-    converted = Converted("peft", str(doc.path), tuple(rules), default="freeze", notes=notes)
+    warnings = () if names is not None else _never_targeted(config)
+    converted = Converted(
+        "peft", str(doc.path), tuple(rules), default="freeze", notes=notes, warnings=warnings
+    )
     loaded(converted, {})  # refused here, at its entry, if tlrules would refuse a pattern
     return converted
 
@@ -190,8 +206,11 @@ def _key_source(config: _Config, key: str) -> str:
     return config.source(key) if key in config.data else f"{config.doc.path} ({key} not set)"
 
 
-def _lora_only(config: _Config) -> str:
-    """The biases of the modules that get an adapter (``bias: lora_only``), as one regex."""
+def _lora_only(config: _Config, names: Sequence[str] | None) -> str:
+    """The biases of the modules that get an adapter (``bias: lora_only``), as one regex:
+    from the config alone where it says which modules those are, else from ``names``."""
+    if names is not None and config.targets is not None and config.targets != "all-linear":
+        return _biases_of(config, names)
     blocking = [
         key
         for key, on in (
@@ -203,16 +222,60 @@ def _lora_only(config: _Config) -> str:
         if on
     ]
     if blocking:
+        fix = (
+            "convert with the model (--model), whose names give them, or use bias 'none' or "
+            "'all'"
+            if blocking[0] != "target_modules"
+            else "use bias 'none' or 'all', or write the bias rules by hand"
+        )
         raise PolicyError(
-            f"bias 'lora_only' with {blocking[0]} set this way: tlrules cannot name exactly "
-            "the biases of the modules that get an adapter; use bias 'none' or 'all', or "
-            "write the bias rules by hand",
+            f"bias 'lora_only' with {blocking[0]} set this way: which biases train depends on "
+            f"the modules that get an adapter; {fix}",
             config.where("bias"),
         )
     if isinstance(config.targets, str):
         return "re:" + pyre.anchored(config.targets, "fullmatch") + "\\.bias"
     alternatives = "|".join(pyre.literal(t) for t in config.targets or ())
     return f"re:(?:.*\\.)?(?:{alternatives})\\.bias"
+
+
+def _biases_of(config: _Config, names: Sequence[str]) -> str:
+    """The biases of the modules PEFT puts an adapter on in a model with ``names``
+    (``targeted``), each by its exact name; a pattern matching nothing where none has one."""
+    known = set(names)
+    biases = [f"{k}.bias" for k in modules(names) if f"{k}.bias" in known and targeted(config, k)]
+    if not biases:
+        return "re:(?!)"
+    return "re:(?:" + "|".join(pyre.literal(b) for b in biases) + ")"
+
+
+def _never_targeted(config: _Config) -> tuple[Surprise, ...]:
+    """A ``target_modules`` that PEFT finds in no model: an empty one, entries none of
+    which can end a module's name (empty, or with an empty dotted part), or entries that
+    ``exclude_modules`` all excludes. One warning for the config."""
+    targets, excluded = config.targets, config.excluded
+    if targets is None or (isinstance(targets, str) and targets):
+        return ()
+    if not targets:
+        why = "target_modules is empty"
+    elif all("" in t.split(".") for t in targets):
+        why = (
+            f"no entry of target_modules can end a module's name ({', '.join(map(repr, targets))})"
+        )
+    elif isinstance(excluded, list) and all(_found(excluded, t) for t in targets):
+        why = "exclude_modules excludes every module target_modules names"
+    else:
+        return ()
+    return (
+        Surprise(
+            f"PEFT stops on this adapter config whatever the model: {why}, so no module gets "
+            "an adapter ('Target modules ... not found in the base model', or 'All modules "
+            "were excluded'); name the modules by their last dotted parts (such as 'q_proj')",
+            (),
+            _at(config.where("target_modules")),
+            refused=True,
+        ),
+    )
 
 
 def modules(names: Sequence[str]) -> list[str]:
@@ -276,7 +339,9 @@ def targeted(config: _Config, key: str, *, layers: bool = True) -> bool:
     return True
 
 
-def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def surprises(
+    doc: Document, names: Sequence[str], facts: ModelFacts | None = None
+) -> list[Surprise]:
     """``target_modules`` entries that match no module, ``modules_to_save`` entries that
     catch modules without a dot boundary (peft#1917), and layer choices that keep no
     module (peft#3610)."""
@@ -289,17 +354,33 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
         if not caught:
             out.append(Surprise(f"modules_to_save[{i}] {entry!r} matches no module", (), _at(at)))
         elif loose:
-            out.append(
-                Surprise(
-                    f"modules_to_save[{i}] {entry!r} also catches {quoted(loose, 3)}: PEFT "
-                    "matches module names by their end, without a dot boundary "
-                    "(peft#1917), so these train as copies too; write the full name "
-                    f"('{loose[0]}') to keep them out",
-                    _under(loose, names),
-                    _at(at),
-                )
-            )
+            out.append(_loose(i, entry, caught, loose, names, at))
     return out + _layer_surprises(config, keys)
+
+
+def _loose(
+    i: int, entry: str, caught: list[str], loose: list[str], names: Sequence[str], at: Where
+) -> Surprise:
+    """``modules_to_save[i]`` also catching ``loose`` (peft#1917): the fix names the
+    modules meant (whose name ends with ``.ENTRY``, or is it), not those caught."""
+    meant = [k for k in caught if k not in loose]
+    if meant:
+        fix = (
+            f"write the full name of the module meant ({quoted(meant, 3)}) instead of "
+            f"{entry!r} to keep them out"
+        )
+    else:
+        fix = (
+            f"no module is named {entry!r} or ends with '.{entry}': write the full name of the "
+            f"one meant (such as {loose[0]!r})"
+        )
+    return Surprise(
+        f"modules_to_save[{i}] {entry!r} also catches {quoted(loose, 3)}: PEFT matches "
+        "module names by their end, without a dot boundary (peft#1917), so these train as "
+        f"copies too; {fix}",
+        _under(loose, names),
+        _at(at),
+    )
 
 
 def _target_surprises(config: _Config, keys: list[str]) -> list[Surprise]:
@@ -312,10 +393,12 @@ def _target_surprises(config: _Config, keys: list[str]) -> list[Surprise]:
         example = next((k for k in keys if k.count(".") >= 3), keys[-1] if keys else "")
         return [
             Surprise(
-                f"target_modules {shown(targets)} matches no module: PEFT matches the regex "
-                f"against the whole module name (re.fullmatch), such as {example!r}",
+                f"target_modules {shown(targets)} matches no module, and PEFT stops ('Target "
+                "modules ... not found in the base model'): it matches the regex against the "
+                f"whole module name (re.fullmatch), such as {example!r}",
                 (),
                 at,
+                refused=True,
             )
         ]
     out = []
@@ -329,6 +412,15 @@ def _target_surprises(config: _Config, keys: list[str]) -> list[Surprise]:
                     _at(config.where("target_modules", i)),
                 )
             )
+    if targets and len(out) == len(targets):  # PEFT stops only when no module is found
+        last = out[-1]
+        out[-1] = Surprise(
+            f"{last.message}; no entry matches a module, so PEFT stops ('Target modules "
+            "... not found in the base model')",
+            last.names,
+            last.where,
+            refused=True,
+        )
     return out
 
 
