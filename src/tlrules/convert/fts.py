@@ -74,17 +74,22 @@ _ENDS = ("$", "\\Z", "\\b", "\\B", "(?=", "(?!", "(?<")  # a match on a prefix m
 
 def _not_disjoint(entries: list[Entry]) -> tuple[Surprise, ...]:
     """An entry whose text is a parameter name (name characters only) that another entry
-    repeats, or that another entry's regex (not a name of its own, which fts could read
-    as that name alone) matches from the start: whatever the model, either the name is
-    the model's (both entries take it), or the entry is a regex taking names that start
-    with it (the other takes them too), or it matches nothing: fts stops on all three
+    repeats, or that another entry's regex matches from the start (a name-like one only
+    when the entry goes on under it after a '.': a module's name is no parameter's, so fts
+    reads it as a regex): whatever the model, either the name is the model's (both entries
+    take it), or the entry is a regex taking names that start with it (the other takes
+    them too), or it matches nothing: fts stops on all three
     (``_validate_phases_disjoint``, "did not match any named parameter")."""
     for k, named in enumerate(entries):
         if not NAMELIKE.fullmatch(named.text):
             continue
         for other in entries[:k] + entries[k + 1 :]:
-            exact = NAMELIKE.fullmatch(other.text) and other.text != named.text  # a name alone
-            if exact or any(end in other.text for end in _ENDS):
+            # a name-like entry fts could read as one parameter's name, unless ``named``
+            # goes on under it (a module, then: no parameter has its name)
+            under = named.text == other.text or named.text.startswith(other.text + ".")
+            if (NAMELIKE.fullmatch(other.text) and not under) or any(
+                e in other.text for e in _ENDS
+            ):
                 continue
             if pyre.timed(other.text, "match", named.text, other.label):
                 return (

@@ -223,8 +223,7 @@ def _lora_only(config: _Config, names: Sequence[str] | None) -> str:
     ]
     if blocking:
         fix = (
-            "convert with the model (--model), whose names give them, or use bias 'none' or "
-            "'all'"
+            "convert with the model (--model), whose names give them, or use bias 'none' or 'all'"
             if blocking[0] != "target_modules"
             else "use bias 'none' or 'all', or write the bias rules by hand"
         )

@@ -58,7 +58,7 @@ def looks_like(data: Any) -> str | None:
     all phase numbers); ``None`` when it holds none of any tool's."""
     if not isinstance(data, dict) or not data:
         return None
-    if all(isinstance(k, int) and not isinstance(k, bool) for k in data):
+    if all(str(k).isdigit() for k in data):  # the reader gives keys as text
         return "fts"
     counts = {tool: sum(k in data for k in keys) for tool, keys in KEYS.items()}
     best = max(counts, key=lambda tool: counts[tool])
