@@ -74,15 +74,13 @@ def convert(
     found = list(converted.warnings)
     if names is not None:
         found += reading.surprises(doc, names, facts)
+    refused = next((s for s in found if s.refused), None)
+    if strict and refused is not None:  # bad input: its one error line, no warnings
+        name = converters.tool_name(tool)
+        raise PolicyError(f"{refused} (--strict: {name} itself refuses this config)")
     for surprise in found:
         line = f"warning[convert]: {surprise}"
         print(style.warnings(line, sys.stderr), file=sys.stderr)
-    refused = next((s for s in found if s.refused), None)
-    if strict and refused is not None:
-        raise PolicyError(
-            f"{refused.where or doc.path}: {converters.tool_name(tool)} itself refuses this "
-            "config (the warning above); fix it there before converting with --strict"
-        )
     write(converted.text())
     if strict and found:
         raise typer.Exit(1)
