@@ -23,7 +23,7 @@ from ..policy.reader import Document
 from . import pyre
 from .checked import loaded
 from .facts import ModelFacts
-from .peft_adapter import ADAPTER_GLOB
+from .peft_reading import ADAPTER_GLOB
 from .written import Converted, Rule, Surprise
 
 VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"

@@ -31,8 +31,8 @@ from dataclasses import replace
 
 from ..policy.reader import Document
 from .facts import ModelFacts
-from .llamafactory_reading import build, model_type_warnings, never_found, read
-from .llamafactory_surprises import found
+from .llamafactory_reading import build, read
+from .llamafactory_surprises import found, model_type_warnings, never_found
 from .written import Converted, Surprise
 
 

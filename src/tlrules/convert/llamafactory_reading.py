@@ -15,7 +15,7 @@ from . import readings
 from .checked import loaded
 from .entries import Entry, flag, mapping, number, one_string, refuse_unknown, strings
 from .facts import ModelFacts
-from .written import Action, Converted, Rule, Surprise
+from .written import Action, Converted, Rule
 
 VERSION = "LLaMA-Factory 0.9.6.dev0"
 OPTIONS = (
@@ -184,50 +184,6 @@ def _of_model(doc: Document, model_type: str) -> tuple[str | None, Composite | N
         )
     keys = MODEL_TYPES.get(model_type)
     return (model_type, keys) if keys is not None else (None, None)
-
-
-def model_type_warnings(doc: Document, reading: Reading) -> tuple[Surprise, ...]:
-    """Without the model, a config without ``template`` is read as a text-only model's,
-    while LLaMA-Factory reads the model type from the model's config."""
-    if reading.typed_by != "template" or "template" in doc.data:
-        return ()
-    return (
-        Surprise(
-            "the config sets no template, and LLaMA-Factory reads the model type from the "
-            "model's config (get_forbidden_modules): for a multimodal model, "
-            "freeze_vision_tower and freeze_multi_modal_projector (default true) freeze its "
-            "vision tower and projector, and this policy, read as for a text-only model, "
-            "trains them; convert with the model (--model) to read its type",
-            (),
-            Entry("config", "", doc.where(())).at,
-        ),
-    )
-
-
-def never_found(doc: Document) -> tuple[Surprise, ...]:
-    """The modules LLaMA-Factory stops on whatever the model ("Module X is not found"):
-    its scan of the names finds module names without a '.', so an entry holding one (or
-    an empty entry) is never among them. One warning for the config."""
-    bad = [
-        e
-        for key in ("freeze_trainable_modules", "freeze_extra_modules")
-        for e in strings(doc, key, comma=True)
-        if "." in e.text or not e.text
-    ]
-    if not bad:
-        return ()
-    listed = ", ".join(f"{e.label} {e.text!r}" for e in bad)
-    return (
-        Surprise(
-            f"LLaMA-Factory stops on this config whatever the model: {listed} is not a "
-            "module name its scan can find (one name, no '.'), so it raises 'Module "
-            f"{bad[0].text} is not found'; write the last part of the name "
-            f"({bad[0].text.rstrip('.').rsplit('.', 1)[-1] or 'such as mlp'!r})",
-            (),
-            bad[0].at,
-            refused=True,
-        ),
-    )
 
 
 def _finetuning_type(doc: Document) -> str:

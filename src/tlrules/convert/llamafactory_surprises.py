@@ -2,8 +2,10 @@
 ``.{idx}.{module}`` that catches names outside that layer of the language model (the
 vision tower's block ``idx``, expert ``idx`` of every layer), negative
 ``freeze_trainable_layers`` training the first layers, a module that matches nothing (or
-that LLaMA-Factory stops on: "Module ... is not found"), and parameters under the vision
-tower that ``freeze_vision_tower`` leaves trainable (LLaMA-Factory PR #10139)."""
+that LLaMA-Factory stops on: "Module ... is not found"), an extra module caught by
+substring, and parameters under the vision tower that ``freeze_vision_tower`` leaves
+trainable (LLaMA-Factory PR #10139). Also what the config alone says: no ``template``
+(the model type is the model's), a module name LLaMA-Factory never finds."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from ..policy import CompiledPolicy, timeouts_named
 from ..policy.reader import Document
 from .checked import matched
-from .entries import Entry
+from .entries import Entry, strings
 from .facts import ModelFacts
 from .llamafactory_reading import Reading, build, read
 from .written import Surprise
@@ -192,3 +194,47 @@ def _vision(reading: Reading, trained: list[str]) -> list[Surprise]:
             at,
         )
     ]
+
+
+def model_type_warnings(doc: Document, reading: Reading) -> tuple[Surprise, ...]:
+    """Without the model, a config without ``template`` is read as a text-only model's,
+    while LLaMA-Factory reads the model type from the model's config."""
+    if reading.typed_by != "template" or "template" in doc.data:
+        return ()
+    return (
+        Surprise(
+            "the config sets no template, and LLaMA-Factory reads the model type from the "
+            "model's config (get_forbidden_modules): for a multimodal model, "
+            "freeze_vision_tower and freeze_multi_modal_projector (default true) freeze its "
+            "vision tower and projector, and this policy, read as for a text-only model, "
+            "trains them; convert with the model (--model) to read its type",
+            (),
+            Entry("config", "", doc.where(())).at,
+        ),
+    )
+
+
+def never_found(doc: Document) -> tuple[Surprise, ...]:
+    """The modules LLaMA-Factory stops on whatever the model ("Module X is not found"):
+    its scan of the names finds module names without a '.', so an entry holding one (or
+    an empty entry) is never among them. One warning for the config."""
+    bad = [
+        e
+        for key in ("freeze_trainable_modules", "freeze_extra_modules")
+        for e in strings(doc, key, comma=True)
+        if "." in e.text or not e.text
+    ]
+    if not bad:
+        return ()
+    listed = ", ".join(f"{e.label} {e.text!r}" for e in bad)
+    return (
+        Surprise(
+            f"LLaMA-Factory stops on this config whatever the model: {listed} is not a "
+            "module name its scan can find (one name, no '.'), so it raises 'Module "
+            f"{bad[0].text} is not found'; write the last part of the name "
+            f"({bad[0].text.rstrip('.').rsplit('.', 1)[-1] or 'such as mlp'!r})",
+            (),
+            bad[0].at,
+            refused=True,
+        ),
+    )
