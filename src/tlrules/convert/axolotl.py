@@ -8,7 +8,9 @@ rewritten before it is compiled: every ``.`` not followed by ``+`` becomes ``\\.
 escaped ``\\.`` becomes ``\\\\.``: a backslash, then any character), then it is run with
 ``re.match``: anchored at the start of the name only. A ``[start:end]`` suffix trains
 only those rows (the others' gradients are zeroed); tlrules decides whole tensors, so a
-suffix that leaves rows out is refused.
+suffix that leaves rows out is refused. With ``adapter`` set, axolotl runs the patterns
+on the PEFT model, so the LoRA weights freeze too unless a pattern names them: the policy
+does the same, and a warning gives the rule that trains them.
 """
 
 from __future__ import annotations

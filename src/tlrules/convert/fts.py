@@ -25,7 +25,8 @@ fts gives it to the new group only: both are said in the output).
 ``max_transition_epoch`` is no length, so it stays a comment, as do ``new_optimizer`` and
 ``new_lr_scheduler``. Without the model's names, an entry is read as its regex
 (``re:(?:ENTRY).*``); with them (``--model``), an entry that is a parameter's exact name
-becomes that name alone, as fts reads it.
+becomes that name alone, as fts reads it. Without them, a schedule fts refuses whatever
+the model (entries taking the same parameters) is one warning.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Read from ms-swift 4.6.0.dev0 (commit 3602360, 2026-08-22): ``swift/pipelines/tr
 tuner.py`` ``prepare_model`` (the ``full`` branch), ``swift/utils/transformers_utils.py``
 ``freeze_parameters`` and ``activate_parameters``, ``swift/arguments/tuner_args.py``
 ``TunerArguments._init_multimodal_full``, ``swift/model/model_arch.py`` (the transformers
->= 4.52 names), ``swift/cli/main.py`` ``parse_yaml_args``. ms-swift 3.x reads these
+>= 4.52 names), ``swift/model/model_meta.py`` ``get_model_info_meta`` and
+``_get_model_info``, ``swift/cli/main.py`` ``parse_yaml_args``. ms-swift 3.x reads these
 options the same way.
 
 Its reading: every parameter trains; then ``freeze_parameters`` (prefixes:
@@ -15,13 +16,17 @@ the elements) freeze; then ``trainable_parameters`` (prefixes) and
 ``trainable_parameters_regex`` (``re.search``) train again, whatever froze them. For a
 multimodal model type, ``freeze_llm`` / ``freeze_vit`` / ``freeze_aligner`` (defaults
 false / true / true) add the model's language-model, vision-tower and aligner prefixes
-to ``freeze_parameters`` (an aligner not frozen goes to ``trainable_parameters``).
+to ``freeze_parameters`` (an aligner not frozen goes to ``trainable_parameters``). The
+model type is the config's ``model_type``, else the model's (its ``architectures``):
+with ``--model`` tlrules reads it there too; without, a config without a known
+``model_type`` is read as a text-only model's, with a warning.
 
 The policy: the trainable rules first, then the freeze rules, ``default: train``.
 Refused: a ratio between 0 and 1 (it needs every parameter's size; ``1`` freezes all
 and converts), an invalid regex (ms-swift only warns and skips it), an unknown
 ``freeze_*``/``trainable_*`` key, ``freeze_llm``/``freeze_vit``/``freeze_aligner`` set
-for a ``model_type`` tlrules does not know the parts of.
+for a model type tlrules does not know the parts of, a multimodal model (``--model``)
+whose parts tlrules does not know.
 """
 
 from __future__ import annotations
