@@ -24,6 +24,15 @@ from .refs import axolotl as reference
 from .refs import decided
 from .refs.models import llama_spec
 
+ADAPTER_FROZEN = (
+    "with 'adapter: lora', axolotl applies unfrozen_parameters to the PEFT model and freezes "
+    "every parameter no pattern matches, the adapter's own weights too, so this policy "
+    "freezes them as axolotl does; to train the adapter as well, add the rule "
+    "'- \"*.lora_{A,B,embedding_A,embedding_B,magnitude_vector}\": train' first (tlrules' "
+    "names), and to the axolotl config a pattern for them such as '.+lora_' (axolotl "
+    "escapes a '.' unless '+' follows it)"
+)
+
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -221,7 +230,7 @@ def test_model_warnings_name_each_surprise(
     assert err.splitlines() == [
         f"warning[convert]: {path}:3: 'layers.2[0-9]+.mlp' matches nothing under axolotl, "
         "which anchors it at the start of the name (re.match); it matches inside 12 names: "
-        "start it with '.*' to match anywhere (model.layers.20.mlp.gate_proj.weight, "
+        "start it with '.+' to match anywhere (model.layers.20.mlp.gate_proj.weight, "
         "model.layers.20.mlp.up_proj.weight, model.layers.20.mlp.down_proj.weight, "
         "model.layers.21.mlp.gate_proj.weight, model.layers.21.mlp.up_proj.weight and 7 more)",
         f"warning[convert]: {path}:4: '^model\\\\.layers\\\\.1\\\\..*' matches nothing under "
@@ -256,6 +265,7 @@ def test_under_an_adapter_model_patterns_match_nothing_and_everything_freezes(
         "tlrules sees on the wrapped model\n"
     ) in out
     assert err.splitlines() == [
+        f"warning[convert]: {path}:1: {ADAPTER_FROZEN}",
         f"warning[convert]: {path}:3: 'model.embed_tokens' matches nothing under axolotl: "
         "with 'adapter: lora' its names start with 'base_model.model.', and re.match anchors "
         "the pattern there; the converted policy matches the bare names and trains 1 "

@@ -129,9 +129,9 @@ def test_the_policy_trains_what_peft_trains(
             {"peft_type": "LORA", "target_modules": ["q_proj"], "bias": "lora_only",
              "layers_to_transform": [0]},
             "bias",
-            "bias 'lora_only' with layers_to_transform set this way: tlrules cannot name "
-            "exactly the biases of the modules that get an adapter; use bias 'none' or 'all', "
-            "or write the bias rules by hand",
+            "bias 'lora_only' with layers_to_transform set this way: which biases train "
+            "depends on the modules that get an adapter; convert with the model (--model), "
+            "whose names give them, or use bias 'none' or 'all'",
         ),
         (
             {"peft_type": "LORA", "bias": "some"},
@@ -201,12 +201,13 @@ def test_model_warnings_name_each_surprise(
         "a module's whole name or its last dotted parts (such as 'q_proj')",
         f"warning[convert]: {path}:8: modules_to_save[0] 'head' also catches 'lm_head': PEFT "
         "matches module names by their end, without a dot boundary (peft#1917), so these "
-        "train as copies too; write the full name ('lm_head') to keep them out (lm_head.weight)",
+        "train as copies too; no module is named 'head' or ends with '.head': write the full "
+        "name of the one meant (such as 'lm_head') (lm_head.weight)",
         f"warning[convert]: {path}:9: modules_to_save[1] 'norm' also catches "
         "'model.layers.0.input_layernorm', 'model.layers.0.post_attention_layernorm', "
         "'model.layers.1.input_layernorm' and 45 more: PEFT matches module names by their "
         "end, without a dot boundary (peft#1917), so these train as copies too; write the "
-        "full name ('model.layers.0.input_layernorm') to keep them out "
+        "full name of the module meant ('model.norm') instead of 'norm' to keep them out "
         "(model.layers.0.input_layernorm.weight, model.layers.0.post_attention_layernorm.weight,"
         " model.layers.1.input_layernorm.weight, model.layers.1.post_attention_layernorm.weight,"
         " model.layers.2.input_layernorm.weight and 43 more)",
@@ -224,7 +225,8 @@ def test_model_warnings_on_a_peft_model_name_the_base_modules(
     assert capsys.readouterr().err.splitlines() == [
         f"warning[convert]: {path}:7: modules_to_save[0] 'head' also catches 'lm_head': PEFT "
         "matches module names by their end, without a dot boundary (peft#1917), so these "
-        "train as copies too; write the full name ('lm_head') to keep them out (lm_head.weight)",
+        "train as copies too; no module is named 'head' or ends with '.head': write the full "
+        "name of the one meant (such as 'lm_head') (lm_head.weight)",
     ]
 
 

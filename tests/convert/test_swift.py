@@ -121,8 +121,9 @@ BAD = [
     (
         "tuner_type: full\nfreeze_vit: false\n",
         "swift.yaml:2:1: freeze_vit depends on the model's parts, and tlrules knows them for "
-        "the ms-swift model types qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, and the config "
-        "has no model_type; set model_type, or list the modules in freeze_parameters",
+        "the ms-swift model types qwen2_vl, qwen2_gme, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, "
+        "llava1_5_hf, llava_llama3_hf, pixtral, and the config has no model_type; convert with "
+        "the model (--model), set model_type, or list the modules in freeze_parameters",
     ),
     (
         "model: Qwen/Qwen2.5-7B\n",

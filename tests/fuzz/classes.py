@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from .apicase import MODELS as API_MODELS
 from .checkcase import check_case, output_case
 from .checkpoints import random_checkpoint
+from .convertcase import convert_llm
 from .mutators import mutate_bytes
 from .runner import REPO, Case
 from .strategies import policy_files
@@ -217,6 +218,7 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "check": check_case,
     "output": output_case,
     "convert": lambda rnd, _: convert(rnd),
+    "convertllm": lambda rnd, _: convert_llm(rnd),
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 

@@ -1,6 +1,7 @@
 """``tlrules convert TOOL CONFIG``: another fine-tuning tool's freezing options as a tlrules
-policy that reproduces that tool's matching. Exit 0 done; 1 with ``--strict`` when
-``--model`` found surprises; 2 bad input (the config, a refused option, the model spec).
+policy that reproduces that tool's matching. Exit 0 done; 1 with ``--strict`` when there
+are warnings; 2 bad input (the config, a refused option, the model spec, another tool's
+config), and with ``--strict`` a config the tool itself would refuse.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import convert as converters
+from ..errors import PolicyError
 from ..patterns import holds_peft, read_names
 from . import style
 from .output import destination
@@ -40,7 +42,12 @@ def convert(
             "warn where the config surprises (imports torch)."
         ),
     ] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when --model finds surprises.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Exit 1 when there are warnings; 2 when the tool itself would refuse the config."
+        ),
+    ] = False,
 ) -> None:
     """Print a tlrules policy that decides what TOOL's CONFIG freezes, exactly as TOOL
     reads it, with a comment per rule naming the config line it came from.
@@ -49,20 +56,28 @@ def convert(
     Tools:
     {tools}
 
-    Warnings go to stderr as 'warning[convert]: FILE:LINE: ...'; exit 1 with --strict.
+    Warnings go to stderr as 'warning[convert]: FILE:LINE: ...'; exit 1 with --strict,
+    2 where the tool itself would refuse the config.
     """
     write = destination(output)
     reading = converters.tool(tool)  # an unknown tool is refused before a model is built
     doc = converters.read_config(config)  # read once, for the policy and the surprises
-    names = None
+    names, facts = None, None
     if model is not None:
         from ..models import build  # builds the model: torch from here on
 
         built = build(model)
         raw = [n for n, _ in built.named_parameters()]
         names, _ = read_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
-    converted: converters.Converted = reading.convert(doc, names)
-    found: list[converters.Surprise] = [] if names is None else reading.surprises(doc, names)
+        facts = converters.facts_of(built)
+    converted = converters.converted(tool, doc, names, facts)
+    found = list(converted.warnings)
+    if names is not None:
+        found += reading.surprises(doc, names, facts)
+    refused = next((s for s in found if s.refused), None)
+    if strict and refused is not None:  # bad input: its one error line, no warnings
+        name = converters.tool_name(tool)
+        raise PolicyError(f"{refused} (--strict: {name} itself refuses this config)")
     for surprise in found:
         line = f"warning[convert]: {surprise}"
         print(style.warnings(line, sys.stderr), file=sys.stderr)

@@ -1,11 +1,13 @@
 """``tlrules convert TOOL CONFIG``: the freezing options of another fine-tuning tool's
 config, as a tlrules policy that reproduces that tool's own matching exactly.
 
-One module per tool, each with ``convert(doc: Document) -> Converted`` and
-``surprises(doc: Document, names: Sequence[str]) -> list[Surprise]`` (``names``: a
-model's parameter names, decided under the tool's reading and under the reading its text
-or documentation suggests). ``TOOLS`` names them; a module is imported when first used
-(``lazy_exports``: ``tlrules.convert.axolotl`` too).
+One module per tool, each with ``convert(doc, names=None, facts=None) -> Converted`` and
+``surprises(doc, names, facts=None) -> list[Surprise]`` (``names``: a model's parameter
+names, decided under the tool's reading and under the reading its text or documentation
+suggests; ``facts``: the model type its config states, ``facts.ModelFacts``). A config
+that looks like another tool's is refused first, naming that tool (``recognise``).
+``TOOLS`` names them; a module is imported when first used (``lazy_exports``:
+``tlrules.convert.axolotl`` too).
 A config is read like a policy file (``policy.reader``: bounded, safe loader, positions).
 """
 
@@ -21,6 +23,8 @@ from types import ModuleType
 from ..errors import PolicyError, Where
 from ..lazy import lazy_exports
 from ..policy.reader import Document, read, read_file
+from .facts import ModelFacts, facts_of
+from .recognise import SHOWN, refuse_other_tool
 from .written import Converted, Rule, Stage, Surprise
 
 TOOLS = {
@@ -41,6 +45,11 @@ def tool(name: str) -> ModuleType:
         raise PolicyError(f"no converter for {name!r}; the tools are {', '.join(TOOLS)}{hint}")
     module: ModuleType = __getattr__(TOOLS[name])
     return module
+
+
+def tool_name(name: str) -> str:
+    """Tool ``name`` (a key of ``TOOLS``) as its authors write it (``LLaMA-Factory``)."""
+    return SHOWN[name]
 
 
 def read_config(path: str | Path, shown_as: str | None = None) -> Document:
@@ -81,27 +90,44 @@ def _pair(found: re.Match[str]) -> str:
     return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
-def convert(name: str, path: str | Path, names: Sequence[str] | None = None) -> Converted:
+def convert(
+    name: str,
+    path: str | Path,
+    names: Sequence[str] | None = None,
+    facts: ModelFacts | None = None,
+) -> Converted:
     """The policy that reproduces tool ``name``'s reading of the config at ``path``.
 
     ``names``, a model's parameter names, where known (``--model``): the tools whose
     reading depends on the model use them (LLaMA-Factory's layer count, the names
-    finetuning-scheduler takes literally); the others ignore them.
+    finetuning-scheduler takes literally, the biases PEFT's ``bias: lora_only`` trains);
+    the others ignore them. ``facts``: the model type its config states, which
+    LLaMA-Factory and ms-swift read to freeze a multimodal model's parts.
 
     Raises:
-        PolicyError: no converter for ``name``, a config that cannot be read, or one whose
-            settings the converter refuses (each with its place in the config).
+        PolicyError: no converter for ``name``, a config that cannot be read, one that
+            looks like another tool's, or one whose settings the converter refuses (each
+            with its place in the config).
         DecisionError: a converted pattern ran past its time limit on one of ``names``.
     """
+    return converted(name, read_config(path), names, facts)
+
+
+def converted(
+    name: str, doc: Document, names: Sequence[str] | None = None, facts: ModelFacts | None = None
+) -> Converted:
+    """``convert`` on a config already read (``doc``)."""
     module = tool(name)
-    doc = read_config(path)
-    converted: Converted = module.convert(doc, names)
-    return converted
+    refuse_other_tool(name, doc)
+    result: Converted = module.convert(doc, names, facts)
+    return result
 
 
-def surprises(name: str, path: str | Path, names: Sequence[str]) -> list[Surprise]:
+def surprises(
+    name: str, path: str | Path, names: Sequence[str], facts: ModelFacts | None = None
+) -> list[Surprise]:
     """Where tool ``name``'s reading of the config at ``path`` surprises, on ``names``."""
-    found: list[Surprise] = tool(name).surprises(read_config(path), names)
+    found: list[Surprise] = tool(name).surprises(read_config(path), names, facts)
     return found
 
 
@@ -109,12 +135,16 @@ __all__ = [
     "TOOLS",
     "Converted",
     "Document",
+    "ModelFacts",
     "Rule",
     "Stage",
     "Surprise",
     "Where",
     "convert",
+    "converted",
+    "facts_of",
     "read_config",
     "surprises",
     "tool",
+    "tool_name",
 ]

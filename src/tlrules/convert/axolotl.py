@@ -8,7 +8,9 @@ rewritten before it is compiled: every ``.`` not followed by ``+`` becomes ``\\.
 escaped ``\\.`` becomes ``\\\\.``: a backslash, then any character), then it is run with
 ``re.match``: anchored at the start of the name only. A ``[start:end]`` suffix trains
 only those rows (the others' gradients are zeroed); tlrules decides whole tensors, so a
-suffix that leaves rows out is refused.
+suffix that leaves rows out is refused. With ``adapter`` set, axolotl runs the patterns
+on the PEFT model, so the LoRA weights freeze too unless a pattern names them: the policy
+does the same, and a warning gives the rule that trains them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from ..policy import from_text
 from ..policy.reader import Document
 from . import pyre
 from .checked import loaded
+from .facts import ModelFacts
+from .peft_reading import ADAPTER_GLOB
 from .written import Converted, Rule, Surprise
 
 VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
@@ -128,9 +132,11 @@ def _adapter(doc: Document) -> str | None:
     return str(adapter) if adapter else None
 
 
-def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
+def convert(
+    doc: Document, names: Sequence[str] | None = None, facts: ModelFacts | None = None
+) -> Converted:
     """Each pattern, as axolotl compiles it, under ``re.match``: train; the rest: freeze
-    (``names`` unused: axolotl's reading does not depend on the model)."""
+    (``names`` and ``facts`` unused: axolotl's reading does not depend on the model)."""
     found = entries(doc)
     adapter = _adapter(doc)
     if not found and adapter:
@@ -163,9 +169,30 @@ def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
         rules=tuple(rules),
         default="freeze",
         notes=tuple(notes),
+        warnings=_adapter_frozen(doc, adapter) if found else (),
     )
     loaded(converted, {})  # refused here, at its entry, if tlrules would refuse a pattern
     return converted
+
+
+def _adapter_frozen(doc: Document, adapter: str | None) -> tuple[Surprise, ...]:
+    """``adapter`` with ``unfrozen_parameters``: axolotl runs the patterns on the PEFT
+    model (``train.py`` ``setup_model_and_tokenizer``, after ``ModelLoader.load`` added
+    the adapter), so the adapter's own weights freeze unless a pattern names them."""
+    if not adapter:
+        return ()
+    return (
+        Surprise(
+            f"with 'adapter: {adapter}', axolotl applies {KEY} to the PEFT model and "
+            "freezes every parameter no pattern matches, the adapter's own weights too, so "
+            "this policy freezes them as axolotl does; to train the adapter as well, add "
+            f"the rule '- \"{ADAPTER_GLOB}\": train' first (tlrules' names), and to the "
+            "axolotl config a pattern for them such as '.+lora_' (axolotl escapes a '.' "
+            "unless '+' follows it)",
+            (),
+            _at(doc.where(("adapter",))),
+        ),
+    )
 
 
 def _mm_rules(doc: Document) -> list[Rule]:
@@ -180,7 +207,9 @@ def _mm_rules(doc: Document) -> list[Rule]:
     return [Rule(f"re:(?:.*\\.)?(?:{parts})(?:\\..*)?", "freeze", source)]
 
 
-def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def surprises(
+    doc: Document, names: Sequence[str], facts: ModelFacts | None = None
+) -> list[Surprise]:
     """Patterns that match nothing under axolotl's reading (and what the reading its text
     or docs suggest would have matched), and a config that freezes everything."""
     found = entries(doc)
@@ -241,7 +270,7 @@ def _surprise(
         f"into '\\\\.' (a backslash, then any character), giving {shown(entry.compiled)}; "
         f"written with plain dots it would match {_count(hits, 'parameter')}",
         "anchored": f"{text} matches nothing under axolotl, which anchors it at the start of "
-        f"the name (re.match); it matches inside {_count(hits, 'name')}: start it with '.*' "
+        f"the name (re.match); it matches inside {_count(hits, 'name')}: start it with '.+' "
         "to match anywhere",
         "documented": f"{text} matches nothing under axolotl (after its '.' rewrite: "
         f"{shown(entry.compiled)}, anchored at the start); the documented reading, "

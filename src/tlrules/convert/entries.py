@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document, Path_
 
-_NAMELIKE = re.compile(r"[A-Za-z0-9_.]+")
+NAMELIKE = re.compile(r"[A-Za-z0-9_.]+")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def unbounded(entry: Entry, hits: Sequence[str]) -> list[str]:
     ``model.layers.10.mlp``), when it also takes a whole module (``model.layers.1.mlp``):
     the entry meant one module and catches others."""
     text = entry.text
-    if not _NAMELIKE.fullmatch(text) or text.endswith("."):
+    if not NAMELIKE.fullmatch(text) or text.endswith("."):
         return []
     cut = len(text)
     extra = [n for n in hits if n.startswith(text) and n[cut : cut + 1] not in ("", ".")]

@@ -25,21 +25,23 @@ fts gives it to the new group only: both are said in the output).
 ``max_transition_epoch`` is no length, so it stays a comment, as do ``new_optimizer`` and
 ``new_lr_scheduler``. Without the model's names, an entry is read as its regex
 (``re:(?:ENTRY).*``); with them (``--model``), an entry that is a parameter's exact name
-becomes that name alone, as fts reads it.
+becomes that name alone, as fts reads it. Without them, a schedule fts refuses whatever
+the model (entries taking the same parameters) is one warning.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document
-from . import readings
+from . import pyre, readings
 from .checked import loaded, matched
-from .entries import Closest, Entry, unbounded
+from .entries import NAMELIKE, Closest, Entry, unbounded
+from .facts import ModelFacts
 from .written import Converted, Rule, Stage, Surprise
 
 VERSION = "finetuning-scheduler 2.14.0.dev0"
@@ -55,10 +57,54 @@ class _Phase:
     comments: list[str]
 
 
-def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
+def convert(
+    doc: Document, names: Sequence[str] | None = None, facts: ModelFacts | None = None
+) -> Converted:
     """The policy in stages reproducing finetuning-scheduler's reading of the schedule in
-    ``doc``; with ``names`` (the model's), an entry naming a parameter is that name alone."""
-    return _build(doc, names)[0]
+    ``doc``; with ``names`` (the model's), an entry naming a parameter is that name alone
+    (``facts`` unused). Without them, a schedule fts refuses whatever the model is
+    warned about (the surprises say it on a model)."""
+    converted, sources = _build(doc, names)
+    if names is not None:
+        return converted
+    return replace(converted, warnings=_not_disjoint(list(sources.values())))
+
+
+_ENDS = ("$", "\\Z", "\\b", "\\B", "(?=", "(?!", "(?<")  # a match on a prefix may fail on more
+
+
+def _not_disjoint(entries: list[Entry]) -> tuple[Surprise, ...]:
+    """An entry whose text is a parameter name (name characters only) that another entry
+    repeats, or that another entry's regex matches from the start (a name-like one only
+    when the entry goes on under it after a '.': a module's name is no parameter's, so fts
+    reads it as a regex): whatever the model, either the name is the model's (both entries
+    take it), or the entry is a regex taking names that start with it (the other takes
+    them too), or it matches nothing: fts stops on all three
+    (``_validate_phases_disjoint``, "did not match any named parameter")."""
+    for k, named in enumerate(entries):
+        if not NAMELIKE.fullmatch(named.text):
+            continue
+        for other in entries[:k] + entries[k + 1 :]:
+            # a name-like entry fts could read as one parameter's name, unless ``named``
+            # goes on under it (a module, then: no parameter has its name)
+            under = named.text == other.text or named.text.startswith(other.text + ".")
+            if (NAMELIKE.fullmatch(other.text) and not under) or any(
+                e in other.text for e in _ENDS
+            ):
+                continue
+            if pyre.timed(other.text, "match", named.text, other.label):
+                return (
+                    Surprise(
+                        f"fts stops on this schedule whatever the model: {named.label} "
+                        f"{named.text!r} and {other.label} {other.text!r} take the same "
+                        "parameters ('Phases are not disjoint'), or none ('did not match "
+                        "any named parameter'); keep each parameter in one entry",
+                        (),
+                        named.at,
+                        refused=True,
+                    ),
+                )
+    return ()
 
 
 def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[Rule, Entry]]:
@@ -199,7 +245,9 @@ def _lr(doc: Document, depth: int, key: str, value: Any) -> tuple[float | None, 
     return lr, []
 
 
-def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def surprises(
+    doc: Document, names: Sequence[str], facts: ModelFacts | None = None
+) -> list[Surprise]:
     """Where the schedule surprises on a model with ``names``: an entry that matches no
     parameter, and one that takes parameters an earlier entry already thaws (fts stops
     at the start of training on both)."""
@@ -225,6 +273,7 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
                     + ("; the closest names are listed" if close else ""),
                     tuple(close),
                     entry.at,
+                    refused=True,
                 )
             )
         again = [n for n in hits if n in taken]
@@ -237,6 +286,7 @@ def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
                     "('Phases are not disjoint'); take them out of one entry",
                     tuple(again),
                     entry.at,
+                    refused=True,
                 )
             )
         extra = unbounded(entry, hits)

@@ -14,6 +14,7 @@ from ..policy.reader import Document
 from . import readings
 from .checked import loaded
 from .entries import Entry, flag, mapping, number, one_string, refuse_unknown, strings
+from .facts import ModelFacts
 from .written import Action, Converted, Rule
 
 VERSION = "LLaMA-Factory 0.9.6.dev0"
@@ -78,6 +79,24 @@ MULTIMODAL_TEMPLATES = frozenset(
 )
 """LLaMA-Factory's other multimodal templates: their model's keys are not converted."""
 
+MODEL_TYPES = {
+    "qwen2_5_vl": _QWEN2_VL,
+    "qwen3_vl_moe": _QWEN3_VL,
+    **{model_type: keys for model_type, keys in TEMPLATES.values()},
+}
+"""The model types (``config.model_type``, as ``get_forbidden_modules`` reads them) whose
+keys tlrules knows."""
+
+OTHER_COMPOSITES = frozenset(
+    {
+        "dots_ocr", "gemma3n", "gemma4", "glm4v_moe", "glm_ocr", "internvl", "interns1",
+        "Keye", "kimi_vl", "llama4", "llava_next_video", "minicpmv", "minicpmv4_6",
+        "minicpmo", "mistral3", "moss_vl", "qwen2_5_omni_thinker", "qwen3_omni_moe_thinker",
+        "qwen3_5", "qwen3_5_moe", "video_llava",
+    }
+)  # fmt: skip
+"""LLaMA-Factory's other ``COMPOSITE_MODELS``: a model of one of these types is refused."""
+
 _INDEX = re.compile(r"^(.*?)\.(\d+)\.")
 
 
@@ -118,20 +137,26 @@ class Reading:
     trainable: list[tuple[Entry, tuple[int, ...] | None]]  # None: the module itself
     layers: Layers | None
     indexes: tuple[int, ...]
+    typed_by: str = "template"  # where the model type was read: template, the model
 
 
-def read(doc: Document, names: Sequence[str] | None) -> Reading:
+def read(doc: Document, names: Sequence[str] | None, facts: ModelFacts | None = None) -> Reading:
     """The config in ``doc`` as LLaMA-Factory reads it (``names``: the model's, or
-    ``None``); refused where it does not freeze or needs a model that is not given."""
+    ``None``; ``facts``: its model type, which decides the forbidden keys as in
+    ``get_forbidden_modules``); refused where it does not freeze or needs a model that is
+    not given."""
     mapping(doc, "LLaMA-Factory")
     refuse_unknown(doc, ("freeze_",), OPTIONS, "LLaMA-Factory")
     kind = _finetuning_type(doc)
-    model_type, keys = _model_type(doc)
+    if facts is not None and facts.model_type is not None:
+        model_type, keys, typed_by = *_of_model(doc, facts.model_type), "the model's config"
+    else:
+        (model_type, keys), typed_by = _model_type(doc), "template"
     flags = {k: flag(doc, k, k != "freeze_language_model") for k in OPTIONS[3:]}
     forbidden = _keyed(doc, keys, flags)
     layers = layers_of(names, keys.vision if keys else ()) if names is not None else None
     if kind == "full":
-        return Reading(kind, model_type, keys, forbidden, [], layers, ())
+        return Reading(kind, model_type, keys, forbidden, [], layers, (), typed_by)
     indexes = _indexes(doc, layers, names is not None)
     trainable: list[tuple[Entry, tuple[int, ...] | None]] = [
         (entry, indexes)
@@ -143,7 +168,22 @@ def read(doc: Document, names: Sequence[str] | None) -> Reading:
         where = doc.where(("freeze_multi_modal_projector",))
         label = f"freeze_multi_modal_projector: false ({model_type})"
         trainable += [(Entry(label, k, where), None) for k in keys.projector]
-    return Reading(kind, model_type, keys, forbidden, trainable, layers, indexes)
+    return Reading(kind, model_type, keys, forbidden, trainable, layers, indexes, typed_by)
+
+
+def _of_model(doc: Document, model_type: str) -> tuple[str | None, Composite | None]:
+    """The model type and keys of a model whose config says ``model_type``, as
+    ``get_forbidden_modules`` reads them: none for a model type that is not composite."""
+    if model_type in OTHER_COMPOSITES:
+        raise PolicyError(
+            f"the model's type {model_type!r} is a multimodal model whose vision tower, "
+            "projector and language model keys LLaMA-Factory freezes by model type; tlrules "
+            f"knows them for the model types {', '.join(sorted(MODEL_TYPES))}: write a "
+            "tlrules policy for this model instead",
+            doc.where(("template",) if "template" in doc.data else ()),
+        )
+    keys = MODEL_TYPES.get(model_type)
+    return (model_type, keys) if keys is not None else (None, None)
 
 
 def _finetuning_type(doc: Document) -> str:
@@ -317,5 +357,6 @@ def _notes(reading: Reading, full: bool) -> tuple[str, ...]:
             "model has at least that many (convert with --model to check)."
         )
     kind = reading.model_type or "text-only: no vision tower, projector or language keys"
-    notes.append(f"model type from 'template': {kind}.")
+    source = "'template'" if reading.typed_by == "template" else reading.typed_by
+    notes.append(f"model type from {source}: {kind}.")
     return tuple(notes)

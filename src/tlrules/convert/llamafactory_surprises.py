@@ -2,8 +2,10 @@
 ``.{idx}.{module}`` that catches names outside that layer of the language model (the
 vision tower's block ``idx``, expert ``idx`` of every layer), negative
 ``freeze_trainable_layers`` training the first layers, a module that matches nothing (or
-that LLaMA-Factory stops on: "Module ... is not found"), and parameters under the vision
-tower that ``freeze_vision_tower`` leaves trainable (LLaMA-Factory PR #10139)."""
+that LLaMA-Factory stops on: "Module ... is not found"), an extra module caught by
+substring, and parameters under the vision tower that ``freeze_vision_tower`` leaves
+trainable (LLaMA-Factory PR #10139). Also what the config alone says: no ``template``
+(the model type is the model's), a module name LLaMA-Factory never finds."""
 
 from __future__ import annotations
 
@@ -13,14 +15,15 @@ from collections.abc import Sequence
 from ..policy import CompiledPolicy, timeouts_named
 from ..policy.reader import Document
 from .checked import matched
-from .entries import Entry
+from .entries import Entry, strings
+from .facts import ModelFacts
 from .llamafactory_reading import Reading, build, read
 from .written import Surprise
 
 
-def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def found(doc: Document, names: Sequence[str], facts: ModelFacts | None = None) -> list[Surprise]:
     """The surprises of the config in ``doc`` on a model with parameters ``names``."""
-    reading = read(doc, names)
+    reading = read(doc, names, facts)
     _, policy = build(reading, doc)
     with timeouts_named(policy.rules):
         firsts = policy.matcher(names).first_all(names)
@@ -38,6 +41,8 @@ def found(doc: Document, names: Sequence[str]) -> list[Surprise]:
             extra = entry.label.startswith("freeze_extra_modules")  # not the projector keys
             option = "freeze_extra_modules" if extra else ""
             out += _module(entry, hits[rule], other, option, "outside the layers")
+            if extra:
+                out += _caught(entry, decided)
             continue
         if entry.text != "all" and entry.text not in hidden:
             out += _module(entry, [], hidden, "freeze_trainable_modules", "of the layers")
@@ -82,11 +87,42 @@ def _module(
                 f"{', '.join(sorted(choices))}",
                 (),
                 entry.at,
+                refused=True,
             )
         ]
     if hits:
         return []
     return [Surprise(f"{entry.label} {entry.text!r} matches no parameter {where}", (), entry.at)]
+
+
+def _caught(entry: Entry, decided: list[str]) -> list[Surprise]:
+    """The names a ``freeze_extra_modules`` entry trains that are not the module of that
+    name LLaMA-Factory's scan found (``model.norm``) but hold the text elsewhere
+    (``input_layernorm``, or a ``norm`` inside a numbered layer): it matches substrings."""
+    meant = [n for n in decided if _is_module(n, entry.text)]
+    extra = [n for n in decided if n not in set(meant)]
+    if not extra:
+        return []
+    modules = sorted({n.rsplit(".", 1)[0] for n in meant})
+    named = f"the module {', '.join(modules)}" if modules else f"a module named {entry.text!r}"
+    return [
+        Surprise(
+            f"freeze_extra_modules {entry.text!r} trains every name containing "
+            f"{entry.text!r}: {len(extra)} of them are not {named} but others whose names "
+            "hold that text, and LLaMA-Factory trains them too (it matches substrings); "
+            "LLaMA-Factory has no option for that module alone: edit the converted policy "
+            "to train only what you meant",
+            tuple(extra),
+            entry.at,
+        )
+    ]
+
+
+def _is_module(name: str, module: str) -> bool:
+    """Whether ``name`` is a parameter of a module called ``module`` outside the numbered
+    layers: what LLaMA-Factory's scan offers for ``freeze_extra_modules``."""
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-2] == module and re.search(r"\.\d+\.", name) is None
 
 
 def _outside(
@@ -158,3 +194,47 @@ def _vision(reading: Reading, trained: list[str]) -> list[Surprise]:
             at,
         )
     ]
+
+
+def model_type_warnings(doc: Document, reading: Reading) -> tuple[Surprise, ...]:
+    """Without the model, a config without ``template`` is read as a text-only model's,
+    while LLaMA-Factory reads the model type from the model's config."""
+    if reading.typed_by != "template" or "template" in doc.data:
+        return ()
+    return (
+        Surprise(
+            "the config sets no template, and LLaMA-Factory reads the model type from the "
+            "model's config (get_forbidden_modules): for a multimodal model, "
+            "freeze_vision_tower and freeze_multi_modal_projector (default true) freeze its "
+            "vision tower and projector, and this policy, read as for a text-only model, "
+            "trains them; convert with the model (--model) to read its type",
+            (),
+            Entry("config", "", doc.where(())).at,
+        ),
+    )
+
+
+def never_found(doc: Document) -> tuple[Surprise, ...]:
+    """The modules LLaMA-Factory stops on whatever the model ("Module X is not found"):
+    its scan of the names finds module names without a '.', so an entry holding one (or
+    an empty entry) is never among them. One warning for the config."""
+    bad = [
+        e
+        for key in ("freeze_trainable_modules", "freeze_extra_modules")
+        for e in strings(doc, key, comma=True)
+        if "." in e.text or not e.text
+    ]
+    if not bad:
+        return ()
+    listed = ", ".join(f"{e.label} {e.text!r}" for e in bad)
+    return (
+        Surprise(
+            f"LLaMA-Factory stops on this config whatever the model: {listed} is not a "
+            "module name its scan can find (one name, no '.'), so it raises 'Module "
+            f"{bad[0].text} is not found'; write the last part of the name "
+            f"({bad[0].text.rstrip('.').rsplit('.', 1)[-1] or 'such as mlp'!r})",
+            (),
+            bad[0].at,
+            refused=True,
+        ),
+    )

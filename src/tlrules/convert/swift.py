@@ -5,7 +5,8 @@ Read from ms-swift 4.6.0.dev0 (commit 3602360, 2026-08-22): ``swift/pipelines/tr
 tuner.py`` ``prepare_model`` (the ``full`` branch), ``swift/utils/transformers_utils.py``
 ``freeze_parameters`` and ``activate_parameters``, ``swift/arguments/tuner_args.py``
 ``TunerArguments._init_multimodal_full``, ``swift/model/model_arch.py`` (the transformers
->= 4.52 names), ``swift/cli/main.py`` ``parse_yaml_args``. ms-swift 3.x reads these
+>= 4.52 names), ``swift/model/model_meta.py`` ``get_model_info_meta`` and
+``_get_model_info``, ``swift/cli/main.py`` ``parse_yaml_args``. ms-swift 3.x reads these
 options the same way.
 
 Its reading: every parameter trains; then ``freeze_parameters`` (prefixes:
@@ -15,13 +16,17 @@ the elements) freeze; then ``trainable_parameters`` (prefixes) and
 ``trainable_parameters_regex`` (``re.search``) train again, whatever froze them. For a
 multimodal model type, ``freeze_llm`` / ``freeze_vit`` / ``freeze_aligner`` (defaults
 false / true / true) add the model's language-model, vision-tower and aligner prefixes
-to ``freeze_parameters`` (an aligner not frozen goes to ``trainable_parameters``).
+to ``freeze_parameters`` (an aligner not frozen goes to ``trainable_parameters``). The
+model type is the config's ``model_type``, else the model's (its ``architectures``):
+with ``--model`` tlrules reads it there too; without, a config without a known
+``model_type`` is read as a text-only model's, with a warning.
 
 The policy: the trainable rules first, then the freeze rules, ``default: train``.
 Refused: a ratio between 0 and 1 (it needs every parameter's size; ``1`` freezes all
 and converts), an invalid regex (ms-swift only warns and skips it), an unknown
 ``freeze_*``/``trainable_*`` key, ``freeze_llm``/``freeze_vit``/``freeze_aligner`` set
-for a ``model_type`` tlrules does not know the parts of.
+for a model type tlrules does not know the parts of, a multimodal model (``--model``)
+whose parts tlrules does not know.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import PolicyError
+from ..errors import PolicyError, shown
 from ..policy import CompiledPolicy
 from ..policy.reader import Document
 from . import readings
@@ -45,6 +50,7 @@ from .entries import (
     strings,
     unbounded,
 )
+from .facts import ModelFacts
 from .written import Action, Converted, Rule, Surprise
 
 TOOL = "ms-swift"
@@ -77,13 +83,31 @@ _QWEN3_VL = Arch(
     ("model.visual",),
     ("model.visual.merger", "model.visual.deepstack_merger_list"),
 )
+_LLAVA_HF = Arch(
+    ("model.language_model", "lm_head"), ("model.vision_tower",), ("model.multi_modal_projector",)
+)
 ARCHS = {
     "qwen2_vl": _QWEN2_VL,
+    "qwen2_gme": _QWEN2_VL,
     "qwen2_5_vl": _QWEN2_VL,
     "qwen3_vl": _QWEN3_VL,
     "qwen3_vl_moe": _QWEN3_VL,
+    "llava1_5_hf": _LLAVA_HF,
+    "llava_llama3_hf": _LLAVA_HF,
+    "pixtral": _LLAVA_HF,
 }
 """ms-swift model types whose parts tlrules knows (their model arch, transformers >= 4.52)."""
+
+ARCHITECTURES = {
+    "Qwen2VLForConditionalGeneration": _QWEN2_VL,
+    "Qwen2_5_VLForConditionalGeneration": _QWEN2_VL,
+    "Qwen3VLForConditionalGeneration": _QWEN3_VL,
+    "Qwen3VLMoeForConditionalGeneration": _QWEN3_VL,
+    "LlavaForConditionalGeneration": _LLAVA_HF,
+}
+"""The same parts by the model's architecture (its ``config.json``), which is how ms-swift
+finds the model type of a model whose config does not set one (``get_model_info_meta``:
+every ms-swift model type of one architecture has the same model arch)."""
 
 _PARTS = {"freeze_llm": False, "freeze_vit": True, "freeze_aligner": True}
 
@@ -97,17 +121,24 @@ class _Reading:
     freeze_prefixes: list[Entry]
     freeze_regex: Entry | None
     freeze_all: Entry | None  # freeze_parameters_ratio >= 1
+    parts_of: str  # the model type (or architecture) the parts were read for; "" for none
+    warnings: tuple[Surprise, ...]
 
 
-def convert(doc: Document, names: Sequence[str] | None = None) -> Converted:
-    """The policy reproducing ms-swift's reading of the config in ``doc`` (``names`` is
-    not needed: the reading depends on no model)."""
-    return _build(doc)[0]
+def convert(
+    doc: Document, names: Sequence[str] | None = None, facts: ModelFacts | None = None
+) -> Converted:
+    """The policy reproducing ms-swift's reading of the config in ``doc``: ``facts`` (the
+    model's type, with ``--model``) decide the parts a multimodal model freezes by
+    default where the config sets no ``model_type`` tlrules knows; ``names`` unused."""
+    return _build(doc, facts)[0]
 
 
-def _build(doc: Document) -> tuple[Converted, list[Entry], CompiledPolicy]:
+def _build(
+    doc: Document, facts: ModelFacts | None = None
+) -> tuple[Converted, list[Entry], CompiledPolicy]:
     """The converted policy, the config entry of each rule, the policy loaded."""
-    reading = _read(doc)
+    reading = _read(doc, facts)
     rules: list[Rule] = []
     sources: list[Entry] = []
 
@@ -137,7 +168,9 @@ def _build(doc: Document) -> tuple[Converted, list[Entry], CompiledPolicy]:
             "(startswith) and freeze_parameters_regex (re.search) freeze;",
             "trainable_parameters (startswith) and trainable_parameters_regex (re.search) "
             "train again, so their rules come first (first match wins).",
+            *_parts_note(doc, reading.parts_of),
         ),
+        warnings=reading.warnings,
     )
     policy = loaded(converted, {r: e.where for r, e in zip(rules, sources, strict=True)})
     return converted, sources, policy
@@ -147,12 +180,13 @@ def _search(entry: Entry) -> str:
     return readings.python_regex(entry.text, "search", entry.where, entry.label)
 
 
-def _read(doc: Document) -> _Reading:
+def _read(doc: Document, facts: ModelFacts | None) -> _Reading:
     data = mapping(doc, TOOL)
     refuse_unknown(doc, ("freeze_", "trainable_"), OPTIONS, TOOL)
     _check_full(doc)
     freeze, train = strings(doc, "freeze_parameters"), strings(doc, "trainable_parameters")
-    arch_freeze, arch_train = _arch_parts(doc)
+    arch, parts_of, warnings = _arch(doc, facts)
+    arch_freeze, arch_train = _arch_parts(doc, arch, parts_of)
     ratio = number(doc, "freeze_parameters_ratio", 0.0)
     freeze_all = None
     if 0 < ratio < 1:
@@ -171,6 +205,8 @@ def _read(doc: Document) -> _Reading:
         freeze + arch_freeze,
         one_string(doc, "freeze_parameters_regex"),
         freeze_all,
+        parts_of,
+        warnings,
     )
 
 
@@ -198,21 +234,63 @@ def _check_full(doc: Document) -> None:
     raise PolicyError(f"{said}; {fix}", where)
 
 
-def _arch_parts(doc: Document) -> tuple[list[Entry], list[Entry]]:
-    """The prefixes that ``freeze_llm``/``freeze_vit``/``freeze_aligner`` add to
-    ``freeze_parameters`` and ``trainable_parameters`` for the config's model type."""
+def _arch(doc: Document, facts: ModelFacts | None) -> tuple[Arch | None, str, tuple[Surprise, ...]]:
+    """The model arch whose parts ``freeze_llm``/``freeze_vit``/``freeze_aligner`` name, as
+    ms-swift finds it (``get_model_info_meta``): the config's ``model_type``, else the
+    model's architecture (``--model``); what it was read for; the warning that the
+    defaults depend on a model tlrules was not given."""
     model_type = doc.data.get("model_type")
-    arch = ARCHS.get(model_type) if isinstance(model_type, str) else None
-    if arch is None:
-        given = [k for k in _PARTS if k in doc.data]
-        said = f"not {model_type!r}" if model_type is not None else "the config has no model_type"
-        if given:
+    if isinstance(model_type, str) and model_type in ARCHS:
+        return ARCHS[model_type], model_type, ()
+    if facts is not None:
+        found = next((a for a in facts.architectures if a in ARCHITECTURES), None)
+        if found is not None:
+            return ARCHITECTURES[found], found, ()
+        if facts.multimodal:
             raise PolicyError(
-                f"{given[0]} depends on the model's parts, and tlrules knows them for the "
-                f"ms-swift model types {', '.join(ARCHS)}, and {said}; set model_type, "
-                "or list the modules in freeze_parameters",
-                doc.where((given[0],), key=True),
+                f"the model ({', '.join(facts.architectures) or facts.model_type}) is "
+                "multimodal, and under tuner_type full ms-swift freezes its vision tower and "
+                "aligner by default (freeze_vit, freeze_aligner: true) by the names of its "
+                f"model arch; tlrules knows them for the architectures {', '.join(ARCHITECTURES)}: "
+                "write a tlrules policy for this model instead",
+                doc.where(("model_type",) if "model_type" in doc.data else ()),
             )
+        return None, "", ()  # a text-only model: ms-swift adds no parts
+    given = [k for k in _PARTS if k in doc.data]
+    said = f"not {model_type!r}" if model_type is not None else "the config has no model_type"
+    if given:
+        raise PolicyError(
+            f"{given[0]} depends on the model's parts, and tlrules knows them for the "
+            f"ms-swift model types {', '.join(ARCHS)}, and {said}; convert with the model "
+            "(--model), set model_type, or list the modules in freeze_parameters",
+            doc.where((given[0],), key=True),
+        )
+    key = "model_type" if model_type is not None else "model"
+    unknown = (
+        f"tlrules does not know the parts of model_type {shown(str(model_type))}"
+        if model_type is not None
+        else "the config sets no model_type, so ms-swift takes it from the model"
+    )
+    return (
+        None,
+        "",
+        (
+            Surprise(
+                f"{unknown}: for a multimodal model, tuner_type full freezes the vision tower "
+                "and the aligner by default (freeze_vit, freeze_aligner: true), and this policy, "
+                "read as for a text-only model, trains them; convert with the model (--model) "
+                f"to read its type, or set model_type (tlrules knows {', '.join(ARCHS)})",
+                (),
+                Entry(key, "", doc.where((key,))).at,
+            ),
+        ),
+    )
+
+
+def _arch_parts(doc: Document, arch: Arch | None, parts_of: str) -> tuple[list[Entry], list[Entry]]:
+    """The prefixes that ``freeze_llm``/``freeze_vit``/``freeze_aligner`` add to
+    ``freeze_parameters`` and ``trainable_parameters`` for the model arch ``arch``."""
+    if arch is None:
         return [], []
     on = {k: flag(doc, k, default) for k, default in _PARTS.items()}
     parts = [
@@ -221,24 +299,34 @@ def _arch_parts(doc: Document) -> tuple[list[Entry], list[Entry]]:
         ("freeze_aligner", arch.aligner, on["freeze_aligner"]),
     ]
     freeze, train = [], []
+    typed = doc.where(("model_type",)) if "model_type" in doc.data else doc.where(())
     for key, prefixes, frozen in parts:
-        where = doc.where((key,)) if key in doc.data else doc.where(("model_type",))
-        shown_as = f"{key}: {str(frozen).lower()} ({model_type})"
+        where = doc.where((key,)) if key in doc.data else typed
+        shown_as = f"{key}: {str(frozen).lower()} ({parts_of})"
         entries = [Entry(shown_as, p, where) for p in prefixes]
         if frozen:
             freeze += entries
         elif key == "freeze_aligner":
             train += entries
-    freeze += [Entry(f"generator ({model_type})", p, doc.where(("model_type",)))
-               for p in arch.generator]  # fmt: skip
+    freeze += [Entry(f"generator ({parts_of})", p, typed) for p in arch.generator]
     return freeze, train
 
 
-def surprises(doc: Document, names: Sequence[str]) -> list[Surprise]:
+def _parts_note(doc: Document, parts_of: str) -> tuple[str, ...]:
+    """The header line saying that the multimodal parts were read from the model (the
+    rules' comments name a model_type the config sets)."""
+    if not parts_of or doc.data.get("model_type") == parts_of:
+        return ()
+    return (f"multimodal parts from the model's architecture (--model): {parts_of}.",)
+
+
+def surprises(
+    doc: Document, names: Sequence[str], facts: ModelFacts | None = None
+) -> list[Surprise]:
     """Where ms-swift's reading of the config surprises on a model with ``names``: a
     prefix or regex that matches nothing, a prefix that is not a whole module name and
     catches more (``model.layers.1`` also takes ``model.layers.10``...)."""
-    _, sources, policy = _build(doc)
+    _, sources, policy = _build(doc, facts)
     regexes = [i for i, e in enumerate(sources) if e.label.endswith("regex")]
     by_regex = matched(policy, names, regexes)
     ordered, position = sorted(names), {n: k for k, n in enumerate(names)}

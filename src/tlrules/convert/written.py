@@ -1,6 +1,7 @@
 """What a converter produces: a tlrules policy as plain data, written as YAML text with a
 comment per rule naming the source line it came from (``Converted.text``), and the
-surprises found when a model's names are decided under both readings (``Surprise``)."""
+surprises found when a model's names are decided under both readings (``Surprise``), or
+from the config alone (``Converted.warnings``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class Surprise:
     message: str
     names: tuple[str, ...] = ()
     where: str = ""  # "config.yaml:7", when known
+    refused: bool = False  # the tool itself stops on this config (exit 2 under --strict)
 
     def __str__(self) -> str:
         shown = ", ".join(self.names[:5])
@@ -61,6 +63,7 @@ class Converted:
     stages: tuple[Stage, ...] = ()
     default: Action = "freeze"
     notes: tuple[str, ...] = ()  # header comment lines: semantics reproduced, caveats
+    warnings: tuple[Surprise, ...] = ()  # what the config alone says (no model needed)
 
     def text(self) -> str:
         """The policy as YAML text; every pattern is a double-quoted (JSON) string."""
