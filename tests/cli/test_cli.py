@@ -469,3 +469,22 @@ def test_console_script_reads_a_policy_from_a_pipe() -> None:
     assert result.stderr == (
         "error: /dev/stdin: '/dev/stdin' is stdin; use '-' to read the policy from stdin\n"
     )
+
+
+def test_the_stage_name_all_is_reserved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `audit --stage all` means every stage: a stage of that name would be ambiguous
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
+        '      - "*": freeze\n  - name: all\n    rules:\n      - "*": train\n'
+    )
+    for argv in (
+        ["validate", str(path)],
+        ["audit", "resnet18", str(path), "--stage", "all"],
+        ["check", str(path), "a.pt", "b.pt", "--stage", "all"],
+    ):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"error: {path}:7:11: stage name 'all' is reserved: 'tlrules audit --stage all' "
+            "means every stage; rename the stage (e.g. 'all-layers')\n"
+        )
