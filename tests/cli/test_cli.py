@@ -488,3 +488,61 @@ def test_the_stage_name_all_is_reserved(tmp_path: Path, capsys: pytest.CaptureFi
             f"error: {path}:7:11: stage name 'all' is reserved: 'tlrules audit --stage all' "
             "means every stage; rename the stage (e.g. 'all-layers')\n"
         )
+
+
+def _adapter_folder(tmp_path: Path, base: str | None) -> Path:
+    """What ``save_pretrained`` of a LoRA ``PeftModel`` writes, for a tiny Llama whose
+    config.json is in ``tmp_path / "base"``; ``base``: its base_model_name_or_path."""
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    config = transformers.LlamaConfig(
+        hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+        vocab_size=128, num_hidden_layers=2, architectures=["LlamaForCausalLM"],
+    )  # fmt: skip
+    config.save_pretrained(tmp_path / "base")
+    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora.base_model_name_or_path = base
+    folder = tmp_path / "adapter"
+    lora.save_pretrained(folder)  # the adapter_config.json of PeftModel.save_pretrained
+    return folder
+
+
+@pytest.mark.slow
+def test_audit_of_a_peft_adapter_folder_audits_the_wrapped_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path, str(tmp_path / "base"))
+    argv = ["audit", f"hf:{folder}", "peft/lora-norms", "--strict", "-f", "json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"]["class"] == "PeftModelForCausalLM"
+    trained = [p["name"] for p in doc["parameters"] if p["action"] == "train"]
+    assert trained[:3] == [
+        "model.layers.0.self_attn.q_proj.lora_A.default.weight",
+        "model.layers.0.self_attn.q_proj.lora_B.default.weight",
+        "model.layers.0.self_attn.v_proj.lora_A.default.weight",
+    ]
+    assert len(trained) == 8 + 5  # the adapters, and every norm layer
+    # a policy that forgets the adapters fails before training, not after
+    frozen = tmp_path / "p.yaml"
+    frozen.write_text("version: 1\nrules:\n  - '*norm': train\n  - '*': freeze\n")
+    assert main(["audit", f"hf:{folder}", str(frozen), "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert not any(".lora_" in p["name"] for p in doc["parameters"] if p["action"] == "train")
+
+
+@pytest.mark.slow
+def test_a_peft_adapter_folder_without_a_local_base_names_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path, "meta-llama/Llama-3.2-1B")
+    assert main(["audit", f"hf:{folder}", "peft/lora-norms"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: model 'hf:{folder}': a PEFT adapter folder whose base model "
+        "(adapter_config.json's base_model_name_or_path: 'meta-llama/Llama-3.2-1B') is not a "
+        "local folder with a config.json; put the base's config.json into the adapter folder "
+        "(e.g. 'hf download REPO config.json --local-dir DIR')\n"
+    )
+    # the base's config.json beside the adapter's: the folder's own is the base
+    (folder / "config.json").write_text((tmp_path / "base" / "config.json").read_text())
+    assert main(["audit", f"hf:{folder}", "peft/lora-norms", "--strict"]) == 0
