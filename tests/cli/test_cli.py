@@ -546,3 +546,68 @@ def test_a_peft_adapter_folder_without_a_local_base_names_the_fix(
     # the base's config.json beside the adapter's: the folder's own is the base
     (folder / "config.json").write_text((tmp_path / "base" / "config.json").read_text())
     assert main(["audit", f"hf:{folder}", "peft/lora-norms", "--strict"]) == 0
+
+
+@pytest.mark.slow
+def test_floods_are_capped_and_verify_puts_real_changes_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 100 rules with one typo each: ten problems, then how many more
+    many = tmp_path / "many.yaml"
+    rules = "".join(f"  - {{match: x{i}, acton: train}}\n" for i in range(100))
+    many.write_text(f"version: 1\nrules:\n{rules}")
+    assert main(["validate", str(many)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 11 and err[9].startswith(f"error: {many}:12:17: rule 10: unknown key")
+    assert err[10] == "error: ... and 90 more problems (--debug lists every one)"
+    assert main(["validate", str(many), "--debug"]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 100
+    # 30 dead rules: ten warnings of that code, then how many more; the JSON keeps all
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(
+        "version: 1\nrules:\n" + "".join(f"  - nosuch{i}: train\n" for i in range(30))
+        + "  - fc: train\n  - '*': freeze\n"
+    )  # fmt: skip
+    assert main(["audit", "resnet18", str(dead), "-f", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["warnings"]) == 30
+    assert len(err.splitlines()) == 11
+    assert err.splitlines()[-1] == (
+        "warning[dead-rule]: ... and 20 more like these (--debug lists every one)"
+    )
+    # verify: a rule added on top renumbers every decision; the one real change comes first
+    old = tmp_path / "old.yaml"
+    old.write_text("version: 1\nrules:\n  - layer4: train\n  - fc: train\n  - '*': freeze\n")
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        "version: 1\nrules:\n  - conv1: train\n  - layer4: train\n  - fc: train\n  - '*': freeze\n"
+    )
+    lockfile = tmp_path / "p.lock.json"
+    assert main(["lock", "resnet18", str(old)]) == 0
+    lockfile.write_text(capsys.readouterr().out)
+    assert main(["verify", "resnet18", str(new), str(lockfile)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "action: conv1.weight freeze -> train",
+        "renumbered: 44 parameters ('bn1.weight', 'bn1.bias', 'layer1.0.conv1.weight' and 41 "
+        "more) still freeze, decided by the same pattern '*', now rule 4 (was rule 3)",
+        "renumbered: 15 parameters ('layer4.0.conv1.weight', 'layer4.0.bn1.weight', "
+        "'layer4.0.bn1.bias' and 12 more) still train, decided by the same pattern 'layer4', "
+        "now rule 2 (was rule 1)",
+        "renumbered: 2 parameters ('fc.weight', 'fc.bias') still train, decided by the same "
+        "pattern 'fc', now rule 3 (was rule 2)",
+    ]
+
+
+def test_print_policy_is_one_short_line() -> None:
+    from tlrules.policy import library_dir
+
+    policy = tlrules.load("hf/llama-last-layers")
+    path = library_dir() / "hf" / "llama-last-layers.yaml"
+    assert (
+        str(policy)
+        == repr(policy)
+        == (f"Policy(name='llama-last-layers', path={str(path)!r}, rules=4, default='error')")
+    )
+    staged = tlrules.load("torchvision/resnet-two-stage")
+    assert repr(staged).endswith("stages=('head', 'finetune'), default='error')")
+    assert repr(staged.stage("head")).endswith("stage='head', rules=2, default='error')")

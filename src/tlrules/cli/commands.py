@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import TLRulesError
 from ..render import render, stage_changes
 from . import check, convert, library, review, style
-from .exits import debugging, guarded, print_error, tolerant_output
+from .exits import capped_warnings, debugging, guarded, print_error, tolerant_output
 from .output import destination
 from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
 
@@ -116,8 +116,8 @@ def audit(
         shown_one = dataclasses.replace(reports[0], warnings=()) if text else reports[0]
         write(_coloured(render(shown_one, fmt.value), fmt, output))
         warned = [("", w) for w in reports[0].warnings]
-    for where, warning in warned:
-        line = f"warning[{warning.code}]{where}: {warning.message}"
+    lines = [(w.code, f"warning[{w.code}]{where}: {w.message}") for where, w in warned]
+    for line in capped_warnings(lines):
         print(style.warnings(line, sys.stderr), file=sys.stderr)
     if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
@@ -156,10 +156,10 @@ def validate(
             print_error(err)
             failed = True
             continue
-        for warning in found:
-            line = f"warning[{warning.code}]: {warning.message}"
+        lines = [(w.code, f"warning[{w.code}]: {w.message}") for w in found]
+        for line in capped_warnings(lines):
             print(style.warnings(line, sys.stderr), file=sys.stderr)
-            warned = True
+        warned = warned or bool(found)
     if failed:
         raise typer.Exit(2)
     if strict and warned:

@@ -112,7 +112,7 @@ def verify(
     from ..review import read
     from ..review import verify as changes
 
-    found = changes(read(lockfile), _audit(model, policy))
+    found = changes(read(lockfile), _audit(model, policy), collapsed=True)
     for change in found:
         print(change)
     if found:
