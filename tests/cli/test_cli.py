@@ -611,3 +611,57 @@ def test_print_policy_is_one_short_line() -> None:
     staged = tlrules.load("torchvision/resnet-two-stage")
     assert repr(staged).endswith("stages=('head', 'finetune'), default='error')")
     assert repr(staged.stage("head")).endswith("stage='head', rules=2, default='error')")
+
+
+def _completed(
+    monkeypatch: pytest.MonkeyPatch, words: str, capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    monkeypatch.setenv("_TLRULES_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
+    assert main([]) == 0
+    return capsys.readouterr().out.split()
+
+
+def test_cli_nits_of_a_first_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # click's errors: one 'error:' line with a did-you-mean, no "Value error,"
+    for argv, line in [
+        (["audti", "resnet18", LAYER4], "error: no such command 'audti'; did you mean 'audit'? "
+         "('tlrules -h' shows the usage)"),
+        (["audit", "resnet18", LAYER4, "--format", "jsn"], "error: invalid value for '--format' "
+         "/ '-f': 'jsn' is not one of 'tree', 'table', 'json', 'markdown', 'html', 'svg'; did "
+         "you mean 'json'? ('tlrules audit -h' shows the usage)"),
+        (["audit", "resnet18"], "error: missing argument 'POLICY' ('tlrules audit -h' shows "
+         "the usage)"),
+    ]:  # fmt: skip
+        assert main(argv) == 2
+        assert capsys.readouterr().err == line + "\n"
+    # -V is --version
+    assert main(["-V"]) == 0
+    assert capsys.readouterr().out == f"tlrules {tlrules.__version__}\n"
+    # MODEL's help names every model form
+    assert main(["audit", "-h"]) == 0
+    usage = " ".join(capsys.readouterr().out.split())
+    for form in ("resnet50", "timm:NAME", "hf:DIR", "PEFT adapter folder", ".safetensors",
+                 ".pt", "package.module:factory"):  # fmt: skip
+        assert form in usage, form
+    # a file name where a module goes
+    assert main(["audit", "mymodels.py:factory", LAYER4]) == 2
+    assert capsys.readouterr().err == (
+        "error: model 'mymodels.py:factory': 'mymodels.py' is a file name; name the module: "
+        "'mymodels:factory'\n"
+    )
+    # a missing policy points to the library's list, not to validate's help
+    assert main(["audit", "resnet18", "nosuch"]) == 2
+    assert capsys.readouterr().err == (
+        "error: nosuch: no such policy file or library policy 'nosuch'; give a path to a "
+        ".yaml file or a library name ('tlrules rules list' lists them)\n"
+    )
+    # completion: library policies, model sources, formats
+    assert _completed(monkeypatch, "tlrules audit resnet18 torchvision/resnet-h", capsys) == [
+        "torchvision/resnet-head-only"
+    ]
+    assert _completed(monkeypatch, "tlrules audit hf", capsys) == ["hf:"]
+    assert _completed(monkeypatch, "tlrules audit x y --format ma", capsys) == ["markdown"]

@@ -9,13 +9,16 @@ tlrules: one ``tlrules: internal error`` line and exit code 3; the traceback onl
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
+import re
 import sys
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from typing import Any
 
 from ..errors import TLRulesError
 
@@ -23,6 +26,7 @@ BAD_INPUT = 2
 INTERNAL_ERROR = 3
 SHOWN = 10  # problems, or warnings of one code, printed before "... and N more"
 _EVERY = "--debug lists every one"
+_NOT_ONE_OF = re.compile(r"'([^']*)' is not one of (.*)")
 _every: ContextVar[bool] = ContextVar("every_line", default=False)
 
 
@@ -58,6 +62,21 @@ def every_line() -> bool:
     """Whether ``--debug`` (or ``TLRULES_DEBUG``) asks for every problem and warning: set
     by ``guarded`` for the command it runs."""
     return _every.get()
+
+
+def usage_error(err: Any) -> str:
+    """click's error about a command line as one ``error:`` line: what is wrong, a
+    did-you-mean for a value outside its choices, and where the help is."""
+    message = str(err.format_message()).replace("Value error, ", "")  # typer's wording
+    message = message[:1].lower() + message[1:]
+    choice = _NOT_ONE_OF.search(message)
+    if choice and "did you mean" not in message:
+        allowed = re.findall(r"'([^']*)'", choice[2])
+        close = difflib.get_close_matches(choice[1], allowed, n=1)
+        message = message.rstrip(".") + (f"; did you mean {close[0]!r}?" if close else "")
+    message = message.replace(". Did you mean", "; did you mean").rstrip(".")
+    path = err.ctx.command_path if getattr(err, "ctx", None) is not None else "tlrules"
+    return f"error: {message} ('{path} -h' shows the usage)"
 
 
 def tolerant_output() -> None:

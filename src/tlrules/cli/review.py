@@ -14,17 +14,13 @@ import typer
 from ..patterns import holds_peft, policy_name, read_names
 from ..render import json_document
 from ..render.text import rule_label
+from .args import ModelArg, PolicyArg
 from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ..report import Report
-
-ModelArg = Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")]
-PolicyArg = Annotated[
-    str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
-]
 
 
 def _build(model: str) -> nn.Module:
