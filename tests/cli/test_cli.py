@@ -623,6 +623,7 @@ def _completed(
     return capsys.readouterr().out.split()
 
 
+@pytest.mark.slow
 def test_cli_nits_of_a_first_day(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -659,6 +660,15 @@ def test_cli_nits_of_a_first_day(
         "error: nosuch: no such policy file or library policy 'nosuch'; give a path to a "
         ".yaml file or a library name ('tlrules rules list' lists them)\n"
     )
+    # explain reads as sentences
+    assert main(["explain", "resnet18", LAYER4, "layer4.0.bn1.weight"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "layer4.0.bn1.weight (in a BatchNorm2d) trains: rule 1 'layer4' decides it",
+        "  -> rule 1 'layer4' (train): matches the module 'layer4', and so every name in it",
+        "     rule 2 'fc' (train): does not match",
+        "     rule 3 '*' (freeze): matches the module 'layer4', and so every name in it; too "
+        "late: rule 1 decided it first",
+    ]
     # completion: library policies, model sources, formats
     assert _completed(monkeypatch, "tlrules audit resnet18 torchvision/resnet-h", capsys) == [
         "torchvision/resnet-head-only"

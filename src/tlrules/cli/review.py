@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..report import Report
 
 
+_VERB = {"train": "trains", "freeze": "is frozen"}
+
+
 def _build(model: str) -> nn.Module:
     from ..models import build  # the review commands build models: torch from here on
 
@@ -60,10 +63,17 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     modules = dict(built.named_modules(remove_duplicate=False))
     owner = type(modules[holder]).__name__ if holder in modules else None
     trace = steps(loaded, list(raw), name, owner)
-    print(name + (f" (in a {owner})" if owner else ""))
+    decider = next((s for s in trace if s.decided), None)
+    if decider is not None:
+        verdict = f"{_VERB[decider.action]}: rule {decider.rule} {decider.pattern!r} decides it"
+    elif loaded.default in _VERB:
+        verdict = f"{_VERB[loaded.default]}: no rule matches it, so the default decides"
+    else:
+        verdict = "matches no rule, and the default is 'error'"
+    print(name + (f" (in a {owner})" if owner else "") + f" {verdict}")
     for step in trace:
         print(f"  {step}")
-    if not any(s.decided for s in trace):
+    if decider is None:
         print(f"  -> no rule matches: the default ({loaded.default}) decides")
 
 
