@@ -469,3 +469,209 @@ def test_console_script_reads_a_policy_from_a_pipe() -> None:
     assert result.stderr == (
         "error: /dev/stdin: '/dev/stdin' is stdin; use '-' to read the policy from stdin\n"
     )
+
+
+def test_the_stage_name_all_is_reserved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `audit --stage all` means every stage: a stage of that name would be ambiguous
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
+        '      - "*": freeze\n  - name: all\n    rules:\n      - "*": train\n'
+    )
+    for argv in (
+        ["validate", str(path)],
+        ["audit", "resnet18", str(path), "--stage", "all"],
+        ["check", str(path), "a.pt", "b.pt", "--stage", "all"],
+    ):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"error: {path}:7:11: stage name 'all' is reserved: 'tlrules audit --stage all' "
+            "means every stage; rename the stage (e.g. 'all-layers')\n"
+        )
+
+
+def _adapter_folder(tmp_path: Path, base: str | None) -> Path:
+    """What ``save_pretrained`` of a LoRA ``PeftModel`` writes, for a tiny Llama whose
+    config.json is in ``tmp_path / "base"``; ``base``: its base_model_name_or_path."""
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    config = transformers.LlamaConfig(
+        hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+        vocab_size=128, num_hidden_layers=2, architectures=["LlamaForCausalLM"],
+    )  # fmt: skip
+    config.save_pretrained(tmp_path / "base")
+    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora.base_model_name_or_path = base
+    folder = tmp_path / "adapter"
+    lora.save_pretrained(folder)  # the adapter_config.json of PeftModel.save_pretrained
+    return folder
+
+
+@pytest.mark.slow
+def test_audit_of_a_peft_adapter_folder_audits_the_wrapped_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path, str(tmp_path / "base"))
+    argv = ["audit", f"hf:{folder}", "peft/lora-norms", "--strict", "-f", "json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"]["class"] == "PeftModelForCausalLM"
+    trained = [p["name"] for p in doc["parameters"] if p["action"] == "train"]
+    assert trained[:3] == [
+        "model.layers.0.self_attn.q_proj.lora_A.default.weight",
+        "model.layers.0.self_attn.q_proj.lora_B.default.weight",
+        "model.layers.0.self_attn.v_proj.lora_A.default.weight",
+    ]
+    assert len(trained) == 8 + 5  # the adapters, and every norm layer
+    # a policy that forgets the adapters fails before training, not after
+    frozen = tmp_path / "p.yaml"
+    frozen.write_text("version: 1\nrules:\n  - '*norm': train\n  - '*': freeze\n")
+    assert main(["audit", f"hf:{folder}", str(frozen), "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert not any(".lora_" in p["name"] for p in doc["parameters"] if p["action"] == "train")
+
+
+@pytest.mark.slow
+def test_a_peft_adapter_folder_without_a_local_base_names_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path, "meta-llama/Llama-3.2-1B")
+    assert main(["audit", f"hf:{folder}", "peft/lora-norms"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: model 'hf:{folder}': a PEFT adapter folder whose base model "
+        "(adapter_config.json's base_model_name_or_path: 'meta-llama/Llama-3.2-1B') is not a "
+        "local folder with a config.json; put the base's config.json into the adapter folder "
+        "(e.g. 'hf download REPO config.json --local-dir DIR')\n"
+    )
+    # the base's config.json beside the adapter's: the folder's own is the base
+    (folder / "config.json").write_text((tmp_path / "base" / "config.json").read_text())
+    assert main(["audit", f"hf:{folder}", "peft/lora-norms", "--strict"]) == 0
+
+
+@pytest.mark.slow
+def test_floods_are_capped_and_verify_puts_real_changes_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 100 rules with one typo each: ten problems, then how many more
+    many = tmp_path / "many.yaml"
+    rules = "".join(f"  - {{match: x{i}, acton: train}}\n" for i in range(100))
+    many.write_text(f"version: 1\nrules:\n{rules}")
+    assert main(["validate", str(many)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 11 and err[9].startswith(f"error: {many}:12:17: rule 10: unknown key")
+    assert err[10] == "error: ... and 90 more problems (--debug lists every one)"
+    assert main(["validate", str(many), "--debug"]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 100
+    # 30 dead rules: ten warnings of that code, then how many more; the JSON keeps all
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(
+        "version: 1\nrules:\n" + "".join(f"  - nosuch{i}: train\n" for i in range(30))
+        + "  - fc: train\n  - '*': freeze\n"
+    )  # fmt: skip
+    assert main(["audit", "resnet18", str(dead), "-f", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["warnings"]) == 30
+    assert len(err.splitlines()) == 11
+    assert err.splitlines()[-1] == (
+        "warning[dead-rule]: ... and 20 more like these (--debug lists every one)"
+    )
+    # verify: a rule added on top renumbers every decision; the one real change comes first
+    old = tmp_path / "old.yaml"
+    old.write_text("version: 1\nrules:\n  - layer4: train\n  - fc: train\n  - '*': freeze\n")
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        "version: 1\nrules:\n  - conv1: train\n  - layer4: train\n  - fc: train\n  - '*': freeze\n"
+    )
+    lockfile = tmp_path / "p.lock.json"
+    assert main(["lock", "resnet18", str(old)]) == 0
+    lockfile.write_text(capsys.readouterr().out)
+    assert main(["verify", "resnet18", str(new), str(lockfile)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "action: conv1.weight freeze -> train",
+        "renumbered: 44 parameters ('bn1.weight', 'bn1.bias', 'layer1.0.conv1.weight' and 41 "
+        "more) still freeze, decided by the same pattern '*', now rule 4 (was rule 3)",
+        "renumbered: 15 parameters ('layer4.0.conv1.weight', 'layer4.0.bn1.weight', "
+        "'layer4.0.bn1.bias' and 12 more) still train, decided by the same pattern 'layer4', "
+        "now rule 2 (was rule 1)",
+        "renumbered: 2 parameters ('fc.weight', 'fc.bias') still train, decided by the same "
+        "pattern 'fc', now rule 3 (was rule 2)",
+    ]
+
+
+def test_print_policy_is_one_short_line() -> None:
+    from tlrules.policy import library_dir
+
+    policy = tlrules.load("hf/llama-last-layers")
+    path = library_dir() / "hf" / "llama-last-layers.yaml"
+    assert (
+        str(policy)
+        == repr(policy)
+        == (f"Policy(name='llama-last-layers', path={str(path)!r}, rules=4, default='error')")
+    )
+    staged = tlrules.load("torchvision/resnet-two-stage")
+    assert repr(staged).endswith("stages=('head', 'finetune'), default='error')")
+    assert repr(staged.stage("head")).endswith("stage='head', rules=2, default='error')")
+
+
+def _completed(
+    monkeypatch: pytest.MonkeyPatch, words: str, capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    monkeypatch.setenv("_TLRULES_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
+    assert main([]) == 0
+    return capsys.readouterr().out.split()
+
+
+@pytest.mark.slow
+def test_cli_nits_of_a_first_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # click's errors: one 'error:' line with a did-you-mean, no "Value error,"
+    for argv, line in [
+        (["audti", "resnet18", LAYER4], "error: no such command 'audti'; did you mean 'audit'? "
+         "('tlrules -h' shows the usage)"),
+        (["audit", "resnet18", LAYER4, "--format", "jsn"], "error: invalid value for '--format' "
+         "/ '-f': 'jsn' is not one of 'tree', 'table', 'json', 'markdown', 'html', 'svg'; did "
+         "you mean 'json'? ('tlrules audit -h' shows the usage)"),
+        (["audit", "resnet18"], "error: missing argument 'POLICY' ('tlrules audit -h' shows "
+         "the usage)"),
+    ]:  # fmt: skip
+        assert main(argv) == 2
+        assert capsys.readouterr().err == line + "\n"
+    # -V is --version
+    assert main(["-V"]) == 0
+    assert capsys.readouterr().out == f"tlrules {tlrules.__version__}\n"
+    # MODEL's help names every model form
+    assert main(["audit", "-h"]) == 0
+    usage = " ".join(capsys.readouterr().out.split())
+    for form in ("resnet50", "timm:NAME", "hf:DIR", "PEFT adapter folder", ".safetensors",
+                 ".pt", "package.module:factory"):  # fmt: skip
+        assert form in usage, form
+    # a file name where a module goes
+    assert main(["audit", "mymodels.py:factory", LAYER4]) == 2
+    assert capsys.readouterr().err == (
+        "error: model 'mymodels.py:factory': 'mymodels.py' is a file name; name the module: "
+        "'mymodels:factory'\n"
+    )
+    # a missing policy points to the library's list, not to validate's help
+    assert main(["audit", "resnet18", "nosuch"]) == 2
+    assert capsys.readouterr().err == (
+        "error: nosuch: no such policy file or library policy 'nosuch'; give a path to a "
+        ".yaml file or a library name ('tlrules rules list' lists them)\n"
+    )
+    # explain reads as sentences
+    assert main(["explain", "resnet18", LAYER4, "layer4.0.bn1.weight"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "layer4.0.bn1.weight (in a BatchNorm2d) trains: rule 1 'layer4' decides it",
+        "  -> rule 1 'layer4' (train): matches the module 'layer4', and so every name in it",
+        "     rule 2 'fc' (train): does not match",
+        "     rule 3 '*' (freeze): matches the module 'layer4', and so every name in it; too "
+        "late: rule 1 decided it first",
+    ]
+    # completion: library policies, model sources, formats
+    assert _completed(monkeypatch, "tlrules audit resnet18 torchvision/resnet-h", capsys) == [
+        "torchvision/resnet-head-only"
+    ]
+    assert _completed(monkeypatch, "tlrules audit hf", capsys) == ["hf:"]
+    assert _completed(monkeypatch, "tlrules audit x y --format ma", capsys) == ["markdown"]

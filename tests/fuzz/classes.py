@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from .adapters import adapter_folder
 from .apicase import MODELS as API_MODELS
 from .checkcase import check_case, output_case
 from .checkpoints import random_checkpoint
@@ -219,6 +220,7 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "output": output_case,
     "convert": lambda rnd, _: convert(rnd),
     "convertllm": lambda rnd, _: convert_llm(rnd),
+    "adapter": adapter_folder,
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 

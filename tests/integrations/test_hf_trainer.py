@@ -189,7 +189,7 @@ stages:
     rules:
       - classifier: train
       - "*": freeze
-  - name: all
+  - name: full
     lr: 5.0e-5
     rules:
       - "*": train

@@ -194,7 +194,7 @@ stages:
     rules:
       - head: train
       - "*": freeze
-  - name: all
+  - name: full
     lr: 0.01
     rules:
       - "*": train

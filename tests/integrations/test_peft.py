@@ -500,18 +500,18 @@ def test_explain_reads_a_peft_model_s_names_as_reports_show_them(
 ) -> None:
     assert main(["explain", LORA_LLAMA, "peft/lora-norms", name]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "model.layers.1.self_attn.q_proj.weight (in a Linear)",
-        "     rule 1 '{*.lora_*,*.modules_to_save}' (train): no match",
-        "     rule 2 '*norm' (train): no match",
-        "     rule 3 '{lm_head,score}' (freeze): no match",
-        "  -> rule 4 '*' (freeze): matches the module 'model', so everything under it",
+        "model.layers.1.self_attn.q_proj.weight (in a Linear) is frozen: rule 4 '*' decides it",
+        "     rule 1 '{*.lora_*,*.modules_to_save}' (train): does not match",
+        "     rule 2 '*norm' (train): does not match",
+        "     rule 3 '{lm_head,score}' (freeze): does not match",
+        "  -> rule 4 '*' (freeze): matches the module 'model', and so every name in it",
     ]
     adapter = "model.layers.1.self_attn.q_proj.lora_A.default.weight"
     assert main(["explain", LORA_LLAMA, "peft/lora-norms", adapter]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == [
-        f"{adapter} (in a Linear)",
+        f"{adapter} (in a Linear) trains: rule 1 '{{*.lora_*,*.modules_to_save}}' decides it",
         "  -> rule 1 '{*.lora_*,*.modules_to_save}' (train): matches the module "
-        "'model.layers.1.self_attn.q_proj.lora_A', so everything under it",
+        "'model.layers.1.self_attn.q_proj.lora_A', and so every name in it",
     ]
 
 

@@ -258,7 +258,7 @@ stages:
   - name: head
     epochs: 1
     rules: ["8": train, "*": freeze]
-  - name: all
+  - name: full
     lr: 0.01
     rules: ["*": train]
 """
@@ -285,10 +285,10 @@ def test_sync_keeps_the_trainers_split_and_drops_emptied_groups_with_their_sched
     optimizer.step()
     scheduler.step()  # the schedule is at half the base rate
 
-    stages.stage("all").apply(model)
+    stages.stage("full").apply(model)
     grouping = grouping_of(split_sgd(model))
     done = tlrules.sync_optimizer(
-        optimizer, stages.stage("all"), model, schedulers=[scheduler], grouping=grouping
+        optimizer, stages.stage("full"), model, schedulers=[scheduler], grouping=grouping
     )
 
     assert done.moved == ("8.weight", "8.bias")

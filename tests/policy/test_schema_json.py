@@ -91,7 +91,8 @@ GROUPS_AND_STAGES = {
     "version: 1\nrules:\n" + RULES + "param_groups:\n  - fc: {lr_scael: 10}\n": "unknown key",
     "version: 1\nstages:\n  - name: head\n    rules:\n  "
     + RULES.replace("\n  ", "\n    ")
-    + "  - name: all\n    rules:\n      - '*': train\n": None,
+    + "  - name: full\n    rules:\n      - '*': train\n": None,
+    "version: 1\nstages:\n  - name: all\n    rules:\n      - '*': train\n": "reserved name",
     "version: 1\nname: x\n": "neither rules nor stages",
     "version: 1\nrules:\n" + RULES + "stages:\n  - name: a\n": "both rules and stages",
 }

@@ -30,7 +30,7 @@ stages:
       - "3": {lr_scale: 0.1}
     rules:
       - "3": train
-  - name: all
+  - name: full
     inherit: false
     lr: 5.0e-5
     rules:
@@ -48,14 +48,14 @@ def effective(stage: tlrules.Policy) -> list[tuple[int, str, str, int | None]]:
 
 def test_each_stage_has_its_own_rules_followed_by_the_inherited_ones() -> None:
     policy = staged()
-    assert policy.stage_names == ("head", "middle", "all")
+    assert policy.stage_names == ("head", "middle", "full")
     assert effective(policy.stage("head")) == [(1, "8", "train", 9), (2, "*", "freeze", 10)]
     assert effective(policy.stage("middle")) == [
         (1, "3", "train", 15),
         (2, "8", "train", 9),
         (3, "*", "freeze", 10),
     ]
-    assert effective(policy.stage("all")) == [(1, "*", "train", 20)]
+    assert effective(policy.stage("full")) == [(1, "*", "train", 20)]
     assert policy.stage("head").epochs == 2 and policy.stage("middle").epochs is None
 
 
@@ -68,7 +68,7 @@ def test_a_stage_decides_like_a_policy_and_its_report_names_the_stage() -> None:
     }
     assert trained["head"] == {"8.weight", "8.bias"}
     assert trained["middle"] == {"3.weight", "3.bias", "8.weight", "8.bias"}
-    assert len(trained["all"]) == 10
+    assert len(trained["full"]) == 10
     report = policy.stage("middle").apply(model).report
     assert report.stage == "middle" and report.to_dict()["policy"]["stage"] == "middle"
     assert report.rules[1].where == "s.yaml:9"
@@ -83,7 +83,7 @@ def test_param_groups_are_inherited_and_a_stage_lr_replaces_the_base_lr() -> Non
         (pytest.approx(0.1), 0.1, 2),
         (1.0, 0.0, 1),
     ]
-    final = policy.stage("all").param_groups(model, lr=1.0, weight_decay=0.1)
+    final = policy.stage("full").param_groups(model, lr=1.0, weight_decay=0.1)
     assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in final] == [
         (5e-5, 0.1, 5),
         (5e-5, 0.0, 5),
@@ -94,7 +94,7 @@ def test_an_unknown_stage_is_a_clear_error_listing_the_stages() -> None:
     with pytest.raises(PolicyError) as err:
         staged().stage("midle")
     assert str(err.value) == (
-        "s.yaml:5:1: no stage 'midle'; the policy's stages are 'head', 'middle', 'all'; "
+        "s.yaml:5:1: no stage 'midle'; the policy's stages are 'head', 'middle', 'full'; "
         "did you mean 'middle'?"
     )
 
@@ -239,7 +239,7 @@ def test_cli_stages_side_by_side_leave_their_warnings_to_stderr(
     policy = tmp_path / "staged.yaml"
     policy.write_text(
         "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
-        "      - layer9: train\n      - '*': freeze\n  - name: all\n    inherit: false\n"
+        "      - layer9: train\n      - '*': freeze\n  - name: full\n    inherit: false\n"
         "    rules:\n      - '*': train\n"
     )
     assert main(["audit", "resnet18", str(policy), "--stage", "all"]) == 0

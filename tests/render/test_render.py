@@ -244,3 +244,39 @@ def test_the_check_page_escapes_names_and_shows_a_verdict_either_way() -> None:
     )
     assert "<h2>" not in shown  # no violations, no warnings: no sections for them
     assert held._repr_html_() == shown.split("<body>\n")[1].split("</body>")[0]
+
+
+@pytest.mark.slow
+def test_the_strip_of_an_llm_draws_each_layer_and_its_trained_norms(tmp_path: Path) -> None:
+    """A stack's layers are bands of their own, none too thin to see, with the stack's
+    range under them; a trained norm inside a frozen layer is a visible run."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        hidden_size=64, num_attention_heads=2, num_key_value_heads=1, intermediate_size=128,
+        vocab_size=256, num_hidden_layers=8, architectures=["LlamaForCausalLM"],
+    )  # fmt: skip
+    config.save_pretrained(tmp_path)
+    policy = tlrules.Policy.from_text(
+        "version: 1\nrules:\n  - model.layers.{-2..-1}: train\n  - '*norm': train\n"
+        "  - '*': freeze\n"
+    )
+    strip = render(policy.audit(build(f"hf:{tmp_path}")), "svg")
+    bands = re.findall(
+        r"<g><title>([^:]+): ([\d,]+) of ([\d,]+) elements train</title>(.*?)</g>", strip, re.S
+    )
+    assert [name for name, *_ in bands] == [
+        "model",
+        *(f"model.layers.{k}" for k in range(8)),
+        "model",
+        "lm_head",
+    ]
+    for name, trained, total, rects in bands:
+        widths = [float(w) for w in re.findall(r'width="([\d.]+)"', rects)]
+        frame, runs = widths[-1], widths[:-1]
+        assert frame >= 3 and all(w >= 1.5 for w in runs), name
+        if name.startswith("model.layers.") and int(name.rsplit(".", 1)[1]) < 6:
+            # frozen layers whose two norms train: a frozen run, then a visible trained one
+            assert trained == "128" and len(runs) == 2 and 'class="train"' in rects, name
+        elif name.startswith("model.layers."):
+            assert trained == total and len(runs) == 1, name
+    assert 'class="label">model.layers.{0..7}</text>' in strip

@@ -485,7 +485,7 @@ stages:
     rules:
       - fc: train
       - "*": freeze
-  - name: all
+  - name: full
     rules:
       - "*": train
 """
@@ -499,7 +499,7 @@ def test_state_dicts_stages_dtypes_and_the_markdown_view() -> None:
     after["conv1.weight"] = after["conv1.weight"].to(torch.bfloat16)
     after["bn1.weight"][0] = float("nan")
     policy = tlrules.Policy.from_text(STAGED, "staged.yaml")
-    assert tlrules.check(policy, before, before, stage="all").summary.unchanged_trainable == 62
+    assert tlrules.check(policy, before, before, stage="full").summary.unchanged_trainable == 62
     result = tlrules.check(policy, before, after, stage="head")
     assert [v.to_dict() for v in result.violations] == [
         {"name": "conv1.weight", "rule": 2, "max_abs_diff": result.violations[1].max_abs_diff,

@@ -120,10 +120,10 @@ def test_lock_and_verify_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["verify", "resnet18", "torchvision/resnet-layer4-fc", str(lockfile)]) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0] == "rule: conv1.weight decided by rule 2 '*' -> rule 3 '*'"
-    assert "action: layer4.0.conv1.weight freeze -> train" in lines
-    assert len(lines) == 62  # 15 parameters change action, the other 47 their rule number
-    assert "62 changes; if intended, regenerate it with 'tlrules lock" in captured.err
+    assert lines[0] == "action: layer4.0.conv1.weight freeze -> train"
+    assert lines[15].startswith("renumbered: 45 parameters ('conv1.weight', 'bn1.weight',")
+    assert len(lines) == 17  # 15 parameters change action, the other 47 their rule number
+    assert "17 changes; if intended, regenerate it with 'tlrules lock" in captured.err
     assert main(["verify", "resnet18", "torchvision/resnet-full", str(tmp_path / "none")]) == 2
 
 
@@ -135,8 +135,8 @@ def test_explain_walks_every_rule() -> None:
         (2, True, True),
         (3, True, False),
     ]
-    assert steps[1].why == "matches the module 'heads.cls', so everything under it"
-    assert steps[2].why.endswith("(too late: rule 2 decided)")
+    assert steps[1].why == "matches the module 'heads.cls', and so every name in it"
+    assert steps[2].why.endswith("; too late: rule 2 decided it first")
     with pytest.raises(tlrules.TLRulesError, match=r"did you mean 'heads\.cls\.bias'"):
         explain(_policy(), names, "heads.cls.bais")
 
@@ -144,11 +144,11 @@ def test_explain_walks_every_rule() -> None:
 def test_explain_and_diff_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "resnet18", "torchvision/resnet-layer4-fc", "fc.bias"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "fc.bias (in a Linear)",
-        "     rule 1 'layer4' (train): no match",
-        "  -> rule 2 'fc' (train): matches the module 'fc', so everything under it",
-        "  ok rule 3 '*' (freeze): matches the module 'fc', so everything under it "
-        "(too late: rule 2 decided)",
+        "fc.bias (in a Linear) trains: rule 2 'fc' decides it",
+        "     rule 1 'layer4' (train): does not match",
+        "  -> rule 2 'fc' (train): matches the module 'fc', and so every name in it",
+        "     rule 3 '*' (freeze): matches the module 'fc', and so every name in it; too late: "
+        "rule 2 decided it first",
     ]
     args = ["diff", "resnet18", "torchvision/resnet-head-only", "torchvision/resnet-layer4-fc"]
     assert main(args) == 1
@@ -176,19 +176,19 @@ def test_explain_and_diff_show_a_module_selector(
     path.write_text(SELECTED)
     assert main(["explain", "resnet18", str(path), "layer4.0.downsample.1.weight"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "layer4.0.downsample.1.weight (in a BatchNorm2d)",
-        "  -> rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', so "
-        "everything under it, and its module is a BatchNorm2d",
-        "  ok rule 2 'layer4' (train): matches the module 'layer4', so everything under it "
-        "(too late: rule 1 decided)",
-        "  ok rule 3 '*' (freeze): matches the module 'layer4', so everything under it "
-        "(too late: rule 1 decided)",
+        "layer4.0.downsample.1.weight (in a BatchNorm2d) is frozen: rule 1 '*' decides it",
+        "  -> rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', and so "
+        "every name in it, and its module is a BatchNorm2d",
+        "     rule 2 'layer4' (train): matches the module 'layer4', and so every name in it; "
+        "too late: rule 1 decided it first",
+        "     rule 3 '*' (freeze): matches the module 'layer4', and so every name in it; too "
+        "late: rule 1 decided it first",
     ]
     assert main(["explain", "resnet18", str(path), "layer4.0.conv1.weight"]) == 0
     assert capsys.readouterr().out.splitlines()[1:3] == [
-        "     rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', so "
-        "everything under it, but its module is a Conv2d, not BatchNorm*",
-        "  -> rule 2 'layer4' (train): matches the module 'layer4', so everything under it",
+        "     rule 1 '*' [module: BatchNorm*] (freeze): matches the module 'layer4', and so "
+        "every name in it, but its module is a Conv2d, not BatchNorm*",
+        "  -> rule 2 'layer4' (train): matches the module 'layer4', and so every name in it",
     ]
     assert main(["diff", "resnet18", "torchvision/resnet-layer4-fc", str(path)]) == 1
     out = capsys.readouterr().out.splitlines()

@@ -16,10 +16,20 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..compat.cli_errors import NoArgsIsHelpError, UsageError
 from ..errors import TLRulesError
 from ..render import render, stage_changes
 from . import check, convert, library, review, style
-from .exits import debugging, guarded, print_error, tolerant_output
+from .args import ModelArg, PolicyArg, complete_policy
+from .exits import (
+    BAD_INPUT,
+    capped_warnings,
+    debugging,
+    guarded,
+    print_error,
+    tolerant_output,
+    usage_error,
+)
 from .output import destination
 from .policies import STDIN, STDIN_NAME, load_policy, stdin_once
 
@@ -43,6 +53,7 @@ def options(
         bool,
         typer.Option(
             "--version",
+            "-V",
             callback=_print_version,
             is_eager=True,
             help="Print the version of tlrules and exit.",
@@ -71,10 +82,8 @@ class Format(str, Enum):
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")],
-    policy: Annotated[
-        str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
-    ],
+    model: ModelArg,
+    policy: PolicyArg,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="How to draw the audit.")
     ] = Format.tree,
@@ -116,8 +125,8 @@ def audit(
         shown_one = dataclasses.replace(reports[0], warnings=()) if text else reports[0]
         write(_coloured(render(shown_one, fmt.value), fmt, output))
         warned = [("", w) for w in reports[0].warnings]
-    for where, warning in warned:
-        line = f"warning[{warning.code}]{where}: {warning.message}"
+    lines = [(w.code, f"warning[{w.code}]{where}: {w.message}") for where, w in warned]
+    for line in capped_warnings(lines):
         print(style.warnings(line, sys.stderr), file=sys.stderr)
     if strict and any(r.warnings for r in reports):
         raise typer.Exit(1)
@@ -126,7 +135,12 @@ def audit(
 @app.command()
 def validate(
     policies: Annotated[
-        list[str], typer.Argument(help="Policy files, library names, or - to read one from stdin.")
+        list[str],
+        typer.Argument(
+            metavar="POLICY...",
+            help="Policy files, library names, or - to read one from stdin.",
+            autocompletion=complete_policy,
+        ),
     ],
     strict: Annotated[bool, typer.Option(help="Exit 1 when lint finds anything.")] = False,
     models: Annotated[
@@ -156,10 +170,10 @@ def validate(
             print_error(err)
             failed = True
             continue
-        for warning in found:
-            line = f"warning[{warning.code}]: {warning.message}"
+        lines = [(w.code, f"warning[{w.code}]: {w.message}") for w in found]
+        for line in capped_warnings(lines):
             print(style.warnings(line, sys.stderr), file=sys.stderr)
-            warned = True
+        warned = warned or bool(found)
     if failed:
         raise typer.Exit(2)
     if strict and warned:
@@ -196,10 +210,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _click(args: list[str]) -> int:
     try:
-        app(args=args, prog_name="tlrules")
-    except SystemExit as done:  # click's standalone mode ends every run this way
+        code = app(args=args, prog_name="tlrules", standalone_mode=False)
+    except NoArgsIsHelpError as shown:  # no command: the help, as click shows it
+        shown.show()  # type: ignore[attr-defined]  # a click.UsageError
+        return BAD_INPUT
+    except UsageError as err:  # click's own errors: one line, as tlrules' are
+        print(usage_error(err), file=sys.stderr)
+        return BAD_INPUT
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except SystemExit as done:  # shell completion ends this way
         return done.code if isinstance(done.code, int) else int(done.code is not None)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:  # console-script entry point

@@ -14,6 +14,7 @@ import typer
 from ..patterns import holds_peft, policy_name, read_names
 from ..render import json_document
 from ..render.text import rule_label
+from .args import ModelArg, PolicyArg
 from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
@@ -21,10 +22,8 @@ if TYPE_CHECKING:
 
     from ..report import Report
 
-ModelArg = Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")]
-PolicyArg = Annotated[
-    str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
-]
+
+_VERB = {"train": "trains", "freeze": "is frozen"}
 
 
 def _build(model: str) -> nn.Module:
@@ -64,10 +63,17 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     modules = dict(built.named_modules(remove_duplicate=False))
     owner = type(modules[holder]).__name__ if holder in modules else None
     trace = steps(loaded, list(raw), name, owner)
-    print(name + (f" (in a {owner})" if owner else ""))
+    decider = next((s for s in trace if s.decided), None)
+    if decider is not None:
+        verdict = f"{_VERB[decider.action]}: rule {decider.rule} {decider.pattern!r} decides it"
+    elif loaded.default in _VERB:
+        verdict = f"{_VERB[loaded.default]}: no rule matches it, so the default decides"
+    else:
+        verdict = "matches no rule, and the default is 'error'"
+    print(name + (f" (in a {owner})" if owner else "") + f" {verdict}")
     for step in trace:
         print(f"  {step}")
-    if not any(s.decided for s in trace):
+    if decider is None:
         print(f"  -> no rule matches: the default ({loaded.default}) decides")
 
 
@@ -112,7 +118,7 @@ def verify(
     from ..review import read
     from ..review import verify as changes
 
-    found = changes(read(lockfile), _audit(model, policy))
+    found = changes(read(lockfile), _audit(model, policy), collapsed=True)
     for change in found:
         print(change)
     if found:

@@ -5,10 +5,16 @@ that name rules split between train and freeze (``*bn*`` misses ``downsample.1``
 The *head* is the module that holds the last name of ``model.named_parameters()`` (its
 own parameters, not its children's): the last module in registration order that holds
 parameters, e.g. ``fc`` of a torchvision ResNet, ``heads.head`` of a ViT, ``lm_head``.
+Where the names do not come in the model's order (a safetensors file sorted by its
+writer), there is no head. A head whose weight has the shape of one of the model's
+embedding tables maps back onto the vocabulary: a language-model head, pretrained with
+the model, which ``head-frozen`` leaves alone; a classifier (``score``, a replaced
+``fc``) is new and warned about.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +26,12 @@ from .tree import Tree
 
 _LISTED = 4  # modules named in a message before "and N more"
 _WILD = frozenset("*?[")  # a pattern with one of these is meant for many names
+# an embedding table by name, where the module classes are not known (a checkpoint)
+_EMBEDDING_NAME = re.compile(r"embed|(^|\.)wte(\.|$)", re.IGNORECASE)
+# the library's name of a norm class at the end of a model's own (``LlamaRMSNorm``)
+_GENERIC_NORM = re.compile(r"(RMSNorm|LayerNorm|GroupNorm)$")
+# a pattern that names layers by number: a range ``{-2..-1}`` or an index segment ``.11.``
+_BY_LAYER = re.compile(r"\{-?\d+\.\.-?\d+\}|(^|\.)\d+(\.|$)")
 
 
 @dataclass(frozen=True)
@@ -29,10 +41,12 @@ class Decided:
     names: Sequence[str]
     rules: Sequence[int | None]
     train: Sequence[bool]
+    shapes: Sequence[tuple[int, ...]] = ()
+    ordered: bool = True  # the names come in the model's order (the head is known)
 
     @classmethod
-    def of(cls, table: Columns) -> Decided:
-        return cls(table.names, table.rule_numbers(), table.train)
+    def of(cls, table: Columns, *, ordered: bool = True) -> Decided:
+        return cls(table.names, table.rule_numbers(), table.train, table.shapes, ordered)
 
 
 def _owner(name: str) -> str:
@@ -64,25 +78,31 @@ def trains_nothing(policy: CompiledPolicy, decided: Decided) -> list[AuditWarnin
     if not decided.names or any(decided.train):
         return []
     head = _owner(decided.names[-1]) or decided.names[-1]
+    example = f", e.g. '- {head}: train' for the model's last layer" if decided.ordered else ""
     return [
         AuditWarning(
             "nothing-trains",
             f"{policy.where}: the policy trains no parameter: all {len(decided.names)} are "
-            "frozen; check the train rules (a dead rule?) or add one for what should learn, "
-            f"e.g. '- {head}: train' for the model's last layer",
+            f"frozen; check the train rules (a dead rule?) or add one for what should learn"
+            f"{example}",
         )
     ]
 
 
 def head_frozen(
-    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse]
+    policy: CompiledPolicy,
+    decided: Decided,
+    uses: Sequence[RuleUse],
+    tree: Tree | None = None,
 ) -> list[AuditWarning]:
     """``head-frozen`` when other parameters train but every parameter of the head is
     frozen by the default or by a rule that also decides parameters outside it (a
     catch-all); a rule that decides only the head, or one that selects by class
-    (``module:``), freezes it on purpose."""
+    (``module:``), freezes it on purpose. Silent where the head is not known or is a
+    language-model head (the embedding tables are found by class in ``tree``, by name
+    where it knows no classes)."""
     names = decided.names
-    if not names:
+    if not names or not decided.ordered:
         return []
     head = _owner(names[-1])
     first = len(names) - 1
@@ -98,7 +118,7 @@ def head_frozen(
         for r, n in rules.items()
         if r is None or (uses[r - 1].parameters > n and uses[r - 1].module is None)
     ]
-    if not wide:
+    if not wide or _maps_to_vocabulary(decided, inside, tree):
         return []
     rule = wide[0]
     label = head or names[-1]
@@ -113,6 +133,34 @@ def head_frozen(
             rule,
         )
     ]
+
+
+def _embedding_shapes(tree: Tree | None) -> set[tuple[int, ...]] | None:
+    """The shapes of the parameters held by a module whose class name holds ``Embedding``;
+    ``None`` when the tree knows no classes beyond plain modules (a checkpoint's)."""
+    if tree is None or not tree.owners:
+        return None
+    kinds = tree.kinds
+    if set(kinds) <= {"Module", "Checkpoint"}:
+        return None
+    tables = {m for m, kind in enumerate(kinds) if "Embedding" in kind}
+    return {tuple(tree.params[k].shape) for k, m in enumerate(tree.owners) if m in tables}
+
+
+def _maps_to_vocabulary(decided: Decided, head: range, tree: Tree | None) -> bool:
+    """Whether the head's 2-D weight has the shape of an embedding table of the model
+    (by class, or by name where no class is known): a language-model head."""
+    if not decided.shapes:
+        return False
+    weights = {tuple(decided.shapes[k]) for k in head if len(decided.shapes[k]) == 2}
+    embeddings = _embedding_shapes(tree)
+    if embeddings is None:
+        embeddings = {
+            tuple(shape)
+            for name, shape in zip(decided.names[: head.start], decided.shapes, strict=False)
+            if _EMBEDDING_NAME.search(_owner(name))
+        }
+    return not weights.isdisjoint(embeddings)
 
 
 def norm_split(
@@ -167,7 +215,10 @@ def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: Tree) -> dict[int, s
     wild = {
         u.rule
         for u in uses
-        if u.module is None and u.parameters > 1 and not _WILD.isdisjoint(u.pattern)
+        if u.module is None
+        and u.parameters > 1
+        and not _WILD.isdisjoint(u.pattern)
+        and not _BY_LAYER.search(u.pattern)  # layers chosen by number: split on purpose
     }
     if not wild:
         return {}
@@ -186,6 +237,9 @@ def _split_warning(
 ) -> AuditWarning:
     action = policy.rules[rule - 1].action
     count = sum(map(len, odd.values()))
+    # ``LlamaRMSNorm`` -> ``*RMSNorm``: the form that reads the same on every model
+    generic = _GENERIC_NORM.search(cls)
+    selector = f"*{generic.group(0)}" if generic and generic.start() else cls
     others = "; ".join(
         f"{quoted(modules, _LISTED)} (by {_by(policy, other)})" for other, modules in odd.items()
     )
@@ -196,6 +250,6 @@ def _split_warning(
         f"{'train' if action == 'freeze' else 'freeze'}{'s' if count == 1 else ''}: "
         f"{others}; to decide every {cls} "
         "alike, select them by class in a rule before the others: "
-        f'{{match: "*", module: "{cls}", action: {action}}}',
+        f'{{match: "*", module: "{selector}", action: {action}}}',
         rule,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from ..models.checkpoints import Checkpoint
 from ..patterns import Matcher, NameShapes, closest_names
 from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import (
@@ -59,9 +60,10 @@ def build_report(
     )
     with timeouts_named(policy.rules):
         found = _rule_warnings(policy, decisions, matcher, counts, tree if spelled else None)
-    decided = findings.Decided.of(decisions)
+    ordered = not isinstance(model, Checkpoint) or model.ordered
+    decided = findings.Decided.of(decisions, ordered=ordered)
     found += findings.trains_nothing(policy, decided)
-    found += findings.head_frozen(policy, decided, uses)
+    found += findings.head_frozen(policy, decided, uses, tree)
     if tree is not None:
         found += findings.norm_split(policy, decided, uses, tree)
     return Report(

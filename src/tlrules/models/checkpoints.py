@@ -10,11 +10,19 @@ floating-point tensor is taken as a parameter, except BatchNorm running statisti
 (``running_mean``, ``running_var``); integer and bool tensors (``num_batches_tracked``,
 ``position_ids``, index tables) are buffers. Names that hold one tensor (tied weights in a
 ``torch.save`` file) stay one parameter.
+
+A torch state dict keeps the model's order (``state_dict()`` is registration order). A
+safetensors file written by the ``safetensors`` library does not: its writer lays the
+tensors out by dtype, then by name (``prepare`` in safetensors/src/tensor.rs), and the
+header follows that layout. Such a file's order says nothing of the model's, and its
+``Checkpoint`` is marked ``ordered = False`` (the audit then names no last layer). A file
+whose layout is in neither order was written in its writer's own order, which is kept.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,10 @@ _DIGITS = re.compile(r"(\d+)")
 
 class Checkpoint(nn.Module):
     """The tensors of a checkpoint as meta parameters, in modules named like the model
-    that saved it (``layer1.0.conv1.weight`` -> module ``layer1.0.conv1``)."""
+    that saved it (``layer1.0.conv1.weight`` -> module ``layer1.0.conv1``). ``ordered``:
+    the tensors come in the model's own order (see the module docstring)."""
+
+    ordered: bool = True
 
 
 def read_checkpoint(path: str) -> Checkpoint:
@@ -48,26 +59,34 @@ def read_checkpoint(path: str) -> Checkpoint:
     file = Path(path)
     if not file.is_file():
         raise ModelSpecError(f"model {path!r}: no such checkpoint file")
+    ordered = True
     if file.suffix.lower() == ".safetensors":
-        tensors = _safetensors(file, path)
+        tensors, ordered = _safetensors(file, path)
     else:
         tensors = torch_tensors(file, path)
     kept = [t for t in tensors if t.name.rpartition(".")[2] not in _STATS]
     if not kept:
         raise ModelSpecError(f"model {path!r}: the checkpoint holds no floating-point tensor")
-    return _as_module(kept, path)
+    root = _as_module(kept, path)
+    root.ordered = ordered
+    return root
 
 
-def _safetensors(file: Path, spec: str) -> list[Listed]:
-    """The floating-point tensors the header of ``file`` lists, in natural name order
-    (the file orders them by dtype and name; this reads like the model)."""
+def _safetensors(file: Path, spec: str) -> tuple[list[Listed], bool]:
+    """The floating-point tensors the header of ``file`` lists, and whether that is the
+    model's order: the file's layout where its writer kept one, else natural name order
+    (which reads like the model, but is not known to be its order)."""
+    entries = sorted(read_header(file, spec), key=lambda e: e.start)
+    # the safetensors writer's layout: each run of one dtype sorted by name
+    sorted_by_writer = all(a.name < b.name for a, b in pairwise(entries) if a.dtype == b.dtype)
     out = [
         Listed(e.name, e.shape, getattr(torch, TORCH_DTYPES[e.dtype]))
-        for e in read_header(file, spec)
+        for e in entries
         if e.dtype in LISTED
     ]
-    out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
-    return out
+    if sorted_by_writer:
+        out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
+    return out, not sorted_by_writer
 
 
 def module_at(root: nn.Module, path: list[str]) -> nn.Module:

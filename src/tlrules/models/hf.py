@@ -6,6 +6,14 @@ transformers exports, such as ``BertForSequenceClassification``), else the first
 config's ``architectures``, else ``AutoModel`` (the bare model). Before transformers reads
 the config, tlrules reads it within ``limits.MAX_CONFIG_BYTES`` and refuses counts of
 layers or experts above ``limits.MAX_CONFIG_REPEATS``.
+
+A folder that holds PEFT's ``adapter_config.json`` (what ``save_pretrained`` of a
+``PeftModel`` writes) is the adapter wrapped around its base, as
+``PeftModel.from_pretrained(base, DIR, is_trainable=True)`` builds it (peft_model.py):
+the config class picked by ``peft_type``, the ``PeftModel`` subclass by ``task_type``,
+adapter ``"default"``; no adapter weights are read (the shapes follow from the config).
+The base is built from the folder's own ``config.json`` when it holds one, else from the
+adapter's ``base_model_name_or_path`` when that is a local folder with a ``config.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from .jsontext import parse_json
 from .listing import clipped, first_line
 from .meta import on_meta
 
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's saved adapter folder
 _DEPTH = 16  # real configs nest four deep (text_config.rope_scaling.factor)
 _REPEATS = re.compile(r"layer|expert|depth", re.IGNORECASE)
 _MODEL = re.compile(r"^[A-Z]\w*(Model|For[A-Z]\w+)$")  # names to suggest: BertForMaskedLM
@@ -38,6 +47,12 @@ _FETCH = (
 def hf(spec: str, rest: str) -> nn.Module:
     """The model ``hf:DIR[#CLASS]`` names (see the module docstring)."""
     directory, _, wanted = rest.partition("#")
+    if (Path(directory) / ADAPTER_CONFIG).is_file():
+        return _adapted(spec, directory, wanted)
+    return _built(spec, directory, wanted)
+
+
+def _built(spec: str, directory: str, wanted: str) -> nn.Module:
     config_file = Path(directory) / "config.json"
     if not config_file.is_file():
         where = (
@@ -96,21 +111,71 @@ def _custom_code(spec: str) -> ModelSpecError:
     )
 
 
+def _adapted(spec: str, directory: str, wanted: str) -> nn.Module:
+    """The PEFT adapter folder ``directory`` wrapped around its base (module docstring)."""
+    raw = _read_config(Path(directory) / ADAPTER_CONFIG, spec)
+    raw.pop("runtime_config", None)  # peft drops it too (PeftConfig.from_json_file)
+    named = raw.get("base_model_name_or_path")
+    if (Path(directory) / "config.json").is_file():
+        base_dir = directory
+    elif isinstance(named, str) and named and (Path(named) / "config.json").is_file():
+        base_dir = named
+    else:
+        raise ModelSpecError(
+            f"model {spec!r}: a PEFT adapter folder whose base model "
+            f"({ADAPTER_CONFIG}'s base_model_name_or_path: {clipped(named)}) is not a local "
+            "folder with a config.json; put the base's config.json into the adapter folder "
+            "(e.g. 'hf download REPO config.json --local-dir DIR')"
+        )
+    try:
+        import peft
+        from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    except ImportError as err:
+        raise ModelSpecError(
+            f"model {spec!r}: a PEFT adapter folder, and peft is not installed; pip install peft"
+        ) from err
+    kind = raw.get("peft_type")
+    if kind not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        known = ", ".join(sorted(map(str, PEFT_TYPE_TO_CONFIG_MAPPING)))
+        raise ModelSpecError(
+            f"model {spec!r}: {ADAPTER_CONFIG}'s peft_type {clipped(kind)} is not one peft "
+            f"{peft.__version__} knows ({known})"
+        )
+    base = _built(spec, base_dir, wanted)
+    try:
+        make: Any = PEFT_TYPE_TO_CONFIG_MAPPING[kind].from_peft_type  # peft is not typed
+        config = make(**raw)
+        config.inference_mode = False  # the adapter trains: is_trainable=True
+        wrapper = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, peft.PeftModel)
+        model: nn.Module = on_meta(lambda: wrapper(base, config, "default"))
+    except ModelSpecError:
+        raise
+    except Exception as err:  # peft raises anything on a config it cannot apply
+        why = first_line(str(err), type(err).__name__)
+        raise ModelSpecError(
+            f"model {spec!r}: peft cannot apply the adapter to its base: {why}"
+        ) from err
+    return model
+
+
 def _read_config(config_file: Path, spec: str) -> dict[str, Any]:
-    """``config.json`` as a dict, within the limits on its size and its counts."""
+    """``config.json`` (or ``adapter_config.json``) as a dict, within the limits on its
+    size and its counts."""
     size = config_file.stat().st_size
+    name = config_file.name
     if size > limits.MAX_CONFIG_BYTES:
         raise ModelSpecError(
-            f"model {spec!r}: its config.json is {size:,} bytes; the limit is "
+            f"model {spec!r}: its {name} is {size:,} bytes; the limit is "
             f"{limits.MAX_CONFIG_BYTES:,} (tlrules.limits.MAX_CONFIG_BYTES)"
         )
     raw = parse_json(
         config_file.read_bytes(),
         _DEPTH,
-        lambda why: ModelSpecError(f"model {spec!r}: its config.json is {why}"),
+        lambda why: ModelSpecError(f"model {spec!r}: its {name} is {why}"),
     )
     if not isinstance(raw, dict):
-        raise ModelSpecError(f"model {spec!r}: its config.json is not a JSON object")
+        raise ModelSpecError(f"model {spec!r}: its {name} is not a JSON object")
     _check_repeats(raw, spec)
     return raw
 

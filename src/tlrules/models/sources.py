@@ -154,6 +154,11 @@ def _not_a_factory(found: object) -> str | None:
 
 
 def _unimportable(spec: str, module_name: str, err: BaseException) -> ModelSpecError:
+    if module_name.endswith(".py"):  # a file name where a module name goes
+        fixed = spec.replace(".py:", ":", 1)
+        return ModelSpecError(
+            f"model {spec!r}: {module_name!r} is a file name; name the module: {fixed!r}"
+        )
     return ModelSpecError(
         f"model {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err}); "
         "run from the folder that holds it, or install its package"

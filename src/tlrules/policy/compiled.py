@@ -37,6 +37,18 @@ class CompiledPolicy:
     stages: tuple[CompiledPolicy, ...] = ()
     stage_spec: StageSpec | None = None  # set on the policy of one stage
 
+    def __repr__(self) -> str:
+        """``Policy(name='resnet-layer4-fc', path='p.yaml', rules=3, default='freeze')``:
+        one short line, not the whole spec (its rules are in ``rules``)."""
+        parts = [f"name={self.name!r}", f"path={self.path!r}"]
+        if self.stage_name is not None:
+            parts.append(f"stage={self.stage_name!r}")
+        if self.stages:
+            parts.append(f"stages={self.stage_names!r}")
+        else:
+            parts.append(f"rules={len(self.rules)}")
+        return f"{type(self).__name__}({', '.join([*parts, f'default={self.default!r}'])})"
+
     @property
     def name(self) -> str | None:
         """The policy's ``name``, when it gives one."""

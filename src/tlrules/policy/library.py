@@ -67,6 +67,6 @@ def library_policy(text: str, where: Where, missing: str = "no library policy") 
     hint = (
         f"; did you mean {', '.join(repr(c) for c in close)}?"
         if close
-        else ("; give a path to a .yaml file or a library name (tlrules validate --help)")
+        else ("; give a path to a .yaml file or a library name ('tlrules rules list' lists them)")
     )
     raise PolicyError(f"{missing} '{text}'{hint}", where)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 Action = Literal["train", "freeze"]
@@ -149,7 +149,11 @@ class GroupSpec(_Strict):
 class StageSpec(_Strict):
     """One training stage: its own rules and optimizer groups, on top of the previous stage's."""
 
-    name: str = Field(pattern=r"^[a-z0-9._-]+$")
+    name: str = Field(
+        pattern=r"^[a-z0-9._-]+$",
+        description="Unique in the policy; not 'all', which '--stage all' means every stage.",
+        json_schema_extra={"not": {"const": "all"}},
+    )
     description: str | None = None
     epochs: int | None = Field(None, ge=1, description="Suggested length of the stage.")
     lr: float | None = Field(
@@ -165,6 +169,16 @@ class StageSpec(_Strict):
     expect_trainable: Expect | None = Field(
         None, description="Bounds on the trainable elements in this stage."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_all(cls, name: str) -> str:
+        if name == "all":  # `--stage all` means every stage
+            raise ValueError(
+                "stage name 'all' is reserved: 'tlrules audit --stage all' means every "
+                "stage; rename the stage (e.g. 'all-layers')"
+            )
+        return name
 
 
 class PolicySpec(_Strict):

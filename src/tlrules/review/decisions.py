@@ -26,7 +26,7 @@ class Step:
     module: str | None = None  # the rule's ``module:`` selector (a class-name glob)
 
     def __str__(self) -> str:
-        mark = "->" if self.decided else ("ok" if self.matched else "  ")
+        mark = "->" if self.decided else "  "
         selector = f" [module: {self.module}]" if self.module is not None else ""
         return f"{mark} rule {self.rule} {self.pattern!r}{selector} ({self.action}): {self.why}"
 
@@ -43,14 +43,14 @@ def _why(policy: CompiledPolicy, matcher: Matcher, index: int, name: str) -> tup
     if body == "(?!)":
         return False, "its negative range finds no numbered container in this model"
     if not matcher.matches(index, name):
-        return False, "no match" + resolved
+        return False, "does not match" + resolved
     parts = name.split(".")
     for k in range(1, len(parts) + 1):
         prefix = ".".join(parts[:k])
         if matcher.names_module(index, prefix):
             if k == len(parts):
                 return True, "matches the whole name" + resolved
-            return True, f"matches the module {prefix!r}, so everything under it" + resolved
+            return True, f"matches the module {prefix!r}, and so every name in it" + resolved
     return True, "matches" + resolved
 
 
@@ -98,7 +98,7 @@ def explain(
     steps = []
     for i, (rule, (matched, why)) in enumerate(zip(policy.rules, tried, strict=True)):
         if decider is not None and i > decider and matched:
-            why += f" (too late: rule {decider + 1} decided)"
+            why += f"; too late: rule {decider + 1} decided it first"
         steps.append(
             Step(
                 rule.number, rule.pattern.text, rule.action, matched, why, i == decider, rule.module

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import TLRulesError, Where
+from ..errors import TLRulesError, Where, quoted
 from ..report import Decision, Report
 
 FORMAT = "tlrules-lock/1"
@@ -99,14 +99,18 @@ def _malformed(document: dict[str, Any]) -> str | None:
     return None
 
 
-def verify(document: dict[str, Any], report: Report) -> list[str]:
+def verify(document: dict[str, Any], report: Report, *, collapsed: bool = False) -> list[str]:
     """Every way ``report`` differs from the recorded ``document`` (as ``read`` returns
     it); empty when it matches.
 
     Returns:
         One line per change: ``removed: NAME``, ``added: NAME (ACTION)``, ``shape: ...``,
         ``action: ...``, ``rule: ...`` (another rule, or its pattern edited), or one
-        ``order: ...`` line when only the order of the parameters changed.
+        ``order: ...`` line when only the order of the parameters changed. ``collapsed``
+        (what ``tlrules verify`` prints): the changes that decide otherwise first, then
+        the names only renumbered (the same action, by a rule of the same pattern under
+        another number, as when a rule is added above it) as one ``renumbered:`` line
+        per old and new number.
     """
     was = {p["name"]: p for p in document["parameters"]}
     now = {d.name: d for d in report.decisions}
@@ -121,6 +125,7 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
         and isinstance(r.get("pattern"), str)
     }
     patterns: dict[int | None, str] = {r.rule: r.pattern for r in report.rules}
+    renumbered: dict[tuple[int | None, int | None], list[str]] = {}  # (old, new) -> names
     changes = [f"removed: {name}" for name in was if name not in now]
     changes += [f"added: {name} ({now[name].action})" for name in now if name not in was]
     for name, d in now.items():
@@ -132,11 +137,37 @@ def verify(document: dict[str, Any], report: Report) -> list[str]:
         if old["action"] != d.action:
             changes.append(f"action: {name} {old['action']} -> {d.action}")
         elif old["rule"] != d.rule or (d.rule in then and then[d.rule] != patterns[d.rule]):
+            if collapsed and _moved(old["rule"], d.rule, then, patterns):
+                renumbered.setdefault((old["rule"], d.rule), []).append(name)
+                continue
             before, after = _rule(old["rule"], then), _rule(d.rule, patterns)
             changes.append(f"rule: {name} decided by {before} -> {after}")  # or its pattern
+    for (was_rule, now_rule), names in renumbered.items():
+        changes.append(
+            f"renumbered: {len(names)} parameter{'s' if len(names) > 1 else ''} "
+            f"({quoted(names, 3)}) still {now[names[0]].action}, decided by the same pattern "
+            f"{patterns[now_rule]!r}, now rule {now_rule} (was rule {was_rule})"
+        )
     if not changes and document["fingerprint"] != fingerprint(report.decisions):
         changes.append("order: the parameters are the same but in a different order")
     return changes
+
+
+def _moved(
+    before: int | None,
+    after: int | None,
+    then: dict[int | None, str],
+    patterns: dict[int | None, str],
+) -> bool:
+    """Whether a name decided by rule ``before`` then and ``after`` now, with the same
+    action, only saw its rule renumbered: the lock records the same pattern."""
+    return (
+        before is not None
+        and after is not None
+        and before != after
+        and before in then
+        and then[before] == patterns.get(after)
+    )
 
 
 def _rule(number: int | None, patterns: dict[int | None, str]) -> str:
