@@ -675,3 +675,4 @@ def test_cli_nits_of_a_first_day(
     ]
     assert _completed(monkeypatch, "tlrules audit hf", capsys) == ["hf:"]
     assert _completed(monkeypatch, "tlrules audit x y --format ma", capsys) == ["markdown"]
+    assert _completed(monkeypatch, "tlrules convert ll", capsys) == ["llamafactory"]

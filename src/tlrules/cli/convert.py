@@ -27,7 +27,13 @@ DESCRIPTIONS = {  # one line each in 'tlrules convert --help'; the keys are conv
 
 
 def convert(
-    tool: Annotated[str, typer.Argument(help="The tool the config is for (listed above).")],
+    tool: Annotated[
+        str,
+        typer.Argument(
+            help="The tool the config is for (listed above).",
+            autocompletion=lambda incomplete: [t for t in DESCRIPTIONS if t.startswith(incomplete)],
+        ),
+    ],
     config: Annotated[str, typer.Argument(help="The tool's config file (YAML or JSON).")],
     output: Annotated[
         str | None,
