@@ -22,7 +22,8 @@ model, read in deepspeed 0.19.8:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -31,6 +32,7 @@ from ..patterns import bare_name
 
 ENGINE_CLASSES = frozenset({"DeepSpeedEngine", "PipelineEngine", "DeepSpeedHybridEngine"})
 _LISTED = 4  # names shown in a message before "and N more"
+_F = TypeVar("_F")
 
 
 def held_by(model: nn.Module) -> str | None:
@@ -84,3 +86,96 @@ def refuse_held(
         "(docs/distributed.md#deepspeed)"
     )
     raise DecisionError([(where, message)])
+
+
+def findings(model: nn.Module, make: Callable[[str, str], _F]) -> list[_F]:
+    """The DeepSpeed traps in ``model`` as it is now, each made with ``make(code, message)``:
+
+    - ``deepspeed-nothing-trains``: a ZeRO-3 model (its parameters partitioned, ``ds_id``)
+      with no trainable parameter: there is nothing for the engine to optimize.
+    - ``deepspeed-frozen-checkpointing``: a ZeRO-3 model with frozen parameters and
+      non-reentrant gradient checkpointing (the Hugging Face default), on a deepspeed whose
+      ZeRO-3 re-partitions a frozen parameter during the checkpoint's recompute (the
+      backward pass fails with ``CheckpointError ... saved {'shape': [N]} vs recomputed
+      {'shape': [0]}``, transformers #47254; DeepSpeed PR #8130 proposed the fix, #8148
+      merged it: ``release_sub_module`` attributes such a parameter to the recompute,
+      ``update_recompute_parameters`` in ``runtime/zero/partitioned_param_coordinator.py``,
+      which this checks for).
+    - ``deepspeed-stale-optimizer``: an engine whose ZeRO optimizer holds another set of
+      parameters than ``requires_grad`` says: it was built before the freeze (or the flags
+      were changed since, bypassing ``policy.apply``).
+    """
+    if "deepspeed" not in sys.modules:
+        return []
+    found: list[_F] = []
+    params = list(model.parameters())
+    zero3 = any(hasattr(p, "ds_id") for p in params)
+    frozen = [p for p in params if not p.requires_grad]
+    if zero3 and len(frozen) == len(params) and params:
+        found.append(
+            make(
+                "deepspeed-nothing-trains",
+                "the ZeRO-3 model has no trainable parameter: the DeepSpeed engine has nothing "
+                "to optimize. Check the policy's rules (tlrules audit) before "
+                "deepspeed.initialize",
+            )
+        )
+    if zero3 and frozen and _non_reentrant(model) and not _recompute_fixed():
+        found.append(
+            make(
+                "deepspeed-frozen-checkpointing",
+                "ZeRO-3 with frozen parameters and non-reentrant gradient checkpointing: this "
+                "deepspeed re-partitions a frozen parameter during the checkpoint's recompute, "
+                "and the backward pass fails with a CheckpointError (shape [0]). Upgrade "
+                "deepspeed (the fix is DeepSpeed PR #8148), or enable checkpointing with "
+                "gradient_checkpointing_kwargs={'use_reentrant': True}",
+            )
+        )
+    for name, engine in _engines(model):
+        held = _optimized(engine)
+        if held is None:
+            continue
+        now = {id(p) for p in engine.module.parameters() if p.requires_grad}
+        if held != now:
+            where = f" at {name!r}" if name else ""
+            found.append(
+                make(
+                    "deepspeed-stale-optimizer",
+                    f"the DeepSpeed engine{where} was built when {len(held)} parameter tensors "
+                    f"trained; now {len(now)} do. Its optimizer was built before the freeze and "
+                    "ignores the change: rebuild it with "
+                    "tlrules.distributed.deepspeed_switch_stage(engine, policy)",
+                )
+            )
+    return found
+
+
+def _non_reentrant(model: nn.Module) -> bool:
+    """Whether a module checkpoints its activations with ``use_reentrant=False`` (a
+    Hugging Face model after ``gradient_checkpointing_enable``)."""
+    for module in model.modules():
+        func = module.__dict__.get("_gradient_checkpointing_func")
+        if module.__dict__.get("gradient_checkpointing") is True and func is not None:
+            keywords = getattr(func, "keywords", {})
+            if keywords.get("use_reentrant") is False:
+                return True
+    return False
+
+
+def _recompute_fixed() -> bool:
+    coordinator = sys.modules.get("deepspeed.runtime.zero.partitioned_param_coordinator")
+    return coordinator is None or hasattr(coordinator, "update_recompute_parameters")
+
+
+def _engines(model: nn.Module) -> list[tuple[str, Any]]:
+    return [(n, m) for n, m in model.named_modules() if type(m).__name__ in ENGINE_CLASSES]
+
+
+def _optimized(engine: Any) -> set[int] | None:
+    """The parameters the engine's ZeRO optimizer holds (ZeRO-3 ``fp16_groups``, ZeRO-1/2
+    ``bit16_groups``); ``None`` where it holds no such groups."""
+    optimizer = getattr(engine, "optimizer", None)
+    groups = getattr(optimizer, "fp16_groups", None) or getattr(optimizer, "bit16_groups", None)
+    if not groups:
+        return None
+    return {id(p) for group in groups for p in group}
