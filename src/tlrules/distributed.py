@@ -139,14 +139,12 @@ def switch_stage(
 
 
 class EngineSwitched(NamedTuple):
-    """What ``deepspeed_switch_stage`` returns: the new engine (and the optimizer and
-    learning-rate scheduler ``deepspeed.initialize`` built with it), and what applying the
-    stage gave."""
+    """What ``deepspeed_switch_stage`` returns: the new engine (its optimizer and
+    learning-rate scheduler are ``engine.optimizer`` and ``engine.lr_scheduler``) and what
+    applying the stage gave."""
 
     engine: Any
     applied: Applied
-    optimizer: Any = None
-    scheduler: Any = None
 
 
 def deepspeed_switch_stage(
@@ -176,7 +174,7 @@ def deepspeed_switch_stage(
             (to pass an optimizer or scheduler of your own, say).
 
     Returns:
-        ``EngineSwitched(engine, applied, optimizer, scheduler)``.
+        ``EngineSwitched(engine, applied)``: the new engine and the ``Applied`` of the stage.
 
     Raises:
         PolicyError: ``policy`` is in stages; pass ``policy.stage(NAME)``.
@@ -197,9 +195,8 @@ def deepspeed_switch_stage(
     applied = _apply_rebuilding(policy, module)
     engine.destroy()
     trainable = [p for p in module.parameters() if p.requires_grad]
-    built = initialize(model=module, model_parameters=trainable, config=settings)
-    new, optimizer, scheduler = built[0], built[1], built[3] if len(built) > 3 else None
-    return EngineSwitched(new, applied, optimizer, scheduler)
+    new, *_ = initialize(model=module, model_parameters=trainable, config=settings)
+    return EngineSwitched(new, applied)
 
 
 def _apply_rebuilding(policy: CompiledPolicy, module: nn.Module) -> Applied:

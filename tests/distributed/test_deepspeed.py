@@ -104,7 +104,7 @@ def _truth(results: list[dict[str, Any]], trainable: set[str], moving: set[str])
 
 @pytest.mark.parametrize("kind", ["resnet", "llama"])
 def test_applied_before_initialize_is_exact(run: Any, kind: str) -> None:
-    stage, _, ranks = run
+    _, _, ranks = run
     results = [r[kind] for r in ranks]
     trainable = _trains(results[0]["report"])
     params = {p["name"] for p in results[0]["report"]["parameters"]}
