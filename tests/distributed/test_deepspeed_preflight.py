@@ -127,3 +127,34 @@ def test_an_engine_built_before_the_freeze(deepspeed: None) -> None:
     (finding,) = preflight.check(engine)
     assert finding.code == "deepspeed-stale-optimizer"
     assert "built when 4 parameter tensors trained; now 2 do" in finding.message
+
+
+@pytest.mark.slow  # imports transformers
+def test_trainer_stage_switch_under_deepspeed_is_refused() -> None:
+    """The Trainer trains the engine it keeps in a local variable of its training loop
+    (``Trainer._inner_training_loop``): a callback cannot rebuild it, so the switch is
+    refused before anything changes."""
+    pytest.importorskip("transformers")
+    from tlrules.integrations.transformers import PolicyCallback
+
+    source = """
+version: 1
+stages:
+  - name: head
+    epochs: 1
+    rules:
+      - head: train
+      - "*": freeze
+  - name: all
+    rules:
+      - "*": train
+"""
+    net = _net()
+    callback = PolicyCallback(tlrules.Policy.from_text(source))
+    callback.on_init_end(None, None, None, model=net)
+    callback.trainer = types.SimpleNamespace(is_deepspeed_enabled=True)
+    state = types.SimpleNamespace(epoch=1.0)
+    optimizer = torch.optim.SGD(net.head.parameters(), lr=0.1)
+    with pytest.raises(tlrules.TLRulesError, match="inside one Trainer.train\\(\\) under DeepSpeed"):
+        callback.on_epoch_begin(None, state, None, model=net, optimizer=optimizer)
+    assert [p.requires_grad for p in net.parameters()] == [False, False, True, True]
