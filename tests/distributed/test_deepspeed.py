@@ -74,9 +74,9 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             "LOCAL_RANK": str(rank),
             "WORLD_SIZE": str(WORLD),
         }
-        log = (out / f"log{rank}.txt").open("w")
         command = [sys.executable, "-m", "tests.distributed.deepspeed_run", str(stage), str(out)]
-        procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
+        with (out / f"log{rank}.txt").open("w") as log:  # the child holds its own descriptor
+            procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
     codes = [p.wait(timeout=1500) for p in procs]
     logs = "\n".join((out / f"log{r}.txt").read_text()[-3000:] for r in range(WORLD))
     assert codes == [0] * WORLD, logs
