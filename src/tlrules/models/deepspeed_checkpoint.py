@@ -16,9 +16,10 @@ frozen tensor whole; it is read from there. A checkpoint saved with
 ``exclude_frozen_parameters=True`` holds no frozen parameter anywhere: ``check`` finds
 the frozen part missing from it.
 
-DeepSpeed loads its files with ``torch.load(weights_only=False)``: read only checkpoints
-you trust. Its log lines and ``print``\\ s go to stderr, never stdout (``tlrules check
---format json`` writes the document alone there).
+DeepSpeed loads its files with ``torch.load(weights_only=False)``, so every ``.pt`` file
+of the tag's folder is checked first, without unpickling: one whose pickle names any
+global but DeepSpeed's own classes is refused. Its log lines and ``print``\\ s go to
+stderr, never stdout (``tlrules check --format json`` writes the document alone there).
 """
 
 from __future__ import annotations
@@ -26,15 +27,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.serialization import get_unsafe_globals_in_checkpoint
 
 from ..errors import ModelSpecError
 from .deepspeed_folder import MODEL_STATES
+
+# the classes DeepSpeed pickles into its checkpoints (deepspeed 0.19.8: the optimizer states)
+_DEEPSPEED_CLASSES = frozenset(
+    {
+        "deepspeed.runtime.zero.config.ZeroStageEnum",
+        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+        "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    }
+)
 
 
 def read_deepspeed_checkpoint(source: str | os.PathLike[str], spec: str) -> dict[str, torch.Tensor]:
@@ -42,10 +54,14 @@ def read_deepspeed_checkpoint(source: str | os.PathLike[str], spec: str) -> dict
     docstring), consolidated in fp32 where the optimizer trained them.
 
     Raises:
-        ModelSpecError: deepspeed is not installed, or DeepSpeed cannot read the folder.
+        ModelSpecError: deepspeed is not installed, the folder's files reference code
+            other than DeepSpeed's own classes, or DeepSpeed cannot read the folder.
     """
     path = Path(source)
     folder, tag = (path.parent, path.name) if any(path.glob(MODEL_STATES)) else (path, None)
+    if tag is None:
+        tag = _tag(folder, spec)
+    _refuse_code(folder / tag, spec)
     with _quiet():
         try:
             from deepspeed.utils import zero_to_fp32
@@ -56,25 +72,50 @@ def read_deepspeed_checkpoint(source: str | os.PathLike[str], spec: str) -> dict
             ) from err
         try:
             state = zero_to_fp32.get_fp32_state_dict_from_zero_checkpoint(str(folder), tag)
-            module = _module_state(zero_to_fp32, folder, tag)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            (first, *_) = zero_to_fp32.get_model_state_files(str(folder / tag))
+            saved = torch.load(first, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as err:
             raise ModelSpecError(
                 f"checkpoint {spec!r}: DeepSpeed could not read this checkpoint folder ({err})"
             ) from err
-    for name, tensor in module.items():  # ZeRO-1's frozen parameters, whole
+    module = saved.get("module") if isinstance(saved, dict) else None
+    for name, tensor in (module or {}).items():  # ZeRO-1's frozen parameters, whole
         if name not in state and isinstance(tensor, torch.Tensor) and tensor.numel() > 0:
             state[name] = tensor
     return dict(state)
 
 
-def _module_state(zero_to_fp32: Any, folder: Path, tag: str | None) -> dict[str, Any]:
-    """The ``module`` state dict rank 0 saved under ``tag`` (``latest``'s by default)."""
-    if tag is None:
-        tag = (folder / "latest").read_text().strip()
-    (first, *_) = zero_to_fp32.get_model_state_files(str(folder / tag))
-    saved = torch.load(first, map_location="cpu", weights_only=False)
-    module = saved.get("module") if isinstance(saved, dict) else None
-    return dict(module) if isinstance(module, dict) else {}
+def _tag(folder: Path, spec: str) -> str:
+    """The tag ``latest`` names: one folder inside ``folder``."""
+    tag = (folder / "latest").read_text(errors="replace").strip()
+    if not tag or tag in (".", "..") or "/" in tag or "\\" in tag or not (folder / tag).is_dir():
+        raise ModelSpecError(
+            f"checkpoint {spec!r}: its 'latest' names {tag[:80]!r}, not a folder beside it; "
+            "name the checkpoint's global_stepN folder"
+        )
+    return tag
+
+
+def _refuse_code(folder: Path, spec: str) -> None:
+    """Refuse a folder whose pickles reference any global but plain data and DeepSpeed's
+    own classes: DeepSpeed loads them with ``torch.load(weights_only=False)``, so this is
+    checked first, without unpickling (``torch.serialization.get_unsafe_globals_in_checkpoint``
+    lists the globals a pickle names)."""
+    for file in sorted(folder.glob("*.pt")):
+        try:
+            found = set(get_unsafe_globals_in_checkpoint(file)) - _DEEPSPEED_CLASSES
+        except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+            raise ModelSpecError(
+                f"checkpoint {spec!r}: {file.name} is not readable ({err})"
+            ) from err
+        if found:
+            raise ModelSpecError(
+                f"checkpoint {spec!r}: refused to read {file.name}: it calls "
+                f"{', '.join(repr(g) for g in sorted(found)[:4])}, which could run code; "
+                "DeepSpeed loads its files with torch.load(weights_only=False), so tlrules "
+                "reads a DeepSpeed folder only when its files reference nothing but data and "
+                "DeepSpeed's own classes"
+            )
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..compat.torch_internals import checkpointing_function
 from ..errors import DecisionError, Where, quoted
 from ..patterns import bare_name
 
@@ -154,11 +155,9 @@ def _non_reentrant(model: nn.Module) -> bool:
     """Whether a module checkpoints its activations with ``use_reentrant=False`` (a
     Hugging Face model after ``gradient_checkpointing_enable``)."""
     for module in model.modules():
-        func = module.__dict__.get("_gradient_checkpointing_func")
-        if module.__dict__.get("gradient_checkpointing") is True and func is not None:
-            keywords = getattr(func, "keywords", {})
-            if keywords.get("use_reentrant") is False:
-                return True
+        keywords = getattr(checkpointing_function(module), "keywords", None) or {}
+        if keywords.get("use_reentrant") is False:
+            return True
     return False
 
 
