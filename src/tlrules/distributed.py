@@ -159,9 +159,10 @@ def deepspeed_switch_stage(
     ZeRO-3, its gather hooks come off the model) and build a new engine with
     ``deepspeed.initialize(model=engine.module, model_parameters=<the trainable ones>,
     config=config)``. The weights stay the parameters' own; the optimizer is new, so its
-    state (Adam's moments, the step count) starts over, as does the scheduler. A
-    collective: every rank must call it at the same step. Use the returned engine from
-    now on.
+    state (Adam's moments, the step count) starts over, as does the scheduler. Under
+    fp16/bf16 the new fp32 master weights are made from the 16-bit ones the model holds:
+    the old masters' low bits are not carried over. A collective: every rank must call it
+    at the same step. Use the returned engine from now on.
 
     DeepSpeed's optimizer cannot take new parameters after ``initialize`` (it flattens and
     partitions them there), which is why the engine is rebuilt rather than synced the way
