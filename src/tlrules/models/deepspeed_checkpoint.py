@@ -18,13 +18,17 @@ the frozen part missing from it.
 
 DeepSpeed loads its files with ``torch.load(weights_only=False)``, so every ``.pt`` file
 of the tag's folder is checked first, without unpickling: one whose pickle names any
-global but DeepSpeed's own classes is refused. Its log lines and ``print``\\ s go to
-stderr, never stdout (``tlrules check --format json`` writes the document alone there).
+global but DeepSpeed's enums, dataclasses and loss scalers is refused. Its log lines and
+``print``\\ s go to stderr, never stdout (``tlrules check --format json`` writes the
+document alone there).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
+import importlib
 import logging
 import os
 import pickle
@@ -39,10 +43,10 @@ from torch.serialization import get_unsafe_globals_in_checkpoint
 from ..errors import ModelSpecError
 from .deepspeed_folder import MODEL_STATES
 
-# the classes DeepSpeed pickles into its checkpoints (deepspeed 0.19.8: the optimizer states)
-_DEEPSPEED_CLASSES = frozenset(
+# DeepSpeed's classes with behaviour that its checkpoints pickle (deepspeed 0.19.8: the
+# optimizer states); its enums and dataclasses (plain records) pass as well
+_LOSS_SCALERS = frozenset(
     {
-        "deepspeed.runtime.zero.config.ZeroStageEnum",
         "deepspeed.runtime.fp16.loss_scaler.LossScaler",
         "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
     }
@@ -61,7 +65,6 @@ def read_deepspeed_checkpoint(source: str | os.PathLike[str], spec: str) -> dict
     folder, tag = (path.parent, path.name) if any(path.glob(MODEL_STATES)) else (path, None)
     if tag is None:
         tag = _tag(folder, spec)
-    _refuse_code(folder / tag, spec)
     with _quiet():
         try:
             from deepspeed.utils import zero_to_fp32
@@ -70,6 +73,8 @@ def read_deepspeed_checkpoint(source: str | os.PathLike[str], spec: str) -> dict
                 f"checkpoint {spec!r} is a DeepSpeed checkpoint folder; reading it needs "
                 "deepspeed: pip install 'tlrules[deepspeed]'"
             ) from err
+    _refuse_code(folder / tag, spec)
+    with _quiet():
         try:
             state = zero_to_fp32.get_fp32_state_dict_from_zero_checkpoint(str(folder), tag)
             (first, *_) = zero_to_fp32.get_model_state_files(str(folder / tag))
@@ -97,25 +102,43 @@ def _tag(folder: Path, spec: str) -> str:
 
 
 def _refuse_code(folder: Path, spec: str) -> None:
-    """Refuse a folder whose pickles reference any global but plain data and DeepSpeed's
-    own classes: DeepSpeed loads them with ``torch.load(weights_only=False)``, so this is
+    """Refuse a folder whose pickles name any global but plain data and DeepSpeed's own
+    records: DeepSpeed loads them with ``torch.load(weights_only=False)``, so this is
     checked first, without unpickling (``torch.serialization.get_unsafe_globals_in_checkpoint``
     lists the globals a pickle names)."""
     for file in sorted(folder.glob("*.pt")):
         try:
-            found = set(get_unsafe_globals_in_checkpoint(file)) - _DEEPSPEED_CLASSES
+            named = get_unsafe_globals_in_checkpoint(file)
         except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
-            raise ModelSpecError(
-                f"checkpoint {spec!r}: {file.name} is not readable ({err})"
-            ) from err
+            why = f"checkpoint {spec!r}: {file.name} is not readable ({err})"
+            raise ModelSpecError(why) from err
+        found = sorted(g for g in set(named) if not _deepspeed_record(g))
         if found:
             raise ModelSpecError(
                 f"checkpoint {spec!r}: refused to read {file.name}: it calls "
-                f"{', '.join(repr(g) for g in sorted(found)[:4])}, which could run code; "
+                f"{', '.join(repr(g) for g in found[:4])}, which could run code; "
                 "DeepSpeed loads its files with torch.load(weights_only=False), so tlrules "
-                "reads a DeepSpeed folder only when its files reference nothing but data and "
-                "DeepSpeed's own classes"
+                "reads a DeepSpeed folder only when its files name nothing but data, "
+                "DeepSpeed's enums and dataclasses, and its loss scalers"
             )
+
+
+def _deepspeed_record(name: str) -> bool:
+    """Whether global ``name`` is one of DeepSpeed's loss scalers, enums or dataclasses
+    (looked up in the installed deepspeed, whose modules are imported to see)."""
+    if name in _LOSS_SCALERS:
+        return True
+    module, _, attribute = name.rpartition(".")
+    if not module.startswith("deepspeed."):
+        return False
+    try:
+        with _quiet():
+            found = getattr(importlib.import_module(module), attribute, None)
+    except ImportError:
+        return False
+    if not isinstance(found, type):
+        return False
+    return issubclass(found, enum.Enum) or dataclasses.is_dataclass(found)
 
 
 @contextlib.contextmanager
