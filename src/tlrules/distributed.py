@@ -12,6 +12,12 @@ themselves stay the same objects, so the optimizer (and its state) carries over:
 
 FSDP2 (``fully_shard``) keeps ``requires_grad`` per parameter and needs no rebuild;
 ``docs/distributed.md`` has the order that works for each wrapper.
+
+DeepSpeed builds its (ZeRO) optimizer from ``requires_grad`` at ``deepspeed.initialize``
+and ignores later changes, so ``policy.apply`` refuses to change a model an engine holds;
+``deepspeed_switch_stage`` rebuilds the engine and its optimizer around the same weights::
+
+    engine, applied = tlrules.distributed.deepspeed_switch_stage(engine, policy.stage("finetune"))
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ from .engine import Applied
 from .optim import sync_optimizer
 from .policy import CompiledPolicy
 
-__all__ = ["Switched", "ddp_settings", "rewrap", "switch_stage"]
+__all__ = [
+    "EngineSwitched",
+    "Switched",
+    "ddp_settings",
+    "deepspeed_switch_stage",
+    "rewrap",
+    "switch_stage",
+]
 
 _MIB = 1024 * 1024
 
@@ -123,3 +136,81 @@ def switch_stage(
         sync_optimizer(optimizer, policy, module, lr=lr, schedulers=schedulers)
     new = wrap(module) if wrap is not None else rewrap(ddp)
     return Switched(new, applied)
+
+
+class EngineSwitched(NamedTuple):
+    """What ``deepspeed_switch_stage`` returns: the new engine (its optimizer and
+    learning-rate scheduler are ``engine.optimizer`` and ``engine.lr_scheduler``) and what
+    applying the stage gave."""
+
+    engine: Any
+    applied: Applied
+
+
+def deepspeed_switch_stage(
+    engine: Any,
+    policy: CompiledPolicy,
+    *,
+    config: dict[str, Any] | str | None = None,
+    initialize: Callable[..., tuple[Any, ...]] | None = None,
+) -> EngineSwitched:
+    """Switch a DeepSpeed-trained model to ``policy`` (typically ``policy.stage(NAME)``):
+    apply it to ``engine.module``, destroy ``engine`` (its gradient hooks and, under
+    ZeRO-3, its gather hooks come off the model) and build a new engine with
+    ``deepspeed.initialize(model=engine.module, model_parameters=<the trainable ones>,
+    config=config)``. The weights stay the parameters' own; the optimizer is new, so its
+    state (Adam's moments, the step count) starts over, as does the scheduler. Under
+    fp16/bf16 the new fp32 master weights are made from the 16-bit ones the model holds:
+    the old masters' low bits are not carried over. A collective: every rank must call it
+    at the same step. Use the returned engine from now on.
+
+    DeepSpeed's optimizer cannot take new parameters after ``initialize`` (it flattens and
+    partitions them there), which is why the engine is rebuilt rather than synced the way
+    ``tlrules.sync_optimizer`` syncs a plain optimizer.
+
+    Args:
+        config: the DeepSpeed config for the new engine; by default the one ``engine``
+            was initialized with (``engine.config``).
+        initialize: called instead of ``deepspeed.initialize`` with the same keywords
+            (to pass an optimizer or scheduler of your own, say).
+
+    Returns:
+        ``EngineSwitched(engine, applied)``: the new engine and the ``Applied`` of the stage.
+
+    Raises:
+        PolicyError: ``policy`` is in stages; pass ``policy.stage(NAME)``.
+        DecisionError: the policy cannot decide the model; nothing was changed and
+            ``engine`` still works.
+        ImportError: deepspeed is not installed (``pip install 'tlrules[deepspeed]'``).
+        TypeError: no config is given and ``engine`` records none.
+    """
+    if initialize is None:
+        initialize = _deepspeed().initialize
+    settings = config if config is not None else getattr(engine, "config", None)
+    if settings is None:
+        raise TypeError(
+            "deepspeed_switch_stage: the engine records no config (it was initialized with "
+            "args.deepspeed_config); pass config= the DeepSpeed config to rebuild it with"
+        )
+    module = engine.module
+    applied = _apply_rebuilding(policy, module)
+    engine.destroy()
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    new, *_ = initialize(model=module, model_parameters=trainable, config=settings)
+    return EngineSwitched(new, applied)
+
+
+def _apply_rebuilding(policy: CompiledPolicy, module: nn.Module) -> Applied:
+    """``policy`` applied to a model whose DeepSpeed engine is about to be rebuilt."""
+    return engine.apply(policy, module, rebuilding=True)
+
+
+def _deepspeed() -> Any:
+    try:
+        import deepspeed
+    except ImportError as err:
+        raise ImportError(
+            "tlrules.distributed.deepspeed_switch_stage needs deepspeed: "
+            "pip install 'tlrules[deepspeed]'"
+        ) from err
+    return deepspeed

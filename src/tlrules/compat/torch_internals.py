@@ -114,3 +114,13 @@ def parameters_to_meta() -> Iterator[None]:
         yield
     finally:
         nn.Module.register_parameter = original  # type: ignore[method-assign]  # restoring
+
+
+def checkpointing_function(module: nn.Module) -> Any:
+    """The activation-checkpointing callable a Hugging Face model set on ``module`` with
+    ``gradient_checkpointing_enable`` (a ``functools.partial`` of torch's ``checkpoint``
+    with its keywords, e.g. ``use_reentrant``), when ``module.gradient_checkpointing`` is
+    on; else ``None``."""
+    if module.__dict__.get("gradient_checkpointing") is not True:
+        return None
+    return module.__dict__.get("_gradient_checkpointing_func")

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import preflight
 from ..policy import CompiledPolicy
+from ..preflight.deepspeed import refuse_held
 from ..report import CheckResult, Report
 from . import fingerprints, norms
 from .decisions import decide
@@ -101,10 +102,20 @@ def set_flags(
             p.grad = None
 
 
-def apply(policy: CompiledPolicy, model: nn.Module, *, fingerprint: bool = False) -> Applied:
+def apply(
+    policy: CompiledPolicy,
+    model: nn.Module,
+    *,
+    fingerprint: bool = False,
+    rebuilding: bool = False,
+) -> Applied:
     """Apply ``policy`` to ``model`` completely, or raise and leave it as it was; with
-    ``fingerprint``, record what ``Applied.verify`` compares with."""
+    ``fingerprint``, record what ``Applied.verify`` compares with. A model an initialized
+    DeepSpeed engine holds is refused a change of its trainable set unless the caller is
+    ``rebuilding`` that engine (``tlrules.distributed.deepspeed_switch_stage``)."""
     plan = decide(policy.decidable(), model)
+    if not rebuilding:
+        refuse_held(policy.where, model, plan.targets())
     if plan.wrapped:
         preflight.before_apply(policy, model, plan.targets())  # wrapper traps, as warnings
     changed: list[tuple[nn.Parameter, bool]] = []

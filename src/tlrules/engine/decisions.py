@@ -26,7 +26,7 @@ from . import expect, norms
 from .groups import assign_groups
 from .reporting import build_report
 from .selectors import by_module_class
-from .tree import Tree, walk
+from .tree import Tree, shapes, walk
 
 _LISTED = 8  # names shown in a message before "and N more"
 
@@ -119,15 +119,15 @@ def columns(
     """The decisions of a model whose tensors (of ``dtypes``) have one name each, as the
     report keeps them: shapes, element counts and sizes read now, so that it holds no
     tensor."""
-    shapes = [p.shape for p in params]  # a torch.Size is a tuple of ints: no tensor held
+    sizes = shapes(params)  # a torch.Size is a tuple of ints: no tensor held
     itemsize = {d: d.itemsize for d in set(dtypes)}
     return Columns(
         names,
         found,
         [(r.number, r.action) for r in policy.rules],
         policy.default,
-        shapes,
-        list(map(math.prod, shapes)),
+        sizes,
+        list(map(math.prod, sizes)),
         list(map(itemsize.__getitem__, dtypes)),
     )
 
@@ -197,10 +197,11 @@ def _decide_each(
         seen.setdefault(name, i)
         first_alias = owner.setdefault(id(param), len(decisions))
         tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
+        (shape,) = shapes([param])
         decision = Decision(
             name,
-            tuple(param.shape),
-            param.numel(),
+            tuple(shape),
+            math.prod(shape),
             action,
             rule,
             None,

@@ -4,8 +4,11 @@ with buffers, and whether a wrapper that ``preflight`` checks, or a PEFT layer, 
 from __future__ import annotations
 
 import functools
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from ..compat.torch_internals import members, walked
@@ -113,3 +116,15 @@ def _listed(model: nn.Module) -> Tree:
     tree.wrapped = holds_wrapper(model)
     tree.peft = any(is_peft_class(type(m)) for m in model.modules())
     return tree
+
+
+def shapes(params: Sequence[nn.Parameter]) -> list[torch.Size]:
+    """Each parameter's shape as the model defines it. ZeRO-3 partitions a parameter
+    in place: its tensor becomes an empty ``[0]`` and the real shape is kept in
+    ``ds_shape`` (deepspeed ``runtime/zero/partition_parameters.py``,
+    ``Init._convert_to_deepspeed_param``), which is read instead; only where deepspeed
+    was imported, since nothing else sets it."""
+    found = [p.shape for p in params]
+    if "deepspeed" not in sys.modules:
+        return found
+    return [getattr(p, "ds_shape", shape) for p, shape in zip(params, found, strict=True)]

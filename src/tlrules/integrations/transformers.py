@@ -32,8 +32,9 @@
 ``trainer.add_callback(PolicyCallback(policy))`` alone does the stage switches, but a
 run resumed in a later stage then fails to load its optimizer state (the Trainer builds
 its optimizer before any callback runs): use ``finetune`` to resume. A stage switch
-under multi-process DDP is refused (the Trainer keeps its DDP wrapper in a local
-variable that cannot be rebuilt from outside): run each stage as its own ``train()``.
+under multi-process DDP or DeepSpeed is refused (the Trainer keeps its DDP wrapper or
+engine in a local variable that cannot be rebuilt from outside): run each stage as its
+own ``train()``.
 
 Needs ``pip install 'tlrules[transformers]'``.
 """
@@ -111,7 +112,7 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         """Enter the stage this epoch starts, if it starts one.
 
         Raises:
-            TLRulesError: a stage would start inside one ``train()`` under DDP.
+            TLRulesError: a stage would start inside one ``train()`` under DDP or DeepSpeed.
             DecisionError: the stage cannot decide the model (``StageSchedule.enter``).
         """
         model, optimizer = kwargs["model"], kwargs["optimizer"]
@@ -165,6 +166,15 @@ class PolicyCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-
         state.stateful_callbacks[STATE_KEY] = self.schedule.state_dict(model, [optimizer])
 
     def _refuse_ddp(self) -> None:
+        if getattr(self.trainer, "is_deepspeed_enabled", False):
+            # the loop trains the engine it holds in a local variable (Trainer._inner_training_loop)
+            raise TLRulesError(
+                "a stage switch inside one Trainer.train() under DeepSpeed is not possible: "
+                "DeepSpeed built its optimizer from requires_grad at initialize, and the "
+                "Trainer keeps its engine where a callback cannot rebuild it; run each stage "
+                "as its own train() on a fresh model, or train the stages with "
+                "tlrules.distributed.deepspeed_switch_stage (see docs/distributed.md#deepspeed)"
+            )
         wrapped = getattr(self.trainer, "model_wrapped", None)
         if isinstance(wrapped, DistributedDataParallel):
             raise TLRulesError(

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from .. import limits
 from ..errors import ModelSpecError
+from .deepspeed_folder import is_deepspeed_checkpoint
 from .folders import weights_file
 from .jsontext import parse_json
 from .listing import check_count, clipped
@@ -87,6 +88,8 @@ def safetensors_state(source: str | os.PathLike[str], spec: str) -> dict[str, Pl
     """The tensors of the state at ``source`` by name, in the order ``models.tensors``
     reads them, every header validated; ``None`` as soon as a file of it is not a
     ``.safetensors`` file (``models.tensors`` reads it, with torch)."""
+    if is_deepspeed_checkpoint(source):  # models.tensors has DeepSpeed consolidate it
+        return None
     path = locate(source, spec)
     if not path.name.lower().endswith(".index.json"):
         if path.suffix.lower() != ".safetensors":

@@ -6,6 +6,8 @@ A state is one of::
     PATH.safetensors                   mapped into memory (copy-on-write, never written)
     PATH.safetensors.index.json        a sharded checkpoint: the index's weight_map names
     PATH.bin.index.json                each tensor's shard, inside the index's folder
+    DIR                                a DeepSpeed checkpoint folder (save_checkpoint), read
+                                       by ``deepspeed_checkpoint``
     DIR                                a Hugging Face folder (save_pretrained): its
                                        model.safetensors[.index.json], else
                                        pytorch_model.bin[.index.json]
@@ -41,6 +43,8 @@ from torch import nn
 
 from ..errors import ModelSpecError
 from .checkpoints import module_at
+from .deepspeed_checkpoint import read_deepspeed_checkpoint
+from .deepspeed_folder import is_deepspeed_checkpoint
 from .files import index_error, locate, read_index, shard_file
 from .listing import check_count, check_shape, clipped
 from .meta import module_budget
@@ -119,6 +123,8 @@ def open_tensors(source: str | os.PathLike[str] | Mapping[str, Any], spec: str) 
     it in messages. Every problem with it is a ``ModelSpecError``."""
     if isinstance(source, Mapping):
         return Tensors(spec, _from_mapping(source, spec), [])
+    if is_deepspeed_checkpoint(source):  # engine.save_checkpoint(DIR): DeepSpeed consolidates
+        return Tensors(spec, _from_mapping(read_deepspeed_checkpoint(source, spec), spec), [])
     path = locate(source, spec)
     maps: list[mmap.mmap] = []
     try:

@@ -48,6 +48,7 @@ from ..patterns import (
     read_names,
 )
 from ..policy import CompiledPolicy, timeouts_named
+from .deepspeed import findings as deepspeed_findings
 from .wrappers import holds_wrapper, wrappers_of
 
 _LISTED = 4  # names shown in a message before "and N more"
@@ -57,7 +58,7 @@ _LISTED = 4  # names shown in a message before "and N more"
 class Finding:
     """One trap found in a model: ``code``, the wrapper's module name, and a message."""
 
-    code: str  # ddp-stale | fsdp1-flat-params | compiled-trainable-changed
+    code: str  # ddp-stale | fsdp1-flat-params | compiled-trainable-changed | deepspeed-...
     module: str  # the wrapper's name in the model ('' for the model itself)
     message: str
 
@@ -74,16 +75,19 @@ class Finding:
 def check(model: nn.Module, policy: CompiledPolicy | None = None) -> tuple[Finding, ...]:
     """The traps in ``model`` as it is now: DDP wrappers whose gradient hooks cover another
     trainable set than ``requires_grad`` says; with ``policy``, FSDP1 units it would decide
-    mixed. (A compiled model's earlier trainable set is not recorded, so that check runs
-    only inside ``policy.apply``.)
+    mixed; DeepSpeed's (``preflight.deepspeed.findings``). (A compiled model's earlier
+    trainable set is not recorded, so that check runs only inside ``policy.apply``.)
 
     Returns:
-        One ``Finding`` per trap (``ddp-stale``, ``fsdp1-flat-params``); empty when none.
+        One ``Finding`` per trap (``ddp-stale``, ``fsdp1-flat-params``,
+        ``deepspeed-nothing-trains``, ``deepspeed-frozen-checkpointing``,
+        ``deepspeed-stale-optimizer``); empty when none.
 
     Raises:
         DecisionError: a pattern of ``policy`` ran past its time limit on a name.
     """
-    return tuple(_ddp(model, {})) + tuple(_fsdp1(model, policy, {}) if policy else ())
+    found = [*_ddp(model, {}), *(_fsdp1(model, policy, {}) if policy else ())]
+    return (*found, *deepspeed_findings(model, lambda code, text: Finding(code, "", text)))
 
 
 def before_apply(

@@ -14,7 +14,8 @@ from ..patterns import bare_module
 WRAPPER_CLASSES = frozenset(
     {"DistributedDataParallel", "FullyShardedDataParallel", "OptimizedModule"}
 )
-_DATA_PARALLEL = ("DataParallel", "DistributedDataParallel")
+# wrappers whose ``module`` is the user's model (DeepSpeed's engine is one)
+_DATA_PARALLEL = ("DataParallel", "DistributedDataParallel", "DeepSpeedEngine", "PipelineEngine")
 
 
 def is_wrapper(module: nn.Module) -> bool:
@@ -29,7 +30,7 @@ def holds_wrapper(model: nn.Module) -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's model inside DataParallel / DDP / torch.compile wrappers."""
+    """The user's model inside DataParallel / DDP / DeepSpeed / torch.compile wrappers."""
     while True:
         inner = compiled_inner(model)
         if inner is None and type(model).__name__ in _DATA_PARALLEL:
