@@ -5,6 +5,7 @@ and the published BERT LLRD recipe for BERT."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -237,3 +238,37 @@ def test_a_timm_models_declared_names_are_selected() -> None:
     got = by_name(model, groups)
     exempt = sorted(n for n, (_, wd) in got.items() if wd == 0.0)
     assert exempt == ["cls_token", "pos_embed"]  # of {pos_embed, cls_token, reg_token, dist_token}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tree", "table", "markdown", "json", "html"])
+def test_every_view_shows_the_stages_learning_rate(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tlrules.cli import main
+
+    args = ["audit", "resnet50", "torchvision/resnet-two-stage", "--stage", "finetune"]
+    assert main([*args, "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "json":
+        doc = json.loads(out)["optimizer"]
+        assert doc["lr"] == 5e-05
+        assert [(g["lr"], g["weight_decay"], g["parameters"]) for g in doc["groups"]] == [
+            (5e-05, None, 54),
+            (5e-05, 0.0, 107),
+        ]
+    else:
+        assert "base lr 5e-05 (stage finetune)" in out
+        assert "group 1: lr 5e-05, weight_decay=0.0 (entry 1, entry 2; 107 parameters" in out
+
+
+@pytest.mark.slow
+def test_stage_all_shows_how_the_rate_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    from tlrules.cli import main
+
+    assert main(["audit", "resnet50", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines if line.startswith("base lr")] == [
+        ["base", "lr", "caller's", "5e-05"]
+    ]
+    assert "stage finetune: group 0: lr 5e-05, base settings" in "\n".join(lines)
