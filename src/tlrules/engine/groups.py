@@ -38,45 +38,39 @@ class Depths:
 def depths(decay: LayerDecay, names: Sequence[str]) -> Depths:
     """Each name's depth under ``decay``: its index in the ``layers`` stack (ranked among
     the indices the model holds, so a stack of any depth needs no edit), 0 for a
-    ``bottom`` name, the last layer's for a ``top`` name, one above it for the rest."""
+    ``bottom`` name (tried first), the last layer's for a ``top`` name, one above it for
+    the rest. One regex, its alternatives in that order, reads each name once."""
+    parts = [f"(?P<bottom>{p.body(names)})" for p in decay.bottom]
     pieces = decay.layers.resolved(names)
-    captured: list[int | None] = [None] * len(names)
     if pieces is not None:
         k = next(i for i, p in enumerate(decay.layers.pieces) if not isinstance(p, str))
-        stack = regex.compile(
-            "(?:"
-            + "".join(pieces[:k])
-            + "("
-            + pieces[k]
-            + ")"
-            + "".join(pieces[k + 1 :])
-            + ")"
-            + _SUBTREE
-        )
-        for i, name in enumerate(names):
-            m = stack.fullmatch(name)
-            if m is not None:
-                captured[i] = int(m[1])
-    rank = {v: r for r, v in enumerate(sorted({c for c in captured if c is not None}), 1)}
-    last = len(rank)
-    below, top = (_any_of(ps, names) for ps in (decay.bottom, decay.top))
-    out = []
-    for name, c in zip(names, captured, strict=True):
-        if below is not None and below.fullmatch(name):
-            out.append(0)
-        elif c is not None:
-            out.append(rank[c])
-        elif top is not None and top.fullmatch(name):
-            out.append(last)
+        stack = "".join(pieces[:k]) + "(?P<index>" + pieces[k] + ")" + "".join(pieces[k + 1 :])
+        parts.append(f"(?:{stack}){_SUBTREE}")
+    parts += [f"(?P<top>{p.body(names)})" for p in decay.top]
+    place = _one_regex(parts)
+    captured: list[int | None] = []  # None: no index; -1: bottom; -2: top
+    for name in names:
+        m = place.fullmatch(name)
+        if m is None:
+            captured.append(None)
+        elif m["index"] is not None:
+            captured.append(int(m["index"]))
         else:
-            out.append(last + 1)
-    return Depths(decay.rate, last, out)
+            captured.append(-1 if m["bottom"] is not None else -2)
+    rank = {
+        v: r for r, v in enumerate(sorted({c for c in captured if c is not None and c >= 0}), 1)
+    }
+    last = len(rank)
+    where = {None: last + 1, -1: 0, -2: last}
+    return Depths(
+        decay.rate, last, [rank[c] if c is not None and c >= 0 else where[c] for c in captured]
+    )
 
 
-def _any_of(patterns: Sequence[Any], names: Sequence[str]) -> Any:
-    if not patterns:
-        return None
-    return regex.compile("|".join(f"(?:{p.body(names)})" for p in patterns))
+def _one_regex(parts: list[str]) -> Any:
+    """The alternatives ``parts`` as one regex, each named group kept once (``regex``
+    allows a name repeated across alternatives)."""
+    return regex.compile("|".join(parts) if parts else "(?!)")
 
 
 def assign_groups(
