@@ -63,7 +63,7 @@ def convert(
         names, _ = read_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
     converted: converters.Converted = reading.convert(doc, names)
     found: list[converters.Surprise] = [] if names is None else reading.surprises(doc, names)
-    for surprise in found:
+    for surprise in [*converted.warnings, *found]:  # a rate not carried, then surprises
         line = f"warning[convert]: {surprise}"
         print(style.warnings(line, sys.stderr), file=sys.stderr)
     write(converted.text())
