@@ -167,7 +167,7 @@ def _rates(doc: Document) -> tuple[list[Group], list[str]]:
             f"tlrules knows the vision tower and aligner of the ms-swift model types "
             f"{', '.join(ARCHS)}, not {model_type!r}; give those modules 'lr' in param_groups"
         )
-    if lost is not None:
+    if lost is not None or arch is None:
         return [], [
             f"{_at(doc, k)}{k}: {v:g} is not carried into the policy: {lost}"
             for k, v in given.items()
