@@ -198,6 +198,7 @@ def test_any_depth_without_edits(depth: int) -> None:
         assert got[f"blocks.{i}.1.bias"] == (0.5 ** (depth - i), 0.0)
 
 
+@pytest.mark.slow
 def test_a_training_step_uses_the_rate_the_audit_shows() -> None:
     """SGD without momentum moves a tensor by lr x (grad + wd x p): the lr each parameter
     was moved with, read back from the step, is the one its audit group shows."""
@@ -228,6 +229,7 @@ def test_layer_decay_needs_a_base_rate() -> None:
         tlrules.Policy.from_text(POLICY, "p.yaml").param_groups(Stack(2))
 
 
+@pytest.mark.slow
 def test_a_timm_models_declared_names_are_selected() -> None:
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=2)
     policy = tlrules.Policy.from_text(
@@ -272,3 +274,29 @@ def test_stage_all_shows_how_the_rate_changes(capsys: pytest.CaptureFixture[str]
         ["base", "lr", "caller's", "5e-05"]
     ]
     assert "stage finetune: group 0: lr 5e-05, base settings" in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            '{layer_decay: 0.65, layers: "blocks.*"}',
+            "p.yaml:4:33: param_groups entry 1: layers 'blocks.*' needs exactly one range, whose "
+            "index is the depth (a glob such as 'blocks.{0..}' or 'encoder.layer.{0..}')",
+        ),
+        ("{layer_decay: 0.65}", "a 'layer_decay' entry needs 'layers'"),
+        (
+            '{layer_decay: 0.65, layers: "blocks.{0..}", weight_decay: 0.1}',
+            "'weight_decay' goes in an entry of its own",
+        ),
+        ('{layers: "blocks.{0..}", lr: 0.1}', "'layers' belongs to a 'layer_decay' entry"),
+        ('{layer_decay: 1.5, layers: "blocks.{0..}"}', "less than or equal to 1"),
+    ],
+)
+def test_a_bad_layer_decay_entry_is_refused(entry: str, message: str) -> None:
+    from tlrules import PolicyError
+
+    text = f'version: 1\nrules: ["*": train]\nparam_groups:\n  - {entry}\n'
+    with pytest.raises(PolicyError) as err:
+        tlrules.Policy.from_text(text, "p.yaml")
+    assert message in str(err.value)

@@ -64,10 +64,6 @@ class GroupEntry:
     first: bool = False  # in a base: placed before the entries of a policy extending it
     decay: LayerDecay | None = None  # a layer_decay entry: scales rates, takes no names
 
-    def selects(self, ndim: int) -> bool:
-        """Whether a tensor with ``ndim`` dimensions passes this entry's ``max_ndim``."""
-        return self.max_ndim is None or ndim <= self.max_ndim
-
     def admits(self, ndim: int, cls: str, declared: bool) -> bool:
         """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``."""
         return (
