@@ -300,3 +300,19 @@ def test_a_bad_layer_decay_entry_is_refused(entry: str, message: str) -> None:
     with pytest.raises(PolicyError) as err:
         tlrules.Policy.from_text(text, "p.yaml")
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("places", "norm", "embed"),
+    [("    top: [norm]\n", 0.5, 1.0), ("    bottom: [embed]\n", 1.0, 0.5**4), ("", 1.0, 1.0)],
+)
+def test_bottom_and_top_are_each_optional(places: str, norm: float, embed: float) -> None:
+    text = 'version: 1\nrules: ["*": train]\nparam_groups:\n'
+    text += '  - layer_decay: 0.5\n    layers: "blocks.{0..}"\n' + places
+    model = Stack(3)
+    got = by_name(
+        model, tlrules.Policy.from_text(text).param_groups(model, lr=1.0, weight_decay=0.0)
+    )
+    assert got["norm.weight"][0] == norm  # with the last block, or the head
+    assert got["embed.weight"][0] == embed  # at depth 0, or the head
+    assert got["blocks.0.0.weight"][0] == 0.5**3

@@ -39,15 +39,19 @@ def depths(decay: LayerDecay, names: Sequence[str]) -> Depths:
     """Each name's depth under ``decay``: its index in the ``layers`` stack (ranked among
     the indices the model holds, so a stack of any depth needs no edit), 0 for a
     ``bottom`` name (tried first), the last layer's for a ``top`` name, one above it for
-    the rest. One regex, its alternatives in that order, reads each name once."""
-    parts = [f"(?P<bottom>{p.body(names)})" for p in decay.bottom]
+    the rest. One regex, its alternatives in that order, reads each name once (``regex``
+    lets several alternatives share a group's name)."""
+    never = "(?!)"  # each named group exists, so that a match can be asked for it
+    parts = [f"(?P<bottom>{p.body(names)})" for p in decay.bottom] or [f"(?P<bottom>{never})"]
     pieces = decay.layers.resolved(names)
-    if pieces is not None:
+    if pieces is None:  # a negative range with no container: the stack is empty
+        parts.append(f"(?P<index>{never})")
+    else:
         k = next(i for i, p in enumerate(decay.layers.pieces) if not isinstance(p, str))
         stack = "".join(pieces[:k]) + "(?P<index>" + pieces[k] + ")" + "".join(pieces[k + 1 :])
         parts.append(f"(?:{stack}){_SUBTREE}")
-    parts += [f"(?P<top>{p.body(names)})" for p in decay.top]
-    place = _one_regex(parts)
+    parts += [f"(?P<top>{p.body(names)})" for p in decay.top] or [f"(?P<top>{never})"]
+    place = regex.compile("|".join(parts))
     captured: list[int | None] = []  # None: no index; -1: bottom; -2: top
     for name in names:
         m = place.fullmatch(name)
@@ -65,12 +69,6 @@ def depths(decay: LayerDecay, names: Sequence[str]) -> Depths:
     return Depths(
         decay.rate, last, [rank[c] if c is not None and c >= 0 else where[c] for c in captured]
     )
-
-
-def _one_regex(parts: list[str]) -> Any:
-    """The alternatives ``parts`` as one regex, each named group kept once (``regex``
-    allows a name repeated across alternatives)."""
-    return regex.compile("|".join(parts) if parts else "(?!)")
 
 
 def assign_groups(
