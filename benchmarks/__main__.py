@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
-SUITES = ("apply", "cli", "scaling", "train", "check", "html")  # module bench_NAME each
+SUITES = ("apply", "cli", "scaling", "train", "check", "html", "groups")  # bench_NAME each
 DEFAULT = SUITES[:4]
 
 

@@ -233,6 +233,18 @@ def scaling_tables(res: Doc) -> list[str]:
     return out
 
 
+def groups_tables(res: Doc) -> list[str]:
+    t = res["times"]
+    shown = ratio(t["layer_decay"], t["param_groups"])
+    return [
+        *TARGET_HEAD,
+        f"| `param_groups` under a `layer_decay` entry ({res['groups']['layer_decay']} groups), "
+        f"{res['tensors']:,} tensors, no slower than without ({res['groups']['param_groups']}) "
+        f"| {ms(t['layer_decay'])} ms | {ms(t['param_groups'])} ms | {shown} "
+        f"| {met(times(shown) <= 1.0)} |",
+    ]
+
+
 TABLES: dict[str, Callable[[Doc], list[str]]] = {
     "apply": apply_tables,
     "cli": cli_tables,
@@ -240,6 +252,7 @@ TABLES: dict[str, Callable[[Doc], list[str]]] = {
     "scaling": scaling_tables,
     "check": check_tables,
     "html": html_tables,
+    "groups": groups_tables,
 }
 
 

@@ -337,7 +337,7 @@ def test_colour_marks_warnings_and_stage_columns(
     terminal = Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
     assert main(["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all"]) == 0
-    fc = terminal.getvalue().splitlines()[-2]
+    fc = next(line for line in terminal.getvalue().splitlines() if line.startswith("fc "))
     green = typer.style("train", fg="green", bold=True)
     assert fc == f"fc                       2     513,000  {green}        {green}"
 

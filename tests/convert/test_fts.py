@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,7 +39,7 @@ EXAMPLE_POLICY = """\
 # converted by 'tlrules convert fts fts.yaml'
 # finetuning-scheduler 2.14.0.dev0: phase 0 trains first, each later phase thaws its params on top (a stage inherits the earlier stages' rules); nothing else trains;
 # each entry that is a parameter's exact name is that name, any other a regex matched with re.match (anchored at the start);
-# a stage's lr is its phase's lr: fts gives it to that phase's new parameter group only, earlier groups keep theirs.
+# a phase's lr is the lr of param_groups entries for that phase's params, as fts gives it to the group it adds; earlier stages' entries keep theirs.
 version: 1
 default: freeze
 stages:
@@ -47,13 +48,15 @@ stages:
       - "lm_head.weight": train  # fts.yaml:3 phase 0 params[0]: 'lm_head.weight'
       - "model.norm.weight": train  # fts.yaml:4 phase 0 params[1]: 'model.norm.weight'
   - name: phase-1  # fts.yaml:5 phase: '1'; max_transition_epoch 3: fts moves on by this epoch at the latest
-    lr: 1e-05
     rules:
       - "re:(?:model.layers.2[2-3]\\\\..*).*": train  # fts.yaml:7 phase 1 params[0]: 'model.layers.2[2-3]\\\\..*'
+    param_groups:
+      - {match: "re:(?:model.layers.2[2-3]\\\\..*).*", lr: 1e-05}  # fts.yaml:7 phase 1 params[0]: 'model.layers.2[2-3]\\\\..*'
   - name: phase-2  # fts.yaml:10 phase: '2'
-    lr: 1e-06
     rules:
       - "re:(?:model.layers.1[0-9]\\\\..*).*": train  # fts.yaml:12 phase 2 params[0]: 'model.layers.1[0-9]\\\\..*'
+    param_groups:
+      - {match: "re:(?:model.layers.1[0-9]\\\\..*).*", lr: 1e-06}  # fts.yaml:12 phase 2 params[0]: 'model.layers.1[0-9]\\\\..*'
 """  # noqa: E501
 
 
@@ -61,6 +64,18 @@ def write(folder: Path, text: str) -> Path:
     path = folder / "fts.yaml"
     path.write_text(text)
     return path
+
+
+def rates_of(stage: Any, names: tuple[str, ...]) -> dict[str, float | None]:
+    """The absolute lr each trainable name's param_groups entry gives (None: the base)."""
+    from tlrules.engine.groups import assign_groups
+    from tlrules.report import Decision
+
+    decided = decide(stage, names)
+    rows = [Decision(n, (1,), 1, "train" if decided[n] else "freeze", None) for n in names]
+    grouped, groups = assign_groups(stage, rows, list(names))
+    lr = {g.group: dict(g.options).get("lr") for g in groups}
+    return {d.name: lr[d.group] for d in grouped if d.group is not None}
 
 
 def stages_decide(text: str, names: tuple[str, ...]) -> list[set[str]]:
@@ -88,7 +103,13 @@ def test_example_stages_thaw_what_each_phase_thaws(tmp_path):
     assert "model.layers.15.mlp.up_proj.weight" in thawed[2] - thawed[1]
     assert "model.layers.5.mlp.up_proj.weight" not in thawed[2]
     policy = from_text(EXAMPLE_POLICY)
-    assert [policy.stage(s).stage_spec.lr for s in policy.stage_names] == [None, 1e-05, 1e-06]
+    assert [policy.stage(s).stage_spec.lr for s in policy.stage_names] == [None, None, None]
+    # fts: each phase's params at that phase's lr, phase 0's at the optimizer's (the base)
+    rates = [rates_of(policy.stage(s), names) for s in policy.stage_names]
+    assert rates[2]["lm_head.weight"] == rates[1]["lm_head.weight"] is None
+    assert rates[2]["model.layers.23.mlp.up_proj.weight"] == 1e-05
+    assert rates[2]["model.layers.15.mlp.up_proj.weight"] == 1e-06
+    assert {rates[1][n] for n in thawed[1] - thawed[0]} == {1e-05}
 
 
 def test_without_the_model_every_entry_is_read_as_a_regex(tmp_path):

@@ -261,3 +261,58 @@ def test_the_example_in_the_docs_is_this_converter_s_real_output():
     doc = (Path(__file__).parents[2] / "docs" / "convert.md").read_text()
     assert f"```yaml\n{EXAMPLE}```" in doc
     assert f"```yaml\n{EXAMPLE_POLICY}```" in doc
+
+
+def multimodal_rates(
+    names: tuple[str, ...], vit_lr: float | None, aligner_lr: float | None, learning_rate: float
+) -> dict[str, float]:
+    """ms-swift's MultimodalOptimizerCallback.create_optimizer (swift/optimizers/
+    multimodal.py) for qwen2_vl's parts: the vision tower without the aligner at vit_lr,
+    the aligner at aligner_lr, the language model at learning_rate (each None: that)."""
+    tower, aligner, llm = (
+        ["model.visual"],
+        ["model.visual.merger"],
+        ["model.language_model", "lm_head"],
+    )
+    out = {}
+    for lr, chosen, rejected in [
+        (vit_lr, tower, aligner),
+        (aligner_lr, aligner, []),
+        (None, llm, []),
+    ]:
+        for n in names:
+            if any(n.startswith(p) for p in rejected) or not any(n.startswith(p) for p in chosen):
+                continue
+            out[n] = lr if lr is not None else learning_rate
+    return out
+
+
+@pytest.mark.parametrize(("vit_lr", "aligner_lr"), [(2e-6, 1e-5), (2e-6, None), (None, 1e-5)])
+def test_vit_and_aligner_rates_become_param_groups(tmp_path, vit_lr, aligner_lr):
+    names = llm_names(VLM)
+    rates = {"vit_lr": vit_lr, "aligner_lr": aligner_lr}
+    text = "tuner_type: full\nmodel_type: qwen2_vl\nfreeze_vit: false\nfreeze_aligner: false\n"
+    text += "".join(f"{k}: {v}\n" for k, v in rates.items() if v is not None)
+    converted = convert("swift", write(tmp_path, text))
+    assert converted.warnings == ()
+    stage = from_text(converted.text())
+    from tlrules.engine.groups import assign_groups
+    from tlrules.report import Decision
+
+    rows = [Decision(n, (1,), 1, "train", None) for n in names]
+    grouped, groups = assign_groups(stage, rows, list(names))
+    lr = {g.group: g.lr(5e-5) for g in groups}
+    got = {d.name: lr[d.group] for d in grouped}
+    assert got == multimodal_rates(names, vit_lr, aligner_lr, 5e-5)
+
+
+def test_a_rate_that_is_not_carried_is_a_warning_with_its_value(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "tuner_type: full\nmodel_type: llava\nvit_lr: 2.0e-06\n")
+    converted = convert("swift", "swift.yaml")
+    assert "param_groups" not in converted.text()
+    assert converted.warnings == (
+        "swift.yaml:3: vit_lr: 2e-06 is not carried into the policy: tlrules knows the vision "
+        "tower and aligner of the ms-swift model types qwen2_vl, qwen2_5_vl, qwen3_vl, "
+        "qwen3_vl_moe, not 'llava'; give those modules 'lr' in param_groups",
+    )

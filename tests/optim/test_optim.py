@@ -168,10 +168,19 @@ def test_without_param_groups_one_group_holds_every_trainable_parameter() -> Non
 def test_the_table_shows_each_parameter_group_and_what_it_means() -> None:
     chosen = policy("  - '*': train\n", "param_groups:\n  - '*.bias': {weight_decay: 0}\n")
     text = render(chosen.audit(small_cnn()), "table")
-    assert "group 0: base settings (parameters no entry matches; 5 parameters)" in text
-    assert "group 1: weight_decay=0.0 (entry 1; 5 parameters)" in text
+    assert "optimizer: base lr = the lr passed to param_groups" in text
+    assert "  group 0: lr = base, base settings (no entry; 5 parameters: 0, 1, 3, +2 more)" in text
+    assert (
+        "  group 1: lr = base, weight_decay=0.0 (entry 1; 5 parameters: 0, 1, 3, +2 more)" in text
+    )
     doc = json.loads(render(chosen.audit(small_cnn()), "json"))
     assert [p["group"] for p in doc["parameters"]][:2] == [0, 1]
+    assert [
+        (g["group"], g["weight_decay"], g["parameters"]) for g in doc["optimizer"]["groups"]
+    ] == [
+        (0, None, 5),
+        (1, 0.0, 5),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,11 @@ CASES: dict[str, tuple[list[str], Expected]] = {
     "timm/resnet-layer4-fc": (TIMM_RESNETS, lambda m: numel(m.layer4, m.fc)),
     "hf/bert-last-layers": (HF_ENCODERS, _encoder),
     "hf/llama-last-layers": ([*HF_DECODERS, *HF_GEMMAS], _decoder),
+    # layer-wise lr decay (issue 26): everything trains; tests/optim/test_layer_decay.py
+    # holds each to its reference
+    "timm/vit-layer-decay": (TIMM_VITS, numel),
+    "torchvision/vit-layer-decay": (VITS, numel),
+    "hf/bert-layer-decay": (HF_ENCODERS, numel),
     # a policy in stages: one row per stage, POLICY@STAGE
     "torchvision/resnet-two-stage@head": (RESNETS, lambda m: numel(m.fc)),
     "torchvision/resnet-two-stage@finetune": (RESNETS, lambda m: numel(m)),
@@ -235,6 +240,7 @@ BASES: dict[str, tuple[list[str], Expected]] = {
             if isinstance(x, NORMS) or type(x).__name__.endswith("RMSNorm")
         )),
     ),
+    "common/no-decay": ([*RESNETS[:1], *TIMM_VITS[:1], *HF_ENCODERS[:1]], numel),
 }  # fmt: skip
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
@@ -368,10 +374,17 @@ def test_policy_fits_architecture(
     assert by_default == [], "every parameter must be decided by a rule"
     assert [w.message for w in report.warnings] == []
     assert report.summary.trainable_numel == CASES[policy][1](built)
-    if policy not in ("torchvision/resnet-full", "torchvision/resnet-two-stage@finetune"):
+    if policy not in FULL:
         assert 0 < report.summary.trainable_numel < report.summary.numel
 
 
+FULL = {
+    "torchvision/resnet-full",
+    "torchvision/resnet-two-stage@finetune",
+    "timm/vit-layer-decay",
+    "torchvision/vit-layer-decay",
+    "hf/bert-layer-decay",
+}
 BASE_PAIRS = [(base, arch) for base, (archs, _) in BASES.items() for arch in archs]
 
 
@@ -385,7 +398,7 @@ def test_base_policy_fits_architecture(
     report = tlrules.load(child).audit(built, source=arch)
     assert [w.message for w in report.warnings] == []
     assert report.summary.trainable_numel == BASES[base][1](built)
-    assert 0 < report.summary.trainable_numel < report.summary.numel
+    assert 0 < report.summary.trainable_numel <= report.summary.numel
 
 
 @pytest.mark.slow

@@ -225,6 +225,14 @@ def test_cli_shows_how_each_parameter_changes_across_stages(
         "layer{1..4}             57  11,166,976  freeze       train\n"
         "fc                       2     513,000  train        train\n"
         "trainable                               2 (513,000)  62 (11,689,512)\n"
+        "base lr                                 caller's     5e-05\n"
+        "optimizer groups                        2            2\n"
+        "stage head: group 0: lr = base, base settings (no entry; 1 parameter: fc.weight)\n"
+        "stage head: group 1: lr = base, weight_decay=0.0 (entry 1; 1 parameter: fc.bias)\n"
+        "stage finetune: group 0: lr 5e-05, base settings (no entry; 21 parameters: conv1, "
+        "layer1, layer2, +3 more)\n"
+        "stage finetune: group 1: lr 5e-05, weight_decay=0.0 (entry 1, entry 2; 41 parameters: "
+        "bn1, layer1, layer2, +3 more)\n"
     )
     args = ["audit", "resnet18", "torchvision/resnet-two-stage", "--stage", "all", "-f", "json"]
     assert main(args) == 0

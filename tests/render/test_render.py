@@ -91,6 +91,7 @@ def test_json_is_the_report_contract() -> None:
         "rules",
         "norm_layers",
         "warnings",
+        "optimizer",  # issue 26: a backward-compatible addition
     ]
     assert doc["format"] == "tlrules-report/1"
     assert doc["policy"] == {"name": "fixture", "path": "rules/fixture.yaml", "stage": None}

@@ -55,8 +55,10 @@ def policy_json_schema() -> dict[str, Any]:
     for title, value_field in _COMPACT.items():
         if title in defs:
             defs[title] = _with_compact_form(defs[title], value_field)
-    # top-level rules or stages (not both), unless the rules come from extends
-    generated["anyOf"] = [{"required": [key]} for key in ("rules", "stages", "extends")]
+    # top-level rules or stages (not both), unless the rules come from extends (or the
+    # policy is a base of param_groups only)
+    keys = ("rules", "stages", "extends", "param_groups")
+    generated["anyOf"] = [{"required": [key]} for key in keys]
     generated["not"] = {"required": ["rules", "stages"]}
     return {"$schema": JSON_SCHEMA_DIALECT, **generated}
 

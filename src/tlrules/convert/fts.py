@@ -20,8 +20,9 @@ stopping may end it sooner; the last phase runs to ``max_epochs``).
 
 The policy: one stage per phase (``phase-0``, ``phase-1``...), each training what its
 phase thaws and inheriting the earlier stages' rules, ``default: freeze``. A phase's
-``lr`` becomes its stage's ``lr`` (in tlrules the base rate of the whole stage, where
-fts gives it to the new group only: both are said in the output).
+``lr`` becomes a ``param_groups`` entry of its stage for each of its params (an absolute
+``lr``), which later stages inherit: as in fts, where it is the rate of the group the
+phase adds and earlier groups keep theirs; phase 0's params are the base group.
 ``max_transition_epoch`` is no length, so it stays a comment, as do ``new_optimizer`` and
 ``new_lr_scheduler``. Without the model's names, an entry is read as its regex
 (``re:(?:ENTRY).*``); with them (``--model``), an entry that is a parameter's exact name
@@ -42,7 +43,7 @@ from . import pyre, readings
 from .checked import loaded, matched
 from .entries import NAMELIKE, Closest, Entry, unbounded
 from .facts import ModelFacts
-from .written import Converted, Rule, Stage, Surprise
+from .written import Converted, Group, Rule, Stage, Surprise
 
 VERSION = "finetuning-scheduler 2.14.0.dev0"
 PHASE_KEYS = ("params", "lr", "max_transition_epoch", "new_optimizer", "new_lr_scheduler")
@@ -129,7 +130,10 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
             rules.append(Rule("*", "freeze", f"{phase.at.source} has no params: nothing trains"))
             empty = {rules[0]: phase.at.where}
         source = "; ".join([phase.at.source, *phase.comments])
-        stages.append(Stage(f"phase-{phase.depth}", tuple(rules), source, lr=phase.lr))
+        rates = (
+            () if phase.lr is None else tuple(Group(r.pattern, phase.lr, r.source) for r in rules)
+        )
+        stages.append(Stage(f"phase-{phase.depth}", tuple(rules), source, groups=rates))
     read_as = (
         "each entry that is a parameter's exact name is that name, any other a regex "
         "matched with re.match (anchored at the start)"
@@ -147,8 +151,8 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
             f"{VERSION}: phase 0 trains first, each later phase thaws its params on top "
             "(a stage inherits the earlier stages' rules); nothing else trains;",
             f"{read_as};",
-            "a stage's lr is its phase's lr: fts gives it to that phase's new parameter "
-            "group only, earlier groups keep theirs.",
+            "a phase's lr is the lr of param_groups entries for that phase's params, as fts "
+            "gives it to the group it adds; earlier stages' entries keep theirs.",
         ),
     )
     loaded(converted, {**empty, **{rule: entry.where for rule, entry in sources.items()}})

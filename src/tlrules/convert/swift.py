@@ -51,7 +51,7 @@ from .entries import (
     unbounded,
 )
 from .facts import ModelFacts
-from .written import Action, Converted, Rule, Surprise
+from .written import Action, Converted, Group, Rule, Surprise
 
 TOOL = "ms-swift"
 VERSION = "ms-swift 4.6.0.dev0"
@@ -158,10 +158,12 @@ def _build(
         add(reading.freeze_all, "*", "freeze")
     if not rules:  # a policy needs a rule: this one says what the default does
         add(Entry("no freezing option, every parameter trains", "*", doc.where(())), "*", "train")
+    groups, lost = _rates(doc, reading.parts_of)
     converted = Converted(
         "swift",
         doc.path or "<config>",
         rules=tuple(rules),
+        groups=tuple(groups),
         default="train",
         notes=(
             f"{VERSION}, tuner_type full: every parameter trains; freeze_parameters "
@@ -170,10 +172,77 @@ def _build(
             "train again, so their rules come first (first match wins).",
             *_parts_note(doc, reading.parts_of),
         ),
-        warnings=reading.warnings,
+        warnings=(*reading.warnings, *(Surprise(m) for m in lost)),
     )
     policy = loaded(converted, {r: e.where for r, e in zip(rules, sources, strict=True)})
     return converted, sources, policy
+
+
+def _rates(doc: Document, parts_of: str) -> tuple[list[Group], list[str]]:
+    """``vit_lr`` and ``aligner_lr`` as ``param_groups`` entries (absolute ``lr``), read
+    as ms-swift does: either one switches an unset ``optimizer`` to ``multimodal``
+    (``swift/trainers/arguments.py`` ``__post_init__``), whose ``create_optimizer``
+    (``swift/optimizers/multimodal.py``) gives the aligner's prefixes ``aligner_lr``, the
+    rest of the vision tower ``vit_lr`` and the language model ``learning_rate`` (the base
+    rate: no entry), on the model arch the parts were read for (``parts_of``: a model type
+    or an architecture). A rate the policy cannot carry is a warning naming its value."""
+    given = {k: _rate(doc, k) for k in ("vit_lr", "aligner_lr") if doc.data.get(k) is not None}
+    if not given:
+        return [], []
+    model_type = parts_of or doc.data.get("model_type")
+    arch = ARCHS.get(parts_of) or ARCHITECTURES.get(parts_of)
+    optimizer = doc.data.get("optimizer")
+    lost = None
+    if optimizer not in (None, "multimodal"):
+        lost = f"optimizer {optimizer!r} is not ms-swift's multimodal one, which reads it"
+    elif arch is None:
+        lost = (
+            f"tlrules knows the vision tower and aligner of the ms-swift model types "
+            f"{', '.join(ARCHS)}, not {model_type!r}; give those modules 'lr' in param_groups"
+        )
+    if lost is not None or arch is None:
+        return [], [
+            f"{_at(doc, k)}{k}: {v:g} is not carried into the policy: {lost}"
+            for k, v in given.items()
+        ]
+    # the aligner first: under the tower's prefix, it gets aligner_lr or learning_rate
+    # (an entry without lr: the base group), never vit_lr
+    parts = [("aligner_lr", arch.aligner), ("vit_lr", arch.vision_tower)]
+    groups = [
+        Group(readings.prefix(p), given.get(key), _entry(doc, key, model_type, p).source)
+        for key, prefixes in parts
+        if key in given or key == "aligner_lr"
+        for p in prefixes
+    ]
+    return groups, []
+
+
+def _entry(doc: Document, key: str, model_type: str, prefix: str) -> Entry:
+    if key in doc.data:
+        return Entry(f"{key} ({model_type})", prefix, doc.where((key,)))
+    label = f"aligner at learning_rate, not vit_lr ({model_type})"
+    return Entry(label, prefix, doc.where(("model_type",)))
+
+
+def _rate(doc: Document, key: str) -> float:
+    """A rate as ms-swift's argument parser takes it: a number, or text ``float()`` reads
+    (YAML reads ``2e-6`` as text)."""
+    value = doc.data[key]
+    try:
+        rate = float(value) if isinstance(value, (int, float, str)) else -1.0
+    except ValueError:
+        rate = -1.0
+    if isinstance(value, bool) or not 0 < rate < float("inf"):
+        raise PolicyError(
+            f"{key}: {shown(str(value))} is not a positive number; write one such as 1.0e-05",
+            doc.where((key,)),
+        )
+    return rate
+
+
+def _at(doc: Document, key: str) -> str:
+    where = doc.where((key,))
+    return f"{where.path or '<config>'}:{where.line}: " if where.line is not None else ""
 
 
 def _search(entry: Entry) -> str:

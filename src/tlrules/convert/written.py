@@ -24,6 +24,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Group:
+    """One ``param_groups`` entry of the written policy: the tool's own learning rate for
+    the parameters ``pattern`` matches (ms-swift's ``vit_lr``, a fts phase's ``lr``)."""
+
+    pattern: str
+    lr: float | None  # None: the base rate (an entry that keeps its names in the base group)
+    source: str
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of a converted schedule (finetuning-scheduler phases)."""
 
@@ -32,6 +42,7 @@ class Stage:
     source: str
     lr: float | None = None
     epochs: int | None = None
+    groups: tuple[Group, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,8 @@ class Converted:
     stages: tuple[Stage, ...] = ()
     default: Action = "freeze"
     notes: tuple[str, ...] = ()  # header comment lines: semantics reproduced, caveats
-    warnings: tuple[Surprise, ...] = ()  # what the config alone says (no model needed)
+    groups: tuple[Group, ...] = ()  # the tool's learning rates, as param_groups
+    warnings: tuple[Surprise, ...] = ()  # what the config alone says (a rate not carried, ...)
 
     def text(self) -> str:
         """The policy as YAML text; every pattern is a double-quoted (JSON) string."""
@@ -79,9 +91,24 @@ class Converted:
                 if stage.epochs is not None:
                     lines.append(f"    epochs: {stage.epochs}")
                 lines += _rules(stage.rules, "    ")
+                lines += _groups(stage.groups, "    ")
         else:
             lines += _rules(self.rules, "")
+            lines += _groups(self.groups, "")
         return "\n".join(lines) + "\n"
+
+
+def _groups(groups: tuple[Group, ...], indent: str) -> list[str]:
+    """``param_groups`` entries in the full form (``- {match: ..., lr: ...}``), which the
+    converters' rule counting (lines starting ``- "`` or ``- match:``) does not take."""
+    if not groups:
+        return []
+    out = [f"{indent}param_groups:"]
+    for g in groups:
+        pattern, source = json.dumps(g.pattern), _one_line(g.source)
+        rate = "" if g.lr is None else f", lr: {g.lr!r}"
+        out.append(f"{indent}  - {{match: {pattern}{rate}}}  # {source}")
+    return out
 
 
 def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:

@@ -7,6 +7,7 @@ then sets ``requires_grad`` on every parameter, or on none.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,10 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         raise DecisionError(problems)
     groups: tuple[GroupUse, ...] = ()
     if policy.groups:
-        grouped, groups = assign_groups(policy, table.rows(), names)
+        wanted = policy.groups
+        owners = _owner_classes(model, raw_names) if any(e.module for e in wanted) else None
+        declared = _declared(model, names) if any(e.declared for e in wanted) else None
+        grouped, groups = assign_groups(policy, table.rows(), names, owners, declared)
         table = Columns.of(grouped)
     layers = _norm_layers(tree, zip(params, train, strict=True), table, aligned, peft)
     with timeouts_named(rules):
@@ -245,6 +249,18 @@ def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
     """The class name of the module that holds each parameter."""
     modules = dict(model.named_modules(remove_duplicate=False))
     return [type(modules[n.rpartition(".")[0]]).__name__ for n in raw_names]
+
+
+def _declared(model: nn.Module, names: list[str]) -> list[bool]:
+    """Whether the model declares each name exempt from weight decay: timm's
+    ``no_weight_decay()`` gives fnmatch patterns over its names (timm
+    ``optim._param_groups._matches_pattern``); a model without one declares none."""
+    declare = getattr(unwrap(model), "no_weight_decay", None)
+    found = declare() if callable(declare) else ()
+    patterns = [p for p in found if isinstance(p, str)]
+    if not patterns:
+        return [False] * len(names)
+    return [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
 
 
 def _cannot_train(name: str, param: nn.Parameter) -> str:

@@ -25,6 +25,7 @@ import torch
 from ..errors import DecisionError
 from ..policy import CompiledPolicy
 from ..preflight import warn_reset
+from ..report import GroupUse
 from .decisions import decide
 
 
@@ -69,17 +70,26 @@ def param_groups(
     for g in report.groups:
         settings = dict(base)
         options = dict(g.options)
-        scale = options.pop("lr_scale", None)
-        if scale is not None:
-            if lr is None:
-                entry = policy.groups[g.entries[0] - 1]
-                raise DecisionError(
-                    f"param_groups entry {entry.number} {entry.pattern.text!r} sets lr_scale, "
-                    "which multiplies the base learning rate: pass it, "
-                    "policy.param_groups(model, lr=...)",
-                    entry.where,
-                )
-            settings["lr"] = lr * scale
+        options.pop("lr_scale", None)
         settings.update(options)
+        rate = g.lr(lr)
+        if rate is None and g.scale() != 1.0:
+            raise _needs_base(policy, g)
+        if rate is not None:
+            settings["lr"] = rate
         out.append({"params": members[g.group], **settings})
     return out
+
+
+def _needs_base(policy: CompiledPolicy, group: GroupUse) -> DecisionError:
+    """The error for a group whose rate scales a base rate that nobody gave."""
+    scaled = [policy.groups[e - 1] for e in group.entries if "lr_scale" in dict(group.options)]
+    decay = next((e for e in policy.groups if e.decay is not None), None)
+    entry = scaled[0] if scaled else decay
+    assert entry is not None  # a scale other than 1 comes from one of them
+    what = "sets lr_scale" if scaled else "sets layer_decay"
+    return DecisionError(
+        f"param_groups entry {entry.number} {entry.pattern.text!r} {what}, which multiplies "
+        "the base learning rate: pass it, policy.param_groups(model, lr=...)",
+        entry.where,
+    )

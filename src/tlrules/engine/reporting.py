@@ -78,6 +78,7 @@ def build_report(
         model_class=None if model is None else type(model).__name__,
         default=policy.default,
         groups=tuple(groups),
+        base_lr=None if policy.stage_spec is None else policy.stage_spec.lr,
     )
 
 

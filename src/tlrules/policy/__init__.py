@@ -6,11 +6,12 @@ from .compiled import CompiledPolicy
 from .compiler import from_dict, from_text, load
 from .library import library_dir, library_names, resolve_path
 from .lint import lint_rules
-from .rules import GroupEntry, Rule, timeouts_named
+from .rules import GroupEntry, LayerDecay, Rule, timeouts_named
 
 __all__ = [
     "CompiledPolicy",
     "GroupEntry",
+    "LayerDecay",
     "Rule",
     "from_dict",
     "from_text",

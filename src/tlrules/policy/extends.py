@@ -123,7 +123,14 @@ def extend(policy: _P, doc: Document, load: Callable[[Path, str], _P]) -> _P:
             "'blocks.{0..11}' or '*'",
             doc.where(("extends",), key=True),
         )
-    groups = _once([*policy.groups, *(g for b in bases for g in b.groups)])
+    base_groups = [g for b in bases for g in b.groups]
+    groups = _once(
+        [
+            *(g for g in base_groups if g.first),
+            *policy.groups,
+            *(g for g in base_groups if not g.first),
+        ]
+    )
     return dataclasses.replace(policy, spec=spec, rules=rules, groups=groups)
 
 

@@ -4,6 +4,7 @@ numbered in file order, with the place it was written."""
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
 import os
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,17 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class LayerDecay:
+    """A ``layer_decay`` entry compiled: the rate, the stack whose range index is the
+    depth, and the places below (``bottom``) and at the top (``top``) of the stack."""
+
+    rate: float
+    layers: Pattern
+    bottom: tuple[Pattern, ...] = ()
+    top: tuple[Pattern, ...] = ()
+
+
+@dataclass(frozen=True)
 class GroupEntry:
     """A compiled ``param_groups`` entry; ``number`` counts from 1 in its list."""
 
@@ -47,10 +59,18 @@ class GroupEntry:
     options: tuple[tuple[str, Any], ...]  # sorted (key, value) pairs, hashable
     max_ndim: int | None
     where: Where
+    module: str | None = None  # glob over the holding module's class name
+    declared: str | None = None  # "no_weight_decay": names the model declares
+    first: bool = False  # in a base: placed before the entries of a policy extending it
+    decay: LayerDecay | None = None  # a layer_decay entry: scales rates, takes no names
 
-    def selects(self, ndim: int) -> bool:
-        """Whether a tensor with ``ndim`` dimensions passes this entry's ``max_ndim``."""
-        return self.max_ndim is None or ndim <= self.max_ndim
+    def admits(self, ndim: int, cls: str, declared: bool) -> bool:
+        """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``."""
+        return (
+            (self.max_ndim is None or ndim <= self.max_ndim)
+            and (self.module is None or fnmatch.fnmatchcase(cls, self.module))
+            and (self.declared is None or declared)
+        )
 
 
 def compile_rules(
@@ -108,9 +128,63 @@ def compile_groups(
                 (where, f"param_groups entry {i + 1}: pattern {shown(gspec.match)}: {err}")
             )
             continue
+        decay = None
+        if gspec.layer_decay is not None:
+            decay, bad = _layer_decay(doc, item, i + 1, gspec, gspec.syntax or syntax)
+            if bad:
+                problems += bad
+                continue
         options = tuple(sorted(gspec.options().items()))
-        entries.append(GroupEntry(i + 1, pattern, options, gspec.max_ndim, doc.where(item)))
+        entries.append(
+            GroupEntry(
+                i + 1,
+                pattern,
+                options,
+                gspec.max_ndim,
+                doc.where(item),
+                gspec.module,
+                gspec.declared,
+                gspec.first,
+                decay,
+            )
+        )
     return tuple(entries), problems
+
+
+def _layer_decay(
+    doc: Document, item: tuple[str | int, ...], number: int, gspec: GroupSpec, syntax: Syntax
+) -> tuple[LayerDecay | None, list[tuple[Where, str]]]:
+    """A ``layer_decay`` entry's patterns compiled; ``layers`` must be a glob with exactly
+    one range (its index is the depth)."""
+    assert gspec.layer_decay is not None and gspec.layers is not None  # the schema's check
+    problems: list[tuple[Where, str]] = []
+    found: dict[str, list[Pattern]] = {}
+    for key, texts in (
+        ("layers", [gspec.layers]),
+        ("bottom", gspec.bottom or []),
+        ("top", gspec.top or []),
+    ):
+        found[key] = []
+        for text in texts:
+            try:
+                found[key].append(Pattern.parse(text, syntax))
+            except PatternSyntaxError as err:
+                where = doc.where((*item, key))
+                problems.append((where, f"param_groups entry {number}: {key} {shown(text)}: {err}"))
+    if problems:
+        return None, problems
+    (layers,) = found["layers"]
+    if layers.syntax != "glob" or sum(not isinstance(p, str) for p in layers.pieces) != 1:
+        return None, [
+            (
+                doc.where((*item, "layers")),
+                f"param_groups entry {number}: layers {shown(layers.text)} needs exactly one "
+                "range, whose index is the depth (a glob such as 'blocks.{0..}' or "
+                "'encoder.layer.{0..}')",
+            )
+        ]
+    decay = LayerDecay(gspec.layer_decay, layers, tuple(found["bottom"]), tuple(found["top"]))
+    return decay, []
 
 
 _Numbered = TypeVar("_Numbered", Rule, GroupEntry)

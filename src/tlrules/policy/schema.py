@@ -96,17 +96,55 @@ class RuleSpec(_Strict):
 
 
 class GroupSpec(_Strict):
-    """One ``param_groups`` entry: ``PATTERN: {OPTIONS}`` or ``{match, OPTIONS...}``.
+    """One ``param_groups`` entry: ``PATTERN: {OPTIONS}``, ``{match, OPTIONS...}``, or a
+    layer-wise decay entry ``{layer_decay, layers, bottom, top}``.
 
     The options are the numeric per-group settings of ``torch.optim`` optimizers; an
-    unknown key is an error rather than a silently ignored group option.
+    unknown key is an error rather than a silently ignored group option. An entry selects
+    by name (``match``), by the class of the module that holds the tensor (``module``),
+    by dimensions (``max_ndim``) and by the names the model declares (``declared``), all
+    of those it gives (docs/spec.md#param-groups).
     """
 
-    match: str = Field(description="Glob (default) or regex ('re:' prefix) over parameter names.")
+    match: str = Field(
+        "*", description="Glob (default) or regex ('re:' prefix) over parameter names."
+    )
     syntax: Syntax | None = Field(None, description="Overrides the policy's pattern syntax.")
     note: str | None = Field(None, description="Why this entry exists.")
     max_ndim: int | None = Field(
         None, ge=0, description="Only tensors with at most this many dimensions (1: biases, norms)."
+    )
+    module: str | None = Field(
+        None,
+        description="Glob over the class name of the module that holds the tensor "
+        "('*Norm*', 'Embedding').",
+    )
+    declared: Literal["no_weight_decay"] | None = Field(
+        None,
+        description="Only names the model declares: 'no_weight_decay' is the set a timm "
+        "model's no_weight_decay() returns (fnmatch patterns over its names).",
+    )
+    first: bool = Field(
+        False,
+        description="In a base, this entry is placed before the entries of every policy "
+        "that extends it, as a rule's 'first'.",
+    )
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay: a tensor at depth d of a stack of L "
+        "layers gets lr x layer_decay ** (L + 1 - d).",
+    )
+    layers: str | None = Field(
+        None,
+        description="The stack: a glob with one range ('blocks.{0..}'); its index is the depth.",
+    )
+    bottom: list[str] | None = Field(
+        None, description="Patterns at depth 0, below the stack (embeddings, position tokens)."
+    )
+    top: list[str] | None = Field(
+        None, description="Patterns at the depth of the last layer (the final norm)."
     )
     lr: float | None = Field(None, gt=0, description="Learning rate of the group (absolute).")
     lr_scale: float | None = Field(None, gt=0, description="Multiplies the base learning rate.")
@@ -140,9 +178,48 @@ class GroupSpec(_Strict):
             raise ValueError("give either 'lr' (absolute) or 'lr_scale' (relative), not both")
         return self
 
+    @model_validator(mode="after")
+    def _decay_alone(self) -> GroupSpec:
+        shape = {"layers": self.layers, "bottom": self.bottom, "top": self.top}
+        if self.layer_decay is None:
+            given = [k for k, v in shape.items() if v is not None]
+            if given:
+                raise ValueError(
+                    f"'{given[0]}' belongs to a 'layer_decay' entry; add 'layer_decay'"
+                )
+            return self
+        if self.layers is None:
+            raise ValueError(
+                "a 'layer_decay' entry needs 'layers', a glob with one range whose index is "
+                "the depth, e.g. 'blocks.{0..}'"
+            )
+        others = sorted(
+            k
+            for k in self.model_fields_set
+            if k not in {"layer_decay", "layers", "bottom", "top", "syntax", "note", "first"}
+        )
+        if others:
+            raise ValueError(
+                f"a 'layer_decay' entry scales the rate of every group and selects no "
+                f"names: '{others[0]}' goes in an entry of its own"
+            )
+        return self
+
     def options(self) -> dict[str, float | tuple[float, float]]:
         """The optimizer settings this entry gives its parameters."""
-        selectors = {"match", "syntax", "note", "max_ndim"}
+        selectors = {
+            "match",
+            "syntax",
+            "note",
+            "max_ndim",
+            "module",
+            "declared",
+            "first",
+            "layer_decay",
+            "layers",
+            "bottom",
+            "top",
+        }
         return self.model_dump(exclude=selectors, exclude_none=True)
 
 
@@ -223,7 +300,12 @@ class PolicySpec(_Strict):
 
     @model_validator(mode="after")
     def _rules_or_stages(self) -> PolicySpec:
-        if self.rules is None and self.stages is None and self.extends is None:
+        if (
+            self.rules is None
+            and self.stages is None
+            and self.extends is None
+            and self.param_groups is None  # a base of optimizer groups only
+        ):
             raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["neither"])
         if self.rules is not None and self.stages is not None:
             raise PydanticCustomError("rules_or_stages", RULES_OR_STAGES["both"])

@@ -16,7 +16,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .text import group_line, memory_line, rule_label
+from .groups import optimizer_lines
+from .text import memory_line, rule_label
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -118,5 +119,5 @@ def _stage(report: Report) -> dict[str, Any]:
         "default": {"action": report.default, "label": rule_label(report, None)},
         "warnings": [w.to_dict() for w in report.warnings],
         "norm_layers": [n.to_dict() for n in report.norm_layers],
-        "groups": [group_line(g) for g in report.groups],
+        "groups": [line.strip() for line in optimizer_lines(report)],
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .document import json_document
+from .groups import optimizer_lines
 from .html import page
 from .svg import strips
 from .text import NUMBERED, columns, md_row
@@ -121,6 +122,18 @@ def stage_changes(reports: Sequence[Report], fmt: str) -> str:
             *(f"{r.summary.trainable} ({r.summary.trainable_numel:,})" for r in reports),
         ]
     )
+    rows.append(
+        [
+            "base lr",
+            "",
+            "",
+            *("caller's" if r.base_lr is None else f"{r.base_lr:g}" for r in reports),
+        ]
+    )
+    rows.append(["optimizer groups", "", "", *(str(len(r.optimizer()["groups"])) for r in reports)])
+    groups = [
+        f"stage {r.stage}: {line.strip()}" for r in reports for line in optimizer_lines(r)[1:]
+    ]
     who = first.model_source or first.model_class or "model"
     title = f"{who} under {first.policy_name or first.policy_path or 'policy'}"
     if fmt == "markdown":
@@ -132,6 +145,7 @@ def stage_changes(reports: Sequence[Report], fmt: str) -> str:
                     md_row(rows[0]),
                     md_row(["---", "---:", "---:", *("---" for _ in stages)]),
                     *(md_row(r) for r in rows[1:]),
+                    *(["", *(f"- {line}" for line in groups)] if groups else []),
                 ]
             )
             + "\n"
@@ -140,6 +154,8 @@ def stage_changes(reports: Sequence[Report], fmt: str) -> str:
         f"warning[{w.code}] (stage {r.stage}): {w.message}" for r in reports for w in r.warnings
     ]
     return (
-        "\n".join([f"{title}: stages {' -> '.join(stages)}", *columns(rows, {1, 2}), *warnings])
+        "\n".join(
+            [f"{title}: stages {' -> '.join(stages)}", *columns(rows, {1, 2}), *groups, *warnings]
+        )
         + "\n"
     )

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .gcpause import gc_paused
+from .groups import markdown_lines, optimizer_lines
 from .text import (
     NUMBERED,
     columns,
-    group_line,
     headline,
     md_row,
     memory_line,
@@ -173,7 +173,8 @@ def tree(report: Report) -> str:
             )
         else:
             rows.append([label, str(node.count), f"{node.numel:,}", _actions(node), ""])
-    return "\n".join([headline(report), *columns(rows, {1, 2}), *warning_lines(report)]) + "\n"
+    lines = [headline(report), *columns(rows, {1, 2}), *optimizer_lines(report)]
+    return "\n".join([*lines, *warning_lines(report)]) + "\n"
 
 
 def table(report: Report) -> str:
@@ -190,7 +191,7 @@ def table(report: Report) -> str:
                 "" if d.group is None else str(d.group),
             ]
         )
-    groups = [group_line(g) for g in report.groups]
+    groups = optimizer_lines(report)
     return (
         "\n".join([headline(report), *columns(rows, {2}), *groups, *warning_lines(report)]) + "\n"
     )
@@ -248,6 +249,7 @@ def markdown(report: Report) -> str:
             lines.append(
                 md_row([f"`{name}`", str(node.count), f"{node.numel:,}", _actions(node), ""])
             )
+    lines += markdown_lines(report)
     if report.warnings:
         lines += ["", "**Warnings**", ""]
         lines += [f"- `{w.code}`: {w.message}" for w in report.warnings]

@@ -114,13 +114,54 @@ class HintedWarning(AuditWarning):
 
 @dataclass(frozen=True)
 class GroupUse:
-    """One optimizer group of ``policy.param_groups(model)``: its settings and size."""
+    """One optimizer group of ``policy.param_groups(model)``: its settings and size, and
+    under a ``layer_decay`` entry its depth and rate factor ``rate ** power``."""
 
     group: int  # index in the list ``param_groups`` returns
     options: tuple[tuple[str, Any], ...]  # the entry's settings; () for the base group
     entries: tuple[int, ...]  # the param_groups entries merged into it; () for the base group
     parameters: int
     numel: int
+    depth: int | None = None  # its depth under a layer_decay entry
+    rate: float | None = None  # the layer_decay rate
+    power: int = 0  # last + 1 - depth
+
+    @property
+    def decay(self) -> float:
+        """The layer-decay factor of its learning rate, ``rate ** power`` (1 without one)."""
+        return 1.0 if self.rate is None else self.rate**self.power
+
+    def lr(self, base: float | None) -> float | None:
+        """Its effective learning rate over the base rate ``base``: the entry's ``lr``, or
+        ``base`` times its ``lr_scale``, times the layer-decay factor; ``None`` when it
+        needs a base rate and none is known."""
+        options = dict(self.options)
+        if "lr" in options:
+            return float(options["lr"]) * self.decay
+        if base is None:
+            return None
+        return base * float(options.get("lr_scale", 1.0)) * self.decay
+
+    def scale(self) -> float:
+        """Its rate relative to the base rate (``lr_scale`` times the decay factor);
+        meaningless for an entry with an absolute ``lr``."""
+        return float(dict(self.options).get("lr_scale", 1.0)) * self.decay
+
+    def to_dict(self, base: float | None) -> dict[str, Any]:
+        """Its entry in the report's ``optimizer.groups``."""
+        options = dict(self.options)
+        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        return {
+            "group": self.group,
+            "lr": self.lr(base),
+            "lr_scale": None if "lr" in options else self.scale(),
+            "weight_decay": options.get("weight_decay"),
+            "settings": settings,
+            "entries": list(self.entries),
+            "depth": self.depth,
+            "parameters": self.parameters,
+            "numel": self.numel,
+        }
 
 
 @dataclass(frozen=True)
@@ -138,6 +179,7 @@ class Report:
     model_class: str | None = None
     default: str = "error"
     groups: tuple[GroupUse, ...] = ()  # the optimizer groups, when the policy has param_groups
+    base_lr: float | None = None  # the stage's ``lr``, when it sets one
     _summary: list[Summary] = field(default_factory=list, compare=False, repr=False)
 
     @functools.cached_property
@@ -168,7 +210,20 @@ class Report:
             "rules": [r.to_dict() for r in self.rules],
             "norm_layers": [n.to_dict() for n in self.norm_layers],
             "warnings": [w.to_dict() for w in self.warnings],
+            "optimizer": self.optimizer(),
         }
+
+    def optimizer(self) -> dict[str, Any]:
+        """The report's ``optimizer``: the base learning rate the policy sets (a stage's
+        ``lr``; ``null``: the caller's), and the groups ``param_groups`` gives, each with
+        its effective ``lr`` (``null`` where it scales the caller's rate) and
+        ``weight_decay`` (``null``: the caller's). Without ``param_groups``, one group of
+        every trainable parameter (none when nothing trains)."""
+        groups = self.groups
+        if not groups and self.summary.trainable:
+            s = self.summary
+            groups = (GroupUse(0, (), (), s.trainable, s.trainable_numel),)
+        return {"lr": self.base_lr, "groups": [g.to_dict(self.base_lr) for g in groups]}
 
     def __str__(self) -> str:
         return tree(self)
