@@ -382,14 +382,16 @@ def test_with_the_model_a_refused_config_exits_2_under_strict(
             json.dumps({"peft_type": "LORA", "target_modules": ["qproj"]}),
         ),
     }
+    configs = tmp_path / "configs"  # not beside the model: hf:DIR with an adapter_config.json
+    configs.mkdir()  # is the adapter's folder (docs/spec.md#models)
     for tool, (name, text) in cases.items():
-        path = _write(tmp_path, name, text)
+        path = _write(configs, name, text)
         assert main(["convert", tool, str(path), "--model", spec]) == 0, tool
         capsys.readouterr()
         assert main(["convert", tool, str(path), "--model", spec, "--strict"]) == 2, tool
         assert "itself refuses this config" in capsys.readouterr().err
     partial_config = {"peft_type": "LORA", "target_modules": ["qproj", "v_proj"]}
-    partial = _write(tmp_path, "adapter_config.json", json.dumps(partial_config))
+    partial = _write(configs, "adapter_config.json", json.dumps(partial_config))
     assert main(["convert", "peft", str(partial), "--model", spec, "--strict"]) == 1
 
 

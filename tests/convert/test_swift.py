@@ -311,8 +311,10 @@ def test_a_rate_that_is_not_carried_is_a_warning_with_its_value(tmp_path, monkey
     write(tmp_path, "tuner_type: full\nmodel_type: llava\nvit_lr: 2.0e-06\n")
     converted = convert("swift", "swift.yaml")
     assert "param_groups" not in converted.text()
-    assert converted.warnings == (
+    assert [str(w) for w in converted.warnings][1:] == [
         "swift.yaml:3: vit_lr: 2e-06 is not carried into the policy: tlrules knows the vision "
-        "tower and aligner of the ms-swift model types qwen2_vl, qwen2_5_vl, qwen3_vl, "
-        "qwen3_vl_moe, not 'llava'; give those modules 'lr' in param_groups",
-    )
+        "tower and aligner of the ms-swift model types qwen2_vl, qwen2_gme, qwen2_5_vl, "
+        "qwen3_vl, qwen3_vl_moe, llava1_5_hf, llava_llama3_hf, pixtral, not 'llava'; give "
+        "those modules 'lr' in param_groups",
+    ]
+    assert "does not know the parts of model_type 'llava'" in str(converted.warnings[0])
