@@ -145,7 +145,7 @@ stages:
     rules:
       - head: train
       - "*": freeze
-  - name: all
+  - name: full
     rules:
       - "*": train
 """

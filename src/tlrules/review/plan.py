@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.deepspeed_folder import is_deepspeed_checkpoint
 from ..models.files import locate
 from ..models.folders import ADAPTER_CONFIG
 from ..policy import CompiledPolicy, timeouts_named
@@ -143,9 +144,9 @@ def _tie_declared(states: tuple[State, State]) -> bool:
 
 def _is_adapter(after: State, saved: Any) -> bool:
     """Whether AFTER is a PEFT adapter file (module docstring)."""
-    if not isinstance(after, Mapping) and locate(after, os.fspath(after)).name.startswith(
-        "adapter_model."
-    ):
+    if isinstance(after, Mapping) or is_deepspeed_checkpoint(after):  # no file to name it
+        pass
+    elif locate(after, os.fspath(after)).name.startswith("adapter_model."):
         return True
     names = list(saved)
     if not names or not all(n.startswith(PREFIX) for n in names):
