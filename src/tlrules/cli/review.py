@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..patterns import holds_peft, policy_name, read_names
+from ..patterns import policy_name, read_names
 from ..render import json_document
 from ..render.text import rule_label
+from . import loading
 from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
@@ -34,10 +35,8 @@ def _build(model: str) -> nn.Module:
 
 
 def _audit(model: str, policy: str) -> Report:
-    from ..engine import audit
-
     loaded = load_policy(policy)
-    return audit(loaded, _build(model), source=model)
+    return loading.report(loaded, loading.load(model, [loaded]), model)  # headers or torch
 
 
 def init(
@@ -55,14 +54,13 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     from ..review import explain as steps
 
     loaded = load_policy(policy)
-    built = _build(model)
-    raw_names = [n for n, _ in built.named_parameters(remove_duplicate=False)]
-    names, peft = read_names(raw_names, holds_peft(built.modules()))
+    built = loading.load(model, [loaded])  # a checkpoint's headers, or a model built with torch
+    raw_names, peft_layers = loading.parameter_names(built)
+    names, peft = read_names(raw_names, peft_layers)
     raw = dict(zip(names, raw_names, strict=True))
     name = policy_name(name, peft)  # a PEFT model's raw name, or the one reports show
     holder = raw.get(name, "").rpartition(".")[0]
-    modules = dict(built.named_modules(remove_duplicate=False))
-    owner = type(modules[holder]).__name__ if holder in modules else None
+    owner = loading.owner_class(built, holder)
     trace = steps(loaded, list(raw), name, owner)
     print(name + (f" (in a {owner})" if owner else ""))
     for step in trace:

@@ -12,11 +12,20 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import quoted
+from ..patterns import ModuleTree
 from ..policy import CompiledPolicy
 from ..report import AuditWarning, Columns, RuleUse
-from .tree import Tree
+
+
+class ClassTree(ModuleTree, Protocol):
+    """What the findings read of a module tree (``engine.Tree``, or ``by_name.NameTree``
+    for a checkpoint's names): its lists, and ``kinds[m]``, the class name of module ``m``."""
+
+    kinds: list[str]
+
 
 _LISTED = 4  # modules named in a message before "and N more"
 _WILD = frozenset("*?[")  # a pattern with one of these is meant for many names
@@ -116,7 +125,7 @@ def head_frozen(
 
 
 def norm_split(
-    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: Tree
+    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: ClassTree
 ) -> list[AuditWarning]:
     """``norm-split-by-name``: a wildcard name rule that decides only (and at least two)
     normalization layers of one class, while other layers of that class get the other
@@ -160,7 +169,7 @@ def norm_split(
     return out
 
 
-def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: Tree) -> dict[int, str]:
+def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: ClassTree) -> dict[int, str]:
     """The wildcard name rules that decide more than one parameter, all held by norm
     layers of one class, with that class (the rules ``norm_split`` looks at), found in
     one pass over the names."""

@@ -22,7 +22,6 @@ from ..report import (
     RuleUse,
 )
 from . import findings
-from .tree import Tree
 
 
 def build_report(
@@ -35,7 +34,7 @@ def build_report(
     norm_layers: Sequence[NormLayer] = (),
     norm_warnings: Sequence[AuditWarning] = (),
     groups: Sequence[GroupUse] = (),
-    tree: Tree | None = None,
+    tree: findings.ClassTree | None = None,
     spelled: bool = False,
 ) -> Report:
     """Per-rule counts and warnings for ``decisions`` made by ``policy`` on the model that
@@ -96,7 +95,7 @@ def _rule_warnings(
     decisions: Columns,
     matcher: Matcher,
     counts: dict[int, list[int]],
-    tree: Tree | None,
+    tree: findings.ClassTree | None,
 ) -> list[AuditWarning]:
     """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..compat.torch_internals import members
 from ..errors import ModelSpecError
+from .header_model import HeaderTensor
 from .listing import Listed, clipped
 from .safetensors_header import LISTED, TORCH_DTYPES, read_header
 from .torch_file import torch_tensors
@@ -68,6 +69,13 @@ def _safetensors(file: Path, spec: str) -> list[Listed]:
     ]
     out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
     return out
+
+
+def checkpoint_of(tensors: list[HeaderTensor], spec: str) -> Checkpoint:
+    """The ``Checkpoint`` of the tensors ``header_model.read_tensors`` lists (a sharded
+    index's, a model folder's), as ``read_checkpoint`` builds one."""
+    listed = [Listed(t.name, t.shape, getattr(torch, TORCH_DTYPES[t.dtype])) for t in tensors]
+    return _as_module(listed, spec)
 
 
 def module_at(root: nn.Module, path: list[str]) -> nn.Module:

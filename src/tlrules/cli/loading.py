@@ -1,0 +1,88 @@
+"""The model a review command decides: read from a checkpoint's safetensors headers when
+names decide (no torch imported), else built (docs/spec.md#header-path).
+
+A spec that ``header_source`` reads (a ``.safetensors`` file, a sharded index, a folder
+of safetensors weights, ``hf:DIR`` holding them) under policies without ``module:``
+selectors is a ``Named`` model; anything else is built with ``models.build`` as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..engine.by_name import NameTree, name_tree, needs_tree, report_by_name
+from ..errors import ModelSpecError
+from ..models.header_model import HeaderTensor, header_source, read_tensors
+from ..patterns import holds_peft
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..policy import CompiledPolicy
+    from ..report import Report
+
+
+@dataclass(frozen=True)
+class Named:
+    """A checkpoint read from its headers: its tensors and the tree of their names."""
+
+    tensors: list[HeaderTensor]
+    tree: NameTree
+
+
+def load(spec: str, policies: Sequence[CompiledPolicy]) -> Named | nn.Module:
+    """The model ``spec`` names, to be decided by ``policies``: ``Named`` when its
+    headers suffice, else built (importing torch).
+
+    Raises:
+        ModelSpecError: the spec cannot be read or built; or a policy selects by module
+            class on a checkpoint while torch cannot be imported.
+    """
+    weights = header_source(spec)
+    if weights is not None:
+        rule = needs_tree(policies)
+        if rule is None:
+            tensors = read_tensors(weights, spec)
+            return Named(tensors, name_tree(tensors, spec))
+        try:
+            import torch  # noqa: F401  (the module tree is built with it)
+        except ImportError as err:
+            raise ModelSpecError(
+                f"model {spec!r}: {rule.where}: 'module: {rule.module}' selects by module "
+                "class, which needs torch to build the model (pip install torch); without "
+                "torch, decide by names alone"
+            ) from err
+    from ..models import build  # builds the model: torch from here on
+
+    return build(spec)
+
+
+def report(policy: CompiledPolicy, model: Named | nn.Module, source: str) -> Report:
+    """The audit of ``policy`` on ``model`` (as ``load`` gave it)."""
+    if isinstance(model, Named):
+        return report_by_name(policy, model.tensors, model.tree, source=source)
+    from ..engine import audit
+
+    return audit(policy, model, source=source)
+
+
+def parameter_names(model: Named | nn.Module) -> tuple[list[str], bool]:
+    """The raw parameter names of ``model``, and whether it holds PEFT layers."""
+    if isinstance(model, Named):
+        return list(model.tree.names), False
+    raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    return raw, holds_peft(model.modules())
+
+
+def owner_class(model: Named | nn.Module, holder: str) -> str | None:
+    """The class name of the module ``holder`` of ``model`` (``None``: no such module);
+    a checkpoint's root is a ``Checkpoint``, its other modules plain ``Module``s."""
+    if isinstance(model, Named):
+        if not holder:
+            return "Checkpoint"
+        held = holder + "."
+        return "Module" if any(n.startswith(held) for n in model.tree.names) else None
+    modules = dict(model.named_modules(remove_duplicate=False))
+    return type(modules[holder]).__name__ if holder in modules else None
