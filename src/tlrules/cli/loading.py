@@ -50,9 +50,9 @@ def load(spec: str, policies: Sequence[CompiledPolicy]) -> Named | nn.Module:
             import torch  # noqa: F401  (the module tree is built with it)
         except ImportError as err:
             raise ModelSpecError(
-                f"model {spec!r}: {rule.where}: 'module: {rule.module}' selects by module "
-                "class, which needs torch to build the model (pip install torch); without "
-                "torch, decide by names alone"
+                f"{rule.where}: 'module: {rule.module}' selects by module class, which "
+                f"needs torch to build model {spec!r} (pip install torch); without torch, "
+                "decide by names alone"
             ) from err
     from ..models import build  # builds the model: torch from here on
 
