@@ -76,7 +76,8 @@ def write_folder(folder: Path) -> int:
             size = 2
             for n in tensors[name]:
                 size *= n
-            header[name] = {"dtype": "BF16", "shape": tensors[name], "data_offsets": [at, at + size]}
+            shape = tensors[name]
+            header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [at, at + size]}
             at += size
             weight_map[name] = shard
         text = json.dumps(header).encode()

@@ -14,11 +14,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 import tlrules
+from tlrules import convert as converters
 from tlrules.cli import loading, main
 from tlrules.engine import audit
 from tlrules.errors import DecisionError, ModelSpecError
 from tlrules.models import build
 from tlrules.render import FORMATS, PICTURES, render, stage_changes
+from tlrules.review.starter import starter_policy
 
 
 class _Net(nn.Module):
@@ -206,3 +208,22 @@ def test_explain_diff_lock_and_verify_read_the_headers(tmp_path: Path, capsys) -
     lock.write_text(capsys.readouterr().out)
     assert main(["verify", spec, str(a), str(lock)]) == 0
     assert main(["verify", spec, str(b), str(lock)]) == 1
+
+
+@pytest.mark.slow
+def test_init_and_convert_read_the_headers_as_the_torch_path(tmp_path: Path, capsys) -> None:
+    spec = _write(tmp_path, "index", _state())
+    built = build(spec)
+    for train in (None, 3):
+        assert main(["init", spec, *(["--train", str(train)] if train else [])]) == 0
+        assert capsys.readouterr().out == starter_policy(built, spec, train)
+    config = tmp_path / "axolotl.yaml"
+    config.write_text("base_model: x\nunfrozen_parameters:\n  - fc\n  - blocks.1$\n  - nothere\n")
+    assert main(["convert", "axolotl", str(config), "--model", spec]) == 0
+    out, err = capsys.readouterr()
+    reading = converters.tool("axolotl")
+    doc = converters.read_config(str(config))
+    names = [n for n, _ in built.named_parameters()]
+    assert out == reading.convert(doc, names).text()
+    wanted = [f"warning[convert]: {s}" for s in reading.surprises(doc, names)]
+    assert wanted and err.splitlines() == wanted

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 import tlrules
+from tlrules import convert as converters
 from tlrules.engine import audit
 from tlrules.models import build
+from tlrules.review.starter import starter_policy
 
 from .test_header_path import POLICIES, _state, _write
 
@@ -72,3 +74,29 @@ def test_a_module_selector_without_torch_says_so_in_one_line(tmp_path: Path) -> 
         f"needs torch to build model {spec!r} (pip install torch); without torch, decide by "
         "names alone"
     ]
+
+
+@pytest.mark.slow
+def test_init_explain_and_convert_without_torch(tmp_path: Path) -> None:
+    spec = _write(tmp_path, "folder", _state())
+    done = _cli(tmp_path, "init", spec, "--train", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == starter_policy(build(spec), spec, 2)
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\n" + POLICIES["plain"])
+    done = _cli(tmp_path, "explain", spec, str(policy), "blocks.10.weight")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "blocks.10.weight (in a Module)",
+        "  -> rule 1 'blocks.{8..10}' (train): matches the module 'blocks.10', so everything "
+        "under it",
+    ]
+    config = tmp_path / "axolotl.yaml"
+    config.write_text("base_model: x\nunfrozen_parameters:\n  - fc\n  - nothere\n")
+    done = _cli(tmp_path, "convert", "axolotl", str(config), "--model", spec)
+    assert done.returncode == 0, done.stderr
+    reading, doc = converters.tool("axolotl"), converters.read_config(str(config))
+    names = [n for n, _ in build(spec).named_parameters()]
+    assert done.stdout == reading.convert(doc, names).text()
+    surprises = [f"warning[convert]: {s}" for s in reading.surprises(doc, names)]
+    assert surprises and done.stderr.splitlines() == surprises  # 'nothere' matches nothing

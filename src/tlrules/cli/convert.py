@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from .. import convert as converters
-from ..patterns import holds_peft, read_names
-from . import style
+from ..patterns import read_names
+from . import loading, style
 from .output import destination
 
 DESCRIPTIONS = {  # one line each in 'tlrules convert --help'; the keys are convert.TOOLS
@@ -56,11 +56,9 @@ def convert(
     doc = converters.read_config(config)  # read once, for the policy and the surprises
     names = None
     if model is not None:
-        from ..models import build  # builds the model: torch from here on
-
-        built = build(model)
-        raw = [n for n, _ in built.named_parameters()]
-        names, _ = read_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
+        built = loading.load(model, [])  # a checkpoint's headers, or a model built with torch
+        raw, peft_layers = loading.parameter_names(built, aliases=False)
+        names, _ = read_names(raw, peft_layers)  # a PEFT model's: the base's
     converted: converters.Converted = reading.convert(doc, names)
     found: list[converters.Surprise] = [] if names is None else reading.surprises(doc, names)
     for surprise in found:

@@ -31,6 +31,10 @@ class Named:
     tensors: list[HeaderTensor]
     tree: NameTree
 
+    def listed(self) -> list[HeaderTensor]:
+        """The tensors in the tree's order (``tree.names``)."""
+        return [self.tensors[i] for i in self.tree.order]
+
 
 def load(spec: str, policies: Sequence[CompiledPolicy]) -> Named | nn.Module:
     """The model ``spec`` names, to be decided by ``policies``: ``Named`` when its
@@ -68,11 +72,12 @@ def report(policy: CompiledPolicy, model: Named | nn.Module, source: str) -> Rep
     return audit(policy, model, source=source)
 
 
-def parameter_names(model: Named | nn.Module) -> tuple[list[str], bool]:
-    """The raw parameter names of ``model``, and whether it holds PEFT layers."""
+def parameter_names(model: Named | nn.Module, *, aliases: bool = True) -> tuple[list[str], bool]:
+    """The raw parameter names of ``model`` (``aliases``: a tied tensor's every name,
+    else its first), and whether it holds PEFT layers."""
     if isinstance(model, Named):
-        return list(model.tree.names), False
-    raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+        return list(model.tree.names), False  # a checkpoint's tensors are never tied
+    raw = [n for n, _ in model.named_parameters(remove_duplicate=not aliases)]
     return raw, holds_peft(model.modules())
 
 

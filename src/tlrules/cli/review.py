@@ -6,6 +6,7 @@ Exit codes as for ``audit``: 0 done; 1 ``diff`` found decisions that differ, or
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,20 +19,12 @@ from . import loading
 from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from ..report import Report
 
 ModelArg = Annotated[str, typer.Argument(help="resnet50, torchvision:vit_b_16, ...")]
 PolicyArg = Annotated[
     str, typer.Argument(help="A policy file, a library name, or - to read it from stdin.")
 ]
-
-
-def _build(model: str) -> nn.Module:
-    from ..models import build  # the review commands build models: torch from here on
-
-    return build(model)
 
 
 def _audit(model: str, policy: str) -> Report:
@@ -44,9 +37,16 @@ def init(
     train: Annotated[int | None, typer.Option("--train", help="Train the last N blocks.")] = None,
 ) -> None:
     """Print a starter policy for MODEL, with its module tree as comments."""
-    from ..review import starter_policy
+    from ..review.starter import starter_policy, starter_text
 
-    sys.stdout.write(starter_policy(_build(model), model, train))
+    built = loading.load(model, [])  # a checkpoint's headers, or a model built with torch
+    if isinstance(built, loading.Named):
+        names, peft = read_names(built.tree.names, False)  # no classes: no adapter layers
+        numels = [math.prod(t.shape) for t in built.listed()]
+        text = starter_text(list(zip(names, numels, strict=True)), "Checkpoint", model, train, peft)
+    else:
+        text = starter_policy(built, model, train)
+    sys.stdout.write(text)
 
 
 def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argument()]) -> None:
