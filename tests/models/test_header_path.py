@@ -19,6 +19,7 @@ from tlrules.cli import loading, main
 from tlrules.engine import audit
 from tlrules.errors import DecisionError, ModelSpecError
 from tlrules.models import build
+from tlrules.models.header_model import header_source
 from tlrules.render import FORMATS, PICTURES, render, stage_changes
 from tlrules.review.starter import starter_policy
 
@@ -227,3 +228,23 @@ def test_init_and_convert_read_the_headers_as_the_torch_path(tmp_path: Path, cap
     assert out == reading.convert(doc, names).text()
     wanted = [f"warning[convert]: {s}" for s in reading.surprises(doc, names)]
     assert wanted and err.splitlines() == wanted
+
+
+def test_which_specs_are_read_from_headers(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    config_only = str(tmp_path)
+    assert header_source(f"hf:{config_only}") is None  # built with transformers, as before
+    assert header_source(config_only) is None
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    assert header_source(config_only) is None  # torch files: not a header path
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    weights = tmp_path / "model.safetensors"
+    assert header_source(config_only) == weights
+    assert header_source(f"hf:{config_only}") == weights
+    assert header_source(f"hf:{config_only}#LlamaForCausalLM") is None  # a class: built
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    assert header_source(config_only) == tmp_path / "model.safetensors.index.json"
+    assert header_source("x/m.safetensors") == Path("x/m.safetensors")  # reading says why not
+    assert header_source("x/m.SAFETENSORS.index.json") == Path("x/m.SAFETENSORS.index.json")
+    for other in ("resnet50", "timm:resnet18", "m.pt", "pkg.mod:factory"):
+        assert header_source(other) is None
