@@ -248,3 +248,16 @@ def test_which_specs_are_read_from_headers(tmp_path: Path) -> None:
     assert header_source("x/m.SAFETENSORS.index.json") == Path("x/m.SAFETENSORS.index.json")
     for other in ("resnet50", "timm:resnet18", "m.pt", "pkg.mod:factory"):
         assert header_source(other) is None
+
+
+def test_a_segment_torch_reserves_is_read_on_the_header_path_only(tmp_path: Path) -> None:
+    spec = str(tmp_path / "attr.safetensors")
+    save_file({"blk.train.weight": torch.zeros(2), "fc.weight": torch.zeros(2)}, spec)
+    policy = _policy('rules:\n  - fc: train\n  - "*": freeze\n')
+    report = loading.report(policy, loading.load(spec, [policy]), spec)
+    assert [(d.name, d.action) for d in report.decisions] == [
+        ("blk.train.weight", "freeze"),
+        ("fc.weight", "train"),
+    ]
+    with pytest.raises(ModelSpecError, match="attribute 'train' already exists"):
+        build(spec)  # docs/spec.md#header-path rule 3: the one difference
