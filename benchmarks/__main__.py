@@ -5,7 +5,8 @@ Benchmarks: ``apply`` (policies applied to five models on the meta device, compi
 processes), ``scaling`` (1,000 to 1,000,000 names, drawn to ``scaling.png``), ``train``
 (the cost of a training step): the default set. ``check`` (``tlrules check`` of two 2 GB
 files it writes to the temporary folder) and ``html`` (the HTML report in headless
-Chromium; needs ``playwright`` and ``chromium``) run only when named.
+Chromium; needs ``playwright`` and ``chromium``) and ``headers`` (``tlrules audit`` of a
+70B-Llama-shaped folder from its headers; needs ``transformers``) run only when named.
 
 Each benchmark writes its figures, the machine, the commit and the load average to
 ``benchmarks/results-NAME.json`` as soon as it ends (``results-NAME-quick.json`` with
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
-SUITES = ("apply", "cli", "scaling", "train", "check", "html", "groups")  # bench_NAME each
+SUITES = ("apply", "cli", "scaling", "train", "check", "html", "groups", "headers")  # bench_NAME
 DEFAULT = SUITES[:4]
 
 

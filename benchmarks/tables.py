@@ -133,6 +133,22 @@ def cli_tables(res: Doc) -> list[str]:
     ]
 
 
+def headers_tables(res: Doc) -> list[str]:
+    audit, validate = res["tlrules audit DIR (headers)"], res["tlrules validate"]
+    built = res["tlrules audit hf:DIR#CLASS (torch)"]
+    ok = not res["headers_import_torch"] and res["same_decisions_as_torch"]
+    return [
+        *TARGET_HEAD,
+        f"| `tlrules audit DIR` ({res['tensors']} tensors, headers) <= 2x `tlrules validate`, "
+        f"torch {'not ' if not res['headers_import_torch'] else ''}imported, decisions "
+        f"{'equal' if res['same_decisions_as_torch'] else 'unequal'} to the build's "
+        f"| {ms(audit)} ms | {ms(validate)} ms | {res['headers_vs_validate']} "
+        f"| {met(times(res['headers_vs_validate']) <= 2 and ok)} |",
+        f"| (the torch path) `tlrules audit hf:DIR#LlamaForCausalLM` | {ms(built)} ms "
+        f"| the headers' {ms(audit)} ms | {res['torch_vs_headers']} | - |",
+    ]
+
+
 def train_tables(res: Doc) -> list[str]:
     steps, ratio = res["steps_per_s"], res["tlrules_update_vs_hand"]
 
@@ -253,6 +269,7 @@ TABLES: dict[str, Callable[[Doc], list[str]]] = {
     "check": check_tables,
     "html": html_tables,
     "groups": groups_tables,
+    "headers": headers_tables,
 }
 
 

@@ -19,7 +19,7 @@ from .. import __version__
 from ..compat.cli_errors import NoArgsIsHelpError, UsageError
 from ..errors import TLRulesError
 from ..render import render, stage_changes
-from . import check, convert, library, review, style
+from . import check, convert, library, loading, review, style
 from .args import ModelArg, PolicyArg, complete_policy
 from .exits import (
     BAD_INPUT,
@@ -109,19 +109,16 @@ def audit(
     """
     write = destination(output)
     loaded = load_policy(policy)
-    from ..engine import audit as decide_report  # the commands that build a model import torch
-    from ..models import build
-
-    built = build(model)
+    parts = loaded.every_stage() if stage == "all" else [loaded.stage(stage) if stage else loaded]
+    built = loading.load(model, parts)  # a checkpoint's headers, or a model built with torch
     text = fmt in (Format.tree, Format.table)  # the text views leave the warnings to stderr
     if stage == "all":
-        reports = [decide_report(s, built, source=model) for s in loaded.every_stage()]
+        reports = [loading.report(s, built, model) for s in parts]
         shown = [dataclasses.replace(r, warnings=()) for r in reports] if text else reports
         write(_coloured(stage_changes(shown, fmt.value), fmt, output))
         warned = [(f" (stage {r.stage})", w) for r in reports for w in r.warnings]
     else:
-        part = loaded.stage(stage) if stage else loaded
-        reports = [decide_report(part, built, source=model)]
+        reports = [loading.report(parts[0], built, model)]
         shown_one = dataclasses.replace(reports[0], warnings=()) if text else reports[0]
         write(_coloured(render(shown_one, fmt.value), fmt, output))
         warned = [("", w) for w in reports[0].warnings]

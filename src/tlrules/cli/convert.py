@@ -13,8 +13,8 @@ import typer
 
 from .. import convert as converters
 from ..errors import PolicyError
-from ..patterns import holds_peft, read_names
-from . import style
+from ..patterns import read_names
+from . import loading, style
 from .output import destination
 
 DESCRIPTIONS = {  # one line each in 'tlrules convert --help'; the keys are convert.TOOLS
@@ -70,12 +70,10 @@ def convert(
     doc = converters.read_config(config)  # read once, for the policy and the surprises
     names, facts = None, None
     if model is not None:
-        from ..models import build  # builds the model: torch from here on
-
-        built = build(model)
-        raw = [n for n, _ in built.named_parameters()]
-        names, _ = read_names(raw, holds_peft(built.modules()))  # a PEFT model's: the base's
-        facts = converters.facts_of(built)
+        built = loading.load(model, [])  # a checkpoint's headers, or a model built with torch
+        raw, peft_layers = loading.parameter_names(built, aliases=False)
+        names, _ = read_names(raw, peft_layers)  # a PEFT model's: the base's
+        facts = loading.facts(built, model)
     converted = converters.converted(tool, doc, names, facts)
     found = list(converted.warnings)
     if names is not None:

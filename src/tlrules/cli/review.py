@@ -6,37 +6,29 @@ Exit codes as for ``audit``: 0 done; 1 ``diff`` found decisions that differ, or
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..patterns import holds_peft, policy_name, read_names
+from ..patterns import policy_name, read_names
 from ..render import json_document
 from ..render.text import rule_label
+from . import loading
 from .args import ModelArg, PolicyArg
 from .policies import load_policy, stdin_once
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from ..report import Report
 
 
 _VERB = {"train": "trains", "freeze": "is frozen"}
 
 
-def _build(model: str) -> nn.Module:
-    from ..models import build  # the review commands build models: torch from here on
-
-    return build(model)
-
-
 def _audit(model: str, policy: str) -> Report:
-    from ..engine import audit
-
     loaded = load_policy(policy)
-    return audit(loaded, _build(model), source=model)
+    return loading.report(loaded, loading.load(model, [loaded]), model)  # headers or torch
 
 
 def init(
@@ -44,9 +36,16 @@ def init(
     train: Annotated[int | None, typer.Option("--train", help="Train the last N blocks.")] = None,
 ) -> None:
     """Print a starter policy for MODEL, with its module tree as comments."""
-    from ..review import starter_policy
+    from ..review.starter import starter_policy, starter_text
 
-    sys.stdout.write(starter_policy(_build(model), model, train))
+    built = loading.load(model, [])  # a checkpoint's headers, or a model built with torch
+    if isinstance(built, loading.Named):
+        names, peft = read_names(built.tree.names, False)  # no classes: no adapter layers
+        numels = [math.prod(t.shape) for t in built.listed()]
+        text = starter_text(list(zip(names, numels, strict=True)), "Checkpoint", model, train, peft)
+    else:
+        text = starter_policy(built, model, train)
+    sys.stdout.write(text)
 
 
 def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argument()]) -> None:
@@ -54,14 +53,13 @@ def explain(model: ModelArg, policy: PolicyArg, name: Annotated[str, typer.Argum
     from ..review import explain as steps
 
     loaded = load_policy(policy)
-    built = _build(model)
-    raw_names = [n for n, _ in built.named_parameters(remove_duplicate=False)]
-    names, peft = read_names(raw_names, holds_peft(built.modules()))
+    built = loading.load(model, [loaded])  # a checkpoint's headers, or a model built with torch
+    raw_names, peft_layers = loading.parameter_names(built)
+    names, peft = read_names(raw_names, peft_layers)
     raw = dict(zip(names, raw_names, strict=True))
     name = policy_name(name, peft)  # a PEFT model's raw name, or the one reports show
     holder = raw.get(name, "").rpartition(".")[0]
-    modules = dict(built.named_modules(remove_duplicate=False))
-    owner = type(modules[holder]).__name__ if holder in modules else None
+    owner = loading.owner_class(built, holder)
     trace = steps(loaded, list(raw), name, owner)
     decider = next((s for s in trace if s.decided), None)
     if decider is not None:

@@ -6,6 +6,7 @@ multimodal model they freeze by default, whatever the config says."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # ms-swift swift/utils/hf_config.py HfConfigFactory.is_multimodal: a config holding one
@@ -49,4 +50,17 @@ def facts_of(model: object) -> ModelFacts:
     )
 
 
-__all__ = ["ModelFacts", "facts_of"]
+def facts_of_config(config: Mapping[str, object]) -> ModelFacts:
+    """The facts a model's ``config.json`` states (read without building the model: a
+    folder audited from its weights' headers); no class name where it names no
+    ``architectures``."""
+    model_type = config.get("model_type")
+    named = config.get("architectures")
+    return ModelFacts(
+        model_type if isinstance(model_type, str) and model_type else None,
+        tuple(str(a) for a in named) if isinstance(named, list) else (),
+        any(config.get(key) is not None for key in _OTHER_PARTS),
+    )
+
+
+__all__ = ["ModelFacts", "facts_of", "facts_of_config"]

@@ -17,19 +17,19 @@ import torch
 from torch import nn
 
 from ..compat.torch_internals import members
-from ..errors import DecisionError, Where, quoted
+from ..errors import DecisionError, Where
+from ..models.checkpoints import Checkpoint
 from ..patterns import bare_name, peft_module, read_names
 from ..policy import CompiledPolicy, timeouts_named
 from ..preflight.wrappers import unwrap
 from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect, norms
+from .by_name import unmatched_names as _unmatched
 from .groups import assign_groups
 from .reporting import build_report
 from .selectors import by_module_class
 from .tree import Tree, shapes, walk
-
-_LISTED = 8  # names shown in a message before "and N more"
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         table,
         matcher,
         model=unwrap(model),
+        ordered=not isinstance(model, Checkpoint) or model.ordered,  # a safetensors file's
         source=source,
         norm_layers=norm.layers,
         norm_warnings=norm.warnings,
@@ -234,14 +235,6 @@ def _disagree(policy: CompiledPolicy, first: Decision, alias: Decision) -> tuple
             f"{_by(policy, first.rule)} {_verb(first.action)} it and "
             f"{_by(policy, alias.rule)} {_verb(alias.action)} it; make the rules agree"
         ),
-    )
-
-
-def _unmatched(names: list[str]) -> str:
-    return (
-        f"{len(names)} parameter{'s match' if len(names) > 1 else ' matches'} no rule and "
-        f"the policy's default is 'error': {quoted(names, _LISTED)}; add a catch-all rule "
-        "such as '- \"*\": freeze' at the end, or set 'default: freeze'"
     )
 
 

@@ -18,11 +18,20 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import quoted
+from ..patterns import ModuleTree
 from ..policy import CompiledPolicy
 from ..report import AuditWarning, Columns, RuleUse
-from .tree import Tree
+
+
+class ClassTree(ModuleTree, Protocol):
+    """What the findings read of a module tree (``engine.Tree``, or ``by_name.NameTree``
+    for a checkpoint's names): its lists, and ``kinds[m]``, the class name of module ``m``."""
+
+    kinds: list[str]
+
 
 _LISTED = 4  # modules named in a message before "and N more"
 _WILD = frozenset("*?[")  # a pattern with one of these is meant for many names
@@ -93,7 +102,7 @@ def head_frozen(
     policy: CompiledPolicy,
     decided: Decided,
     uses: Sequence[RuleUse],
-    tree: Tree | None = None,
+    tree: ClassTree | None = None,
 ) -> list[AuditWarning]:
     """``head-frozen`` when other parameters train but every parameter of the head is
     frozen by the default or by a rule that also decides parameters outside it (a
@@ -135,7 +144,9 @@ def head_frozen(
     ]
 
 
-def _embedding_shapes(tree: Tree | None) -> set[tuple[int, ...]] | None:
+def _embedding_shapes(
+    tree: ClassTree | None, shapes: Sequence[tuple[int, ...]]
+) -> set[tuple[int, ...]] | None:
     """The shapes of the parameters held by a module whose class name holds ``Embedding``;
     ``None`` when the tree knows no classes beyond plain modules (a checkpoint's)."""
     if tree is None or not tree.owners:
@@ -144,16 +155,16 @@ def _embedding_shapes(tree: Tree | None) -> set[tuple[int, ...]] | None:
     if set(kinds) <= {"Module", "Checkpoint"}:
         return None
     tables = {m for m, kind in enumerate(kinds) if "Embedding" in kind}
-    return {tuple(tree.params[k].shape) for k, m in enumerate(tree.owners) if m in tables}
+    return {tuple(shapes[k]) for k, m in enumerate(tree.owners) if m in tables}
 
 
-def _maps_to_vocabulary(decided: Decided, head: range, tree: Tree | None) -> bool:
+def _maps_to_vocabulary(decided: Decided, head: range, tree: ClassTree | None) -> bool:
     """Whether the head's 2-D weight has the shape of an embedding table of the model
     (by class, or by name where no class is known): a language-model head."""
     if not decided.shapes:
         return False
     weights = {tuple(decided.shapes[k]) for k in head if len(decided.shapes[k]) == 2}
-    embeddings = _embedding_shapes(tree)
+    embeddings = _embedding_shapes(tree, decided.shapes)
     if embeddings is None:
         embeddings = {
             tuple(shape)
@@ -164,7 +175,7 @@ def _maps_to_vocabulary(decided: Decided, head: range, tree: Tree | None) -> boo
 
 
 def norm_split(
-    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: Tree
+    policy: CompiledPolicy, decided: Decided, uses: Sequence[RuleUse], tree: ClassTree
 ) -> list[AuditWarning]:
     """``norm-split-by-name``: a wildcard name rule that decides only (and at least two)
     normalization layers of one class, while other layers of that class get the other
@@ -208,7 +219,7 @@ def norm_split(
     return out
 
 
-def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: Tree) -> dict[int, str]:
+def _aimed(decided: Decided, uses: Sequence[RuleUse], tree: ClassTree) -> dict[int, str]:
     """The wildcard name rules that decide more than one parameter, all held by norm
     layers of one class, with that class (the rules ``norm_split`` looks at), found in
     one pass over the names."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from ..models.checkpoints import Checkpoint
 from ..patterns import Matcher, NameShapes, closest_names
 from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..report import (
@@ -23,7 +22,6 @@ from ..report import (
     RuleUse,
 )
 from . import findings
-from .tree import Tree
 
 
 def build_report(
@@ -32,15 +30,17 @@ def build_report(
     matcher: Matcher,
     *,
     model: object = None,
+    ordered: bool = True,
     source: str | None = None,
     norm_layers: Sequence[NormLayer] = (),
     norm_warnings: Sequence[AuditWarning] = (),
     groups: Sequence[GroupUse] = (),
-    tree: Tree | None = None,
+    tree: findings.ClassTree | None = None,
     spelled: bool = False,
 ) -> Report:
     """Per-rule counts and warnings for ``decisions`` made by ``policy`` on the model that
-    ``tree`` describes (its module classes, for the norm layers split by name).
+    ``tree`` describes (its module classes, for the norm layers split by name);
+    ``ordered``: the decisions come in the model's order, so its last layer is known.
     ``spelled``: the tree's paths spell the decisions' names (not PEFT's rewritten ones),
     so the rules that decided nothing are matched module by module."""
     counts = {r.number: [0, 0] for r in policy.rules}
@@ -60,7 +60,6 @@ def build_report(
     )
     with timeouts_named(policy.rules):
         found = _rule_warnings(policy, decisions, matcher, counts, tree if spelled else None)
-    ordered = not isinstance(model, Checkpoint) or model.ordered
     decided = findings.Decided.of(decisions, ordered=ordered)
     found += findings.trains_nothing(policy, decided)
     found += findings.head_frozen(policy, decided, uses, tree)
@@ -99,7 +98,7 @@ def _rule_warnings(
     decisions: Columns,
     matcher: Matcher,
     counts: dict[int, list[int]],
-    tree: Tree | None,
+    tree: findings.ClassTree | None,
 ) -> list[AuditWarning]:
     """Dead rules (match nothing) and shadowed rules (match only what earlier rules took).
 

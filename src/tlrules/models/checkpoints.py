@@ -21,8 +21,6 @@ whose layout is in neither order was written in its writer's own order, which is
 
 from __future__ import annotations
 
-import re
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,13 @@ from torch import nn
 
 from ..compat.torch_internals import members
 from ..errors import ModelSpecError
+from .header_model import HeaderTensor, file_order
 from .listing import Listed, clipped
 from .safetensors_header import LISTED, TORCH_DTYPES, read_header
 from .torch_file import torch_tensors
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _STATS = ("running_mean", "running_var")
-_DIGITS = re.compile(r"(\d+)")
 
 
 class Checkpoint(nn.Module):
@@ -76,17 +74,24 @@ def _safetensors(file: Path, spec: str) -> tuple[list[Listed], bool]:
     """The floating-point tensors the header of ``file`` lists, and whether that is the
     model's order: the file's layout where its writer kept one, else natural name order
     (which reads like the model, but is not known to be its order)."""
-    entries = sorted(read_header(file, spec), key=lambda e: e.start)
-    # the safetensors writer's layout: each run of one dtype sorted by name
-    sorted_by_writer = all(a.name < b.name for a, b in pairwise(entries) if a.dtype == b.dtype)
+    entries, ordered = file_order(read_header(file, spec))
     out = [
         Listed(e.name, e.shape, getattr(torch, TORCH_DTYPES[e.dtype]))
         for e in entries
         if e.dtype in LISTED
     ]
-    if sorted_by_writer:
-        out.sort(key=lambda t: [int(p) if p.isdigit() else p for p in _DIGITS.split(t.name)])
-    return out, not sorted_by_writer
+    return out, ordered
+
+
+def checkpoint_of(read: tuple[list[HeaderTensor], bool], spec: str) -> Checkpoint:
+    """The ``Checkpoint`` of the tensors ``header_model.read_tensors`` lists (a sharded
+    index's, a model folder's) and whether in the model's order, as ``read_checkpoint``
+    builds one."""
+    tensors, ordered = read
+    listed = [Listed(t.name, t.shape, getattr(torch, TORCH_DTYPES[t.dtype])) for t in tensors]
+    root = _as_module(listed, spec)
+    root.ordered = ordered
+    return root
 
 
 def module_at(root: nn.Module, path: list[str]) -> nn.Module:

@@ -28,15 +28,12 @@ from typing import Any
 
 from torch import nn
 
-from .. import limits
 from ..errors import ModelSpecError
-from .jsontext import parse_json
+from .hf_config import read_config
 from .listing import clipped, first_line
 from .meta import on_meta
 
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's saved adapter folder
-_DEPTH = 16  # real configs nest four deep (text_config.rope_scaling.factor)
-_REPEATS = re.compile(r"layer|expert|depth", re.IGNORECASE)
 _MODEL = re.compile(r"^[A-Z]\w*(Model|For[A-Z]\w+)$")  # names to suggest: BertForMaskedLM
 _FETCH = (
     "'hf:' takes a local folder holding a Hugging Face config.json (nothing is downloaded: "
@@ -59,7 +56,7 @@ def _built(spec: str, directory: str, wanted: str) -> nn.Module:
             "no such folder" if not Path(directory).is_dir() else "the folder has no config.json"
         )
         raise ModelSpecError(f"model {spec!r}: {where}; {_FETCH}")
-    raw = _read_config(config_file, spec)
+    raw = read_config(config_file, spec)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub, whatever happens below
     try:
         import transformers
@@ -113,7 +110,7 @@ def _custom_code(spec: str) -> ModelSpecError:
 
 def _adapted(spec: str, directory: str, wanted: str) -> nn.Module:
     """The PEFT adapter folder ``directory`` wrapped around its base (module docstring)."""
-    raw = _read_config(Path(directory) / ADAPTER_CONFIG, spec)
+    raw = read_config(Path(directory) / ADAPTER_CONFIG, spec)
     raw.pop("runtime_config", None)  # peft drops it too (PeftConfig.from_json_file)
     named = raw.get("base_model_name_or_path")
     if (Path(directory) / "config.json").is_file():
@@ -157,44 +154,6 @@ def _adapted(spec: str, directory: str, wanted: str) -> nn.Module:
             f"model {spec!r}: peft cannot apply the adapter to its base: {why}"
         ) from err
     return model
-
-
-def _read_config(config_file: Path, spec: str) -> dict[str, Any]:
-    """``config.json`` (or ``adapter_config.json``) as a dict, within the limits on its
-    size and its counts."""
-    size = config_file.stat().st_size
-    name = config_file.name
-    if size > limits.MAX_CONFIG_BYTES:
-        raise ModelSpecError(
-            f"model {spec!r}: its {name} is {size:,} bytes; the limit is "
-            f"{limits.MAX_CONFIG_BYTES:,} (tlrules.limits.MAX_CONFIG_BYTES)"
-        )
-    raw = parse_json(
-        config_file.read_bytes(),
-        _DEPTH,
-        lambda why: ModelSpecError(f"model {spec!r}: its {name} is {why}"),
-    )
-    if not isinstance(raw, dict):
-        raise ModelSpecError(f"model {spec!r}: its {name} is not a JSON object")
-    _check_repeats(raw, spec)
-    return raw
-
-
-def _check_repeats(config: dict[str, Any], spec: str) -> None:
-    """Refuse a count of layers or experts above ``limits.MAX_CONFIG_REPEATS``, in the
-    config or the configs nested in it (``text_config``)."""
-    for key, value in config.items():
-        if isinstance(value, dict):
-            _check_repeats(value, spec)
-        counts = value if isinstance(value, list) else [value]
-        if not _REPEATS.search(str(key)) or not all(type(n) is int for n in counts):
-            continue
-        if any(n > limits.MAX_CONFIG_REPEATS for n in counts):
-            raise ModelSpecError(
-                f"model {spec!r}: its config.json sets {clipped(key)} to {clipped(value)}; "
-                f"the limit is {limits.MAX_CONFIG_REPEATS:,} "
-                "(tlrules.limits.MAX_CONFIG_REPEATS); real models have a few hundred at most"
-            )
 
 
 def _model_class(transformers: Any, name: str) -> Any:

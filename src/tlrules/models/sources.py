@@ -8,6 +8,8 @@ A spec is one of::
     package.module:factory             your own function or nn.Module class, called with
                                        no arguments
     PATH.safetensors                   a checkpoint's names and shapes (header only)
+    PATH.safetensors.index.json, DIR   a sharded checkpoint's, or a folder's
+                                       model.safetensors[.index.json] (headers only)
     PATH.pt|.pth|.bin|.ckpt            a state dict, loaded with weights_only=True and mmap
 
 Architectures are built with their parameters on the ``meta`` device: no memory, no
@@ -30,7 +32,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelSpecError
-from .checkpoints import CHECKPOINT_SUFFIXES, read_checkpoint
+from .checkpoints import CHECKPOINT_SUFFIXES, checkpoint_of, read_checkpoint
+from .header_model import header_source, read_tensors
 from .hf import hf
 from .meta import module_budget, on_meta
 
@@ -189,6 +192,9 @@ def build(spec: str, *, factories: bool = True) -> nn.Module:
         warnings.simplefilter("ignore")
         if spec.lower().endswith(CHECKPOINT_SUFFIXES):
             return read_checkpoint(spec)
+        weights = None if spec.startswith("hf:") else header_source(spec)
+        if weights is not None:  # a sharded index, or a folder of safetensors weights
+            return checkpoint_of(read_tensors(weights, spec), spec)
         kind, sep, rest = spec.partition(":")
         if not sep:
             return _torchvision(spec, spec)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-
-from torch import nn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..patterns import holds_peft, is_peft_class, read_names
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _NUMBERED = re.compile(r"(.*?)(\d+)")
 
@@ -61,6 +64,20 @@ def starter_policy(model: nn.Module, source: str, train_last: int | None = None)
     bare, peft = read_names([n for n, _ in named], holds_peft(model.modules()))
     names = [(n, p.numel()) for n, (_, p) in zip(bare, named, strict=True)]
     adapters = _adapters(model, names) if peft else []
+    return starter_text(names, type(model).__name__, source, train_last, peft, adapters)
+
+
+def starter_text(
+    names: list[tuple[str, int]],
+    model_class: str,
+    source: str,
+    train_last: int | None = None,
+    peft: bool = False,
+    adapters: Sequence[str] = (),
+) -> str:
+    """``starter_policy``'s text from what it reads of the model: each bare parameter
+    name with its element count (in model order), the model's class name, whether the
+    names were read as a PEFT model's, and its adapter segments."""
     top: dict[str, list[int]] = {}
     for name, numel in names:
         entry = top.setdefault(name.split(".")[0], [0, 0])
@@ -71,7 +88,7 @@ def starter_policy(model: nn.Module, source: str, train_last: int | None = None)
     blocks = _blocks(names)
     slug = re.sub(r"[^a-z0-9._-]+", "-", source.lower()).strip("-")
     lines = [
-        f"# Starter policy for {source} ({type(model).__name__}), written by `tlrules init`.",
+        f"# Starter policy for {source} ({model_class}), written by `tlrules init`.",
         "# Top-level modules: parameters, elements",
         *(f"#   {n.ljust(width)}  {c:>5}  {e:>14,}" for n, (c, e) in top.items()),
     ]
