@@ -35,7 +35,7 @@ POLICIES = {
     "ranges": "version: 1\ndefault: train\nrules:\n  - layer{3..4}.{-1..-1}: train\n"
     '  - "re:.*\\\\.bn\\\\d+\\\\..*": freeze\n  - "*.bias": train\n  - conv1: freeze\n',
     "stages": "version: 1\nstages:\n  - name: head\n    rules:\n      - fc: train\n"
-    '      - "*": freeze\n  - name: all\n    rules:\n      - "*": train\n',
+    '      - "*": freeze\n  - name: full\n    rules:\n      - "*": train\n',
 }
 Edit = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -194,7 +194,7 @@ def test_the_cli_gives_the_same_bytes_and_exit_codes(
     assert runs[:6] == runs[6:]
     assert [r[0] for r in runs[:6]] == [1, 1, 0, 1, 1, 2]
     assert runs[5][2] == (
-        "error: stages.yaml:2:1: the policy is in stages ('head', 'all'); pick one: "
+        "error: stages.yaml:2:1: the policy is in stages ('head', 'full'); pick one: "
         "policy.stage('head') in Python, '--stage head' on the command line\n"
     )
 
@@ -203,7 +203,7 @@ def test_the_cli_gives_the_same_bytes_and_exit_codes(
 def test_a_sharded_index_and_a_folder(state: dict[str, torch.Tensor]) -> None:
     before, after = _pair(state, _stats, sharded=True)
     for side in (before, f"{before}/model.safetensors.index.json"):
-        fast, numbers, slow = _both("stages.yaml", side, after, stage="all")
+        fast, numbers, slow = _both("stages.yaml", side, after, stage="full")
         assert fast is not None and fast.violations == ()
         assert numbers == slow
     Path("hf").mkdir()
