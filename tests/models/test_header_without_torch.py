@@ -87,9 +87,9 @@ def test_init_explain_and_convert_without_torch(tmp_path: Path) -> None:
     done = _cli(tmp_path, "explain", spec, str(policy), "blocks.10.weight")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:2] == [
-        "blocks.10.weight (in a Module)",
-        "  -> rule 1 'blocks.{8..10}' (train): matches the module 'blocks.10', so everything "
-        "under it",
+        "blocks.10.weight (in a Module) trains: rule 1 'blocks.{8..10}' decides it",
+        "  -> rule 1 'blocks.{8..10}' (train): matches the module 'blocks.10', and so every "
+        "name in it",
     ]
     config = tmp_path / "axolotl.yaml"
     config.write_text("base_model: x\nunfrozen_parameters:\n  - fc\n  - nothere\n")

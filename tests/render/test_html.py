@@ -430,7 +430,7 @@ def test_notebook_view_is_the_page_fragment(tmp_path: Path, browser: Browser) ->
     assert fragment([report]) != one  # a fresh id each time
 
 
-def test_svg_strip_draws_one_band_per_top_level_module(tmp_path: Path, browser: Browser) -> None:
+def test_svg_strip_draws_one_band_per_layer_of_a_stack(tmp_path: Path, browser: Browser) -> None:
     svg = tmp_path / "strip.svg"
     assert (
         main(
@@ -450,13 +450,20 @@ def test_svg_strip_draws_one_band_per_top_level_module(tmp_path: Path, browser: 
         bands = page.eval_on_selector_all(
             "svg > g", "gs => gs.map(g => g.querySelector('title').textContent)"
         )
+        blocks = {"layer1": (3, 75_008, 70_400), "layer2": (4, 379_392, 280_064),
+                  "layer3": (6, 1_512_448, 1_117_184)}  # fmt: skip
+        frozen = [  # one band per layer of a numbered stack (docs/pictures.md)
+            f"{stack}.{k}: 0 of {first if k == 0 else rest:,} elements train"
+            for stack, (count, first, rest) in blocks.items()
+            for k in range(count)
+        ]
         assert bands == [
             "conv1: 0 of 9,408 elements train",
             "bn1: 0 of 128 elements train",
-            "layer1: 0 of 215,808 elements train",
-            "layer2: 0 of 1,219,584 elements train",
-            "layer3: 0 of 7,098,368 elements train",
-            "layer4: 14,964,736 of 14,964,736 elements train",
+            *frozen,
+            "layer4.0: 6,039,552 of 6,039,552 elements train",
+            "layer4.1: 4,462,592 of 4,462,592 elements train",
+            "layer4.2: 4,462,592 of 4,462,592 elements train",
             "fc: 2,049,000 of 2,049,000 elements train",
         ]
         page.screenshot(path=tmp_path / "strip.png")
