@@ -25,6 +25,7 @@ from ..errors import ModelSpecError
 from .jsontext import parse_json
 from .listing import clipped, first_line
 from .meta import on_meta
+from .paths import path_problem
 
 _DEPTH = 16  # real configs nest four deep (text_config.rope_scaling.factor)
 _REPEATS = re.compile(r"layer|expert|depth", re.IGNORECASE)
@@ -38,6 +39,9 @@ _FETCH = (
 def hf(spec: str, rest: str) -> nn.Module:
     """The model ``hf:DIR[#CLASS]`` names (see the module docstring)."""
     directory, _, wanted = rest.partition("#")
+    why = path_problem(Path(directory) / "config.json")
+    if why is not None:
+        raise ModelSpecError(f"model {clipped(spec)}: no folder can have this name: {why}")
     config_file = Path(directory) / "config.json"
     if not config_file.is_file():
         where = (
