@@ -23,6 +23,9 @@ from tests.fuzz.checkpoints import (
 )
 from tests.fuzz.classes import BERT, DANGEROUS_SPECS, LLAMA
 from tests.fuzz.runner import Case, Limits, Outcome, run
+from tlrules import limits
+from tlrules.convert import pyre
+from tlrules.errors import PolicyError, Where
 
 LIMITS = Limits(seconds=30.0)
 FREEZE_ALL = b'version: 1\nrules:\n  - "*": freeze\n'
@@ -246,6 +249,51 @@ PATH_CASES = [
             links={"a": "b", "b": "a"}),
 ]  # fmt: skip
 CASES += PATH_CASES
+
+
+HUGE_COUNT = "a{4294967295}"  # OverflowError from re.compile (a count of 2**32 - 1)
+DEEP_GROUPS = "(" * 330 + "a" + ")" * 330  # RecursionError from the regex module's parser
+
+
+def converted(tool: str, name: str, text: str) -> Case:
+    return Case(
+        f"convert {tool}: {text[:16]}",
+        ("convert", tool, name),
+        {name: text.encode()},
+        expect=frozenset({2}),
+    )
+
+
+# issue 29 item 6: each was exit 3 (OverflowError, RecursionError)
+CONVERT_CASES = [
+    case
+    for regex in (HUGE_COUNT, DEEP_GROUPS)
+    for case in (
+        converted("fts", "f.yaml", f"0:\n  params:\n  - '{regex}'\n"),
+        converted("axolotl", "a.yaml", f"unfrozen_parameters:\n  - '{regex}'\n"),
+        converted("peft", "adapter_config.json",
+                  json.dumps({"peft_type": "LORA", "target_modules": regex})),
+        converted("swift", "s.yaml",
+                  f"tuner_type: full\ntrainable_parameters_regex: '{regex}'\n"),
+    )
+]  # fmt: skip
+CASES += CONVERT_CASES
+
+
+@pytest.mark.parametrize("regex", [HUGE_COUNT, DEEP_GROUPS])
+def test_a_converted_regex_past_the_limits_names_the_limit(regex: str) -> None:
+    with pytest.raises(PolicyError, match=r"MAX_REGEX_REPEAT|MAX_REGEX_NESTING"):
+        pyre.checked(regex, Where("c.yaml"), "params[0]")
+
+
+@pytest.mark.parametrize("regex", [HUGE_COUNT, DEEP_GROUPS])
+def test_python_s_own_limits_are_an_error_where_the_limits_are_raised(
+    regex: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_REGEX_REPEAT", 2**40)
+    monkeypatch.setattr(limits, "MAX_REGEX_NESTING", 10_000)
+    with pytest.raises(PolicyError, match="is too large for Python's regex parsers"):
+        pyre.checked(regex, Where("c.yaml"), "params[0]")
 
 
 def test_o_dash_is_stdout_and_writes_no_file() -> None:
