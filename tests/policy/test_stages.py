@@ -286,7 +286,7 @@ def test_thousands_of_inheriting_stages_are_refused_before_they_are_built() -> N
         tlrules.Policy.from_text(one_rule_stages(4_000), "s.yaml")
     assert time.process_time() - started < 5.0
     assert str(err.value) == (
-        "s.yaml:2:1: the stages hold 8,002,000 rules entries, each stage counting the ones it "
+        "s.yaml:2:1: the stages hold 8,002,000 rules, each stage counting the ones it "
         "inherits; the limit is 100,000 (tlrules.limits.MAX_RULES); use fewer stages, "
         "'inherit: false', or wider patterns such as 'blocks.{0..11}'"
     )
@@ -301,7 +301,7 @@ def test_the_rules_stages_hold_are_counted_with_what_they_inherit(
     if count == 4:
         assert len(tlrules.Policy.from_text(text, "s.yaml").stages[-1].rules) == 4
         return
-    with pytest.raises(PolicyError, match=f"hold 15 {'param_groups' if groups else 'rules'} "):
+    with pytest.raises(PolicyError, match=f"hold 15 {'param_groups' if groups else 'rules'}, "):
         tlrules.Policy.from_text(text, "s.yaml")
     if not groups:
         text = text.replace("    rules:\n", "    inherit: false\n    rules:\n")

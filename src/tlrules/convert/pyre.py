@@ -24,6 +24,7 @@ How = Literal["match", "search", "fullmatch"]
 
 # global inline flags at the very start ('(?i)'), which Python allows nowhere else
 _LEADING_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+_PLAIN = re.compile(r"[\w.\-/:]*", re.ASCII)  # a name: nothing in it is regex syntax but '.'
 
 
 def checked(pattern: str, where: Where, what: str) -> str:
@@ -41,6 +42,8 @@ def checked(pattern: str, where: Where, what: str) -> str:
             f"{limits.MAX_PATTERN_CHARS:,} (tlrules.limits.MAX_PATTERN_CHARS); shorten it",
             where,
         )
+    if _PLAIN.fullmatch(pattern):  # a name, '.' its one wildcard: both engines agree
+        return pattern
     try:
         check_regex(pattern, 0)
     except PatternSyntaxError as err:

@@ -18,6 +18,7 @@ N²/2 rules: they are counted against ``limits.MAX_RULES`` before any stage is b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from .. import limits
@@ -35,24 +36,17 @@ def build_stages(
 ) -> tuple[tuple[_P, ...], list[tuple[Where, str]]]:
     """The policy (of class ``cls``) of every stage in ``spec``, and every problem found
     on the way (only the count's, when the stages hold more than ``limits.MAX_RULES``)."""
+    stages = spec.stages or []
     for what in ("rules", "param_groups"):
-        count = held(spec, what)
-        if count > limits.MAX_RULES:
-            return (), [
-                (
-                    doc.where(("stages",), key=True),
-                    f"the stages hold {count:,} {what} entries, each stage counting the ones it "
-                    f"inherits; the limit is {limits.MAX_RULES:,} (tlrules.limits.MAX_RULES); "
-                    "use fewer stages, 'inherit: false', or wider patterns such as "
-                    "'blocks.{0..11}'",
-                )
-            ]
+        why = held_problem(held_count((len(getattr(st, what) or []), st.inherit) for st in stages))
+        if why is not None:
+            return (), [(doc.where(("stages",), key=True), why.replace(" rules,", f" {what},"))]
     out: list[_P] = []
     problems: list[tuple[Where, str]] = []
     first_use: dict[str, int] = {}
     rules: tuple[Rule, ...] = ()
     groups: tuple[GroupEntry, ...] = ()
-    for s, stage in enumerate(spec.stages or []):
+    for s, stage in enumerate(stages):
         at = ("stages", s)
         if stage.name in first_use:
             problems.append(
@@ -93,12 +87,22 @@ def build_stages(
     return tuple(out), problems
 
 
-def held(spec: PolicySpec, key: str) -> int:
-    """The ``rules`` (or ``param_groups``) entries the stages of ``spec`` hold together,
-    each stage's inherited ones counted again (what building them costs), from the
-    written lists alone."""
+def held_count(stages: Iterable[tuple[int, bool]]) -> int:
+    """The rules stages hold together, each stage's inherited ones counted again (what
+    building them costs), from each stage's own count and whether it inherits."""
     total = effective = 0
-    for stage in spec.stages or []:
-        effective = len(getattr(stage, key) or []) + (effective if stage.inherit else 0)
+    for own, inherit in stages:
+        effective = own + (effective if inherit else 0)
         total += effective
     return total
+
+
+def held_problem(count: int) -> str | None:
+    """Why stages that hold ``count`` rules (``held_count``) are refused, or ``None``."""
+    if count <= limits.MAX_RULES:
+        return None
+    return (
+        f"the stages hold {count:,} rules, each stage counting the ones it inherits; the "
+        f"limit is {limits.MAX_RULES:,} (tlrules.limits.MAX_RULES); use fewer stages, "
+        "'inherit: false', or wider patterns such as 'blocks.{0..11}'"
+    )
