@@ -19,6 +19,7 @@ from .apicase import MODELS as API_MODELS
 from .checkcase import check_case, output_case
 from .checkpoints import random_checkpoint
 from .mutators import mutate_bytes
+from .round3 import paths, sizes, undo
 from .runner import REPO, Case
 from .strategies import policy_files
 
@@ -217,6 +218,9 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "check": check_case,
     "output": output_case,
     "convert": lambda rnd, _: convert(rnd),
+    "sizes": lambda rnd, _: sizes(rnd),
+    "paths": lambda rnd, _: paths(rnd),
+    "undo": lambda rnd, _: undo(rnd),
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 

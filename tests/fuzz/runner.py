@@ -37,7 +37,7 @@ import tlrules.cli
 import tlrules.engine
 import tlrules.models
 
-from .apicase import run_api_case
+from .apicase import run_api_case, run_undo_case
 
 # the extras, when installed, with the models the 'hf:' cases build: an 'hf:' case then
 # costs what tlrules does, not seconds of lazy imports
@@ -74,7 +74,8 @@ class Case:
     ``links`` are symbolic links to create there (path -> target), ``fifos`` named pipes
     (no process ever opens them: a command that opened one would wait). ``argv`` is a
     ``tlrules`` command line; with ``api`` set, the child instead applies the policy file
-    ``argv[0]`` to the fixture model ``api`` through the Python API (``apicase``).
+    ``argv[0]`` to the fixture model ``api`` through the Python API (``apicase``; with
+    several policy files, applies each in turn and undoes them in a random order).
     ``stdin`` is what the child reads on its standard input (``-`` for a policy);
     ``writes`` the one file in the case folder the command may write (its ``-o``): the
     child may then write up to ``OUTPUT_FILE_CAP`` bytes, the file must exist after an
@@ -393,6 +394,8 @@ def _show_on_stderr(
 def _entry(case: Case, argv: list[str]) -> int:
     if case.api is None:
         return tlrules.cli.main(argv)
+    if len(argv) > 1:  # several policies applied in turn, then undone in a random order
+        return run_undo_case(case.api, argv, case.seed)
     return run_api_case(case.api, argv[0], case.seed)
 
 
