@@ -250,6 +250,25 @@ PATH_CASES = [
 ]  # fmt: skip
 CASES += PATH_CASES
 
+# issue 29 item 1: 4,000 one-rule stages took 50 s and 2.3 GB in validate, a 20,000-phase
+# schedule ran past 300 s in convert fts
+ONE_RULE_STAGES = "version: 1\nstages:\n" + "".join(
+    f'  - name: s{i}\n    rules:\n      - "layer{i}": train\n' for i in range(4_000)
+)
+PHASES = "".join(f"{i}:\n  params:\n  - model.layers.{i}.mlp.weight\n" for i in range(20_000))
+CASES += [
+    refused(
+        "4,000 one-rule stages", "validate", "s.yaml", files={"s.yaml": ONE_RULE_STAGES.encode()}
+    ),
+    refused(
+        "convert fts of 20,000 phases",
+        "convert",
+        "fts",
+        "f.yaml",
+        files={"f.yaml": PHASES.encode()},
+    ),
+]
+
 
 HUGE_COUNT = "a{4294967295}"  # OverflowError from re.compile (a count of 2**32 - 1)
 DEEP_GROUPS = "(" * 330 + "a" + ")" * 330  # RecursionError from the regex module's parser

@@ -13,8 +13,9 @@ from tests.fuzz.classes import CLASSES, draw
 from tests.fuzz.report import Summary
 from tests.fuzz.runner import Case, Limits, run
 
-PER_CLASS = 24
-"""Cases of each class: 45-110 s in all on a busy 2-core machine when nothing hangs."""
+PER_CLASS = 16
+"""Cases of each class (12 classes): about a minute in all on a busy 2-core machine when
+nothing hangs."""
 
 SEED = 11
 
