@@ -226,6 +226,10 @@ PATH_CASES = [
         ]
     ),
     refused("a path of 5,000 bytes", "validate", "/".join(["a" * 200] * 25)),
+    # found by the run of the 'paths' class: exit 3 each
+    refused("a 255-byte library name (too long with .yaml)", "validate", "a" * 255),
+    refused("a NUL in the lock of verify", "verify", MODEL, "p.yaml", "a\x00b.json"),
+    refused("a NUL in the config of convert", "convert", "fts", "dir/\x00.yaml"),
     refused(
         "a NUL in a shard name",
         *("check", "p.yaml", "m.safetensors", "i.index.json"),
@@ -266,6 +270,14 @@ CASES += [
         "fts",
         "f.yaml",
         files={"f.yaml": PHASES.encode()},
+    ),
+    # issue 29 item 6: 100,000 copies of one base in 'extends' (each resolved)
+    refused(
+        "extends 100,000 copies of one base",
+        *("validate", "x.yaml"),
+        files={
+            "x.yaml": ("version: 1\nextends: [" + ", ".join(["p.yaml"] * 100_000) + "]\n").encode()
+        },
     ),
 ]
 
