@@ -82,7 +82,8 @@ hundreds (126 layers, 512 experts); building is superlinear in some (BERT: 2,000
 take 10 s, 10,000 take 100 s)."""
 
 MAX_CHECKPOINT_HEADER_BYTES = 100 * 1024 * 1024
-"""Size of a safetensors header (the JSON before the tensor data)."""
+"""Size of a safetensors header (the JSON before the tensor data). Reading one holds at
+most about four times its bytes until its entries, counted first, are parsed."""
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 """Size of the pickle inside a ``.pt``/``.pth``/``.bin``/``.ckpt`` file (tensor data apart)."""
@@ -90,8 +91,10 @@ MAX_PICKLE_BYTES = 256 * 1024 * 1024
 MAX_INFLATION = 100
 """Ratio of a compressed archive member's size to its size on disk."""
 
-MAX_CHECKPOINT_TENSORS = 1_000_000
-"""Tensors listed in one checkpoint."""
+MAX_CHECKPOINT_TENSORS = 250_000
+"""Tensors listed in one checkpoint: as many as ``MAX_MODULES`` (a checkpoint is drawn as
+one module per tensor name); the largest real ones list under 150,000 (Kimi K2, FP8 with
+its scales). A safetensors header is counted before its entries are parsed."""
 
 MAX_TENSOR_NAME_CHARS = 1_024
 """Characters in one checkpoint tensor name (real ones are under 200): it bounds the

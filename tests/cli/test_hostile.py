@@ -6,6 +6,7 @@ CLI in a sandboxed child (``tests.fuzz.runner``) and must end with exit 2 and ex
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -22,6 +23,9 @@ from tests.fuzz.checkpoints import (
 )
 from tests.fuzz.classes import BERT, DANGEROUS_SPECS, LLAMA
 from tests.fuzz.runner import Case, Limits, Outcome, run
+from tlrules import limits
+from tlrules.convert import pyre
+from tlrules.errors import PolicyError, Where
 
 LIMITS = Limits(seconds=30.0)
 FREEZE_ALL = b'version: 1\nrules:\n  - "*": freeze\n'
@@ -184,6 +188,164 @@ CASES = [
         expect=(0, 2),
     ),
 ]
+
+
+LONG = "a" * 300  # a name longer than any file system takes (255 bytes): Errno 36
+SAFETENSORS = safetensors_of({"w": ("F32", [2])})
+
+
+def refused(label: str, *argv: str, files: dict[str, bytes] | None = None, **more: Any) -> Case:
+    inputs = {"p.yaml": FREEZE_ALL, "m.safetensors": SAFETENSORS, **(files or {})}
+    return Case(label, argv, inputs, expect=frozenset({2}), **more)
+
+
+def index_naming(shard: str) -> bytes:
+    return json.dumps({"weight_map": {"w": shard}}).encode()
+
+
+# issue 29 items 3-5 and 9: each was exit 3 or a hang
+PATH_CASES = [
+    *(
+        refused(f"a 300-byte name as {slot}", *argv)
+        for slot, argv in [
+            ("the policy of validate", ("validate", LONG)),
+            ("the policy of audit", ("audit", MODEL, LONG)),
+            ("a policy path", ("audit", MODEL, f"x/{LONG}/p.yaml")),
+            ("the second policy of diff", ("diff", MODEL, "p.yaml", LONG)),
+            ("a checkpoint model", ("audit", f"{LONG}.safetensors", "p.yaml")),
+            ("a torch checkpoint of init", ("init", f"{LONG}.pt")),
+            ("an hf: folder", ("audit", f"hf:{LONG}", "p.yaml")),
+            ("check's before", ("check", "p.yaml", f"{LONG}.safetensors", "m.safetensors")),
+            ("check's after", ("check", "p.yaml", "m.safetensors", LONG)),
+            ("check's policy", ("check", LONG, "m.safetensors", "m.safetensors")),
+            ("-o of audit", ("audit", MODEL, "p.yaml", "-o", LONG)),
+            ("-o of check", ("check", "p.yaml", "m.safetensors", "m.safetensors", "-o", LONG)),
+            ("a folder of -o", ("audit", MODEL, "p.yaml", "-o", f"{LONG}/r.html")),
+            ("the config of convert", ("convert", "fts", LONG)),
+            ("the lock of verify", ("verify", MODEL, "p.yaml", LONG)),
+        ]
+    ),
+    refused("a path of 5,000 bytes", "validate", "/".join(["a" * 200] * 25)),
+    # found by the run of the 'paths' class: exit 3 each
+    refused("a 255-byte library name (too long with .yaml)", "validate", "a" * 255),
+    refused("a NUL in the lock of verify", "verify", MODEL, "p.yaml", "a\x00b.json"),
+    refused("a NUL in the config of convert", "convert", "fts", "dir/\x00.yaml"),
+    refused(
+        "a NUL in a shard name",
+        *("check", "p.yaml", "m.safetensors", "i.index.json"),
+        files={"i.index.json": index_naming("x\x00y.safetensors")},
+    ),
+    refused(
+        "a 300-byte shard name",
+        *("check", "p.yaml", "i.index.json", "m.safetensors"),
+        files={"i.index.json": index_naming(f"{LONG}.safetensors")},
+    ),
+    refused("-o on a FIFO (audit --format html)", "audit", MODEL, "p.yaml", "--format", "html",
+            "-o", "fifo", fifos=("fifo",)),
+    refused("-o on a FIFO (check)", "check", "p.yaml", "m.safetensors", "m.safetensors", "-o",
+            "fifo", fifos=("fifo",)),
+    refused("-o on a FIFO (convert)", "convert", "fts", "c.yaml", "-o", "fifo",
+            files={"c.yaml": b"1: [fc.weight]\n"}, fifos=("fifo",)),
+    refused("-o on /dev/null", "audit", MODEL, "p.yaml", "-o", "/dev/null"),
+    refused("-o on a dangling link", "audit", MODEL, "p.yaml", "-o", "out.html",
+            links={"out.html": "../outside/created.html"}),
+    refused("-o on a link to a link loop", "audit", MODEL, "p.yaml", "-o", "a",
+            links={"a": "b", "b": "a"}),
+]  # fmt: skip
+CASES += PATH_CASES
+
+# issue 29 item 1: 4,000 one-rule stages took 50 s and 2.3 GB in validate, a 20,000-phase
+# schedule ran past 300 s in convert fts
+ONE_RULE_STAGES = "version: 1\nstages:\n" + "".join(
+    f'  - name: s{i}\n    rules:\n      - "layer{i}": train\n' for i in range(4_000)
+)
+PHASES = "".join(f"{i}:\n  params:\n  - model.layers.{i}.mlp.weight\n" for i in range(20_000))
+CASES += [
+    refused(
+        "4,000 one-rule stages", "validate", "s.yaml", files={"s.yaml": ONE_RULE_STAGES.encode()}
+    ),
+    refused(
+        "convert fts of 20,000 phases",
+        "convert",
+        "fts",
+        "f.yaml",
+        files={"f.yaml": PHASES.encode()},
+    ),
+    # issue 29 item 6: 100,000 copies of one base in 'extends' (each resolved)
+    refused(
+        "extends 100,000 copies of one base",
+        *("validate", "x.yaml"),
+        files={
+            "x.yaml": ("version: 1\nextends: [" + ", ".join(["p.yaml"] * 100_000) + "]\n").encode()
+        },
+    ),
+]
+
+
+HUGE_COUNT = "a{4294967295}"  # OverflowError from re.compile (a count of 2**32 - 1)
+DEEP_GROUPS = "(" * 330 + "a" + ")" * 330  # RecursionError from the regex module's parser
+
+
+def converted(tool: str, name: str, text: str) -> Case:
+    return Case(
+        f"convert {tool}: {text[:16]}",
+        ("convert", tool, name),
+        {name: text.encode()},
+        expect=frozenset({2}),
+    )
+
+
+# issue 29 item 6: each was exit 3 (OverflowError, RecursionError)
+CONVERT_CASES = [
+    case
+    for regex in (HUGE_COUNT, DEEP_GROUPS)
+    for case in (
+        converted("fts", "f.yaml", f"0:\n  params:\n  - '{regex}'\n"),
+        converted("axolotl", "a.yaml", f"unfrozen_parameters:\n  - '{regex}'\n"),
+        converted("peft", "adapter_config.json",
+                  json.dumps({"peft_type": "LORA", "target_modules": regex})),
+        converted("swift", "s.yaml",
+                  f"tuner_type: full\ntrainable_parameters_regex: '{regex}'\n"),
+    )
+]  # fmt: skip
+CASES += CONVERT_CASES
+
+
+@pytest.mark.parametrize("regex", [HUGE_COUNT, DEEP_GROUPS])
+def test_a_converted_regex_past_the_limits_names_the_limit(regex: str) -> None:
+    with pytest.raises(PolicyError, match=r"MAX_REGEX_REPEAT|MAX_REGEX_NESTING"):
+        pyre.checked(regex, Where("c.yaml"), "params[0]")
+
+
+@pytest.mark.parametrize("regex", [HUGE_COUNT, DEEP_GROUPS])
+def test_python_s_own_limits_are_an_error_where_the_limits_are_raised(
+    regex: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_REGEX_REPEAT", 2**40)
+    monkeypatch.setattr(limits, "MAX_REGEX_NESTING", 10_000)
+    with pytest.raises(PolicyError, match="is too large for Python's regex parsers"):
+        pyre.checked(regex, Where("c.yaml"), "params[0]")
+
+
+def test_o_dash_is_stdout_and_writes_no_file() -> None:
+    """Issue 29 item 8: ``-o -`` wrote a file named ``-``."""
+    case = Case("-o -", ("audit", MODEL, "p.yaml", "-o", "-"), {"p.yaml": FREEZE_ALL})
+    out = run(case, LIMITS)
+    assert (out.code, out.problems, out.changed_files) == (0, [], []), _report(case, out)
+    assert out.stdout.startswith(b"tests.toys:Tied under p.yaml"), _report(case, out)
+
+
+@pytest.mark.slow
+def test_o_through_a_link_writes_the_file_it_points_to_and_keeps_the_link() -> None:
+    """Issue 29 item 9: the link stays a link; the file it names gets the whole text (a
+    temporary file beside it, renamed), and nothing else is written."""
+    argv = ("audit", MODEL, "p.yaml", "--format", "json", "-o", "out.json")
+    files = {"p.yaml": FREEZE_ALL, "real/out.json": b"old"}
+    case = Case("-o link", argv, files, links={"out.json": "real/out.json"}, writes="out.json")
+    out = run(case, LIMITS)
+    assert (out.code, out.problems, out.changed_files) == (0, [], ["case/real/out.json"]), _report(
+        case, out
+    )
 
 
 def _report(case: Case, out: Outcome) -> str:

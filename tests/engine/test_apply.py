@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import tlrules
-from tests.toys import Containers, Empty, Tied
+from tests.toys import Containers, Empty, Tied, small_cnn
 from tlrules import DecisionError
 from tlrules.patterns import bare_name
 
@@ -129,6 +129,66 @@ def test_undo_restores_a_mixed_state_exactly() -> None:
     assert flags(model) == before
     applied.undo()  # a second undo changes nothing
     assert flags(model) == before
+
+
+def modes(model: nn.Module) -> dict[str, bool]:
+    model.train()  # what a training loop does: a locked norm layer stays in eval mode
+    return {n: m.training for n, m in model.named_modules()}
+
+
+def test_undo_after_a_later_apply_that_is_still_in_effect_is_refused() -> None:
+    """Issue 29 item 7: apply freeze-all, apply train-all, undo the first raised
+    ``KeyError: 'train'`` (the second apply had released the norm lock the first undo
+    removes). It is refused now, naming the later apply, and nothing changes."""
+    model = small_cnn()
+    before = (flags(model), modes(model))
+    first = policy('  - "*": freeze\n').apply(model)
+    second = policy('  - "*": train\n').apply(model)
+    after_second = (flags(model), modes(model))
+    message = (
+        rf"cannot undo apply #{first.number} \(policy 'p.yaml'\): apply #{second.number} "
+        r"\(policy 'p.yaml'\) on the same model came later and is still in effect; undo it first"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        first.undo()
+    assert (flags(model), modes(model)) == after_second
+    second.undo()  # the reverse order works
+    assert not any(flags(model).values()) and not modes(model)["1"]
+    first.undo()
+    assert (flags(model), modes(model)) == before
+    assert "train" not in model[1].__dict__
+
+
+def test_undo_of_a_later_apply_first_then_the_earlier_one_restores_everything() -> None:
+    model = small_cnn()
+    before = (flags(model), modes(model))
+    first = policy('  - "0": train\n  - "*": freeze\n').apply(model)
+    second = policy('  - "*": train\n').apply(model)
+    second.undo()
+    second.undo()  # a second undo changes nothing, and does not block the first
+    first.undo()
+    assert (flags(model), modes(model)) == before
+
+
+def test_an_apply_on_a_part_that_released_a_lock_blocks_the_earlier_undo() -> None:
+    """A later apply on a part of the model (here the norm layer itself) counts when it
+    changed a norm layer the earlier apply locked."""
+    model = small_cnn()
+    first = policy('  - "*": freeze\n').apply(model)
+    part = policy('  - "*": train\n').apply(model[1])
+    with pytest.raises(RuntimeError, match=rf"apply #{part.number} .* came later"):
+        first.undo()
+    part.undo()
+    first.undo()
+    assert all(flags(model).values()) and modes(model)["1"]
+
+
+def test_undo_needs_no_handle_of_an_apply_that_is_gone_to_refuse() -> None:
+    model = small_cnn()
+    first = policy('  - "*": freeze\n').apply(model)
+    policy('  - "*": train\n').apply(model)  # its Applied is dropped: it stays in effect
+    with pytest.raises(RuntimeError, match="came later and is still in effect"):
+        first.undo()
 
 
 def test_integer_parameters_cannot_train() -> None:

@@ -1,5 +1,6 @@
-"""``python -m tests.fuzz --minutes N [--seed S] [--workers W] [--classes ...] [--keep DIR]``
-runs cases of every class in turn until the time is up, then prints a summary; every
+"""``python -m tests.fuzz --minutes N [--cases C] [--seed S] [--workers W] [--classes ...]
+[--keep DIR]`` runs cases of every class in turn until the time is up (or ``C`` cases
+have run, over all workers), then prints a summary; every
 broken case is saved under ``--keep`` (default: a new temporary folder, printed).
 ``python -m tests.fuzz --replay DIR/case-0001`` runs one saved case again and shows it.
 """
@@ -25,6 +26,7 @@ BATCH = 10
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
     parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--cases", type=int, default=None, help="stop after this many")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--classes", nargs="+", choices=sorted(CLASSES), default=None)
@@ -37,33 +39,47 @@ def main(argv: list[str] | None = None) -> int:
         return replay(args.replay, limits)
     keep = args.keep or Path(tempfile.mkdtemp(prefix="tlrules-fuzz-kept-"))
     deadline = time.monotonic() + args.minutes * 60
-    summary = _in_workers(args.workers, args.seed, args.classes, limits, deadline, keep)
+    per_worker = None if args.cases is None else -(-args.cases // max(args.workers, 1))
+    summary = _in_workers(
+        args.workers, args.seed, args.classes, limits, (deadline, per_worker), keep
+    )
     print(summary)
     print(f"broken cases kept under {keep}")
     return 1 if summary.kept else 0
 
 
 def fuzz(
-    seed: int, labels: list[str] | None, limits: Limits, deadline: float, keep: Path | None
+    seed: int,
+    labels: list[str] | None,
+    limits: Limits,
+    until: tuple[float, int | None],
+    keep: Path | None,
 ) -> report.Summary:
-    """Batches of every class until ``deadline``."""
+    """Batches of every class until ``until`` (a deadline, and a count of cases or None)."""
+    deadline, most = until
     summary = report.Summary()
-    batch = 0
-    while time.monotonic() < deadline:
+    batch = done = 0
+    while time.monotonic() < deadline and (most is None or done < most):
         for case in each_class(BATCH, seed * 1_000_003 + batch, labels):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (most is not None and done >= most):
                 break
             summary.add(case, run(case, limits), keep)
+            done += 1
         batch += 1
     return summary
 
 
 def _in_workers(
-    workers: int, seed: int, labels: list[str] | None, limits: Limits, deadline: float, keep: Path
+    workers: int,
+    seed: int,
+    labels: list[str] | None,
+    limits: Limits,
+    until: tuple[float, int | None],
+    keep: Path,
 ) -> report.Summary:
     """``fuzz`` in ``workers`` forked processes (seeds ``seed``, ``seed + 1``, ...), merged."""
     if workers <= 1:
-        return fuzz(seed, labels, limits, deadline, keep)
+        return fuzz(seed, labels, limits, until, keep)
     results = Path(tempfile.mkdtemp(prefix="tlrules-fuzz-workers-"))
     pids = []
     for i in range(workers):
@@ -72,7 +88,7 @@ def _in_workers(
         if pid == 0:
             code = 1
             try:
-                found = fuzz(seed + i, labels, limits, deadline, keep / f"worker-{i}")
+                found = fuzz(seed + i, labels, limits, until, keep / f"worker-{i}")
                 (results / f"{i}.json").write_text(json.dumps(found.to_json()))
                 code = 0
             finally:

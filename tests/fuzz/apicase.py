@@ -115,3 +115,42 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         if after["modules"][name] != state:
             changes.append(f"module {name or '(root)'}: {state} -> {after['modules'][name]}")
     return changes
+
+
+def run_undo_case(model_name: str, policy_paths: list[str], seed: int) -> int:
+    """Apply every policy in turn to one model, then undo them in a random order: an
+    undo while a later apply is in effect must raise ``RuntimeError`` and change nothing,
+    and once all are undone the model must be as it was. 0 held, 2 a policy refused,
+    4 the model changed (docs/spec.md#apply)."""
+    model = MODELS[model_name]()
+    rnd = random.Random(seed)
+    _unusual_state(model, rnd)
+    before = snapshot(model)
+
+    def attempt() -> int:
+        applied = [tlrules.load(path).apply(model) for path in policy_paths]
+        live = list(range(len(applied)))
+        while live:
+            pick = rnd.choice(live)
+            now = snapshot(model)
+            try:
+                applied[pick].undo()
+            except RuntimeError as err:
+                if pick == live[-1] or "came later and is still in effect" not in str(err):
+                    raise
+                changes = compare(now, snapshot(model))
+                if changes:
+                    print(f"a refused undo changed the model: {changes[0]}", file=sys.stderr)
+                    return MODEL_CHANGED
+                continue
+            if pick != live[-1]:
+                print(f"undo of apply {pick + 1} of {live} was not refused", file=sys.stderr)
+                return MODEL_CHANGED
+            live.remove(pick)
+        changes = compare(before, snapshot(model))
+        if changes:
+            print(f"undo in reverse did not restore the model: {changes[0]}", file=sys.stderr)
+            return MODEL_CHANGED
+        return 0
+
+    return guarded(attempt, debug=False)

@@ -21,6 +21,7 @@ from .checkcase import check_case, output_case
 from .checkpoints import random_checkpoint
 from .convertcase import convert_llm
 from .mutators import mutate_bytes
+from .round3 import paths, sizes, undo
 from .runner import REPO, Case
 from .strategies import policy_files
 
@@ -221,6 +222,9 @@ CLASSES: dict[str, Callable[[random.Random, dict[str, bytes]], Case]] = {
     "convert": lambda rnd, _: convert(rnd),
     "convertllm": lambda rnd, _: convert_llm(rnd),
     "adapter": adapter_folder,
+    "sizes": lambda rnd, _: sizes(rnd),
+    "paths": lambda rnd, _: paths(rnd),
+    "undo": lambda rnd, _: undo(rnd),
 }
 """Every class of case, by name: a maker from a seeded ``Random`` and drawn policy files."""
 

@@ -37,7 +37,7 @@ import tlrules.cli
 import tlrules.engine
 import tlrules.models
 
-from .apicase import run_api_case
+from .apicase import run_api_case, run_undo_case
 
 # the extras, when installed, with the models the 'hf:' cases build: an 'hf:' case then
 # costs what tlrules does, not seconds of lazy imports
@@ -71,19 +71,23 @@ class Case:
     """One input: files in the case folder, and what to run on them.
 
     ``files`` are paths relative to the case folder (``../outside/x`` lands beside it);
-    ``links`` are symbolic links to create there (path -> target). ``argv`` is a
+    ``links`` are symbolic links to create there (path -> target), ``fifos`` named pipes
+    (no process ever opens them: a command that opened one would wait). ``argv`` is a
     ``tlrules`` command line; with ``api`` set, the child instead applies the policy file
-    ``argv[0]`` to the fixture model ``api`` through the Python API (``apicase``).
+    ``argv[0]`` to the fixture model ``api`` through the Python API (``apicase``; with
+    several policy files, applies each in turn and undoes them in a random order).
     ``stdin`` is what the child reads on its standard input (``-`` for a policy);
     ``writes`` the one file in the case folder the command may write (its ``-o``): the
     child may then write up to ``OUTPUT_FILE_CAP`` bytes, the file must exist after an
-    exit 0 or 1, and must not after an exit 2.
+    exit 0 or 1, and must not after an exit 2 (when ``writes`` is one of ``links``, the
+    file it points to is the one written).
     """
 
     label: str
     argv: tuple[str, ...]
     files: Mapping[str, bytes] = field(default_factory=dict)
     links: Mapping[str, str] = field(default_factory=dict)
+    fifos: tuple[str, ...] = ()
     api: str | None = None
     seed: int = 0
     expect: frozenset[int] = frozenset({0, 1, 2})
@@ -153,6 +157,8 @@ def write_inputs(case: Case, root: Path) -> Path:
     for rel, target in case.links.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, folder / rel)
+    for rel in case.fifos:
+        os.mkfifo(folder / rel)
     return folder
 
 
@@ -191,7 +197,7 @@ def judge(case: Case, out: Outcome, limits: Limits) -> list[str]:
 def _written(case: Case, out: Outcome) -> list[str]:
     """Files written or changed but the case's own output file, which must exist after
     an exit 0 or 1 and must not after an exit 2 (a failed command leaves no file)."""
-    allowed = f"case/{case.writes}" if case.writes else None
+    allowed = _output_file(case)
     changed = [f for f in out.changed_files if f != allowed]
     problems = []
     if changed:
@@ -201,6 +207,17 @@ def _written(case: Case, out: Outcome) -> list[str]:
     if allowed and out.code == 2 and allowed in out.changed_files:
         problems.append(f"exit 2, yet {case.writes!r} was written")
     return problems
+
+
+def _output_file(case: Case) -> str | None:
+    """The file the case's ``-o`` writes, relative to the case's root: ``case/NAME``, or
+    the file a link among ``links`` points to."""
+    if not case.writes:
+        return None
+    target = case.links.get(case.writes)
+    if target is None:
+        return f"case/{case.writes}"
+    return os.path.normpath(os.path.join("case", os.path.dirname(case.writes), target))
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -377,6 +394,8 @@ def _show_on_stderr(
 def _entry(case: Case, argv: list[str]) -> int:
     if case.api is None:
         return tlrules.cli.main(argv)
+    if len(argv) > 1:  # several policies applied in turn, then undone in a random order
+        return run_undo_case(case.api, argv, case.seed)
     return run_api_case(case.api, argv[0], case.seed)
 
 

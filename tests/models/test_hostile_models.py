@@ -9,6 +9,7 @@ import json
 import random
 import struct
 import sys
+import tracemalloc
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tlrules import limits
 from tlrules.cli import main
 from tlrules.errors import ModelSpecError
 from tlrules.models import build
+from tlrules.models.safetensors_header import read_header
 
 LAYER4 = "torchvision/resnet-layer4-fc"
 TRUST = (
@@ -278,6 +280,49 @@ def test_the_header_length_is_bounded_before_it_is_read(
         "the limit is 16 "
         "(tlrules.limits.MAX_CHECKPOINT_HEADER_BYTES); raise it if the file is real"
     )
+
+
+MINIMAL = '{"dtype":"F32","shape":[],"data_offsets":[0,4]}'
+
+
+def minimal_entries(count: int, member: str = MINIMAL) -> bytes:
+    return ("{" + ",".join(f'"{i:x}":{member}' for i in range(count)) + "}").encode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("member", [MINIMAL, "0"])
+def test_header_entries_past_the_limit_are_refused_before_they_are_parsed(
+    tmp_path: Path, member: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29 item 2: 1.84 million minimal entries (a 104 MB header) took 2.0-2.6 GB
+    and 13-25 s of CPU to refuse: the count was taken after the JSON was parsed. Here
+    (the limit lowered to 1,000) 200,000 entries, 10 MB of header, are refused for
+    their count while at most four times the header's bytes are allocated (parsing them
+    allocates about 100 MB)."""
+    monkeypatch.setattr(limits, "MAX_CHECKPOINT_TENSORS", 1_000)
+    path = Path(safetensors(tmp_path / "many.safetensors", minimal_entries(200_000, member), 4))
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelSpecError, match=r"lists more than 1,000 tensors \(counted before"):
+            read_header(path, "many.safetensors")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * size, f"{peak:,} bytes allocated for a {size:,}-byte file"
+
+
+def test_a_header_within_the_limit_is_counted_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_CHECKPOINT_TENSORS", 1_000)  # counted: 5 KB and up
+    header = minimal_entries(1_000)[:-1] + b',"__metadata__":{"a":"[{,"}}'
+    path = Path(safetensors(tmp_path / "full.safetensors", header, 4))
+    assert len(read_header(path, "full")) == 1_000
+    extra = header[:-1] + b',"x":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}'
+    path = Path(safetensors(tmp_path / "over.safetensors", extra, 4))
+    with pytest.raises(ModelSpecError, match="lists more than 1,000 tensors"):
+        read_header(path, "over")
 
 
 def test_a_name_with_a_lone_surrogate_is_drawn_escaped(

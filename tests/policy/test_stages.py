@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,46 @@ def test_cli_stage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the policy has no stages" in capsys.readouterr().err
     assert main(["audit", "resnet18", "torchvision/resnet-two-stage"]) == 2
     assert "--stage head" in capsys.readouterr().err
+
+
+def one_rule_stages(count: int, *, groups: bool = False) -> str:
+    """``count`` stages of one rule each, each inheriting; with ``groups``, of one
+    param_groups entry each, and the first stage's one rule."""
+    group = '    param_groups:\n      - "*.bias": {weight_decay: 0.0}\n' if groups else ""
+    return "version: 1\nstages:\n" + "".join(
+        f"  - name: s{i}\n{group}"
+        + ("" if groups and i else f'    rules:\n      - "layer{i}": train\n')
+        for i in range(count)
+    )
+
+
+@pytest.mark.slow
+def test_thousands_of_inheriting_stages_are_refused_before_they_are_built() -> None:
+    """Issue 29 item 1: 4,000 one-rule stages (a 214 KB file) took over 50 s of CPU and
+    2.3 GB in validate: each stage held its inherited rules again. They hold 8,002,000
+    rules together, counted before any is built."""
+    started = time.process_time()
+    with pytest.raises(PolicyError) as err:
+        tlrules.Policy.from_text(one_rule_stages(4_000), "s.yaml")
+    assert time.process_time() - started < 5.0
+    assert str(err.value) == (
+        "s.yaml:2:1: the stages hold 8,002,000 rules, each stage counting the ones it "
+        "inherits; the limit is 100,000 (tlrules.limits.MAX_RULES); use fewer stages, "
+        "'inherit: false', or wider patterns such as 'blocks.{0..11}'"
+    )
+
+
+@pytest.mark.parametrize(("count", "groups"), [(4, False), (5, False), (5, True)])
+def test_the_rules_stages_hold_are_counted_with_what_they_inherit(
+    count: int, groups: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tlrules.limits, "MAX_RULES", 12)  # 4 stages hold 1+2+3+4 = 10 rules
+    text = one_rule_stages(count, groups=groups)
+    if count == 4:
+        assert len(tlrules.Policy.from_text(text, "s.yaml").stages[-1].rules) == 4
+        return
+    with pytest.raises(PolicyError, match=f"hold 15 {'param_groups' if groups else 'rules'}, "):
+        tlrules.Policy.from_text(text, "s.yaml")
+    if not groups:
+        text = text.replace("    rules:\n", "    inherit: false\n    rules:\n")
+        assert len(tlrules.Policy.from_text(text, "s.yaml").stages) == count  # 5 rules held

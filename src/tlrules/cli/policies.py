@@ -13,7 +13,8 @@ from itertools import islice
 from pathlib import Path
 
 from .. import limits
-from ..errors import PolicyError, Where
+from ..errors import PolicyError, Where, shown
+from ..models.paths import path_problem
 from ..policy import CompiledPolicy, from_text, load
 
 STDIN = "-"
@@ -66,6 +67,12 @@ def refuse_non_file(arg: str) -> None:
     (a library name that is no path passes)."""
     if os.path.normpath(arg) in _STDIN_ALIASES:
         raise PolicyError(f"'{arg}' is stdin; use '-' to read the policy from stdin", Where(arg))
+    why = path_problem(arg)
+    if why is not None:
+        raise PolicyError(
+            f"policy {shown(arg)}: no file can have this name: {why}; give the path of a "
+            "policy file or a library name",
+        )
     path = Path(arg)
     if path.is_dir():
         raise PolicyError(

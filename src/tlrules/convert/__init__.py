@@ -65,6 +65,8 @@ def read_config(path: str | Path, shown_as: str | None = None) -> Document:
         raise PolicyError(
             f"cannot read the config: {err.strerror}; check the path", Where(shown)
         ) from err
+    except ValueError as err:  # a NUL in the path (issue 29)
+        raise PolicyError(f"cannot read the config: {err}", Where(repr(shown))) from err
     return read(_as_yaml(read_file(Path(path), shown)), shown)
 
 

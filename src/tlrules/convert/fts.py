@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document
+from ..policy.stages import held_count, held_problem
 from . import pyre, readings
 from .checked import loaded, matched
 from .entries import NAMELIKE, Closest, Entry, unbounded
@@ -115,7 +116,11 @@ def _build(doc: Document, names: Sequence[str] | None) -> tuple[Converted, dict[
     modules = {n[:i] for n in known for i, c in enumerate(n) if c == "."}
     stages, sources = [], {}
     empty: dict[Rule, Where] = {}
-    for phase in _phases(doc):
+    phases = _phases(doc)
+    held = held_problem(held_count((len(p.entries), True) for p in phases))
+    if held is not None:  # counted before a regex is compiled (issue 29)
+        raise PolicyError(f"the schedule converts to stages that {held[11:]}", doc.where(()))
+    for phase in phases:
         rules = []
         for entry in phase.entries:
             if entry.text in known:  # a glob names its subtree too: plain where none is

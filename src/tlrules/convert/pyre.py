@@ -18,15 +18,20 @@ import regex
 
 from .. import limits, patterns
 from ..errors import PolicyError, Where, shown
+from ..patterns.cost import PatternSyntaxError, check_regex
 
 How = Literal["match", "search", "fullmatch"]
 
 # global inline flags at the very start ('(?i)'), which Python allows nowhere else
 _LEADING_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+_PLAIN = re.compile(r"[\w.\-/:]*", re.ASCII)  # a name: nothing in it is regex syntax but '.'
 
 
 def checked(pattern: str, where: Where, what: str) -> str:
-    """``pattern`` as Python's ``re`` compiles it, its length checked first; an error
+    """``pattern`` as Python's ``re`` compiles it, the limits of a policy's ``re:`` rule
+    checked first (its length, group nesting and counted repeats: ``tlrules.limits``;
+    Python's parsers recurse once per group and refuse a count of 2**32 - 1 with
+    ``OverflowError``); an error
     where the tool itself would fail, or where ``regex`` (what tlrules runs) would read it
     differently: a ``[`` inside a set and the set operators ``--``, ``&&``, ``~~``, ``||``
     (``re`` warns "Possible nested set"; ``regex`` reads ``[[:alpha:]]`` as a POSIX
@@ -37,6 +42,12 @@ def checked(pattern: str, where: Where, what: str) -> str:
             f"{limits.MAX_PATTERN_CHARS:,} (tlrules.limits.MAX_PATTERN_CHARS); shorten it",
             where,
         )
+    if _PLAIN.fullmatch(pattern):  # a name, '.' its one wildcard: both engines agree
+        return pattern
+    try:
+        check_regex(pattern, 0)
+    except PatternSyntaxError as err:
+        raise PolicyError(f"{what}: {shown(pattern)}: {err.problems[0][1]}", where) from None
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         try:
@@ -55,6 +66,8 @@ def checked(pattern: str, where: Where, what: str) -> str:
                 "with re.escape() to match it literally",
                 where,
             ) from None
+        except (OverflowError, RecursionError) as err:  # past the limits above, when raised
+            raise _too_big(pattern, where, what, err) from None
     if "x" in _leading(pattern)[0]:
         raise PolicyError(
             f"{what}: {shown(pattern)} sets verbose mode '(?x)', which tlrules does not "
@@ -63,6 +76,8 @@ def checked(pattern: str, where: Where, what: str) -> str:
         )
     try:
         regex.compile(pattern)
+    except (OverflowError, RecursionError) as err:
+        raise _too_big(pattern, where, what, err) from None
     except regex.error as err:
         raise PolicyError(
             f"{what}: {shown(pattern)} compiles in Python's re but not in the regex module "
@@ -70,6 +85,14 @@ def checked(pattern: str, where: Where, what: str) -> str:
             where,
         ) from None
     return pattern
+
+
+def _too_big(pattern: str, where: Where, what: str, err: Exception) -> PolicyError:
+    return PolicyError(
+        f"{what}: {shown(pattern)} is too large for Python's regex parsers ({err}); use '+' "
+        "or '*' instead of a large count, and flatten nested groups",
+        where,
+    )
 
 
 def _leading(pattern: str) -> tuple[str, str]:

@@ -3,10 +3,19 @@
 ``audit`` decides without changing anything; ``apply`` decides, then sets
 ``requires_grad`` on every parameter (clearing a frozen one's stale ``.grad``) and
 locks frozen norm layers in eval mode: all of it, or nothing.
+
+Applies on one model undo in the reverse order they were made (docs/spec.md#apply): each
+apply is numbered, the numbers of those still in effect are kept per model and per norm
+layer whose lock it changed (weakly: the registry keeps no module alive), and ``undo`` of
+an earlier one while a later one on the same model or layer is in effect raises before it
+changes anything.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +27,13 @@ from ..preflight.deepspeed import refuse_held
 from ..report import CheckResult, Report
 from . import fingerprints, norms
 from .decisions import decide
+
+_numbers = itertools.count(1)
+_registry_lock = threading.Lock()
+# model or norm layer -> (number, policy) of every apply on it still in effect, oldest first
+_in_effect: weakref.WeakKeyDictionary[nn.Module, list[tuple[int, str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class Applied:
@@ -32,10 +48,20 @@ class Applied:
         report: Report,
         undo: list[Callable[[], Any]],
         recorded: dict[str, bytes] | None = None,
+        modules: Iterable[nn.Module] = (),
     ):
         self.report = report
         self._undo = undo
         self._fingerprints = recorded
+        self.number = next(_numbers)
+        """This apply's number in this process (``apply #N`` in messages)."""
+        self._modules = [weakref.ref(m) for m in modules]  # the model, the layers it locked
+        with _registry_lock:
+            for m in modules:
+                _in_effect.setdefault(m, []).append((self.number, self._policy()))
+
+    def _policy(self) -> str:
+        return repr(self.report.policy_path or self.report.policy_name or "<text>")
 
     def verify(self, model: nn.Module) -> CheckResult:
         """Whether every tensor the policy froze (and the statistics of norm layers it
@@ -59,7 +85,24 @@ class Applied:
 
     def undo(self) -> None:
         """Restore every ``requires_grad``, cleared ``.grad`` and norm layer's train-mode
-        behaviour exactly as it was before apply."""
+        behaviour exactly as it was before apply; a second call does nothing.
+
+        Raises:
+            RuntimeError: a later apply on the same model is still in effect (applies undo
+                in the reverse order they were made); nothing is changed.
+        """
+        with _registry_lock:
+            alive = [m for m in (ref() for ref in self._modules) if m is not None]
+            records = [_in_effect.get(m, []) for m in alive]
+            later = max((r for live in records for r in live if r[0] > self.number), default=None)
+            if later is not None and self._undo:
+                raise RuntimeError(
+                    f"cannot undo apply #{self.number} (policy {self._policy()}): apply "
+                    f"#{later[0]} (policy {later[1]}) on the same model came later and is still "
+                    "in effect; undo it first (applies undo in the reverse order they were made)"
+                )
+            for live in records:
+                live[:] = [r for r in live if r[0] != self.number]
         while self._undo:
             self._undo.pop()()
 
@@ -134,4 +177,5 @@ def apply(
         restore()
         raise
     prints = fingerprints.fingerprints(model, plan.report) if fingerprint else None
-    return Applied(plan.report, [restore, norms.fix(plan.norms)], prints)
+    unfix, layers = norms.fix(plan.norms)
+    return Applied(plan.report, [restore, unfix], prints, (model, *layers))

@@ -129,20 +129,26 @@ def locked(module: nn.Module) -> bool:
     return isinstance(module.__dict__.get("train"), _EvalLock)
 
 
-def fix(targets: Iterable[tuple[nn.Module, bool]]) -> Callable[[], None]:
+def fix(
+    targets: Iterable[tuple[nn.Module, bool]],
+) -> tuple[Callable[[], None], tuple[nn.Module, ...]]:
     """Lock every ``(layer, True)`` in eval mode and release every ``(layer, False)``
-    that an earlier apply locked; returns what undoes exactly that."""
+    that an earlier apply locked; returns what undoes exactly that, and the layers it
+    locked or released."""
     undo: list[Callable[[], None]] = []
+    touched: list[nn.Module] = []
     for module, fixed in targets:
         current = module.__dict__.get("train")
         if fixed and not isinstance(current, _EvalLock):
             undo.append(partial(_unlock, _lock(module)))
+            touched.append(module)
         elif not fixed and isinstance(current, _EvalLock):
             _unlock(current)
             undo.append(partial(_relock, current))
+            touched.append(module)
 
     def restore() -> None:
         for step in reversed(undo):
             step()
 
-    return restore
+    return restore, tuple(touched)

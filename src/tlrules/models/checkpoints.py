@@ -31,6 +31,7 @@ from ..compat.torch_internals import members
 from ..errors import ModelSpecError
 from .header_model import HeaderTensor, file_order
 from .listing import Listed, clipped
+from .paths import path_problem
 from .safetensors_header import LISTED, TORCH_DTYPES, read_header
 from .torch_file import torch_tensors
 
@@ -54,6 +55,9 @@ def read_checkpoint(path: str) -> Checkpoint:
             checkpoint (or passes ``tlrules.limits``), one without a floating-point tensor,
             or a tensor name that cannot be a module path.
     """
+    why = path_problem(path)
+    if why is not None:
+        raise ModelSpecError(f"model {clipped(path)}: no file can have this name: {why}")
     file = Path(path)
     if not file.is_file():
         raise ModelSpecError(f"model {path!r}: no such checkpoint file")

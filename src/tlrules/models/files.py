@@ -21,6 +21,7 @@ from .deepspeed_folder import is_deepspeed_checkpoint
 from .folders import weights_file
 from .jsontext import parse_json
 from .listing import check_count, clipped
+from .paths import path_problem
 from .safetensors_header import Entry, read_header
 
 CHUNK = 16 * 1024 * 1024  # bytes of each side compared at a time
@@ -29,6 +30,9 @@ CHUNK = 16 * 1024 * 1024  # bytes of each side compared at a time
 def locate(source: str | os.PathLike[str], spec: str) -> Path:
     """The file a state is read from: ``source`` itself, or the weights file of a folder
     (``folders.weights_file``); ``spec`` names it in messages."""
+    why = path_problem(source)
+    if why is not None:
+        raise ModelSpecError(f"checkpoint {clipped(spec)}: no file can have this name: {why}")
     path = Path(source)
     if path.is_dir():  # what trainers write: models.folders
         return weights_file(path, spec)
@@ -69,6 +73,9 @@ def read_index(index: Path, spec: str) -> dict[str, str]:
 
 def shard_file(folder: Path, shard: str, spec: str) -> Path:
     """Shard ``shard`` of an index in ``folder`` (resolved), which must lie inside it."""
+    why = path_problem(folder / shard)
+    if why is not None:
+        raise index_error(spec, f"shard {clipped(shard)}: no file can have this name: {why}")
     file = (folder / shard).resolve()
     if not file.is_relative_to(folder) or not file.is_file():
         where = "is outside the index's folder" if file.exists() else "does not exist"

@@ -32,6 +32,7 @@ from ..errors import ModelSpecError
 from .hf_config import read_config
 from .listing import clipped, first_line
 from .meta import on_meta
+from .paths import path_problem
 
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's saved adapter folder
 _MODEL = re.compile(r"^[A-Z]\w*(Model|For[A-Z]\w+)$")  # names to suggest: BertForMaskedLM
@@ -44,6 +45,9 @@ _FETCH = (
 def hf(spec: str, rest: str) -> nn.Module:
     """The model ``hf:DIR[#CLASS]`` names (see the module docstring)."""
     directory, _, wanted = rest.partition("#")
+    why = path_problem(Path(directory) / "config.json")
+    if why is not None:
+        raise ModelSpecError(f"model {clipped(spec)}: no folder can have this name: {why}")
     if (Path(directory) / ADAPTER_CONFIG).is_file():
         return _adapted(spec, directory, wanted)
     return _built(spec, directory, wanted)

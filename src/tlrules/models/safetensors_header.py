@@ -78,10 +78,27 @@ def read_header(file: Path, spec: str) -> list[Entry]:
 
 def _parse(text: bytes, spec: str) -> dict[str, object]:
     """The header's JSON object."""
-    header = parse_json(text, _DEPTH, lambda why: _bad(spec, f"the header is {why}"))
+    # a header of more entries than the limit is refused before they are parsed (1.84
+    # million took 2 GB to refuse); one more member may be '__metadata__'
+    most = limits.MAX_CHECKPOINT_TENSORS + 1
+    header = parse_json(
+        text,
+        _DEPTH,
+        lambda why: _bad(spec, f"the header is {why}"),
+        (most, lambda: _too_many(spec)),
+    )
     if not isinstance(header, dict):
         raise _bad(spec, "the header is not a JSON object")
     return header
+
+
+def _too_many(spec: str) -> ModelSpecError:
+    limit = limits.MAX_CHECKPOINT_TENSORS
+    return ModelSpecError(
+        f"model {spec!r}: the checkpoint lists more than {limit:,} tensors (counted before "
+        f"they are read); the limit is {limit:,} (tlrules.limits.MAX_CHECKPOINT_TENSORS); "
+        "raise it if the file is real"
+    )
 
 
 def _entry(name: str, info: object, base: int, data: int, spec: str) -> Entry:

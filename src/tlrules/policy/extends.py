@@ -145,7 +145,14 @@ def _bases(
     assert loaded is not None  # set by extend
     bases: list[_P] = []
     problems: list[tuple[Where, str]] = []
-    for i, ref in enumerate(policy.spec.extends or []):
+    entries = policy.spec.extends or []
+    if len(entries) > limits.MAX_EXTENDS_BASES:  # before a path is resolved (issue 29)
+        why = (
+            f"extends lists {len(entries):,} entries; the limit is {limits.MAX_EXTENDS_BASES} "
+            "(tlrules.limits.MAX_EXTENDS_BASES), the bases one policy may have; list each once"
+        )
+        return bases, [(doc.where(("extends",), key=True), why)]
+    for i, ref in enumerate(entries):
         where = doc.where(("extends", i))
         try:
             path = _base_path(ref, folder, where)

@@ -8,6 +8,7 @@ none of them ``.`` or ``..`` (``torchvision/resnet-layer4-fc``), at most
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -61,8 +62,9 @@ def library_policy(text: str, where: Where, missing: str = "no library policy") 
     if not all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
         raise PolicyError(f"{missing} {shown(text)}; {NAME_RULE}", where)
     candidate = library_dir().joinpath(*segments[:-1], f"{segments[-1]}.yaml")
-    if candidate.is_file():
-        return candidate
+    with contextlib.suppress(OSError):  # a name of 251-255 bytes: too long with '.yaml'
+        if candidate.is_file():
+            return candidate
     close = difflib.get_close_matches(name, library_names(), n=3, cutoff=0.5)
     hint = (
         f"; did you mean {', '.join(repr(c) for c in close)}?"

@@ -59,6 +59,8 @@ def read(path: str) -> dict[str, Any]:
             document = json.load(f)
     except OSError as err:
         raise TLRulesError(f"cannot read the lock file: {err.strerror}", Where(path)) from err
+    except ValueError as err:  # a NUL in the path (issue 29)
+        raise TLRulesError(f"cannot read the lock file: {err}", Where(repr(path))) from err
     except json.JSONDecodeError as err:
         raise TLRulesError(
             f"not a JSON lock file: {err.msg}", Where(path, err.lineno, err.colno)
