@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..errors import ModelSpecError
 from .listing import clipped
+from .paths import path_problem
 
 MODEL_FILES = (
     "model.safetensors.index.json",
@@ -60,8 +61,8 @@ def weights_file(folder: Path, spec: str) -> Path:
 def trained_file(source: object) -> Path | None:
     """The ``TRAINED_FILE`` that ``finetune`` wrote beside the adapter of the folder
     ``source``, if it is one (module docstring)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
+    if not isinstance(source, (str, os.PathLike)) or path_problem(source) is not None:
+        return None  # not a folder (a bad name is said where the state is read)
     folder = Path(source)
     found = folder / TRAINED_FILE
     adapter = any((folder / name).is_file() for name in ADAPTER_FILES)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ..errors import ModelSpecError
 from .files import safetensors_state
+from .listing import clipped
+from .paths import path_problem
 from .safetensors_header import LISTED, Entry, read_header
 
 SAFETENSORS_FILES = ("model.safetensors.index.json", "model.safetensors")  # files.HF_FILES' own
@@ -46,8 +48,17 @@ def header_source(spec: str) -> Path | None:
     """The safetensors file or index that model ``spec`` names, or ``None`` when it names
     something else (an architecture, a torch file, a folder without safetensors weights,
     ``hf:DIR#CLASS``). A ``.safetensors`` or ``.safetensors.index.json`` path is one even
-    when it does not exist (reading it says so)."""
+    when it does not exist (reading it says so).
+
+    Raises:
+        ModelSpecError: such a path that no file can have (a NUL, a name too long).
+    """
     kind, sep, rest = spec.partition(":")
+    why = path_problem(rest.partition("#")[0] if sep and kind == "hf" else spec)
+    if why is not None and spec.lower().endswith((".safetensors", ".safetensors.index.json")):
+        raise ModelSpecError(f"model {clipped(spec)}: no file can have this name: {why}")
+    if why is not None:
+        return None  # no file can have the name: the spec's own reader says why
     if sep and kind == "hf":
         return None if "#" in rest else _weights(Path(rest))
     lowered = spec.lower()
