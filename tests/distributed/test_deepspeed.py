@@ -213,7 +213,10 @@ def test_check_reads_the_deepspeed_checkpoint_folders(run: Any, tmp_path: Path) 
     assert "violation: 'conv1.weight' changed (frozen by rule 3 '*'" in nudged.stdout
 
     # saved with exclude_frozen_parameters: the frozen part is not there to compare
-    excluded = _check(policy, before, out / "excluded", "--strict", "--format", "json")
+    # (a violation, docs/spec.md#check: not ok without --strict)
+    excluded = _check(policy, before, out / "excluded", "--format", "json")
     assert excluded.returncode == 1, excluded.stdout + excluded.stderr
-    missing = json.dumps(json.loads(excluded.stdout))
+    document = json.loads(excluded.stdout)
+    assert document["ok"] is False and document["summary"]["missing_frozen"] > 0
+    missing = {v["name"] for v in document["violations"] if v["code"] == "missing-frozen"}
     assert "conv1.weight" in missing and "bn1.running_mean" not in missing
