@@ -97,7 +97,8 @@ def _entry(doc: Document, i: int, item: object) -> Entry:
     if found := _RANGE.match(item):
         base = _rows(found, item, where, what)
     compiled = rewritten(base)
-    pyre.checked(compiled, where, f"{what} (after axolotl's '.' rewrite: {shown(compiled)})")
+    rewrite = "" if compiled == base else " (after axolotl's '.' rewrite)"  # pyre shows it
+    pyre.checked(compiled, where, what + rewrite)
     return Entry(i, item, where, compiled)
 
 

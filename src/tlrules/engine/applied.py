@@ -55,7 +55,7 @@ class Applied:
         self._fingerprints = recorded
         self.number = next(_numbers)
         """This apply's number in this process (``apply #N`` in messages)."""
-        self._modules = [weakref.ref(m) for m in modules]  # the model, the layers it locked
+        self._touched = [weakref.ref(m) for m in modules]  # the model, the layers it locked
         with _registry_lock:
             for m in modules:
                 _in_effect.setdefault(m, []).append((self.number, self._policy()))
@@ -92,7 +92,7 @@ class Applied:
                 in the reverse order they were made); nothing is changed.
         """
         with _registry_lock:
-            alive = [m for m in (ref() for ref in self._modules) if m is not None]
+            alive = [m for m in (ref() for ref in self._touched) if m is not None]
             records = [_in_effect.get(m, []) for m in alive]
             later = max((r for live in records for r in live if r[0] > self.number), default=None)
             if later is not None and self._undo:
