@@ -191,13 +191,7 @@ def _decide_each(
         else:
             rule, action = rules[index].number, rules[index].action
         if name in seen:
-            problems.append(
-                (
-                    policy.where,
-                    f"parameters {raw_names[seen[name]]!r} and {raw_name!r} are "
-                    f"both named {name!r} once wrapper prefixes are removed",
-                )
-            )
+            problems.append(collision(policy, raw_names[seen[name]], raw_name, name))
         seen.setdefault(name, i)
         shape = tensor.shape
         decisions.append(
@@ -206,6 +200,15 @@ def _decide_each(
     if unmatched:
         problems.insert(0, (policy.where, unmatched_names(unmatched)))
     return decisions, problems
+
+
+def collision(policy: CompiledPolicy, first: str, raw_name: str, name: str) -> tuple[Where, str]:
+    """The problem of two parameters (``first``, ``raw_name``) that read as one ``name``."""
+    return (
+        policy.where,
+        f"parameters {first!r} and {raw_name!r} are both named {name!r} once wrapper "
+        "prefixes are removed",
+    )
 
 
 def unmatched_names(names: list[str]) -> str:

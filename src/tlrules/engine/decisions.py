@@ -25,6 +25,7 @@ from ..preflight.wrappers import unwrap
 from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect, norms
+from .by_name import collision as _collision
 from .by_name import unmatched_names as _unmatched
 from .groups import assign_groups
 from .reporting import build_report
@@ -192,13 +193,7 @@ def _decide_each(
         else:
             rule, action = rules[index].number, rules[index].action
         if name in seen and params[seen[name]] is not param:
-            problems.append(
-                (
-                    policy.where,
-                    f"parameters {raw_names[seen[name]]!r} and {raw_name!r} are "
-                    f"both named {name!r} once wrapper prefixes are removed",
-                )
-            )
+            problems.append(_collision(policy, raw_names[seen[name]], raw_name, name))
         seen.setdefault(name, i)
         first_alias = owner.setdefault(id(param), len(decisions))
         tied_to = None if first_alias == len(decisions) else decisions[first_alias].name
