@@ -13,6 +13,7 @@ from torch import nn
 import tlrules
 from tlrules import DecisionError, PolicyError
 from tlrules.cli import main
+from tlrules.render import render
 from tlrules.policy.rows import describe, frozen, parse_rows, resolve, trained
 
 
@@ -215,3 +216,23 @@ def test_the_header_path_decides_rows_alike(
     rows = {p["name"]: p.get("rows") for p in on_torch["parameters"]}
     assert {p["name"]: p.get("rows") for p in from_file["parameters"]} == rows
     assert from_file["summary"]["trainable_numel"] == 2 * 124 * 4  # two tensors in a file
+
+
+def test_every_view_says_which_rows_train() -> None:
+    report = policy(NEW_TOKENS).audit(TinyLM())
+    said = "rows 900-1023 train (124 of 1,024)"
+    tree = render(report, "tree")
+    lines = {line.split()[0]: " ".join(line.split()[1:]) for line in tree.splitlines()[3:]}
+    assert lines["embed_tokens"] == f"1 4,096 {said} rule 1 'model.embed_tokens.weight'"
+    assert lines["lm_head"] == f"1 4,096 {said} rule 2 'lm_head.weight'"
+    assert lines["model"] == "3 4,104 mixed"
+    assert (
+        "a copy of the frozen rows of tensors trained in part 28.1 KiB"
+    )  # 2 x 900 rows x 4 x 4 B in tree
+    table = render(report, "table").splitlines()
+    (head_row,) = [line for line in table if line.startswith("lm_head.weight")]
+    assert said in head_row and "rule 2 'lm_head.weight'" in head_row
+    assert f"| {said} |" in render(report, "markdown")
+    page = render(report, "html")
+    assert f'"label": "{said}"' in page or f'"label":"{said}"' in page
+    assert "train 2 (992)" in tree.splitlines()[0]  # 2 x 124 rows x 4 elements
