@@ -13,8 +13,8 @@ from torch import nn
 import tlrules
 from tlrules import DecisionError, PolicyError
 from tlrules.cli import main
-from tlrules.render import render
 from tlrules.policy.rows import describe, frozen, parse_rows, resolve, trained
+from tlrules.render import render
 
 
 class TinyLM(nn.Module):
