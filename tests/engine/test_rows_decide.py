@@ -150,7 +150,7 @@ def test_rows_outside_a_tensor_name_the_place_rule_and_tensor() -> None:
         policy(rules).audit(TinyLM())
     message = str(err.value)
     assert (
-        "p.yaml:3:5: rule 1: rule 1 '*.weight': parameter 'model.norm.weight' (shape [4]): "
+        "p.yaml:3:5: rule 1: pattern '*.weight': parameter 'model.norm.weight' (shape [4]): "
         "rows '900:': 900 is outside a tensor of 4 rows" in message
     )
     assert "embed_tokens" not in message  # 1,024 rows: fine
