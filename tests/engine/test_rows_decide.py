@@ -236,3 +236,12 @@ def test_every_view_says_which_rows_train() -> None:
     page = render(report, "html")
     assert f'"label": "{said}"' in page or f'"label":"{said}"' in page
     assert "train 2 (992)" in tree.splitlines()[0]  # 2 x 124 rows x 4 elements
+
+
+def test_expect_trainable_counts_the_trained_rows() -> None:
+    rules = NEW_TOKENS.replace(
+        '  - "*": freeze\n', '  - "*": freeze\nexpect_trainable: {max: 992}\n'
+    )
+    assert policy(rules).audit(TinyLM()).summary.trainable_numel == 992  # 2 x 124 x 4
+    with pytest.raises(DecisionError, match=r"992 elements train, but .expect_trainable. asks"):
+        policy(rules.replace("max: 992", "max: 991")).audit(TinyLM())
