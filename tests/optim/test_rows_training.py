@@ -270,3 +270,14 @@ def test_the_hf_trainers_own_optimizer_keeps_the_frozen_rows(tmp_path: Path) -> 
     trainer.train()
     assert trainer.state.global_step == 3
     check_rows(before, model)
+
+
+def test_rows_of_an_integer_tensor_are_refused() -> None:
+    model = TinyLM()
+    model.codes = nn.Parameter(torch.zeros(10, 2, dtype=torch.int64), requires_grad=False)
+    rules = '  - match: codes\n    rows: ":5"\n    action: freeze\n  - "*": freeze\n'
+    with pytest.raises(DecisionError, match=r"p\.yaml:3:5: rule 1: 'codes' trains in part "
+                       r"\(rows 5-9 train \(5 of 10\)\), but its dtype torch\.int64 cannot "
+                       r"train; freeze it"):  # fmt: skip
+        policy(rules).apply(model)
+    assert not model.codes.requires_grad
