@@ -559,3 +559,73 @@ def test_a_config_transformers_cannot_build_is_one_line(
         f"error: model 'hf:{folder}': transformers cannot build it: The hidden size (30) is "
         "not a multiple of the number of attention heads (7)"
     )
+
+
+# -- names, shapes and dtypes read without torch.load (issue 29) -------------------------
+
+
+class Parameters(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 3)
+        self.head = nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight  # tied: one storage
+        self.norm = nn.BatchNorm1d(3)  # an int64 buffer, num_batches_tracked
+
+
+def state_dicts() -> list[object]:
+    base = torch.arange(24, dtype=torch.float32)
+    views = {"a": base[2:8].view(2, 3), "b": base.view(4, 6).t(), "c": base[:0], "d": base}
+    model = Parameters().state_dict()
+    return [
+        model,
+        {"state_dict": model, "epoch": 3, "optimizer_states": [{"lr": 0.1}]},  # Lightning
+        views,  # views of one storage at offsets and strides
+        {"w": nn.Parameter(torch.ones(2, 2)), "h": torch.ones(3, dtype=torch.bfloat16)},
+        {"x": torch.zeros(2, dtype=torch.complex64), "i": torch.zeros(2, dtype=torch.int32)},
+        {"s": torch.Size([2, 3]), "w": torch.ones(2)},  # a global the quick reader leaves
+    ]
+
+
+def tied(listed: list[object]) -> list[list[str]]:
+    groups: dict[object, list[str]] = {}
+    for t in listed:
+        groups.setdefault(t.storage or t.name, []).append(t.name)  # type: ignore[attr-defined]
+    return sorted(groups.values())
+
+
+@pytest.mark.parametrize("index", range(len(state_dicts())))
+def test_a_plain_state_dict_is_read_from_its_pickle_as_torch_load_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: int
+) -> None:
+    from tlrules.models import torch_file
+
+    path = tmp_path / "s.pt"
+    torch.save(state_dicts()[index], path)
+    members = zipfile.ZipFile(path).infolist()
+    quick = torch_file._stubs(path, members) is not None
+    assert quick == (index != 5)  # torch.Size is for torch.load to read
+    found = torch_file.torch_tensors(path, "s.pt")
+    monkeypatch.setattr(torch_file, "_listed_quickly", lambda *_: None)
+    loaded = torch_file.torch_tensors(path, "s.pt")
+    assert [(t.name, t.shape, t.dtype) for t in found] == [
+        (t.name, t.shape, t.dtype) for t in loaded
+    ]
+    assert tied(found) == tied(loaded)  # the same names share a storage
+
+
+def test_the_quick_reader_calls_nothing_a_pickle_names(tmp_path: Path) -> None:
+    from tlrules.models import torch_file
+
+    path = tmp_path / "system.pt"
+    torch.save({"fc.weight": torch.zeros(2), "x": CallsSystem()}, path)
+    assert torch_file._stubs(path, zipfile.ZipFile(path).infolist()) is None
+    with pytest.raises(torch_file._Unread, match=r"posix\.system"):
+        torch_file._Reader(io.BytesIO(b"cposix\nsystem\n."), {}).load()
+    lying = tmp_path / "lying.pt"  # a storage record shorter than the storage it names
+    torch.save({"w": torch.zeros(4)}, lying)
+    records = {"0": 15}
+    with zipfile.ZipFile(lying) as archive:
+        pickle_bytes = archive.read("lying/data.pkl")
+    with pytest.raises(torch_file._Unread, match="does not hold"):
+        torch_file._Reader(io.BytesIO(pickle_bytes), records).load()
