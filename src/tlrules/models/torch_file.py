@@ -220,10 +220,6 @@ _STORAGE_DTYPES = {  # torch's storage classes of a zip checkpoint, by the dtype
 }  # fmt: skip
 
 
-class _Unread(Exception):
-    """The pickle is not a plain state dict of dense tensors: ``torch.load`` reads it."""
-
-
 @dataclass(frozen=True)
 class _Storage:
     key: str
@@ -245,9 +241,14 @@ class _Stub(NamedTuple):
     stride: tuple[int, ...]
 
 
+def _unread(why: str) -> pickle.UnpicklingError:
+    """The pickle is not a plain state dict of dense tensors: ``torch.load`` reads it."""
+    return pickle.UnpicklingError(f"not a plain state dict: {why}")
+
+
 def _ints(value: object) -> tuple[int, ...]:
     if not isinstance(value, tuple) or not all(type(v) is int and v >= 0 for v in value):
-        raise _Unread("a size or stride that is not a tuple of whole numbers")
+        raise _unread("a size or stride that is not a tuple of whole numbers")
     return value
 
 
@@ -257,19 +258,19 @@ def _rebuild_tensor(
     """``torch._utils._rebuild_tensor_v2``, checked as ``Tensor.set_`` checks it."""
     shape, steps = _ints(size), _ints(stride)
     if not isinstance(storage, _Storage) or type(offset) is not int or offset < 0:
-        raise _Unread("not a storage and an offset")
+        raise _unread("not a storage and an offset")
     if len(shape) != len(steps):
-        raise _Unread("a size and a stride of different lengths")
+        raise _unread("a size and a stride of different lengths")
     last = offset + sum((n - 1) * s for n, s in zip(shape, steps, strict=True))
     if math.prod(shape) and last >= storage.numel:
-        raise _Unread("a tensor past the end of its storage")
+        raise _unread("a tensor past the end of its storage")
     return _Stub(storage, offset, shape, steps)
 
 
 def _rebuild_parameter(data: object, *_: object) -> object:
     """``torch._utils._rebuild_parameter``: the tensor it wraps."""
     if not isinstance(data, _Stub):
-        raise _Unread("a parameter of something else than a tensor")
+        raise _unread("a parameter of something else than a tensor")
     return data
 
 
@@ -291,19 +292,19 @@ class _Reader(pickle.Unpickler):
             return _rebuild_parameter
         if module == "torch" and name in _STORAGE_DTYPES:
             return _Kind(getattr(torch, _STORAGE_DTYPES[name]))
-        raise _Unread(f"{module}.{name}")
+        raise _unread(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> _Storage:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise _Unread("a persistent id that is not a storage")
+            raise _unread("a persistent id that is not a storage")
         _, kind, key, _, numel = pid
         if not (isinstance(kind, _Kind) and isinstance(key, str) and type(numel) is int):
-            raise _Unread("a storage of an unknown kind")
+            raise _unread("a storage of an unknown kind")
         known = self._storages.get(key)  # torch.load keeps a key's first storage too
         if known is None:
             size = numel * kind.dtype.itemsize
             if numel < 0 or self._records.get(key, -1) < size:
-                raise _Unread("a storage the archive does not hold")
+                raise _unread("a storage the archive does not hold")
             known = self._storages[key] = _Storage(key, kind.dtype, numel)
         return known
 

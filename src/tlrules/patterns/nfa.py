@@ -4,7 +4,8 @@ Each pattern's regex body (globs are translated to regex first) is parsed with t
 standard library's regex parser (``compat.sre``; one plain or escaped character, most
 of a glob's fragments, is read directly) and turned into NFA nodes; all of them share
 one start. Globs are built as one tree of their fragments, so a start that many rules
-share ("encoder.layers.encoder_layer_") is built, and stepped through, once.
+share ("encoder.layers.encoder_layer_") is built, and stepped through, once; the tree
+is built lazily, as names reach it, so a glob no name reaches costs its place in a sort.
 ``automaton.DFA`` runs the program over names.
 
 A body the NFA cannot express (backreferences, flags, atomic groups, possessive
