@@ -10,6 +10,7 @@ import pickle
 import random
 import struct
 import sys
+import time
 import tracemalloc
 import warnings
 import zipfile
@@ -630,3 +631,18 @@ def test_the_quick_reader_calls_nothing_a_pickle_names(tmp_path: Path) -> None:
         pickle_bytes = archive.read("lying/data.pkl")
     with pytest.raises(pickle.UnpicklingError, match="does not hold"):
         torch_file._Reader(io.BytesIO(pickle_bytes), records).load()
+
+
+@pytest.mark.slow
+def test_50000_tensors_are_read_in_a_fraction_of_what_torch_load_takes(tmp_path: Path) -> None:
+    from tlrules.models import torch_file
+
+    path = tmp_path / "t.pt"
+    torch.save(
+        {f"blocks.{i // 2}.lin{i % 2}.weight": torch.zeros(2, 2) for i in range(50_000)}, path
+    )
+    started = time.process_time()
+    listed = torch_file.torch_tensors(path, "t.pt")
+    # torch.load's weights-only unpickler: about 8 s of CPU; the quick reader about 1.5 s
+    assert time.process_time() - started < 4.0
+    assert len(listed) == 50_000 and listed[-1].name == "blocks.24999.lin1.weight"
