@@ -19,12 +19,11 @@ import bisect
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import regex
-
 from ..compat import sre
+from .chars import Test, any_char, clear_tests, one_char
 
 _c = sre.constants
 
@@ -33,87 +32,9 @@ _NODES = 20_000  # NFA nodes one pattern may use (bounded repeats are copied out
 _NO_FLAGS = _c.SRE_FLAG_UNICODE
 _SPECIAL = frozenset(".^$*+?{}[]\\|()")  # characters that mean more than themselves
 
-Test = Callable[[str], bool]
-
 
 class Unsupported(Exception):
     """A regex the automaton cannot express; it is matched by the ``regex`` engine."""
-
-
-def _any_char(c: str) -> bool:
-    return True
-
-
-def _not_newline(c: str) -> bool:
-    return c != "\n"
-
-
-def _category(code: Any) -> Test:
-    text = {
-        _c.CATEGORY_DIGIT: r"\d",
-        _c.CATEGORY_NOT_DIGIT: r"\D",
-        _c.CATEGORY_SPACE: r"\s",
-        _c.CATEGORY_NOT_SPACE: r"\S",
-        _c.CATEGORY_WORD: r"\w",
-        _c.CATEGORY_NOT_WORD: r"\W",
-    }.get(code)
-    if text is None:
-        raise Unsupported(str(code))
-    one = regex.compile(text).fullmatch  # the regex engine's own meaning of the class
-    return lambda c: one(c) is not None
-
-
-def _between(lo: int, hi: int) -> Test:
-    return lambda c: lo <= ord(c) <= hi
-
-
-def _class(items: list[tuple[Any, Any]]) -> Test:
-    negate = bool(items) and items[0][0] is _c.NEGATE
-    tests: list[Test] = []
-    chars: set[str] = set()
-    for op, av in items[negate:]:
-        if op is _c.LITERAL:
-            chars.add(chr(av))
-        elif op is _c.RANGE:
-            tests.append(_between(*av))
-        elif op is _c.CATEGORY:
-            tests.append(_category(av))
-        else:
-            raise Unsupported(str(op))
-
-    def test(c: str) -> bool:
-        return (c in chars or any(t(c) for t in tests)) != negate
-
-    return test
-
-
-_TESTS: dict[tuple[Any, Any], Test] = {}
-_ONE_CHAR_OPS = (_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.IN)
-
-
-def _one_char(op: Any, av: Any) -> Test | None:
-    """The test of an item that always takes exactly one character, else ``None``; one
-    test object per distinct class, so that states compare lookbehinds by identity."""
-    if op not in _ONE_CHAR_OPS:
-        return None
-    key = (op, tuple(av) if op is _c.IN else av)
-    test = _TESTS.get(key)
-    if test is None:
-        made = _make_test(op, av)
-        test = None if made is None else _TESTS.setdefault(key, made)  # one winner per class
-    return test
-
-
-def _make_test(op: Any, av: Any) -> Test | None:
-    if op is _c.LITERAL:
-        return chr(av).__eq__
-    if op is _c.NOT_LITERAL:
-        return chr(av).__ne__
-    if op is _c.ANY:
-        return _not_newline
-    if op is _c.IN:
-        return _class(av)
-    return None
 
 
 class _NFA:
@@ -130,7 +51,7 @@ class _NFA:
         self.limit = 0
         self.loops: list[tuple[int, int]] = []  # '.*' loops: (the '.' node, what follows)
 
-    def add(self, kind: int, nexts: list[int], test: Test = _any_char, negate: bool = False) -> int:
+    def add(self, kind: int, nexts: list[int], test: Test = any_char, negate: bool = False) -> int:
         if len(self.kind) >= self.limit:
             raise Unsupported("too many states")
         self.kind.append(kind)
@@ -166,7 +87,7 @@ class _NFA:
         return nxt
 
     def _item(self, op: Any, av: Any, nxt: int) -> int:
-        test = _one_char(op, av)
+        test = one_char(op, av)
         if test is not None:
             return self.add(CHAR, [nxt], test)
         if op is _c.BRANCH:
@@ -181,16 +102,16 @@ class _NFA:
             return self._repeat(lo, hi, body, nxt)
         if op is _c.AT:
             if av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING):
-                return self.add(BEHIND, [nxt], _any_char, negate=True)
+                return self.add(BEHIND, [nxt], any_char, negate=True)
             if av in (_c.AT_END, _c.AT_END_STRING):  # names with a newline never get here
-                return self.add(AHEAD, [nxt], _any_char, negate=True)
+                return self.add(AHEAD, [nxt], any_char, negate=True)
             raise Unsupported(str(av))
         if op in (_c.ASSERT, _c.ASSERT_NOT):
             direction, body = av
             negate = op is _c.ASSERT_NOT
             if not body:  # (?=) always holds, (?!) never
                 return self.add(SPLIT, [] if negate else [nxt])
-            test = _one_char(*body[0]) if len(body) == 1 else None
+            test = one_char(*body[0]) if len(body) == 1 else None
             if test is None:
                 raise Unsupported("a lookaround wider than one character")
             return self.add(AHEAD if direction > 0 else BEHIND, [nxt], test, negate)
@@ -486,4 +407,4 @@ class Program:
 def clear_caches() -> None:
     """Forget the parsed regexes and character tests remembered so far."""
     _parsed.cache_clear()
-    _TESTS.clear()
+    clear_tests()
