@@ -646,3 +646,16 @@ def test_50000_tensors_are_read_in_a_fraction_of_what_torch_load_takes(tmp_path:
     # torch.load's weights-only unpickler: about 8 s of CPU; the quick reader about 1.5 s
     assert time.process_time() - started < 4.0
     assert len(listed) == 50_000 and listed[-1].name == "blocks.24999.lin1.weight"
+
+
+def test_a_pickle_cannot_change_what_the_quick_reader_checked(tmp_path: Path) -> None:
+    # BUILD on the storage persistent_load gave, to raise its size after the record's
+    # size was checked: the stand-ins are tuples, without a __dict__ to write
+    from tlrules.models import torch_file
+
+    with zipfile.ZipFile(io.BytesIO(torch_bytes({"w": torch.zeros(4)}))) as archive:
+        data = next(archive.read(n) for n in archive.namelist() if n.endswith("data.pkl"))
+    at = data.index(b"Q") + 1  # BINPERSID: the storage is on the stack
+    numel = b"}X\x05\x00\x00\x00numelJ" + (10**6).to_bytes(4, "little") + b"sb"
+    with pytest.raises(AttributeError, match="__dict__"):
+        torch_file._Reader(io.BytesIO(data[:at] + numel + data[at:]), {"0": 16}).load()

@@ -17,7 +17,6 @@ import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
@@ -220,15 +219,13 @@ _STORAGE_DTYPES = {  # torch's storage classes of a zip checkpoint, by the dtype
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Storage:
+class _Storage(NamedTuple):  # tuples, without a __dict__ a pickle's BUILD could change
     key: str
     dtype: torch.dtype
     numel: int  # elements
 
 
-@dataclass(frozen=True)
-class _Kind:
+class _Kind(NamedTuple):
     dtype: torch.dtype
 
 
