@@ -6,11 +6,23 @@ Read from axolotl 0.18.0 (github.com/axolotl-ai-cloud/axolotl at 067b021,
 Every parameter is frozen, then each one that any pattern matches trains. A pattern is
 rewritten before it is compiled: every ``.`` not followed by ``+`` becomes ``\\.`` (so an
 escaped ``\\.`` becomes ``\\\\.``: a backslash, then any character), then it is run with
-``re.match``: anchored at the start of the name only. A ``[start:end]`` suffix trains
-only those rows (the others' gradients are zeroed); tlrules decides whole tensors, so a
-suffix that leaves rows out is refused. With ``adapter`` set, axolotl runs the patterns
-on the PEFT model, so the LoRA weights freeze too unless a pattern names them: the policy
-does the same, and a warning gives the rule that trains them.
+``re.match``: anchored at the start of the name only. With ``adapter`` set, axolotl runs
+the patterns on the PEFT model, so the LoRA weights freeze too unless a pattern names
+them: the policy does the same, and a warning gives the rule that trains them.
+
+**Row ranges** (``LayerNamePattern._parse_pattern``, ``_merge_ranges``,
+``_invert_ranges``, ``_create_freeze_parameters_hook``): a suffix ``[start:end]`` is
+half-open like a Python slice (``[5]`` is row 5, ``[:128]`` rows 0-127, ``[32000:]``
+rows 32000 to the last, ``[]``, ``[:]`` and ``[0:]`` every row) over the first
+dimension. A parameter that any pattern matches trains; the ranges of every matching
+pattern that has one are merged (a matching pattern without a range adds none), and a
+hook zeroes the other rows' gradients, so AdamW's decoupled weight decay still moves
+them. The policy states the merged ranges as ``rows:`` (docs/spec.md#rows), whose frozen
+rows stay bit-identical. A rule decides a tensor alone (first match), so the ranges of
+several patterns are merged here: those of one pattern text, and, for a pattern that
+names one parameter (``^model.embed_tokens.weight$``), those of every ranged pattern
+that matches that name. Two ranged patterns that may match one name and do not each name
+one parameter are refused (which names they share depends on the model).
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from . import pyre
 from .checked import loaded
 from .facts import ModelFacts
 from .peft_reading import ADAPTER_GLOB
-from .written import Converted, Rule, Surprise
+from .written import Converted, Row, Rule, Surprise
 
 VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
 KEY = "unfrozen_parameters"
@@ -44,7 +56,10 @@ MM_MODULES = (
     "audio_model",
     "embed_audio",
 )
-_WHOLE = {("", None), ("", ""), ("0", "")}  # '[]', '[:]', '[0:]': every row
+# a pattern that names one parameter: '^' (optional: re.match anchors), then plain
+# characters or escaped punctuation (axolotl's rewrite escapes every '.'), then '$'
+_EXACT = re.compile(r"\^?((?:[^\\.^$*+?{}\[\]|()]|\\[^0-9A-Za-z])*)\$")
+Span = tuple[int, int | None]  # axolotl's range: half-open, None: to the last row
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class Entry:
     text: str
     where: Where
     compiled: str
+    rows: Span | None = None  # the suffix's range; None: no suffix
 
     @property
     def source(self) -> str:
@@ -93,38 +109,98 @@ def _entry(doc: Document, i: int, item: object) -> Entry:
             "only: quote it",
             where,
         )
-    base = item
+    base, rows = item, None
     if found := _RANGE.match(item):
-        base = _rows(found, item, where, what)
+        base, rows = found[1], _span(found, item, where, what)
     compiled = rewritten(base)
     rewrite = "" if compiled == base else " (after axolotl's '.' rewrite)"  # pyre shows it
     pyre.checked(compiled, where, what + rewrite)
-    return Entry(i, item, where, compiled)
+    return Entry(i, item, where, compiled, rows)
 
 
-def _rows(found: re.Match[str], item: str, where: Where, what: str) -> str:
-    base, start, end = found[1], found[2], found[3]
-    if (start, end) in _WHOLE:
-        return base
-    suffix = item[len(base) :]
-    if end is None:
-        rows = f"row {start}"
-    else:
-        first = int(start or 0)
-        if end and first >= int(end):
-            raise PolicyError(
-                f"{what}: {shown(item)} has an empty row range {suffix!r}, which axolotl "
-                "refuses ('End of range must be greater than start'); fix the range",
-                where,
-            )
-        rows = f"rows {first}-{int(end) - 1}" if end else f"rows {first} to the last"
-    raise PolicyError(
-        f"{what}: {shown(item)} trains only {rows} of the tensors {shown(base)} matches; "
-        "axolotl freezes the other rows by zeroing their gradients (they still get weight "
-        "decay and optimizer state), and tlrules decides whole tensors: drop "
-        f"{suffix!r} to train the whole tensor, or remove the entry to freeze it",
-        where,
-    )
+def _span(found: re.Match[str], item: str, where: Where, what: str) -> Span:
+    """The range of a ``[start:end]`` suffix as ``LayerNamePattern._parse_pattern`` reads
+    it: ``[N]`` is ``(N, N + 1)``; an empty start is 0, an empty end the last row."""
+    start, end = found[2], found[3]
+    if end is None and start.isdecimal():
+        return int(start), int(start) + 1
+    first, last = int(start or 0), int(end) if end else None
+    if last is not None and first >= last:
+        raise PolicyError(
+            f"{what}: {shown(item)} has an empty row range {item[len(found[1]) :]!r}, which "
+            "axolotl refuses ('End of range must be greater than start'); fix the range",
+            where,
+        )
+    return first, last
+
+
+def _row_rules(found: list[Entry]) -> list[Rule]:
+    """The rules of the entries with a range, the ranges merged as ``freeze_layers_except``
+    merges them for a tensor (module docstring): one rule per pattern text, those naming
+    one parameter first, each with the ranges of every ranged pattern matching its name."""
+    texts: dict[str, list[Entry]] = {}
+    for entry in found:
+        if entry.rows is not None:
+            texts.setdefault(entry.compiled, []).append(entry)
+    exact = {c: _exact(c) for c in texts}
+    loose = [c for c in texts if exact[c] is None]
+    partial = [c for c in loose if _merged([e.rows for e in texts[c]]) != [(0, None)]]
+    if partial and len(loose) > 1:
+        one, other = texts[loose[0]][0], texts[loose[1]][0]
+        raise PolicyError(
+            f"{KEY}[{other.index}]: {shown(other.text)} and {KEY}[{one.index}] "
+            f"{shown(one.text)} both train rows of the tensors they match; on a tensor both "
+            "match, axolotl trains the rows of both, which depends on the model's names: "
+            "write one entry per tensor, its whole name anchored ('^model.embed_tokens.weight$"
+            "[32000:]')",
+            other.where,
+        )
+    rules = []
+    for compiled, entries_ in sorted(texts.items(), key=lambda t: exact[t[0]] is None):
+        name = exact[compiled]
+        spans = [e.rows for e in entries_]
+        sources = [e.source for e in entries_]
+        if name is not None:  # what else matches this name adds its rows
+            for wider in loose:
+                if wider != compiled and pyre.timed(wider, "match", name, KEY):
+                    spans += [e.rows for e in texts[wider]]
+                    sources += [e.source for e in texts[wider]]
+        merged = _merged(spans)
+        rows = None if merged == [(0, None)] else tuple(_row(s) for s in merged)
+        pattern = "re:" + pyre.anchored(compiled, "match")
+        rules.append(Rule(pattern, "train", " + ".join(sources), rows))
+    return rules
+
+
+def _exact(compiled: str) -> str | None:
+    """The one name ``compiled`` (under ``re.match``) matches, if it names one."""
+    found = _EXACT.fullmatch(compiled)
+    return None if found is None else re.sub(r"\\(.)", r"\1", found[1])
+
+
+def _merged(spans: Sequence[Span | None]) -> list[Span]:
+    """Ranges sorted and merged where they overlap or touch (``_merge_ranges``), an open
+    end sorting last."""
+    out: list[Span] = []
+    for start, end in sorted((s for s in spans if s is not None), key=_ordered):
+        if out and (out[-1][1] is None or start <= out[-1][1]):
+            last = out[-1][1]
+            out[-1] = (out[-1][0], None if last is None or end is None else max(last, end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _ordered(span: Span) -> tuple[int, float]:
+    return span[0], float("inf") if span[1] is None else span[1]
+
+
+def _row(span: Span) -> Row:
+    """A merged range as one item of ``rows:``: a row, or ``START:STOP``."""
+    start, end = span
+    if end == start + 1:
+        return start
+    return f"{start}:" if end is None else f"{start}:{end}"
 
 
 def _adapter(doc: Document) -> str | None:
@@ -146,7 +222,10 @@ def convert(
             "trains; convert the adapter's adapter_config.json with 'tlrules convert peft'",
             doc.where(("adapter",)),
         )
-    rules, seen = _mm_rules(doc), set()
+    rules = _mm_rules(doc)
+    ranged = _row_rules(found)  # before the rest: a ranged pattern's rows decide a tensor
+    rules += ranged
+    seen = {r.pattern for r in ranged}
     for entry in found:
         pattern = "re:" + pyre.anchored(entry.compiled, "match")
         if pattern not in seen:  # a repeated entry is one rule
@@ -156,6 +235,12 @@ def convert(
         f"read as {VERSION}: every '.' not followed by '+' is a literal dot, then re.match "
         "(anchored at the start only); a matching parameter trains, every other one freezes",
     ]
+    if any(r.rows is not None for r in ranged):
+        notes.append(
+            "rows: axolotl trains a range of rows by zeroing the other rows' gradients, so "
+            "AdamW's weight decay still moves those rows; tlrules' rows keep them "
+            "bit-identical (docs/spec.md#rows)"
+        )
     if not found:
         rules.append(Rule("*", "train", f"no {KEY}: axolotl freezes nothing"))
     if adapter:
