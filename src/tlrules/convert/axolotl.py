@@ -144,8 +144,8 @@ def _row_rules(found: list[Entry]) -> list[Rule]:
             texts.setdefault(entry.compiled, []).append(entry)
     exact = {c: _exact(c) for c in texts}
     loose = [c for c in texts if exact[c] is None]
-    partial = [c for c in loose if _merged([e.rows for e in texts[c]]) != [(0, None)]]
-    if partial and len(loose) > 1:
+    partial = {c for c in texts if _merged([e.rows for e in texts[c]]) != [(0, None)]}
+    if partial & set(loose) and len(loose) > 1:
         one, other = texts[loose[0]][0], texts[loose[1]][0]
         raise PolicyError(
             f"{KEY}[{other.index}]: {shown(other.text)} and {KEY}[{one.index}] "
@@ -166,6 +166,8 @@ def _row_rules(found: list[Entry]) -> list[Rule]:
                     spans += [e.rows for e in texts[wider]]
                     sources += [e.source for e in texts[wider]]
         merged = _merged(spans)
+        if merged == [(0, None)] and compiled not in partial and len(sources) == len(entries_):
+            continue  # every row, and no other range: a rule in its place among the rest
         rows = None if merged == [(0, None)] else tuple(_row(s) for s in merged)
         pattern = "re:" + pyre.anchored(compiled, "match")
         rules.append(Rule(pattern, "train", " + ".join(sources), rows))
