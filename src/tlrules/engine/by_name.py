@@ -24,6 +24,7 @@ from ..policy import CompiledPolicy, Rule, timeouts_named
 from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect
+from . import rows as by_rows
 from .groups import assign_groups
 from .reporting import build_report
 
@@ -146,6 +147,9 @@ def report_by_name(
     else:
         rows, problems = _decide_each(policy, raw_names, listed, names, found)
         table = Columns.of(rows)
+    if by_rows.any_rows(policy):  # docs/spec.md#rows
+        table, _, _, more = by_rows.refine(policy, table, listed)
+        problems += more
     if policy.expects:
         problems += expect.check(policy, table.rows())
     if problems:

@@ -25,6 +25,7 @@ from ..preflight.wrappers import unwrap
 from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect, norms
+from . import rows as by_rows
 from .by_name import collision as _collision
 from .by_name import unmatched_names as _unmatched
 from .groups import assign_groups
@@ -43,6 +44,7 @@ class Plan:
     norms: tuple[tuple[nn.Module, bool], ...] = ()  # each norm layer, kept in eval mode or not
     wrapped: bool = True  # a wrapper that preflight checks may be inside
     peft: bool = False  # names were read as a PEFT model's (docs/spec.md#peft-names)
+    rows: tuple[tuple[nn.Parameter, tuple[tuple[int, int], ...]], ...] = ()  # trained rows
 
     def targets(self) -> Iterator[tuple[nn.Parameter, bool]]:
         """Each tensor once, with the ``requires_grad`` it gets."""
@@ -85,6 +87,10 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     else:
         rows, params, train, problems = _decide_each(policy, tree.names, params, names, found)
         table = Columns.of(rows)
+    rowed: list[tuple[nn.Parameter, tuple[tuple[int, int], ...]]] = []
+    if by_rows.any_rows(policy):  # docs/spec.md#rows
+        table, train, rowed, more = by_rows.refine(policy, table, params)
+        problems += more
     if policy.expects:
         problems += expect.check(policy, table.rows())
     if problems:
@@ -112,7 +118,7 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         tree=tree,
         spelled=not peft,
     )
-    return Plan(report, params, train, norm.targets, tree.wrapped, peft)
+    return Plan(report, params, train, norm.targets, tree.wrapped, peft, tuple(rowed))
 
 
 def columns(
@@ -213,7 +219,9 @@ def _decide_each(
             train.append(action == "train")
             if action == "train" and not (param.is_floating_point() or param.is_complex()):
                 problems.append((_rule_where(policy, rule), _cannot_train(name, param)))
-        elif decisions[first_alias].action != action:
+        elif decisions[first_alias].action != action and not by_rows.defers(
+            policy, decisions[first_alias].rule, rule
+        ):
             problems.append(_disagree(policy, decisions[first_alias], decision))
         decisions.append(decision)
     if unmatched:

@@ -16,6 +16,7 @@ from .. import limits
 from ..errors import DecisionError, PatternTimeout, Where, shown
 from ..patterns import Pattern, PatternSyntaxError
 from .reader import Document
+from .rows import RowSlice, parse_rows
 from .schema import Expect, GroupSpec, RuleSpec, Syntax
 
 
@@ -31,6 +32,7 @@ class Rule:
     module: str | None = None  # glob over the owning module's class name
     expect: Expect | None = None  # bounds on the parameters this rule decides
     first: bool = False  # in a base: placed before the rules of every policy extending it
+    rows: tuple[RowSlice, ...] | None = None  # the rows the action applies to (docs/spec.md#rows)
 
     @functools.cached_property  # read for every report
     def location(self) -> str:
@@ -108,6 +110,7 @@ def compile_rules(
                 rspec.module,
                 rspec.expect,
                 rspec.first,
+                None if rspec.rows is None else parse_rows(rspec.rows),
             )
         )
     return tuple(rules), problems

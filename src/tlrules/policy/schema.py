@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .rows import parse_rows
+
 Action = Literal["train", "freeze"]
 Syntax = Literal["glob", "regex"]
 Default = Literal["freeze", "train", "error"]
@@ -65,6 +67,19 @@ class RuleSpec(_Strict):
         "extends it (directly or through other bases), so they cannot override it; where "
         "nothing extends the policy, the rule stays where it is.",
     )
+    rows: int | str | list[int | str] | None = Field(
+        None,
+        description="Rows of the first dimension the action applies to: a slice "
+        "'START:STOP' (negative bounds count from the end), a row number, or a list of "
+        "those; every other row of the tensor gets the opposite action (docs/spec.md#rows).",
+    )
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_read(cls, value: int | str | list[int | str] | None) -> Any:
+        if value is not None:
+            parse_rows(value)  # raises ValueError naming the bad item
+        return value
 
     @model_validator(mode="before")
     @classmethod

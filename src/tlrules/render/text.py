@@ -7,6 +7,8 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..report import GroupUse, Memory, Report, RuleUse, Summary
 
 NUMBERED = re.compile(r"(.*?)(\d+)")  # a numbered sibling: prefix, number
@@ -89,3 +91,11 @@ def size(n: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{value:.1f} {unit}"
+
+
+def describe_rows(trained: Sequence[tuple[int, int]], n: int) -> str:
+    """``rows 32000-32127 train (128 of 32,128)``: the rows that train (half-open ranges,
+    drawn inclusive) of a tensor of ``n`` rows."""
+    spans = ", ".join(str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in trained)
+    count = sum(hi - lo for lo, hi in trained)
+    return f"rows {spans or 'none'} train ({count:,} of {n:,})"

@@ -25,11 +25,23 @@ class Decision:
     group: int | None = None  # optimizer group index, when the policy has param_groups
     tied_to: str | None = None  # first name of the same tensor, for a tied alias
     itemsize: int = 4  # bytes per element, for the memory estimate
+    # the rows that train (half-open, sorted, merged) when a row rule decided the tensor;
+    # None: the whole tensor is decided (docs/spec.md#rows)
+    rows: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def trained_numel(self) -> int:
+        """The elements that train: a row decision's trained rows' (docs/spec.md#counting)."""
+        if self.action != "train":
+            return 0
+        if self.rows is None:
+            return self.numel
+        return self.numel // self.shape[0] * sum(hi - lo for lo, hi in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         """Its entry in the report's ``parameters`` list (``tied_to`` and ``itemsize`` are
-        left out)."""
-        return {
+        left out; ``rows`` only for a row decision)."""
+        entry = {
             "name": self.name,
             "shape": list(self.shape),
             "numel": self.numel,
@@ -37,6 +49,9 @@ class Decision:
             "rule": self.rule,
             "group": self.group,
         }
+        if self.rows is not None:
+            entry["rows"] = {"train": [list(r) for r in self.rows], "of": self.shape[0]}
+        return entry
 
 
 class Columns:
@@ -68,6 +83,7 @@ class Columns:
         self.numels = numels
         self.itemsizes = itemsizes
         self.tensors: list[bool] | None = None  # which names are a tensor's first (None: all)
+        self.trained: list[int] | None = None  # trained elements, where a row rule decided
         self._rows: tuple[Decision, ...] | None = None
 
     @classmethod
@@ -85,6 +101,9 @@ class Columns:
         table.numels = [d.numel for d in rows]
         table.itemsizes = [d.itemsize for d in rows]
         table.tensors = [d.tied_to is None for d in rows]
+        table.trained = None
+        if any(d.rows is not None for d in rows):
+            table.trained = [d.trained_numel for d in rows]
         table._rows = tuple(rows)
         return table
 
@@ -109,19 +128,31 @@ class Columns:
     def summary(self) -> Summary:
         """Counts over tensors: a tied tensor is counted once."""
         numels, itemsizes, train = self.numels, self.itemsizes, self.train
+        trained = self.trained
         if self.tensors is not None:
             keep = self.tensors
             numels = list(itertools.compress(numels, keep))
             itemsizes = list(itertools.compress(itemsizes, keep))
             train = list(itertools.compress(train, keep))
+            trained = None if trained is None else list(itertools.compress(trained, keep))
         sizes = list(map(operator.mul, numels, itemsizes))
+        trained_numel = sum(itertools.compress(numels, train))
+        row_bytes = 0
+        if trained is not None:  # a part-trained tensor: its frozen rows are kept aside
+            trained_numel = sum(trained)
+            row_bytes = sum(
+                (n - t) * size
+                for n, t, size, flag in zip(numels, trained, itemsizes, train, strict=True)
+                if flag
+            )
         return Summary(
             len(numels),
             sum(numels),
             sum(train),
-            sum(itertools.compress(numels, train)),
+            trained_numel,
             sum(sizes),
             sum(itertools.compress(sizes, train)),
+            row_bytes,
         )
 
     def rows(self) -> tuple[Decision, ...]:
@@ -145,16 +176,23 @@ class Memory:
 
     trainable_bytes: int
     all_bytes: int
+    frozen_rows_bytes: int = 0  # the copy of part-trained tensors' frozen rows (rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The report's ``summary.memory``: bytes of gradients, SGD momentum and Adam state,
-        each for the trainable parameters and for all of them."""
+        each for the trainable parameters and for all of them; with row decisions,
+        ``frozen_rows``: the bytes of the copy of their frozen rows that keeps them exact
+        (docs/spec.md#rows). A part-trained tensor's gradient and optimizer state are
+        whole-tensor: its frozen rows get zeros there."""
         t, a = self.trainable_bytes, self.all_bytes
-        return {
+        out: dict[str, Any] = {
             "gradients": {"trainable": t, "all": a},
             "sgd_momentum": {"trainable": t, "all": a},
             "adam": {"trainable": 2 * t, "all": 2 * a},
         }
+        if self.frozen_rows_bytes:
+            out["frozen_rows"] = self.frozen_rows_bytes
+        return out
 
 
 @dataclass(frozen=True)
@@ -167,12 +205,13 @@ class Summary:
     trainable: int
     trainable_numel: int
     bytes: int = 0
-    trainable_bytes: int = 0
+    trainable_bytes: int = 0  # of the tensors that train, whole (gradient, optimizer state)
+    frozen_rows_bytes: int = 0  # of the frozen rows of tensors that train in part
 
     @property
     def memory(self) -> Memory:
         """The training memory these counts imply."""
-        return Memory(self.trainable_bytes, self.bytes)
+        return Memory(self.trainable_bytes, self.bytes, self.frozen_rows_bytes)
 
     @property
     def frozen(self) -> int:
