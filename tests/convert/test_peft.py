@@ -119,7 +119,7 @@ def test_the_policy_trains_what_peft_trains(
             "not modules. Remove it, or write the policy by hand",
         ),
         (
-            {"peft_type": "LORA", "trainable_token_indices": {"embed_tokens": []}},
+            {"peft_type": "LORA", "trainable_token_indices": []},
             "trainable_token_indices",
             "trainable_token_indices: an empty list trains no row; remove it",
         ),

@@ -233,6 +233,7 @@ def expectations(report: Report) -> dict[str, Expected]:
         report.norm_layers,
         {r.rule: (r.pattern, r.where) for r in report.rules},
         report.default,
+        rows={d.name: (d.rows, d.shape[0]) for d in report.decisions if d.rows is not None},
     )
 
 
