@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import tlrules
 from tlrules import Policy, convert
 from tlrules.cli import main
 from tlrules.errors import PolicyError
@@ -262,3 +263,20 @@ def test_axolotl_peft_and_hand_written_policies_decide_alike(tmp_path: Path, tie
         "lm_head.weight": rows_900,
     }
     assert len(hand) == len(list(model.named_parameters(remove_duplicate=False)))
+
+
+@pytest.mark.slow
+def test_peft_tied_embeddings_the_list_form_trains_the_alias_rows_too(tmp_path: Path) -> None:
+    """A list is for the input embedding; with tied embeddings PEFT ties the output
+    layer's rows to it, and the policy's alias (decided by the default) follows. A
+    mapping giving the tied pair different rows cannot be one tensor's: refused at audit."""
+    model = _llama(True)
+    listed = convert.convert("peft", _peft(tmp_path, [900, 901, 950])).text()
+    rows = {"train": [[900, 902], [950, 951]], "of": 1000}
+    assert [(n, r) for n, a, r in _decisions(listed, model) if a == "train"] == [
+        ("model.embed_tokens.weight", rows),
+        ("lm_head.weight", rows),
+    ]
+    apart = convert.convert("peft", _peft(tmp_path, {"embed_tokens": [900], "lm_head": [5]}))
+    with pytest.raises(tlrules.DecisionError, match="are one tied tensor, but rule 1"):
+        Policy.from_text(apart.text()).audit(model)
