@@ -29,6 +29,10 @@ class TinyLM(nn.Module):
         if tie:
             self.lm_head.weight = self.model.embed_tokens.weight
 
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.lm_head(self.model.norm(self.model.embed_tokens(ids)))
+        return out
+
 
 def policy(rules: str, **top: str) -> tlrules.Policy:
     head = "".join(f"{k}: {v}\n" for k, v in top.items())

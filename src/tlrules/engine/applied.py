@@ -25,7 +25,7 @@ from .. import preflight
 from ..policy import CompiledPolicy
 from ..preflight.deepspeed import refuse_held
 from ..report import CheckResult, Report
-from . import fingerprints, norms
+from . import fingerprints, frozen_rows, norms
 from .decisions import decide
 
 _numbers = itertools.count(1)
@@ -159,6 +159,8 @@ def apply(
     plan = decide(policy.decidable(), model)
     if not rebuilding:
         refuse_held(policy.where, model, plan.targets())
+    if plan.rows:  # docs/spec.md#rows: sharded tensors are refused
+        frozen_rows.refuse(policy, plan.report, model, plan.rows)
     if plan.wrapped:
         preflight.before_apply(policy, model, plan.targets())  # wrapper traps, as warnings
     changed: list[tuple[nn.Parameter, bool]] = []
@@ -173,9 +175,10 @@ def apply(
 
     try:
         set_flags(plan.targets(), changed, stale)
+        untrack = frozen_rows.track(model, plan.params, plan.rows)
     except BaseException:
         restore()
         raise
     prints = fingerprints.fingerprints(model, plan.report) if fingerprint else None
     unfix, layers = norms.fix(plan.norms)
-    return Applied(plan.report, [restore, unfix], prints, (model, *layers))
+    return Applied(plan.report, [restore, untrack, unfix], prints, (model, *layers))

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..patterns import holds_peft, read_names
-from ..report import CheckResult, Outcome, Report, assemble, expectations
+from ..policy.rows import frozen as complement
+from ..report import CheckResult, Expected, Outcome, Report, assemble, expectations
 
 STRETCH = 64 * 1024 * 1024  # bytes hashed at a time from an accelerator
 
@@ -48,28 +49,76 @@ def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def fingerprints(model: nn.Module, report: Report) -> dict[str, bytes]:
-    """The fingerprint of every tensor of ``model`` that ``report`` holds to something."""
+    """The fingerprint of every tensor of ``model`` that ``report`` holds to something;
+    for a tensor trained in part (docs/spec.md#rows), its trained rows' under its name
+    and its frozen rows' under ``NAME`` + ``FROZEN_ROWS``."""
     held = expectations(report)
-    return {name: fingerprint(t) for name, t in _tensors(model).items() if name in held}
+    rows = _rows(report)
+    out: dict[str, bytes] = {}
+    for name, t in _tensors(model).items():
+        if name not in held:
+            continue
+        if name in rows:
+            trained, frozen = _parts(t, rows[name])
+            out[name], out[name + FROZEN_ROWS] = fingerprint(trained), fingerprint(frozen)
+        else:
+            out[name] = fingerprint(t)
+    return out
+
+
+FROZEN_ROWS = " [frozen rows]"  # the key of a part-trained tensor's frozen rows' digest
+
+
+def _rows(report: Report) -> dict[str, tuple[tuple[int, int], ...]]:
+    return {d.name: d.rows for d in report.decisions if d.rows is not None}
+
+
+def _parts(
+    t: torch.Tensor, trained: tuple[tuple[int, int], ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t``'s trained rows and its frozen rows, each as one tensor."""
+    frozen = complement(trained, t.shape[0])
+    return (
+        torch.cat([t.detach()[lo:hi] for lo, hi in trained]),
+        torch.cat([t.detach()[lo:hi] for lo, hi in frozen]),
+    )
 
 
 def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> CheckResult:
     """``model`` now against the fingerprints ``recorded`` when ``report`` was made."""
     now = _tensors(model)
+    rows = _rows(report)
+    held = expectations(report)
     outcomes = []
     for name, digest in recorded.items():
+        if name in rows or name.endswith(FROZEN_ROWS):
+            continue
         if name in now:
             changed = fingerprint(now[name]) != digest
             detail = "its fingerprint changed" if changed else ""
             outcomes.append(Outcome(name, changed, not changed, detail=detail))
+    for name, trained in rows.items():
+        if name not in now or name not in recorded:
+            continue
+        moved_part, frozen_part = _parts(now[name], trained)
+        if fingerprint(frozen_part) != recorded[name + FROZEN_ROWS]:
+            spans = complement(trained, now[name].shape[0])
+            by = held[name].why.removeprefix("trained ")  # "by rule 1 'embed' (p.yaml:3)"
+            held[name] = Expected("frozen", held[name].rule, f"rows {_spans(spans)} frozen {by}")
+            outcomes.append(
+                Outcome(name, True, False, detail="its frozen rows' fingerprint changed")
+            )
+        else:
+            changed = fingerprint(moved_part) != recorded[name]
+            outcomes.append(Outcome(name, changed, not changed))
     decided = {d.name for d in report.decisions}
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
     params = set(read_names(raw, holds_peft(model.modules()))[0])
     source = report.model_source or report.model_class or "model"
     return assemble(
-        expectations(report),
+        held,
         outcomes,
-        (n for n in recorded if n not in now),
+        (n for n in recorded if n not in now and not n.endswith(FROZEN_ROWS)),
         (n for n in params if n not in decided),
         sizes={name: t.numel() for name, t in now.items()},
         before=f"{source} when applied",
@@ -78,3 +127,7 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
         policy_path=report.policy_path,
         stage=report.stage,
     )
+
+
+def _spans(spans: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{lo}-{hi - 1}" if hi - lo > 1 else str(lo) for lo, hi in spans)
