@@ -1,6 +1,7 @@
 """``tlrules check`` with a policy that trains rows (docs/spec.md#rows, #check): on a tiny
-Llama (vocabulary 1,000) whose rows 900: of ``embed_tokens`` and ``lm_head`` trained, a
-clean pair passes, saved with ``save_pretrained`` (safetensors) and with ``torch.save``;
+Llama (vocabulary 1,000) whose rows 900: of ``embed_tokens`` and ``lm_head`` trained
+through three AdamW steps with weight decay 0.1 (the policy's own mechanism), a clean
+pair passes, saved with ``save_pretrained`` (safetensors) and with ``torch.save``;
 one frozen row nudged by one ulp fails, naming the tensor, its frozen rows and the row;
 the same with tied embeddings, where a ``.pt`` keeps ``lm_head.weight`` beside
 ``model.embed_tokens.weight`` and the alias is read as the same rows."""
@@ -65,12 +66,17 @@ def _save(model: Any, name: str) -> None:
 
 
 def _trained(model: Any) -> None:
-    """The new-token rows moved, as training them would move them (every other value
-    as it was)."""
-    with torch.no_grad():
-        model.model.embed_tokens.weight[900:] += 0.01
-        if model.lm_head.weight is not model.model.embed_tokens.weight:
-            model.lm_head.weight[900:] -= 0.01
+    """Three AdamW steps with weight decay 0.1 under the policy (``policy.yaml``), its
+    groups from ``param_groups``; then the policy undone, as after a run."""
+    policy = tlrules.load("policy.yaml")
+    applied = policy.apply(model)
+    optimizer = torch.optim.AdamW(policy.param_groups(model, lr=1e-2, weight_decay=0.1))
+    ids = torch.randint(0, 1000, (2, 8), generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    applied.undo()
 
 
 def _nudge(t: torch.Tensor, row: int) -> None:
@@ -152,3 +158,34 @@ def test_a_nudged_trained_row_is_no_violation_and_no_trained_change_warns(
     assert code == 1  # --strict: the embedding's rows did not train
     assert "violation:" not in out
     assert out.count("warning[unchanged-trainable]") == 1
+
+
+@pytest.mark.slow
+def test_axolotls_zeroed_gradients_drift_under_weight_decay_and_check_names_the_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """axolotl's way (freeze.py ``_create_freeze_parameters_hook``: the frozen rows'
+    gradients zeroed, the tensor in the optimizer): AdamW's decoupled weight decay moves
+    every frozen row, and the check says so."""
+    Path("policy.yaml").write_text(POLICY)
+    model = _llama(False)
+    _save(model, "before")
+    trained = [model.model.embed_tokens.weight, model.lm_head.weight]
+    for p in model.parameters():
+        p.requires_grad_(any(p is t for t in trained))
+    for t in trained:
+        t.register_hook(lambda g: torch.cat([torch.zeros_like(g[:900]), g[900:]]))
+    optimizer = torch.optim.AdamW(trained, lr=1e-2, weight_decay=0.1)
+    ids = torch.randint(0, 1000, (2, 8), generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    _save(model, "after")
+    code, out = _check("before", "after", "--format", "json", capsys=capsys)
+    assert code == 1
+    violations = {v["name"]: (v["rows"], v["row"]) for v in json.loads(out)["violations"]}
+    assert violations == {
+        "model.embed_tokens.weight": ([0, 900], 0),
+        "lm_head.weight": ([0, 900], 0),
+    }
