@@ -31,10 +31,10 @@ def embedding() -> torch.Tensor:
 
 
 def test_frozen_spans_are_the_rows_left_out() -> None:
-    assert frozen_spans([(900, 1000)], 1000) == [(0, 900)]
-    assert frozen_spans([(0, 128), (900, 950)], 1000) == [(128, 900), (950, 1000)]
-    assert frozen_spans([(0, 1000)], 1000) == []
-    assert frozen_spans([], 7) == [(0, 7)]
+    assert frozen_spans([(900, 1000)], 1000) == ((0, 900),)
+    assert frozen_spans([(0, 128), (900, 950)], 1000) == ((128, 900), (950, 1000))
+    assert frozen_spans([(0, 1000)], 1000) == ()
+    assert frozen_spans([], 7) == ((0, 7),)
 
 
 def test_untouched_frozen_rows_hold_whatever_the_trained_rows_do(

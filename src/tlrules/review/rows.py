@@ -16,23 +16,12 @@ from collections.abc import Sequence
 import torch
 
 from ..models.tensors import Tensors
+from ..policy.rows import frozen as frozen_spans  # the rows ``trained`` leaves out
 from ..report import Outcome
 from .values import as_bytes, differences, same_bytes
 
 Span = tuple[int, int]  # rows start to stop, half-open
 STRETCH = 64 * 1024 * 1024  # bytes of each side compared at a time
-
-
-def frozen_spans(trained: Sequence[Span], rows: int) -> list[Span]:
-    """The rows of a tensor of ``rows`` rows that ``trained`` (sorted, apart) leaves out."""
-    out, start = [], 0
-    for lo, hi in trained:
-        if lo > start:
-            out.append((start, lo))
-        start = max(start, hi)
-    if start < rows:
-        out.append((start, rows))
-    return out
 
 
 def first_moved(
