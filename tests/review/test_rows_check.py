@@ -189,3 +189,27 @@ def test_axolotls_zeroed_gradients_drift_under_weight_decay_and_check_names_the_
         "model.embed_tokens.weight": ([0, 900], 0),
         "lm_head.weight": ([0, 900], 0),
     }
+
+
+@pytest.mark.slow
+def test_verify_holds_rows_as_check_does() -> None:
+    """``applied.verify``: trained rows unchanged warn, a frozen row moved is a violation
+    (two digests: which row, a digest cannot say)."""
+    Path("policy.yaml").write_text(POLICY)
+    model = _llama(False)
+    policy = tlrules.load("policy.yaml")
+    applied = policy.apply(model, fingerprint=True)
+    result = applied.verify(model)
+    assert result.ok
+    assert [(w.code, w.name) for w in result.warnings] == [
+        ("unchanged-trainable", "lm_head.weight"),
+        ("unchanged-trainable", "model.embed_tokens.weight"),
+    ]
+    assert result.summary.rows_held == 2
+    _nudge(model.model.embed_tokens.weight, 17)
+    (violation,) = applied.verify(model).violations
+    assert (violation.name, violation.detail) == (
+        "model.embed_tokens.weight",
+        "its frozen rows' fingerprint changed",
+    )
+    applied.undo()
