@@ -261,6 +261,25 @@ def groups_tables(res: Doc) -> list[str]:
     ]
 
 
+def rows_tables(res: Doc) -> list[str]:
+    def gib(n: int) -> str:
+        return f"{n / 2**30:.2f} GiB"
+
+    out = [
+        "| way (AdamW, weight decay 0.1) | s per step, median (min-max) | vs whole "
+        "| peak memory (ru_maxrss) | vs whole |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for way, step in res["step_s"].items():
+        runs = step["runs_s"]
+        out.append(
+            f"| {way} | {step['median_s']:.2f} ({min(runs):.2f}-{max(runs):.2f}) "
+            f"| {res['time_vs_whole'][way]:.2f}x | {gib(res['peak_bytes'][way])} "
+            f"| {res['memory_vs_whole'][way]:.2f}x |"
+        )
+    return out
+
+
 TABLES: dict[str, Callable[[Doc], list[str]]] = {
     "apply": apply_tables,
     "cli": cli_tables,
@@ -270,6 +289,7 @@ TABLES: dict[str, Callable[[Doc], list[str]]] = {
     "html": html_tables,
     "groups": groups_tables,
     "headers": headers_tables,
+    "rows": rows_tables,
 }
 
 

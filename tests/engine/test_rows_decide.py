@@ -14,6 +14,7 @@ import tlrules
 from tlrules import DecisionError, PolicyError
 from tlrules.cli import main
 from tlrules.policy.rows import describe, frozen, parse_rows, resolve, trained
+from tlrules.render import render
 
 
 class TinyLM(nn.Module):
@@ -149,7 +150,7 @@ def test_rows_outside_a_tensor_name_the_place_rule_and_tensor() -> None:
         policy(rules).audit(TinyLM())
     message = str(err.value)
     assert (
-        "p.yaml:3:5: rule 1: rule 1 '*.weight': parameter 'model.norm.weight' (shape [4]): "
+        "p.yaml:3:5: rule 1: pattern '*.weight': parameter 'model.norm.weight' (shape [4]): "
         "rows '900:': 900 is outside a tensor of 4 rows" in message
     )
     assert "embed_tokens" not in message  # 1,024 rows: fine
@@ -215,3 +216,32 @@ def test_the_header_path_decides_rows_alike(
     rows = {p["name"]: p.get("rows") for p in on_torch["parameters"]}
     assert {p["name"]: p.get("rows") for p in from_file["parameters"]} == rows
     assert from_file["summary"]["trainable_numel"] == 2 * 124 * 4  # two tensors in a file
+
+
+def test_every_view_says_which_rows_train() -> None:
+    report = policy(NEW_TOKENS).audit(TinyLM())
+    said = "rows 900-1023 train (124 of 1,024)"
+    tree = render(report, "tree")
+    lines = {line.split()[0]: " ".join(line.split()[1:]) for line in tree.splitlines()[3:]}
+    assert lines["embed_tokens"] == f"1 4,096 {said} rule 1 'model.embed_tokens.weight'"
+    assert lines["lm_head"] == f"1 4,096 {said} rule 2 'lm_head.weight'"
+    assert lines["model"] == "3 4,104 mixed"
+    assert (
+        "a copy of the frozen rows of tensors trained in part 28.1 KiB"
+    )  # 2 x 900 rows x 4 x 4 B in tree
+    table = render(report, "table").splitlines()
+    (head_row,) = [line for line in table if line.startswith("lm_head.weight")]
+    assert said in head_row and "rule 2 'lm_head.weight'" in head_row
+    assert f"| {said} |" in render(report, "markdown")
+    page = render(report, "html")
+    assert f'"label": "{said}"' in page or f'"label":"{said}"' in page
+    assert "train 2 (992)" in tree.splitlines()[0]  # 2 x 124 rows x 4 elements
+
+
+def test_expect_trainable_counts_the_trained_rows() -> None:
+    rules = NEW_TOKENS.replace(
+        '  - "*": freeze\n', '  - "*": freeze\nexpect_trainable: {max: 992}\n'
+    )
+    assert policy(rules).audit(TinyLM()).summary.trainable_numel == 992  # 2 x 124 x 4
+    with pytest.raises(DecisionError, match=r"992 elements train, but .expect_trainable. asks"):
+        policy(rules.replace("max: 992", "max: 991")).audit(TinyLM())

@@ -177,9 +177,11 @@ def test_zero3_partitioned_tensors_are_refused() -> None:
     (partition_parameters.py, ``_convert_to_deepspeed_param``)."""
     model = TinyLM()
     model.model.embed_tokens.weight.ds_id = 0
-    with pytest.raises(DecisionError, match=r"p\.yaml:3:5: rule 1: rule 1 trains rows of "
-                       r"'model\.embed_tokens\.weight' \(rows 900-1023 train \(124 of 1,024\)\), "
-                       r"but they cannot be kept exact here: DeepSpeed ZeRO-3"):  # fmt: skip
+    refused = (
+        r"p\.yaml:3:5: rule 1: 'model\.embed_tokens\.weight' trains in part \(rows 900-1023 "
+        r"train \(124 of 1,024\)\), but its frozen rows cannot be kept exact here: DeepSpeed ZeRO-3"
+    )
+    with pytest.raises(DecisionError, match=refused):
         policy(NEW_TOKENS).apply(model)
     assert all(q.requires_grad for q in model.parameters())  # untouched
 
@@ -232,3 +234,18 @@ def test_rows_under_torch_compile() -> None:
         optimizer.zero_grad()
     check_rows(before, model)
     applied.undo()
+
+
+def test_a_checkpoint_loaded_between_steps_is_kept_not_reverted() -> None:
+    """The frozen rows are copied before each step, not once at apply: a state dict
+    loaded after apply (a resumed run) stays what was loaded."""
+    model = TinyLM()
+    p = policy(NEW_TOKENS)
+    p.apply(model)
+    optimizer = torch.optim.AdamW(p.param_groups(model, lr=1e-2, weight_decay=0.1))
+    train(model, optimizer, steps=1)
+    loaded = TinyLM(width=4).state_dict()
+    model.load_state_dict(loaded)
+    train(model, optimizer, steps=2)
+    weight = model.model.embed_tokens.weight
+    assert torch.equal(bits(weight[:NEW]), bits(loaded["model.embed_tokens.weight"][:NEW]))

@@ -46,7 +46,7 @@ def check(policy: CompiledPolicy, decisions: Sequence[Decision]) -> list[tuple[W
     stage = policy.stage_spec
     bounds = stage.expect_trainable if stage is not None else policy.spec.expect_trainable
     if bounds is not None:
-        trainable = sum(d.numel for d in decisions if d.action == "train" and d.tied_to is None)
+        trainable = sum(d.trained_numel for d in decisions if d.tied_to is None)
         if want := _outside(trainable, bounds):
             problems.append(
                 (

@@ -267,10 +267,10 @@ def refuse(
         [
             (
                 where,
-                f"rule {first.rule} trains rows of {first.name!r} ({rows}), "
-                f"but they cannot be kept exact here: {why}; a row rule needs the whole tensor "
-                "on each rank, stepped by a torch.optim optimizer (DDP or one device): train "
-                "the whole tensor instead, or train without the sharding",
+                f"{first.name!r} trains in part ({rows}), but its frozen rows cannot be "
+                f"kept exact here: {why}; a row rule needs the whole tensor on each rank, "
+                "stepped by a torch.optim optimizer (DDP or one device): train the whole "
+                "tensor instead, or train without the sharding (docs/spec.md#rows)",
             )
         ]
     )

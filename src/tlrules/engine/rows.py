@@ -71,7 +71,7 @@ def refine(
 def _by_rows(d: Decision, rule: Rule) -> tuple[Decision, str]:
     """``d`` refined by ``rule``'s rows, or ``d`` and the problem."""
     assert rule.rows is not None
-    label = f"rule {rule.number} {rule.pattern.text!r}"
+    label = f"pattern {rule.pattern.text!r}"
     if not d.shape:
         return d, (
             f"{label}: 'rows' on parameter {d.name!r}, a 0-d tensor (one number, no rows); "

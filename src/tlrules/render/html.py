@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from .groups import optimizer_lines
 from .text import memory_line, rule_label
+from .views import action_label
 
 if TYPE_CHECKING:
-    from ..report import Report
+    from ..report import Decision, Report
 
 PAGE_FORMAT = "tlrules-page/1"  # the version of the JSON the page's script reads
 
@@ -120,4 +121,18 @@ def _stage(report: Report) -> dict[str, Any]:
         "warnings": [w.to_dict() for w in report.warnings],
         "norm_layers": [n.to_dict() for n in report.norm_layers],
         "groups": [line.strip() for line in optimizer_lines(report)],
+        **_rows(decisions),
+    }
+
+
+def _rows(decisions: Sequence[Decision]) -> dict[str, Any]:
+    """For tensors trained in part (docs/spec.md#rows), by index: the elements that
+    train and the rows, as the text views say them; nothing when there are none."""
+    parted = {k: d for k, d in enumerate(decisions) if d.rows is not None}
+    if not parted:
+        return {}
+    return {
+        "rows": {
+            str(k): {"numel": d.trained_numel, "label": action_label(d)} for k, d in parted.items()
+        }
     }

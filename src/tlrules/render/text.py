@@ -67,10 +67,12 @@ def md_row(cells: list[str]) -> str:
 def memory_line(memory: Memory) -> str:
     """Gradient and optimizer-state memory: this policy against everything training."""
     t, a = memory.trainable_bytes, memory.all_bytes
+    rows = memory.frozen_rows_bytes
+    kept = f"; a copy of the frozen rows of tensors trained in part {size(rows)}" if rows else ""
     return (
         f"training memory (this policy / everything trains): gradients {size(t)} / "
         f"{size(a)}; optimizer state: SGD momentum {size(t)} / {size(a)}, "
-        f"Adam/AdamW {size(2 * t)} / {size(2 * a)}"
+        f"Adam/AdamW {size(2 * t)} / {size(2 * a)}{kept}"
     )
 
 

@@ -12,6 +12,7 @@ from .groups import markdown_lines, optimizer_lines
 from .text import (
     NUMBERED,
     columns,
+    describe_rows,
     headline,
     md_row,
     memory_line,
@@ -54,7 +55,7 @@ def _build_tree(report: Report) -> _Node:
         node.decision = d
         node.count += 1
         node.numel += d.numel
-        node.kinds.add((d.action, d.rule))
+        node.kinds.add((action_label(d), d.rule))
     for node, parent in reversed(made):
         parent.count += node.count
         parent.numel += node.numel
@@ -141,6 +142,12 @@ def _merge_runs(children: list[_Node]) -> Iterator[_Node]:
     yield from flush()
 
 
+def action_label(d: Decision) -> str:
+    """``train``, ``freeze``, or for a tensor trained in part the rows that train:
+    ``rows 32000-32127 train (128 of 32,128)`` (docs/spec.md#rows)."""
+    return d.action if d.rows is None else describe_rows(d.rows, d.shape[0])
+
+
 def _actions(node: _Node) -> str:
     actions = {action for action, _ in node.kinds}
     return actions.pop() if len(actions) == 1 else "mixed"
@@ -162,7 +169,7 @@ def tree(report: Report) -> str:
                     f"{label} [{shape}]{tie}",
                     "",
                     f"{d.numel:,}",
-                    d.action,
+                    action_label(d),
                     rule_label(report, d.rule),
                 ]
             )
@@ -186,7 +193,7 @@ def table(report: Report) -> str:
                 d.name,
                 "x".join(map(str, d.shape)) or "scalar",
                 f"{d.numel:,}",
-                d.action,
+                action_label(d),
                 rule_label(report, d.rule),
                 "" if d.group is None else str(d.group),
             ]

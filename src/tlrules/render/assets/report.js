@@ -51,8 +51,10 @@ function tlrulesMount(root) {
       node.numel = data.numel[i];
       for (let s = 0; s < ns; s += 1) {
         const train = stages[s].train[i] === "t";
+        const part = (stages[s].rows || {})[i]; // a tensor trained in part: its rows
         node.tc[s] = train ? 1 : 0;
-        node.tn[s] = train ? node.numel : 0;
+        node.tn[s] = train ? (part ? part.numel : node.numel) : 0;
+        if (part) (node.rows = node.rows || [])[s] = part.label;
         take(stages[s].rule[i], s);
         node.ch[s] = s > 0 && stages[s].train[i] !== stages[s - 1].train[i] ? 1 : 0;
       }
@@ -241,7 +243,8 @@ function tlrulesMount(root) {
     fill.style.width = node.numel ? `${(100 * node.tn[s]) / node.numel}%` : action === "train" ? "100%" : "0%";
     bar.append(fill);
     bar.title = `${fmt(node.tn[s])} of ${fmt(node.numel)} elements train`;
-    c.append(bar, el("span", "tlr-sym", SYMBOL[action]), el("span", "tlr-act", action));
+    const part = node.rows && node.rows[s]; // "rows 32000-32127 train (128 of 32,128)"
+    c.append(bar, el("span", "tlr-sym", SYMBOL[action]), el("span", "tlr-act", part || action));
     const rule = node.rule[s];
     if (rule !== null && rule !== undefined) {
       const label = el("span", "tlr-by", ruleLabel(s, rule));
