@@ -280,3 +280,30 @@ def test_peft_tied_embeddings_the_list_form_trains_the_alias_rows_too(tmp_path: 
     apart = convert.convert("peft", _peft(tmp_path, {"embed_tokens": [900], "lm_head": [5]}))
     with pytest.raises(tlrules.DecisionError, match="are one tied tensor, but rule 1"):
         Policy.from_text(apart.text()).audit(model)
+
+
+@pytest.mark.slow
+def test_peft_with_the_model_a_token_module_it_lacks_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tests.toys:Tied`` names its embedding ``embed``: the list form's ``embed_tokens``
+    is missing (a warning); a mapping key no module ends with is one PEFT stops on
+    (``strict_module_check``), so ``--strict`` exits 2."""
+    listed = _peft(tmp_path, [1, 2], target_modules=["body"])
+    assert main(["convert", "peft", str(listed), "--model", "tests.toys:Tied"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "trainable_token_indices is a list, which PEFT applies to the model's input "
+        "embedding; the policy takes it to be named 'embed_tokens' and no module of this "
+        "model is: give the mapping form with the embedding's name ({'wte': [...]})"
+    ) in err
+    named = _peft(tmp_path, {"embed": [1, 2], "wte": [3]}, target_modules=["body"])
+    assert main(["convert", "peft", str(named), "--model", "tests.toys:Tied"]) == 0
+    assert capsys.readouterr().err.count("warning[convert]") == 1
+    assert main(["convert", "peft", str(named), "--model", "tests.toys:Tied", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert (
+        "trainable_token_indices: no module's name ends with 'wte', and PEFT stops ('Target "
+        "modules ... not found in the base model')"
+    ) in err
