@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..render.text import describe_rows as describe
+from ..report.rows import describe_rows as describe  # drawn by render, shared
 
 __all__ = ["RowSlice", "Spans", "describe", "frozen", "parse_rows", "resolve", "trained"]
 

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..render.text import summary_line
+from ..render.text import describe_rows, summary_line
+
+__all__ = ["Columns", "Decision", "Memory", "Summary", "describe_rows"]
 
 
 @dataclass(frozen=True)
