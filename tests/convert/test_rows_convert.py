@@ -208,6 +208,9 @@ def test_peft_a_list_is_for_the_input_embedding(tmp_path: Path) -> None:
          "trainable_token_indices: 'embed_tokens' is in modules_to_save too, which PEFT "
          "refuses ('The embedding layer is already marked to be trained fully'); keep it in "
          "one of them"),
+        ([1], {"modules_to_save": ["embed_tokens"]},
+         "trainable_token_indices: the input embedding (taken as 'embed_tokens') is in "
+         "modules_to_save too, which trains it whole; keep it in one of them"),
         (7, {}, "trainable_token_indices must be a list of token indices or a mapping of "
          "module names to such lists, not '7'"),
     ],

@@ -168,11 +168,17 @@ class AdapterConfig:
                     "wrap them all; name the embedding module (such as 'embed_tokens')",
                     tokens.where,
                 )
-            if (tokens.module or EMBEDDING) in saved:
+            if tokens.module is not None and tokens.module in saved:
                 raise PolicyError(
-                    f"{TOKENS}: {tokens.module or EMBEDDING!r} is in modules_to_save too, which "
-                    "PEFT refuses ('The embedding layer is already marked to be trained "
-                    "fully'); keep it in one of them",
+                    f"{TOKENS}: {tokens.module!r} is in modules_to_save too, which PEFT "
+                    "refuses ('The embedding layer is already marked to be trained fully'); "
+                    "keep it in one of them",
+                    tokens.where,
+                )
+            if tokens.module is None and EMBEDDING in saved:  # PEFT compares the full name
+                raise PolicyError(
+                    f"{TOKENS}: the input embedding (taken as {EMBEDDING!r}) is in "
+                    "modules_to_save too, which trains it whole; keep it in one of them",
                     tokens.where,
                 )
         return found
