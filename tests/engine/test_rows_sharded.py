@@ -1,5 +1,6 @@
 """Row rules under FSDP1 and FSDP2, with the real wrappers on a one-rank gloo group in a
-child process (docs/spec.md#rows rule 11): refused at apply, the model untouched."""
+child process (docs/spec.md#rows rule 11): refused at apply, the model untouched; FSDP2
+applied after the policy: the next optimizer step raises."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ CHILD = textwrap.dedent(
         except tlrules.DecisionError as err:
             flags = [p.requires_grad for p in model.parameters()]
             out[kind] = [str(err), all(flags)]
+    later = TinyLM()  # applied first, sharded after: the next step refuses
+    policy(NEW_TOKENS).apply(later)
+    fully_shard(later)
+    optimizer = torch.optim.AdamW(later.parameters(), lr=1e-2, weight_decay=0.1)
+    later(torch.tensor([[1, 950]])).sum().backward()
+    try:
+        optimizer.step()
+        out["later"] = "stepped"
+    except RuntimeError as err:
+        out["later"] = str(err)
     dist.destroy_process_group()
     print(json.dumps(out))
     """
@@ -53,7 +64,7 @@ def _port() -> int:
 
 
 @pytest.mark.slow  # a child process that imports torch.distributed
-def test_fsdp1_and_fsdp2_are_refused_at_apply() -> None:
+def test_fsdp1_and_fsdp2_are_refused() -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(_port())],
         cwd=ROOT,
@@ -70,3 +81,6 @@ def test_fsdp1_and_fsdp2_are_refused_at_apply() -> None:
     fsdp1, untouched1 = out["fsdp1"]
     assert fsdp1.startswith(head) and "the model holds FSDP units" in fsdp1
     assert untouched1 and untouched2  # every requires_grad as it was
+    assert out["later"].startswith(
+        "tlrules: the frozen rows of 'model.embed_tokens.weight' can no longer be kept exact: "
+    )

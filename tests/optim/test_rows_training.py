@@ -4,6 +4,8 @@ keys and shapes stay, tied embeddings follow, undo restores, verify knows rows."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -249,3 +251,35 @@ def test_a_checkpoint_loaded_between_steps_is_kept_not_reverted() -> None:
     train(model, optimizer, steps=2)
     weight = model.model.embed_tokens.weight
     assert torch.equal(bits(weight[:NEW]), bits(loaded["model.embed_tokens.weight"][:NEW]))
+
+
+@pytest.mark.slow  # a transformers Trainer
+def test_the_hf_trainers_own_optimizer_keeps_the_frozen_rows(tmp_path: Path) -> None:
+    """The Trainer builds AdamW itself, from every parameter that requires grad (its
+    decay and no-decay groups, weight decay 0.1), behind accelerate's wrapper."""
+    transformers = pytest.importorskip("transformers")
+    model = llama(tie=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    policy(NEW_TOKENS).apply(model)
+    ids = batch()
+    data = [{"input_ids": row, "labels": row} for row in ids.repeat(3, 1)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2,
+        learning_rate=1e-2, weight_decay=0.1, max_grad_norm=1.0, save_strategy="no",
+        logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    assert trainer.state.global_step == 3
+    check_rows(before, model)
+
+
+def test_rows_of_an_integer_tensor_are_refused() -> None:
+    model = TinyLM()
+    model.codes = nn.Parameter(torch.zeros(10, 2, dtype=torch.int64), requires_grad=False)
+    rules = '  - match: codes\n    rows: ":5"\n    action: freeze\n  - "*": freeze\n'
+    with pytest.raises(DecisionError, match=r"p\.yaml:3:5: rule 1: 'codes' trains in part "
+                       r"\(rows 5-9 train \(5 of 10\)\), but its dtype torch\.int64 cannot "
+                       r"train; freeze it"):  # fmt: skip
+        policy(rules).apply(model)
+    assert not model.codes.requires_grad

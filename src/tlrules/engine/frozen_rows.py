@@ -242,7 +242,8 @@ def refuse(
     model: nn.Module,
     rowed: Sequence[tuple[nn.Parameter, Spans]],
 ) -> None:
-    """Raise when the frozen rows of ``rowed`` cannot be kept exact in ``model``:
+    """Raise when the frozen rows of ``rowed`` cannot be kept exact in ``model`` (or a
+    tensor trained in part cannot train at all, its dtype an integer one):
     sharded tensors (FSDP1 units, FSDP2 and tensor-parallel DTensors, DeepSpeed ZeRO-3)
     hold a slice of the rows on each rank, and an initialized DeepSpeed ZeRO-1/2 engine
     steps its own flat fp32 copy of them (``DeepSpeedZeroOptimizer.step``), so neither
@@ -251,29 +252,33 @@ def refuse(
     Raises:
         DecisionError: naming the row rule, the tensor and the reason.
     """
-    why = ""
-    if rowed and any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules()):
-        why = "the model holds FSDP units, whose flat parameters shard the rows across ranks"
-    for p, _ in rowed:
-        why = why or _sharded(p)
-    if not why:
-        return
-    first = next(d for d in report.decisions if d.rows is not None)
-    assert first.rows is not None
-    rows = describe(first.rows, first.shape[0])
-    rule = policy.rules[first.rule - 1] if first.rule is not None else None
-    where = policy.where if rule is None else rule.where
-    raise DecisionError(
-        [
-            (
-                where,
-                f"{first.name!r} trains in part ({rows}), but its frozen rows cannot be "
-                f"kept exact here: {why}; a row rule needs the whole tensor on each rank, "
-                "stepped by a torch.optim optimizer (DDP or one device): train the whole "
-                "tensor instead, or train without the sharding (docs/spec.md#rows)",
+    fsdp = any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+    decided = [d for d in report.decisions if d.rows is not None and d.tied_to is None]
+    problems = []
+    for (p, _), d in zip(rowed, decided, strict=True):
+        assert d.rows is not None
+        rule = policy.rules[d.rule - 1] if d.rule is not None else None
+        where = policy.where if rule is None else rule.where
+        said = f"{d.name!r} trains in part ({describe(d.rows, d.shape[0])})"
+        if not (p.is_floating_point() or p.is_complex()):
+            problems.append((where, f"{said}, but its dtype {p.dtype} cannot train; freeze it"))
+            continue
+        why = _FSDP1 if fsdp else _sharded(p)
+        if why:
+            problems.append(
+                (
+                    where,
+                    f"{said}, but its frozen rows cannot be kept exact here: {why}; a row "
+                    "rule needs the whole tensor on each rank, stepped by a torch.optim "
+                    "optimizer (DDP or one device): train the whole tensor instead, or train "
+                    "without the sharding (docs/spec.md#rows)",
+                )
             )
-        ]
-    )
+    if problems:
+        raise DecisionError(problems)
+
+
+_FSDP1 = "the model holds FSDP units, whose flat parameters shard the rows across ranks"
 
 
 def _sharded(p: torch.Tensor) -> str:
