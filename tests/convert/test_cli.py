@@ -48,15 +48,13 @@ def test_a_failed_conversion_leaves_the_file_untouched(
 ) -> None:
     target = tmp_path / "policy.yaml"
     target.write_text("kept\n")
-    bad = _config(tmp_path, "unfrozen_parameters:\n  - lm_head.weight[0:10]\n")
+    bad = _config(tmp_path, "unfrozen_parameters:\n  - lm_head.weight[10:0]\n")
     assert main(["convert", "axolotl", str(bad), "-o", str(target)]) == 2
     err = capsys.readouterr().err
     assert err == (
-        f"error: {bad}:2:5: unfrozen_parameters[0]: 'lm_head.weight[0:10]' trains only rows "
-        "0-9 of the tensors 'lm_head.weight' matches; axolotl freezes the other rows by "
-        "zeroing their gradients (they still get weight decay and optimizer state), and "
-        "tlrules decides whole tensors: drop '[0:10]' to train the whole tensor, or remove "
-        "the entry to freeze it\n"
+        f"error: {bad}:2:5: unfrozen_parameters[0]: 'lm_head.weight[10:0]' has an empty row "
+        "range '[10:0]', which axolotl refuses ('End of range must be greater than start'); "
+        "fix the range\n"
     )
     good = _config(tmp_path)
     assert main(["convert", "axolotl", str(good), "-o", str(target), "--model", "nonesuch"]) == 2

@@ -119,11 +119,9 @@ def test_the_policy_trains_what_peft_trains(
             "not modules. Remove it, or write the policy by hand",
         ),
         (
-            {"peft_type": "LORA", "trainable_token_indices": [0, 1]},
+            {"peft_type": "LORA", "trainable_token_indices": []},
             "trainable_token_indices",
-            "trainable_token_indices is set; tlrules cannot convert it: it trains some rows of "
-            "the embedding, and tlrules decides whole tensors. Remove it, or write the policy "
-            "by hand",
+            "trainable_token_indices: an empty list trains no row; remove it",
         ),
         (
             {"peft_type": "LORA", "target_modules": ["q_proj"], "bias": "lora_only",

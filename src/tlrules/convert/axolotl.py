@@ -6,32 +6,29 @@ Read from axolotl 0.18.0 (github.com/axolotl-ai-cloud/axolotl at 067b021,
 Every parameter is frozen, then each one that any pattern matches trains. A pattern is
 rewritten before it is compiled: every ``.`` not followed by ``+`` becomes ``\\.`` (so an
 escaped ``\\.`` becomes ``\\\\.``: a backslash, then any character), then it is run with
-``re.match``: anchored at the start of the name only. A ``[start:end]`` suffix trains
-only those rows (the others' gradients are zeroed); tlrules decides whole tensors, so a
-suffix that leaves rows out is refused. With ``adapter`` set, axolotl runs the patterns
-on the PEFT model, so the LoRA weights freeze too unless a pattern names them: the policy
-does the same, and a warning gives the rule that trains them.
+``re.match``: anchored at the start of the name only. With ``adapter`` set, axolotl runs
+the patterns on the PEFT model, so the LoRA weights freeze too unless a pattern names
+them: the policy does the same, and a warning gives the rule that trains them.
+
+Row ranges: ``convert.axolotl_rows``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..errors import PolicyError, Where, shown
 from ..policy import from_text
 from ..policy.reader import Document
 from . import pyre
+from .axolotl_rows import KEY, RANGE, Entry, entries, rewritten, row_rules
 from .checked import loaded
 from .facts import ModelFacts
 from .peft_reading import ADAPTER_GLOB
 from .written import Converted, Rule, Surprise
 
 VERSION = "axolotl 0.18.0 (src/axolotl/utils/freeze.py, freeze_layers_except)"
-KEY = "unfrozen_parameters"
 PEFT_PREFIX = "base_model.model."  # what a PeftModel's names start with
-_RANGE = re.compile(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$")  # LayerNamePattern._parse_pattern
 # freeze.py _MM_MODULE_PREFIXES: freeze_mm_modules freezes a name with any part among them
 MM_MODULES = (
     "vision_tower",
@@ -44,89 +41,10 @@ MM_MODULES = (
     "audio_model",
     "embed_audio",
 )
-_WHOLE = {("", None), ("", ""), ("0", "")}  # '[]', '[:]', '[0:]': every row
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One ``unfrozen_parameters`` entry: the text, where it is, and the regex axolotl
-    compiles from it (the range suffix removed, the dots rewritten)."""
-
-    index: int
-    text: str
-    where: Where
-    compiled: str
-
-    @property
-    def source(self) -> str:
-        return f"{self.where.path}:{self.where.line} {KEY}[{self.index}]: {shown(self.text)}"
-
-
-def rewritten(pattern: str) -> str:
-    """``pattern`` as axolotl compiles it: every '.' not followed by '+' escaped."""
-    return re.sub(r"\.(?!\+)", "\\.", pattern)
-
-
-def entries(doc: Document) -> list[Entry]:
-    """The config's ``unfrozen_parameters``, each checked as axolotl reads it."""
-    data = doc.data if isinstance(doc.data, dict) else None
-    if data is None:
-        raise PolicyError("an axolotl config is a mapping of keys", doc.where(()))
-    value = data.get(KEY)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise PolicyError(
-            f"{KEY} must be a list of regexes (axolotl's schema: list[str]), not "
-            f"{shown(str(value))}; write it as a YAML list: '{KEY}: [\"lm_head\"]'",
-            doc.where((KEY,)),
-        )
-    return [_entry(doc, i, item) for i, item in enumerate(value)]
-
-
-def _entry(doc: Document, i: int, item: object) -> Entry:
-    where = doc.where((KEY, i))
-    what = f"{KEY}[{i}]"
-    if not isinstance(item, str):
-        raise PolicyError(
-            f"{what}: {shown(str(item))} is not a string; axolotl's schema takes regexes "
-            "only: quote it",
-            where,
-        )
-    base = item
-    if found := _RANGE.match(item):
-        base = _rows(found, item, where, what)
-    compiled = rewritten(base)
-    rewrite = "" if compiled == base else " (after axolotl's '.' rewrite)"  # pyre shows it
-    pyre.checked(compiled, where, what + rewrite)
-    return Entry(i, item, where, compiled)
-
-
-def _rows(found: re.Match[str], item: str, where: Where, what: str) -> str:
-    base, start, end = found[1], found[2], found[3]
-    if (start, end) in _WHOLE:
-        return base
-    suffix = item[len(base) :]
-    if end is None:
-        rows = f"row {start}"
-    else:
-        first = int(start or 0)
-        if end and first >= int(end):
-            raise PolicyError(
-                f"{what}: {shown(item)} has an empty row range {suffix!r}, which axolotl "
-                "refuses ('End of range must be greater than start'); fix the range",
-                where,
-            )
-        rows = f"rows {first}-{int(end) - 1}" if end else f"rows {first} to the last"
-    raise PolicyError(
-        f"{what}: {shown(item)} trains only {rows} of the tensors {shown(base)} matches; "
-        "axolotl freezes the other rows by zeroing their gradients (they still get weight "
-        "decay and optimizer state), and tlrules decides whole tensors: drop "
-        f"{suffix!r} to train the whole tensor, or remove the entry to freeze it",
-        where,
-    )
-
-
+# a pattern that names one parameter: '^' (optional: re.match anchors), then plain
+# characters or escaped punctuation (axolotl's rewrite escapes every '.'), then '$'
 def _adapter(doc: Document) -> str | None:
     data = doc.data if isinstance(doc.data, dict) else {}
     adapter = data.get("adapter")
@@ -146,7 +64,10 @@ def convert(
             "trains; convert the adapter's adapter_config.json with 'tlrules convert peft'",
             doc.where(("adapter",)),
         )
-    rules, seen = _mm_rules(doc), set()
+    rules = _mm_rules(doc)
+    ranged = row_rules(found)  # before the rest: a ranged pattern's rows decide a tensor
+    rules += ranged
+    seen = {r.pattern for r in ranged}
     for entry in found:
         pattern = "re:" + pyre.anchored(entry.compiled, "match")
         if pattern not in seen:  # a repeated entry is one rule
@@ -156,6 +77,12 @@ def convert(
         f"read as {VERSION}: every '.' not followed by '+' is a literal dot, then re.match "
         "(anchored at the start only); a matching parameter trains, every other one freezes",
     ]
+    if any(r.rows is not None for r in ranged):
+        notes.append(
+            "rows: axolotl trains a range of rows by zeroing the other rows' gradients, so "
+            "AdamW's weight decay still moves those rows; tlrules' rows keep them "
+            "bit-identical (docs/spec.md#rows)"
+        )
     if not found:
         rules.append(Rule("*", "train", f"no {KEY}: axolotl freezes nothing"))
     if adapter:
@@ -237,7 +164,7 @@ def surprises(
 def _explained(unmatched: list[Entry], names: Sequence[str], adapter: str | None) -> list[Surprise]:
     """Why each of ``unmatched`` matches nothing under axolotl: the first of the likely
     readings that matches names, each reading run over every entry at once."""
-    bases = [_RANGE.sub(r"\1", e.text) if _RANGE.match(e.text) else e.text for e in unmatched]
+    bases = [RANGE.sub(r"\1", e.text) if RANGE.match(e.text) else e.text for e in unmatched]
     readings: list[tuple[str, list[str | None]]] = [
         ("adapter", [pyre.anchored(e.compiled, "match") if adapter else None for e in unmatched]),
         (

@@ -14,6 +14,14 @@ modules get an adapter matters to the policy only for ``bias: lora_only``; it is
 reproduced for the surprises (``--model``): ``target_modules`` as a string is
 ``re.fullmatch`` on a module's name, as a list an exact name or a ``.``-suffix;
 ``layers_to_transform`` keeps modules whose first ``<layers_pattern>.<N>.`` has N listed.
+
+``trainable_token_indices`` (``peft/utils/other.py``: ``set_additional_trainable_modules``,
+``_set_trainable`` with ``TrainableTokensWrapper``) trains those rows of a module's weight
+through a separate tensor of the chosen rows; the policy states them as ``rows:`` of the
+weight itself (docs/spec.md#rows), for the model wrapped without that key. A list is for
+the input embedding (``_get_input_embeddings_name``), which a config does not name: the
+policy takes PEFT's default name, ``embed_tokens``, and ``--model`` warns where no
+parameter has it.
 """
 
 from __future__ import annotations
@@ -27,15 +35,18 @@ from .checked import loaded
 from .facts import ModelFacts
 from .peft_reading import (
     ADAPTER_GLOB,
+    EMBEDDING,
+    TOKENS,
     VERSION,
     AdapterConfig,
+    Tokens,
     at_of,
     layer_index,
     modules,
     named_by,
     targeted,
 )
-from .written import Converted, Rule, Surprise
+from .written import Converted, Row, Rule, Surprise
 
 
 def convert(
@@ -55,12 +66,13 @@ def convert(
             rules.append(
                 Rule(f"re:.*{pyre.literal(entry)}\\..*", "freeze", _entry_source(at, entry))
             )
+    rules += [_token_rule(t) for t in config.tokens]
     rules.append(Rule(ADAPTER_GLOB, "train", _key_source(config, "target_modules")))
     if config.bias == "all":
         rules.append(Rule("re:(?:.*\\.)?bias", "train", config.source("bias")))
     elif config.bias == "lora_only":
         rules.append(Rule(_lora_only(config, names), "train", config.source("bias")))
-    notes = (
+    notes: tuple[str, ...] = (
         f"read as {VERSION}: the LoRA weights train, a modules_to_save module trains as its "
         "copy (NAME.modules_to_save.ADAPTER) while its original stays frozen, biases follow "
         "'bias', the rest of the base model is frozen",
@@ -68,12 +80,45 @@ def convert(
         "base_layer and original_module removed); on the bare base model it freezes all "
         "but the biases 'bias' trains",
     )
+    if config.tokens:
+        notes += (
+            f"{TOKENS}: PEFT trains those rows through a separate tensor of them; here they "
+            "are rows of the weight itself, for the model wrapped without that key (tied "
+            "embeddings: the output layer's rows follow the embedding's)",
+        )
     warnings = () if names is not None else _never_targeted(config)
     converted = Converted(
         "peft", str(doc.path), tuple(rules), default="freeze", notes=notes, warnings=warnings
     )
     loaded(converted, {})  # refused here, at its entry, if tlrules would refuse a pattern
     return converted
+
+
+def _token_rule(tokens: Tokens) -> Rule:
+    """The rows ``tokens`` trains, of the weight of each module whose name ends with its
+    module's (PEFT's ``key.endswith``)."""
+    module = tokens.module or EMBEDDING
+    listed = f"{len(tokens.indices)} token{'s' if len(tokens.indices) != 1 else ''}"
+    if tokens.module is None:
+        what = f"{TOKENS}: {listed} of the input embedding, taken as {module!r}"
+    else:
+        what = f"{TOKENS}[{module!r}]: {listed}"
+    source = f"{tokens.where.path}:{tokens.where.line} {what}"
+    pattern = f"re:.*{pyre.literal(module)}\\.weight"
+    return Rule(pattern, "train", source, runs(tokens.indices))
+
+
+def runs(indices: Sequence[int]) -> tuple[Row, ...]:
+    """Sorted distinct ``indices`` as ``rows:`` items: a run of two or more is one slice
+    ``START:STOP``, a lone index itself."""
+    out: list[Row] = []
+    start = 0
+    for k in range(1, len(indices) + 1):
+        if k == len(indices) or indices[k] != indices[k - 1] + 1:
+            first, last = indices[start], indices[k - 1]
+            out.append(first if first == last else f"{first}:{last + 1}")
+            start = k
+    return tuple(out)
 
 
 def _entry_source(at: Where, entry: str) -> str:
@@ -171,7 +216,33 @@ def surprises(
             out.append(Surprise(f"modules_to_save[{i}] {entry!r} matches no module", (), at_of(at)))
         elif loose:
             out.append(_loose(i, entry, caught, loose, names, at))
-    return out + _layer_surprises(config, keys)
+    return out + _layer_surprises(config, keys) + _token_surprises(config, keys, names)
+
+
+def _token_surprises(
+    config: AdapterConfig, keys: list[str], names: Sequence[str]
+) -> list[Surprise]:
+    """A ``trainable_token_indices`` module that no module's name ends with: PEFT stops
+    for a mapping's (``strict_module_check``); for the list form, PEFT finds the input
+    embedding by the model's ``get_input_embeddings``, which the policy cannot."""
+    out = []
+    for tokens in config.tokens:
+        module = tokens.module or EMBEDDING
+        if any(k.endswith(module) and f"{k}.weight" in names for k in keys):
+            continue
+        if tokens.module is None:
+            message = (
+                f"{TOKENS} is a list, which PEFT applies to the model's input embedding; the "
+                f"policy takes it to be named {EMBEDDING!r} and no module of this model is: "
+                "give the mapping form with the embedding's name ({'wte': [...]})"
+            )
+        else:
+            message = (
+                f"{TOKENS}: no module's name ends with {module!r}, and PEFT stops ('Target "
+                "modules ... not found in the base model')"
+            )
+        out.append(Surprise(message, (), at_of(tokens.where), refused=tokens.module is not None))
+    return out
 
 
 def _loose(

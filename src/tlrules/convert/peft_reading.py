@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import regex
@@ -24,10 +25,10 @@ HEADS = {  # peft_model.py: what a task type adds to modules_to_save
     "TOKEN_CLS": ("classifier", "score"),
     "QUESTION_ANS": ("qa_outputs",),
 }
+TOKENS = "trainable_token_indices"
+EMBEDDING = "embed_tokens"  # other._get_input_embeddings_name's default: the list form's module
 _REFUSED = {  # keys whose effect tlrules cannot state by name, and why
     "target_parameters": "it puts LoRA on parameters, not modules",
-    "trainable_token_indices": "it trains some rows of the embedding, and tlrules "
-    "decides whole tensors",
     "layer_replication": "it builds layers that the base model does not have",
 }
 
@@ -75,6 +76,7 @@ class AdapterConfig:
             )
         self.layers = self._layers()
         self.layers_pattern = self._layers_pattern()
+        self.tokens = self._tokens()
 
     def where(self, *loc: str | int) -> Where:
         return self.doc.where(loc)
@@ -138,10 +140,85 @@ class AdapterConfig:
             pyre.checked(pattern, self.where("layers_pattern", i), "layers_pattern")
         return found
 
+    def _tokens(self) -> list[Tokens]:
+        """``trainable_token_indices`` as PEFT reads it (``other.py``
+        ``set_additional_trainable_modules``): a list is for the input embedding, a
+        mapping gives each module its own indices (``Tokens``)."""
+        value = self.data.get(TOKENS)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            found = [Tokens(None, _indices(value, self.where(TOKENS)), self.where(TOKENS))]
+        elif isinstance(value, dict) and value:
+            found = [
+                Tokens(k, _indices(v, self.where(TOKENS, k)), self.where(TOKENS, k))
+                for k, v in value.items()
+            ]
+        else:
+            raise PolicyError(
+                f"{TOKENS} must be a list of token indices or a mapping of module names to "
+                f"such lists, not {shown(str(value))}",
+                self.where(TOKENS),
+            )
+        saved = {m for m, _ in self.saved}
+        for tokens in found:
+            if tokens.module == "":
+                raise PolicyError(
+                    f"{TOKENS}: an empty module name ends every module's name, so PEFT would "
+                    "wrap them all; name the embedding module (such as 'embed_tokens')",
+                    tokens.where,
+                )
+            if tokens.module is not None and tokens.module in saved:
+                raise PolicyError(
+                    f"{TOKENS}: {tokens.module!r} is in modules_to_save too, which PEFT "
+                    "refuses ('The embedding layer is already marked to be trained fully'); "
+                    "keep it in one of them",
+                    tokens.where,
+                )
+            if tokens.module is None and EMBEDDING in saved:  # PEFT compares the full name
+                raise PolicyError(
+                    f"{TOKENS}: the input embedding (taken as {EMBEDDING!r}) is in "
+                    "modules_to_save too, which trains it whole; keep it in one of them",
+                    tokens.where,
+                )
+        return found
+
     def source(self, key: str) -> str:
         at = self.where(key)
         text = json.dumps(self.data.get(key))
         return f"{at.path}:{at.line} {key}: {text if len(text) <= 80 else text[:77] + '...'}"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """One module's ``trainable_token_indices``: PEFT trains those rows of the weight of
+    every module whose name ends with ``module`` (``_set_trainable``: ``key.endswith``,
+    no dot boundary); ``module`` None is the list form, the model's input embedding
+    (``_get_input_embeddings_name``). With tied embeddings the tied output layer's rows
+    train with the embedding's (``set_additional_trainable_modules``: ``tied_adapter``)."""
+
+    module: str | None
+    indices: tuple[int, ...]  # sorted, each once
+    where: Where
+
+
+def _indices(value: object, where: Where) -> tuple[int, ...]:
+    """A list of token indices, checked: PEFT's ``index_copy`` takes rows from 0."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise PolicyError(
+            f"{TOKENS}: {shown(str(value))} is not a list of token indices (integers)", where
+        )
+    if not value:
+        raise PolicyError(f"{TOKENS}: an empty list trains no row; remove it", where)
+    if min(value) < 0:
+        raise PolicyError(
+            f"{TOKENS}: index {min(value)} is negative, which PEFT's index_copy refuses "
+            "(tuners/trainable_tokens/layer.py); give rows counted from 0",
+            where,
+        )
+    return tuple(sorted(set(value)))
 
 
 def modules(names: Sequence[str]) -> list[str]:

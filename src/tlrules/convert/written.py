@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Action = Literal["train", "freeze"]
+Row = int | str  # one item of a rule's ``rows`` (docs/spec.md#rows): a row, or "START:STOP"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Rule:
     pattern: str
     action: Action
     source: str
+    rows: tuple[Row, ...] | None = None  # the rows ``action`` applies to; None: the tensor
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,14 @@ def _rules(rules: tuple[Rule, ...], indent: str) -> list[str]:
     out = [f"{indent}rules:"]
     for rule in rules:
         pattern, source = json.dumps(rule.pattern), _one_line(rule.source)
-        if len(pattern) < _COMPACT_KEY:
+        if rule.rows is not None:
+            rows = rule.rows[0] if len(rule.rows) == 1 else list(rule.rows)
+            out += [
+                f"{indent}  - match: {pattern}",
+                f"{indent}    rows: {json.dumps(rows)}",
+                f"{indent}    action: {rule.action}  # {source}",
+            ]
+        elif len(pattern) < _COMPACT_KEY:
             out.append(f"{indent}  - {pattern}: {rule.action}  # {source}")
         else:  # YAML allows a compact key of at most 1,024 characters
             out += [

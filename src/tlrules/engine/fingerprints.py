@@ -19,7 +19,7 @@ from torch import nn
 
 from ..patterns import holds_peft, read_names
 from ..policy.rows import frozen as complement
-from ..report import CheckResult, Expected, Outcome, Report, assemble, expectations
+from ..report import CheckResult, Outcome, Report, assemble, expectations
 
 STRETCH = 64 * 1024 * 1024  # bytes hashed at a time from an accelerator
 
@@ -101,16 +101,12 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
         if name not in now or name not in recorded:
             continue
         moved_part, frozen_part = _parts(now[name], trained)
-        if fingerprint(frozen_part) != recorded[name + FROZEN_ROWS]:
-            spans = complement(trained, now[name].shape[0])
-            by = held[name].why.removeprefix("trained ")  # "by rule 1 'embed' (p.yaml:3)"
-            held[name] = Expected("frozen", held[name].rule, f"rows {_spans(spans)} frozen {by}")
-            outcomes.append(
-                Outcome(name, True, False, detail="its frozen rows' fingerprint changed")
-            )
-        else:
-            changed = fingerprint(moved_part) != recorded[name]
-            outcomes.append(Outcome(name, changed, not changed))
+        moved = fingerprint(frozen_part) != recorded[name + FROZEN_ROWS]
+        same = fingerprint(moved_part) == recorded[name]  # held by rows: report.assemble
+        detail = "its frozen rows' fingerprint changed" if moved else ""
+        outcomes.append(
+            Outcome(name, moved, same and not moved, detail=detail, trained_identical=same)
+        )
     decided = {d.name for d in report.decisions}
     raw = [n for n, _ in model.named_parameters(remove_duplicate=False)]
     params = set(read_names(raw, holds_peft(model.modules()))[0])
@@ -127,7 +123,3 @@ def verify(model: nn.Module, report: Report, recorded: dict[str, bytes]) -> Chec
         policy_path=report.policy_path,
         stage=report.stage,
     )
-
-
-def _spans(spans: tuple[tuple[int, int], ...]) -> str:
-    return ", ".join(f"{lo}-{hi - 1}" if hi - lo > 1 else str(lo) for lo, hi in spans)

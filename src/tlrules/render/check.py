@@ -40,7 +40,7 @@ def markdown_check(result: CheckResult) -> str:
         ]
         for group in _groups(result.violations):
             rows = [
-                md_row([f"`{v.name}`", str(v.rule or "-"), max_diff(v), fraction(v), _why(v)])
+                md_row([_tensor(v), str(v.rule or "-"), max_diff(v), fraction(v), _why(v)])
                 for v in group
             ]
             lines += _capped(rows, _what(group[0].code), row=True)
@@ -138,9 +138,16 @@ def _violation(v: Violation) -> str:
     if v.max_abs_diff is None and v.changed_fraction is None:
         numbers = v.detail or "changed"
     else:
-        numbers = f"max abs diff {max_diff(v)}, {fraction(v)} of elements changed"
+        which = "frozen elements" if v.rows is not None else "elements"
+        numbers = f"max abs diff {max_diff(v)}, {fraction(v)} of {which} changed"
         numbers += f" ({v.detail})" if v.detail else ""
+    if v.rows is not None:
+        return f"{v.name!r} {v.where} ({v.why}): {numbers}"
     return f"{v.name!r} changed ({v.why}): {numbers}"
+
+
+def _tensor(v: Violation) -> str:
+    return f"`{v.name}` {v.where}" if v.rows is not None else f"`{v.name}`"
 
 
 def max_diff(v: Violation) -> str:

@@ -75,9 +75,10 @@ def _row(v: Violation) -> str:
     name = escape(v.name)
     rule = "default" if v.rule is None else f"rule {v.rule}"
     why = escape(f"{v.why}; {v.detail}" if v.detail else v.why)
+    rows = f' <span class="tlr-rows">{escape(v.where)}</span>' if v.rows is not None else ""
     return (
         f'<tr data-name="{name}"><td class="tlr-key"><span class="tlr-sym" '
-        f'aria-label="violation">{BROKEN}</span> {name}</td><td>{rule}</td>'
+        f'aria-label="violation">{BROKEN}</span> {name}{rows}</td><td>{rule}</td>'
         f'<td class="tlr-num">{max_diff(v)}</td><td class="tlr-num">{fraction(v)}</td>'
         f'<td class="tlr-why">{why}</td></tr>\n'
     )

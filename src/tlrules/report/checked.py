@@ -7,8 +7,9 @@ Which tensors are held to what comes from the audit of the model before training
 (``expectations``): a parameter the policy freezes must not change; the running
 statistics (``running_mean``, ``running_var``, ``num_batches_tracked``) of a norm layer
 the audit keeps fixed (``norm_stats``) must not change; a parameter it trains should
-change (if it did not, a warning: nothing moved it). Everything else is compared and
-left alone.
+change (if it did not, a warning: nothing moved it). A parameter the policy decides row
+by row (docs/spec.md#rows) is held both ways: its frozen rows must not change, its trained
+rows should. Everything else is compared and left alone.
 """
 
 from __future__ import annotations
@@ -29,13 +30,28 @@ _DIGITS = re.compile(r"(\d+)")
 
 @dataclass(frozen=True)
 class Expected:
-    """What a tensor is held to: ``frozen`` (must not change) or ``trained`` (should
-    change), the rule that decided it (``None``: the default or ``norm_stats``) and a
-    phrase saying why, for messages."""
+    """What a tensor is held to: ``frozen`` (must not change), ``trained`` (should
+    change) or ``rows`` (its ``rows``, the half-open ranges of rows that train, should
+    change; every other of its ``of`` rows must not), the rule that decided it (``None``:
+    the default or ``norm_stats``) and a phrase saying why, for messages."""
 
-    kind: str  # "frozen" | "trained"
+    kind: str  # "frozen" | "trained" | "rows"
     rule: int | None
     why: str
+    rows: tuple[tuple[int, int], ...] | None = None
+    of: int = 0
+
+    @property
+    def fixed(self) -> bool:
+        """Whether anything of the tensor must not change (it is frozen, or some rows are)."""
+        return self.kind != "trained"
+
+    def fixed_numel(self, numel: int) -> int:
+        """The elements of a tensor of ``numel`` elements that must not change."""
+        if self.kind != "rows" or not self.of:
+            return numel if self.fixed else 0
+        trained = sum(hi - lo for lo, hi in self.rows or ())
+        return numel // self.of * (self.of - trained)
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,9 @@ class Outcome:
     changed_fraction: float | None = None
     detail: str = ""  # why the numbers are missing, e.g. "shape [3] -> [4]"
     tied_to: str = ""  # the name in AFTER it was compared with, when saved once for a tie
+    rows: tuple[int, int] | None = None  # held row by row: the first frozen range that moved
+    row: int | None = None  # ... and its first row that moved
+    trained_identical: bool | None = None  # held row by row: no trained row changed
 
 
 @dataclass(frozen=True)
@@ -67,17 +86,31 @@ class Violation:
     changed_fraction: float | None
     detail: str = ""
     code: str = "changed"
+    rows: tuple[int, int] | None = None  # a tensor held row by row: the frozen rows that moved
+    row: int | None = None  # ... and the first of them that moved
 
     def to_dict(self) -> dict[str, Any]:
         """Its entry in the check's ``violations`` list (``why`` and ``detail`` are for
-        the text and HTML views)."""
-        return {
+        the text and HTML views); ``rows`` (``[start, stop]``, half-open) and ``row`` only
+        for a tensor held row by row, whose numbers are over its frozen rows."""
+        out: dict[str, Any] = {
             "name": self.name,
             "rule": self.rule,
             "max_abs_diff": self.max_abs_diff,
             "changed_fraction": self.changed_fraction,
             "code": self.code,
         }
+        if self.rows is not None:
+            out["rows"] = list(self.rows)
+            out["row"] = self.row
+        return out
+
+    @property
+    def where(self) -> str:
+        """``rows 0-899 moved (row 17 first)`` for a tensor held row by row, else ``""``."""
+        if self.rows is None:
+            return ""
+        return f"rows {span(self.rows)} moved (row {self.row} first)"
 
 
 @dataclass(frozen=True)
@@ -104,7 +137,9 @@ class CheckSummary:
     elements), those of them compared and held (``frozen_ok``, ``frozen_ok_numel``),
     those not compared (``not_compared``; ``missing_frozen`` of them are violations),
     tensors compared through a tie (``through_tie``) and an adapter file's own tensors
-    (``adapter_tensors``)."""
+    (``adapter_tensors``), and of the tensors compared those held row by row
+    (``rows_held``: counted in ``frozen``; their frozen rows' elements in the ``_numel``
+    counts)."""
 
     compared: int
     frozen_ok: int
@@ -119,6 +154,7 @@ class CheckSummary:
     missing_frozen: int = 0
     through_tie: int = 0
     adapter_tensors: int = 0
+    rows_held: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """The check's ``summary``."""
@@ -197,6 +233,7 @@ def expectations(report: Report) -> dict[str, Expected]:
         report.norm_layers,
         {r.rule: (r.pattern, r.where) for r in report.rules},
         report.default,
+        rows={d.name: (d.rows, d.shape[0]) for d in report.decisions if d.rows is not None},
     )
 
 
@@ -205,9 +242,11 @@ def held_to(
     norm_layers: Iterable[NormLayer],
     rules: Mapping[int, tuple[str, str]],
     default: str,
+    rows: Mapping[str, tuple[tuple[tuple[int, int], ...], int]] | None = None,
 ) -> dict[str, Expected]:
     """``expectations`` from its parts: each parameter's (name, action, rule number), the
-    norm layers, each rule's pattern and place (by number) and the policy's default."""
+    norm layers, each rule's pattern and place (by number), the policy's default, and the
+    parameters decided row by row (name -> the rows that train, of how many rows)."""
 
     def label(rule: int | None) -> str:
         if rule is None:
@@ -217,6 +256,11 @@ def held_to(
 
     out: dict[str, Expected] = {}
     for name, action, rule in decisions:
+        if rows and name in rows:
+            trained, of = rows[name]
+            why = f"{described(trained, of)} by {label(rule)}"
+            out[name] = Expected("rows", rule, why, trained, of)
+            continue
         kind = "frozen" if action == "freeze" else "trained"
         out[name] = Expected(kind, rule, f"{_verb(kind)} by {label(rule)}")
     for layer in norm_layers:
@@ -238,6 +282,19 @@ def _natural(name: str) -> list[str | int]:
 
 def _verb(kind: str) -> str:
     return "frozen" if kind == "frozen" else "trained"
+
+
+def span(rows: tuple[int, int]) -> str:
+    """Half-open rows ``(0, 900)`` as people count them: ``0-899`` (one row: ``17``)."""
+    lo, hi = rows
+    return str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
+
+
+def described(trained: tuple[tuple[int, int], ...], of: int) -> str:
+    """``rows 900-999 trained, the other 900 of 1,000 frozen``."""
+    count = sum(hi - lo for lo, hi in trained)
+    listed = ", ".join(span(r) for r in trained) or "none"
+    return f"rows {listed} trained, the other {of - count:,} of {of:,} frozen"
 
 
 @dataclass(frozen=True)
@@ -272,7 +329,7 @@ def assemble(
     sizes = sizes or {}
     violations: list[Violation] = list(adapter.violations) if adapter else []
     warnings: list[CheckWarning] = []
-    compared = frozen_ok = frozen_ok_numel = tied = 0
+    compared = frozen_ok = frozen_ok_numel = tied = by_rows = 0
     seen: list[str] = []
     for o in outcomes:
         compared += 1
@@ -281,14 +338,30 @@ def assemble(
         e = expected.get(o.name)
         if e is None:
             continue
-        if e.kind == "frozen" and o.changed:
+        by_rows += e.kind == "rows"
+        if e.fixed and o.changed:
             violations.append(
-                Violation(o.name, e.rule, e.why, o.max_abs_diff, o.changed_fraction, o.detail)
+                Violation(
+                    o.name,
+                    e.rule,
+                    e.why,
+                    o.max_abs_diff,
+                    o.changed_fraction,
+                    o.detail,
+                    rows=o.rows,
+                    row=o.row,
+                )
             )
-        elif e.kind == "frozen":
+        elif e.fixed:
             frozen_ok += 1
-            frozen_ok_numel += sizes.get(o.name, 0)
-        elif o.identical:
+            frozen_ok_numel += e.fixed_numel(sizes.get(o.name, 0))
+        if e.kind == "rows" and o.trained_identical:
+            message = (
+                f"{o.name!r} has {e.why} but none of its trained rows changed; is it in the "
+                "optimizer, with a learning rate above 0, and do those rows get a gradient?"
+            )
+            warnings.append(CheckWarning("unchanged-trainable", message, o.name, e.rule))
+        elif e.kind == "trained" and o.identical:
             message = (
                 f"{o.name!r} is {e.why} but did not change at all; is it in the optimizer, "
                 "with a learning rate above 0, and does it get a gradient?"
@@ -329,12 +402,13 @@ def assemble(
         len(before),
         len(after),
         frozen=len(frozen),
-        frozen_numel=sum(sizes.get(n, 0) for n in frozen),
+        frozen_numel=sum(expected[n].fixed_numel(sizes.get(n, 0)) for n in frozen),
         frozen_ok_numel=frozen_ok_numel,
         not_compared=len(missing),
         missing_frozen=0 if adapter else len(missing),
         through_tie=tied,
         adapter_tensors=adapter.tensors if adapter else 0,
+        rows_held=by_rows,
     )
     if adapter is not None:
         about = {**about, "scope": "adapter", "adapter_only": adapter.adapter_only}
@@ -343,4 +417,4 @@ def assemble(
 
 def _frozen(expected: dict[str, Expected], name: str) -> bool:
     e = expected.get(name)
-    return e is not None and e.kind == "frozen"
+    return e is not None and e.fixed

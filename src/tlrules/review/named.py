@@ -5,7 +5,8 @@ without torch: the decisions ``tlrules audit`` makes for the module that
 and ``None`` wherever more than names decides or the module would not build, so that the
 caller builds it with torch (and meets the same error):
 
-- a rule with a ``module:`` selector, or an ``expect:`` bound;
+- a rule with a ``module:`` selector, an ``expect:`` bound, or ``rows:`` (resolved
+  against each tensor's shape, and compared row by row: ``review.rows``);
 - a name that ``bare_name`` would change again, an empty segment, a segment that
   starts with ``_`` or names an ``nn.Module`` attribute (``MODULE_ATTRIBUTES``), a name
   that is also the module of another name; more modules than ``limits.MAX_MODULES``;
@@ -65,8 +66,8 @@ def held_by_names(
         return None
     policy = policy.decidable()  # after the module would be built, as audit does
     rules = policy.rules
-    if policy.expects or any(r.module is not None for r in rules):
-        return None  # the engine checks what it expects and reads module classes
+    if policy.expects or any(r.module is not None or r.rows is not None for r in rules):
+        return None  # the engine checks what it expects, reads module classes, resolves rows
     params = [n for n, f in floating.items() if f and n.rpartition(".")[2] not in STATS]
     matcher = policy.matcher(params)
     with timeouts_named(rules):

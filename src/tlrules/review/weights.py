@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from ..engine import audit
 from ..models.folders import trained_file
 from ..models.tensors import Tensors, as_module, open_tensors
@@ -28,6 +26,9 @@ from ..policy import CompiledPolicy
 from ..report import CheckResult, Expected, Outcome, assemble, expectations
 from .named import bare
 from .plan import pair
+from .rows import compare_rows
+from .values import differences as _differences
+from .values import same_bytes as _same_bytes
 
 State = str | os.PathLike[str] | Mapping[str, Any]
 STRETCH = 64 * 1024 * 1024  # bytes of each side whose bits are compared at a time
@@ -54,13 +55,13 @@ def check_tensors(
         def same(a: str, b: str) -> bool:
             return compare(old, a, old, b, a, 0.0, measure=False).identical
 
+        shared = _shared(old, old_names)
         plan = pair(
-            policy, expectations(report), old_names, new_names, (before, after), kinds, same,
-            _shared(old, old_names), adapter_only=adapter_only,
+            policy, _aliases(expectations(report), shared, old_names), old_names, new_names,
+            (before, after), kinds, same, shared, adapter_only=adapter_only,
         )  # fmt: skip
         outcomes = (
-            replace(compare(old, a, new, b, n, atol, _frozen(plan.held, n)), tied_to=tie)
-            for n, a, b, tie in plan.pairs
+            replace(_compared(old, new, plan.held, p, atol), tied_to=p[3]) for p in plan.pairs
         )
         return assemble(
             plan.held,
@@ -76,6 +77,37 @@ def check_tensors(
             stage=report.stage,
             atol=atol,
         )
+
+
+def _compared(
+    old: Tensors,
+    new: Tensors,
+    held: dict[str, Expected],
+    pair: tuple[str, str, str, str],
+    atol: float,
+) -> Outcome:
+    """One pair of the plan compared: row by row where the policy decides its rows."""
+    name, a, b, _ = pair
+    expected = held.get(name)
+    if expected is not None and expected.kind == "rows" and expected.rows is not None:
+        return compare_rows(old, a, new, b, name, expected.rows, atol)
+    return compare(old, a, new, b, name, atol, _frozen(held, name))
+
+
+def _aliases(
+    held: dict[str, Expected], shared: dict[str, str], names: dict[str, str]
+) -> dict[str, Expected]:
+    """``held`` with each tied alias of a tensor decided row by row held to the rows of
+    the tensor's first name (a ``.pt`` keeps ``lm_head.weight`` beside
+    ``model.embed_tokens.weight``: one tensor, so one set of rows; docs/spec.md#rows)."""
+    out = dict(held)
+    order = {n: k for k, n in enumerate(names)}
+    for name, other in shared.items():
+        first = min(name, other, key=order.__getitem__)
+        e = held.get(first)
+        if name != first and e is not None and e.kind == "rows":
+            out[name] = e
+    return out
 
 
 def _shared(state: Tensors, names: dict[str, str]) -> dict[str, str]:
@@ -167,46 +199,3 @@ def compare(
     detail = "" if finite else "a NaN or infinity changed"
     fraction = beyond / s.numel if s.numel else 0.0
     return Outcome(name, beyond > 0, moved == 0, largest if finite else None, fraction, detail)
-
-
-def _same_bytes(x: torch.Tensor, y: torch.Tensor) -> bool:
-    """Whether ``x`` and ``y`` hold the same bytes: compared 8 at a time (``torch.equal``
-    over ``int64`` runs about 5 times faster than over bytes), the tail byte by byte."""
-    if y.device != x.device:
-        y = y.to(x.device)
-    a, b = _as_bytes(x), _as_bytes(y)
-    whole = a.numel() // 8 * 8
-    try:
-        wide = torch.equal(a[:whole].view(torch.int64), b[:whole].view(torch.int64))
-    except RuntimeError:  # a view that does not start on a multiple of 8 bytes
-        return torch.equal(a, b)
-    return wide and torch.equal(a[whole:], b[whole:])
-
-
-def _as_bytes(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous().view(torch.uint8)
-
-
-def _differences(
-    x: torch.Tensor, y: torch.Tensor, atol: float, bits: bool
-) -> tuple[int, int, float, bool]:
-    """For one stretch: the elements that changed at all, those that changed beyond
-    ``atol`` (with equal dtypes and ``atol`` 0: whose bits changed), the largest finite
-    absolute difference, and whether every difference was finite."""
-    if y.device != x.device:
-        y = y.to(x.device)
-    wide = torch.complex128 if x.is_complex() or y.is_complex() else torch.float64
-    u, v = x.to(wide), y.to(wide)
-    both_nan = torch.isnan(u) & torch.isnan(v)
-    same = (u == v) | both_nan
-    if bits:
-        width = x.element_size()
-        n = x.numel()
-        flipped = (_as_bytes(x).view(n, width) != _as_bytes(y).view(n, width)).any(dim=1)
-        same &= ~flipped
-    diff = (u - v).abs()
-    diff = torch.where(same, torch.zeros_like(diff), diff)
-    beyond = ~same if atol == 0 else ~(same | (diff <= atol))
-    finite = bool(torch.isfinite(diff).all())
-    largest = float(torch.nan_to_num(diff, nan=0.0, posinf=0.0).max()) if diff.numel() else 0.0
-    return int((~same).sum()), int(beyond.sum()), largest, finite
