@@ -7,7 +7,7 @@ split by depth (docs/spec.md#param-groups)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import regex
@@ -76,13 +76,14 @@ def assign_groups(
     decisions: Sequence[Decision],
     names: Sequence[str],
     classes: Sequence[str] | None = None,
-    declared: Sequence[bool] | None = None,
+    declared: Mapping[str, Sequence[bool]] | None = None,
 ) -> tuple[list[Decision], tuple[GroupUse, ...]]:
     """``decisions`` with ``group`` set for every trainable parameter, and the groups.
 
     ``names`` are the model's bare parameter names, for negative ranges; ``classes``
     the class name of the module holding each (needed when an entry has ``module``),
-    ``declared`` whether the model declares each (an entry with ``declared``).
+    ``declared`` whether the model declares each, by source (``engine.declared``; an
+    entry with ``declared``).
     """
     decay = next((e.decay for e in policy.groups if e.decay is not None), None)
     entries = tuple(e for e in policy.groups if e.decay is None)
@@ -107,7 +108,7 @@ def assign_groups(
             key = by_name[d.tied_to]
         else:
             cls = "" if classes is None else classes[k]
-            own = declared is not None and declared[k]
+            own = () if declared is None else [s for s, flags in declared.items() if flags[k]]
             entry = next(
                 (
                     entries[i]

@@ -7,7 +7,7 @@ import dataclasses
 import fnmatch
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,16 +60,17 @@ class GroupEntry:
     max_ndim: int | None
     where: Where
     module: str | None = None  # glob over the holding module's class name
-    declared: str | None = None  # "no_weight_decay": names the model declares
+    declared: str | None = None  # a source of names the model declares (engine.declared)
     first: bool = False  # in a base: placed before the entries of a policy extending it
     decay: LayerDecay | None = None  # a layer_decay entry: scales rates, takes no names
 
-    def admits(self, ndim: int, cls: str, declared: bool) -> bool:
-        """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``."""
+    def admits(self, ndim: int, cls: str, sources: Container[str] = ()) -> bool:
+        """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``;
+        ``sources``: the ``declared`` sources that list the tensor's name."""
         return (
             (self.max_ndim is None or ndim <= self.max_ndim)
             and (self.module is None or fnmatch.fnmatchcase(cls, self.module))
-            and (self.declared is None or declared)
+            and (self.declared is None or self.declared in sources)
         )
 
 
