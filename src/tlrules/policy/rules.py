@@ -48,6 +48,15 @@ class LayerDecay:
     layers: Pattern
     bottom: tuple[Pattern, ...] = ()
     top: tuple[Pattern, ...] = ()
+    # where each pattern was written: ``layers``, then each of ``bottom``, then of ``top``
+    places: tuple[Where, ...] = ()
+
+    def patterns(self) -> Iterator[tuple[str, Pattern, Where | None]]:
+        """``("layers", pattern, where)``, then each ``bottom`` and ``top`` pattern alike."""
+        kinds = ["layers"] + ["bottom"] * len(self.bottom) + ["top"] * len(self.top)
+        patterns = (self.layers, *self.bottom, *self.top)
+        places = self.places or (None,) * len(patterns)
+        return zip(kinds, patterns, places, strict=True)
 
 
 @dataclass(frozen=True)
@@ -160,17 +169,19 @@ def _layer_decay(
     assert gspec.layer_decay is not None and gspec.layers is not None  # the schema's check
     problems: list[tuple[Where, str]] = []
     found: dict[str, list[Pattern]] = {}
+    places: list[Where] = []
     for key, texts in (
         ("layers", [gspec.layers]),
         ("bottom", gspec.bottom or []),
         ("top", gspec.top or []),
     ):
         found[key] = []
-        for text in texts:
+        for j, text in enumerate(texts):
+            where = doc.where((*item, key) if key == "layers" else (*item, key, j))
+            places.append(where)
             try:
                 found[key].append(Pattern.parse(text, syntax))
             except PatternSyntaxError as err:
-                where = doc.where((*item, key))
                 problems.append((where, f"param_groups entry {number}: {key} {shown(text)}: {err}"))
     if problems:
         return None, problems
@@ -184,7 +195,9 @@ def _layer_decay(
                 "'encoder.layer.{0..}')",
             )
         ]
-    decay = LayerDecay(gspec.layer_decay, layers, tuple(found["bottom"]), tuple(found["top"]))
+    decay = LayerDecay(
+        gspec.layer_decay, layers, tuple(found["bottom"]), tuple(found["top"]), tuple(places)
+    )
     return decay, []
 
 
