@@ -45,8 +45,9 @@ def depths(decay: LayerDecay, names: Sequence[str]) -> Depths:
 
     A model lists a layer's names together, so the names are read as runs: one regex
     search over the names joined by newlines takes a run of names in one place at a time
-    (``_runs``); names that a newline could confuse, and ``re:`` places, are read one by
-    one (``_each``, the reference the runs are tested against)."""
+    (``_runs``); names that a newline could confuse, ``re:`` places and a stack with a
+    wildcard before its range (``_fixed_start``) are read one by one (``_each``, the
+    reference the runs are tested against)."""
     lines = Lines(names)
     fast = (
         lines.ok
