@@ -25,6 +25,7 @@ from ..render.gcpause import gc_paused
 from ..report import Columns, Decision, GroupUse, Report
 from . import expect
 from . import rows as by_rows
+from .declared import declared_names
 from .groups import assign_groups
 from .reporting import build_report
 
@@ -156,7 +157,9 @@ def report_by_name(
         raise DecisionError(problems)
     groups: tuple[GroupUse, ...] = ()
     if policy.groups:
-        grouped, groups = assign_groups(policy, table.rows(), names)
+        sources = {e.declared for e in policy.groups if e.declared}
+        declared = declared_names(sources, names, raw_names) if sources else None  # names alone
+        grouped, groups = assign_groups(policy, table.rows(), names, declared=declared)
         table = Columns.of(grouped)
     report = build_report(
         policy,

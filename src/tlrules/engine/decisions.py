@@ -7,7 +7,6 @@ then sets ``requires_grad`` on every parameter, or on none.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from . import expect, norms
 from . import rows as by_rows
 from .by_name import collision as _collision
 from .by_name import unmatched_names as _unmatched
+from .declared import declared_names
 from .groups import assign_groups
 from .reporting import build_report
 from .selectors import by_module_class
@@ -99,7 +99,10 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
     if policy.groups:
         wanted = policy.groups
         owners = _owner_classes(model, raw_names) if any(e.module for e in wanted) else None
-        declared = _declared(model, names) if any(e.declared for e in wanted) else None
+        sources = {e.declared for e in wanted if e.declared}
+        declared = (
+            declared_names(sources, names, raw_names, model, unwrap(model)) if sources else None
+        )
         grouped, groups = assign_groups(policy, table.rows(), names, owners, declared)
         table = Columns.of(grouped)
     layers = _norm_layers(tree, zip(params, train, strict=True), table, aligned, peft)
@@ -245,18 +248,6 @@ def _owner_classes(model: nn.Module, raw_names: list[str]) -> list[str]:
     """The class name of the module that holds each parameter."""
     modules = dict(model.named_modules(remove_duplicate=False))
     return [type(modules[n.rpartition(".")[0]]).__name__ for n in raw_names]
-
-
-def _declared(model: nn.Module, names: list[str]) -> list[bool]:
-    """Whether the model declares each name exempt from weight decay: timm's
-    ``no_weight_decay()`` gives fnmatch patterns over its names (timm
-    ``optim._param_groups._matches_pattern``); a model without one declares none."""
-    declare = getattr(unwrap(model), "no_weight_decay", None)
-    found = declare() if callable(declare) else ()
-    patterns = [p for p in found if isinstance(p, str)]
-    if not patterns:
-        return [False] * len(names)
-    return [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
 
 
 def _cannot_train(name: str, param: nn.Parameter) -> str:

@@ -2,6 +2,10 @@
 trains, the model's last layer (its head) is frozen, and normalization layers of one class
 that name rules split between train and freeze (``*bn*`` misses ``downsample.1``).
 
+A ``layer_decay`` entry whose ``layers`` pattern matches no name decays no layer (a
+wrapped model's prefix, usually), and a ``bottom`` or ``top`` pattern that matches none
+places nothing (``dead-layer-decay``).
+
 The *head* is the module that holds the last name of ``model.named_parameters()`` (its
 own parameters, not its children's): the last module in registration order that holds
 parameters, e.g. ``fc`` of a torchvision ResNet, ``heads.head`` of a ViT, ``lm_head``.
@@ -14,16 +18,19 @@ the model, which ``head-frozen`` leaves alone; a classifier (``score``, a replac
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import regex
+
 from ..errors import quoted
-from ..patterns import ModuleTree
+from ..patterns import ModuleTree, NameShapes, Pattern, closest_names
 from ..policy import CompiledPolicy
-from ..report import AuditWarning, Columns, RuleUse
+from ..report import AuditWarning, Columns, HintedWarning, RuleUse
 
 
 class ClassTree(ModuleTree, Protocol):
@@ -264,3 +271,54 @@ def _split_warning(
         f'{{match: "*", module: "{selector}", action: {action}}}',
         rule,
     )
+
+
+_PLACES = {
+    "layers": "so layer_decay {rate} decays no layer (the stack is empty)",
+    "bottom": "so it places nothing at depth 0, below the stack",
+    "top": "so it places nothing at the last layer's depth",
+}
+
+
+def dead_layer_decay(policy: CompiledPolicy, names: Sequence[str]) -> list[AuditWarning]:
+    """``dead-layer-decay`` for each pattern of the policy's layer-decay entry (the first,
+    the one that counts) that matches no name: its ``layers``, ``bottom``, ``top``."""
+    entry = next((e for e in policy.groups if e.decay is not None), None)
+    if entry is None or entry.decay is None or not names:
+        return []
+    decay = entry.decay
+    text = "\n".join(names)  # one search for each glob over every name
+    joined = text if all(names) and text.count("\n") == len(names) - 1 else None
+    shapes = NameShapes(names)  # found once, when the first hint is asked for
+    out: list[AuditWarning] = []
+    for kind, pattern, where in decay.patterns():
+        if _matches_any(pattern, names, joined):
+            continue
+        place = entry.where if where is None else where
+        what = _PLACES[kind].format(rate=decay.rate)
+        out.append(
+            HintedWarning(
+                "dead-layer-decay",
+                f"{place}: param_groups entry {entry.number}: {kind} {pattern.text!r} matched "
+                f"no parameter, {what}; check its spelling and its prefix (a wrapped model's "
+                "names have one)",
+                None,
+                functools.partial(_closest, pattern.text, shapes),
+            )
+        )
+    return out
+
+
+def _matches_any(pattern: Pattern, names: Sequence[str], joined: str | None) -> bool:
+    """Whether ``pattern`` matches one of ``names``: one search over the ``joined`` names
+    for a glob (a glob never matches a newline), else name by name."""
+    body = pattern.body(names)
+    if pattern.syntax == "glob" and joined is not None:
+        return regex.search(f"^(?:{body})$", joined, regex.MULTILINE) is not None
+    full = regex.compile(body).fullmatch
+    return any(full(n) for n in names)
+
+
+def _closest(pattern: str, shapes: NameShapes) -> str:
+    close = closest_names(pattern, shapes)
+    return f"; the closest names are {', '.join(repr(c) for c in close)}" if close else ""

@@ -46,25 +46,21 @@ def param_groups(
     policy = policy.decidable()
     plan = decide(policy, model)
     report = plan.report
+    # each tensor once, beside its first name's decision: no second walk of the model
+    firsts = [d for d in report.decisions if d.tied_to is None]
     if plan.peft:  # a policy applied before get_peft_model: PEFT froze what it trains
-        firsts = (d for d in report.decisions if d.tied_to is None)
         decided = ((d.name, p, flag) for d, (p, flag) in zip(firsts, plan.targets(), strict=True))
         warn_reset(decided, stacklevel=3)  # <- param_groups <- Policy.param_groups <- caller
     if policy.stage_spec is not None and policy.stage_spec.lr is not None:
         lr = policy.stage_spec.lr
     base = {"lr": lr, "weight_decay": weight_decay, **optimizer_defaults}
     base = {k: v for k, v in base.items() if v is not None}
-    params = [p for _, p in model.named_parameters(remove_duplicate=False)]
     if not policy.groups:
-        trainable = [
-            p
-            for p, d in zip(params, report.decisions, strict=True)
-            if d.action == "train" and d.tied_to is None
-        ]
+        trainable = [p for p, d in zip(plan.params, firsts, strict=True) if d.action == "train"]
         return [{"params": trainable, **base}] if trainable else []
     members: dict[int, list[torch.nn.Parameter]] = {g.group: [] for g in report.groups}
-    for p, d in zip(params, report.decisions, strict=True):
-        if d.group is not None and d.tied_to is None:
+    for p, d in zip(plan.params, firsts, strict=True):
+        if d.group is not None:
             members[d.group].append(p)
     out = []
     for g in report.groups:

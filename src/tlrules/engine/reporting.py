@@ -63,6 +63,7 @@ def build_report(
     decided = findings.Decided.of(decisions, ordered=ordered)
     found += findings.trains_nothing(policy, decided)
     found += findings.head_frozen(policy, decided, uses, tree)
+    found += findings.dead_layer_decay(policy, decisions.names)
     if tree is not None:
         found += findings.norm_split(policy, decided, uses, tree)
     return Report(

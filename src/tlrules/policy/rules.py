@@ -7,7 +7,7 @@ import dataclasses
 import fnmatch
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -50,6 +50,15 @@ class LayerDecay:
     layers: Pattern
     bottom: tuple[Pattern, ...] = ()
     top: tuple[Pattern, ...] = ()
+    # where each pattern was written: ``layers``, then each of ``bottom``, then of ``top``
+    places: tuple[Where, ...] = ()
+
+    def patterns(self) -> Iterator[tuple[str, Pattern, Where | None]]:
+        """``("layers", pattern, where)``, then each ``bottom`` and ``top`` pattern alike."""
+        kinds = ["layers"] + ["bottom"] * len(self.bottom) + ["top"] * len(self.top)
+        patterns = (self.layers, *self.bottom, *self.top)
+        places = self.places or (None,) * len(patterns)
+        return zip(kinds, patterns, places, strict=True)
 
 
 @dataclass(frozen=True)
@@ -62,16 +71,17 @@ class GroupEntry:
     max_ndim: int | None
     where: Where
     module: str | None = None  # glob over the holding module's class name
-    declared: str | None = None  # "no_weight_decay": names the model declares
+    declared: str | None = None  # a source of names the model declares (engine.declared)
     first: bool = False  # in a base: placed before the entries of a policy extending it
     decay: LayerDecay | None = None  # a layer_decay entry: scales rates, takes no names
 
-    def admits(self, ndim: int, cls: str, declared: bool) -> bool:
-        """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``."""
+    def admits(self, ndim: int, cls: str, sources: Container[str] = ()) -> bool:
+        """Whether a tensor passes this entry's ``max_ndim``, ``module`` and ``declared``;
+        ``sources``: the ``declared`` sources that list the tensor's name."""
         return (
             (self.max_ndim is None or ndim <= self.max_ndim)
             and (self.module is None or fnmatch.fnmatchcase(cls, self.module))
-            and (self.declared is None or declared)
+            and (self.declared is None or self.declared in sources)
         )
 
 
@@ -162,17 +172,19 @@ def _layer_decay(
     assert gspec.layer_decay is not None and gspec.layers is not None  # the schema's check
     problems: list[tuple[Where, str]] = []
     found: dict[str, list[Pattern]] = {}
+    places: list[Where] = []
     for key, texts in (
         ("layers", [gspec.layers]),
         ("bottom", gspec.bottom or []),
         ("top", gspec.top or []),
     ):
         found[key] = []
-        for text in texts:
+        for j, text in enumerate(texts):
+            where = doc.where((*item, key) if key == "layers" else (*item, key, j))
+            places.append(where)
             try:
                 found[key].append(Pattern.parse(text, syntax))
             except PatternSyntaxError as err:
-                where = doc.where((*item, key))
                 problems.append((where, f"param_groups entry {number}: {key} {shown(text)}: {err}"))
     if problems:
         return None, problems
@@ -186,7 +198,9 @@ def _layer_decay(
                 "'encoder.layer.{0..}')",
             )
         ]
-    decay = LayerDecay(gspec.layer_decay, layers, tuple(found["bottom"]), tuple(found["top"]))
+    decay = LayerDecay(
+        gspec.layer_decay, layers, tuple(found["bottom"]), tuple(found["top"]), tuple(places)
+    )
     return decay, []
 
 

@@ -134,10 +134,13 @@ class GroupSpec(_Strict):
         description="Glob over the class name of the module that holds the tensor "
         "('*Norm*', 'Embedding').",
     )
-    declared: Literal["no_weight_decay"] | None = Field(
+    declared: Literal["no_weight_decay", "hf_trainer_no_decay"] | None = Field(
         None,
         description="Only names the model declares: 'no_weight_decay' is the set a timm "
-        "model's no_weight_decay() returns (fnmatch patterns over its names).",
+        "model's no_weight_decay() returns (fnmatch patterns over its names); "
+        "'hf_trainer_no_decay' the parameters the Hugging Face Trainer gives no weight decay "
+        "(those Trainer.get_decay_parameter_names leaves out: LayerNorm modules, names with "
+        "bias, layernorm, rmsnorm, a 'norm' or '*_norm' segment).",
     )
     first: bool = Field(
         False,
