@@ -15,12 +15,23 @@ Both include the report's data (decisions, per-rule counts, warnings) and settin
 Each model also gets its 30-rule policy with dead and shadowed rules (``dead``: 4, see
 ``policies.DEAD``), and on the last model ``print(applied)`` of that policy is timed: a
 fresh apply before each round, so that the hints for the dead rules are computed in it.
+
+``fresh``: the first apply as a user meets it, once per new process (``FRESH`` models,
+30 rules): torch, torchvision and tlrules imported, the model built and the policy
+loaded untimed, then the bare loop A timed once and the policy's first ``apply`` (its
+matcher compiled, its automaton built, the regex libraries' caches empty), then ``apply``
+again.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import regex
@@ -34,6 +45,7 @@ from .policies import SIZES, policy_text
 from .timing import Contender, Stat, ratio, rounds
 
 MODELS = ("resnet50", "vit_h_14", "llama70b", "deepseek_v3", "moe")
+FRESH = ("resnet50", "vit_h_14")  # first apply in a new process: < 10 ms
 CASES = (*((size, False) for size in SIZES), (30, True))  # (rules, with dead rules)
 
 
@@ -114,10 +126,63 @@ def printed(model: nn.Module, policy: tlrules.Policy) -> dict[str, Contender]:
     return {"print(applied)": (setup, lambda: str(held[0]))}
 
 
+def fresh_child(name: str, size: int) -> None:
+    """In a new process: print the bare loop's, the first apply's and the second apply's
+    seconds on ``name`` under its ``size``-rule policy, as JSON."""
+    model = build(name)
+    policy = tlrules.Policy.from_text(policy_text(name, size))
+    seconds = {}
+    for key, fn in (
+        ("A", baseline_a(model)),
+        ("first", lambda: policy.apply(model)),
+        ("again", lambda: policy.apply(model)),
+    ):
+        start = time.perf_counter()
+        fn()
+        seconds[key] = time.perf_counter() - start
+    print(json.dumps(seconds))
+
+
+def fresh(repeats: int, size: int = 30) -> list[dict[str, Any]]:
+    """``fresh_child`` of each ``FRESH`` model in ``repeats`` new processes, interleaved."""
+    runs: dict[str, dict[str, list[float]]] = {
+        m: {"A": [], "first": [], "again": []} for m in FRESH
+    }
+    for _ in range(repeats):
+        for name in FRESH:
+            out = subprocess.run(
+                [sys.executable, "-m", __name__, name, str(size)],
+                cwd=Path(__file__).parents[1],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for key, value in json.loads(out.splitlines()[-1]).items():
+                runs[name][key].append(value)
+    rows = []
+    for name, found in runs.items():
+        stats = {k: Stat(tuple(v)) for k, v in found.items()}
+        rows.append(
+            {
+                "model": name,
+                "rules": size,
+                **{k: v.to_dict() for k, v in stats.items()},
+                "first_vs_A": ratio(stats["first"], stats["A"]),
+            }
+        )
+        print(
+            f"fresh process {name} {size} rules: A {stats['A'].ms()}  first "
+            f"{stats['first'].ms()}  again {stats['again'].ms()}",
+            flush=True,
+        )
+    return rows
+
+
 def run(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str, Any]:
     repeats = 3 if quick else 7
     models = models or (MODELS[:3] if quick else MODELS)
     out: dict[str, Any] = {"apply": [], "compile": [], "json": [], "print": []}
+    out["fresh"] = fresh(3 if quick else 5)
     for name in models:
         model = build(name)
         names = [n for n, _ in model.named_parameters()]
@@ -173,3 +238,7 @@ def run(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str,
             )
             print(f"print(applied) {name}, dead rules: {shown['print(applied)'].ms()}", flush=True)
     return out
+
+
+if __name__ == "__main__":  # fresh's child process
+    fresh_child(sys.argv[1], int(sys.argv[2]))

@@ -62,18 +62,24 @@ def _policy(row: Doc) -> str:
     return f"{row['rules']} + dead" if row.get("dead") else str(row["rules"])
 
 
+LARGE = ("deepseek_v3", "moe")  # the 45,000-tensor models: apply <= 1.2x A
+"""The models whose applies have a ratio target; resnet50's and vit_h_14's first apply
+has one in milliseconds (``fresh_rows``)."""
+
+
 def apply_tables(res: Doc, every_case: bool = True) -> list[str]:
     rows, out = res["apply"], list(TARGET_HEAD)
     for r in rows:
-        if r["rules"] != 30:
+        if r["rules"] != 30 or r["model"] not in LARGE:
             continue
         first, again = times(r["first_vs_A"]), times(r["again_vs_A"])
         out.append(
-            f"| apply, {_policy(r)} rules, <= 1.5x A: {r['model']} "
+            f"| apply, {_policy(r)} rules, <= 1.2x A: {r['model']} "
             f"| first {ms(r['first'])}; again {ms(r['again'])} ms | A {ms(r['A'])} ms "
             f"| first {r['first_vs_A']}; again {r['again_vs_A']} "
-            f"| first {met(first <= 1.5)}; again {met(again <= 1.5)} |"
+            f"| first {met(first <= 1.2)}; again {met(again <= 1.2)} |"
         )
+    out += fresh_rows(res)
     for model in dict.fromkeys(r["model"] for r in rows):
         sized = [r for r in rows if r["model"] == model and not r.get("dead")]
         first = max(times(r["first_vs_B"]) for r in sized)
@@ -116,6 +122,33 @@ def apply_tables(res: Doc, every_case: bool = True) -> list[str]:
         f"| {r['first_vs_B']} | {r['again_vs_B']} |"
         for r in rows
     ]
+    return out
+
+
+def fresh_rows(res: Doc) -> list[str]:
+    """First apply < 10 ms, 30 rules: in a new process (``fresh``) and in the started one
+    after ``tlrules.clear_caches()`` (the ``apply`` rows), each with its own A."""
+    out = []
+    for f in res.get("fresh", []):
+        (cleared,) = [
+            r
+            for r in res["apply"]
+            if r["model"] == f["model"] and r["rules"] == f["rules"] and not r.get("dead")
+        ] or [None]
+        figures = [f"new process {ms(f['first'])}"]
+        base = [f"A {ms(f['A'])}"]
+        ratios = [f["first_vs_A"]]
+        medians = [f["first"]["median_s"]]
+        if cleared is not None:
+            figures.append(f"after `clear_caches()` {ms(cleared['first'])}")
+            base.append(f"A {ms(cleared['A'])}")
+            ratios.append(cleared["first_vs_A"])
+            medians.append(cleared["first"]["median_s"])
+        out.append(
+            f"| first apply, {f['rules']} rules, < 10 ms: {f['model']} "
+            f"| {'; '.join(figures)} ms | {'; '.join(base)} ms | {'; '.join(ratios)} "
+            f"| {met(max(medians) < 0.01)} |"
+        )
     return out
 
 

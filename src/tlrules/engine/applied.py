@@ -129,17 +129,18 @@ def audit(policy: CompiledPolicy, model: nn.Module, *, source: str | None = None
 
 def set_flags(
     targets: Iterable[tuple[nn.Parameter, bool]],
-    changed: list[tuple[nn.Parameter, bool]],
+    changed: dict[bool, list[nn.Parameter]],
     stale: list[tuple[nn.Parameter, Any]],
 ) -> None:
     """Set each parameter's ``requires_grad`` and drop a frozen one's stale gradient,
-    noting in ``changed`` and ``stale`` what undo restores (also what was done before an
-    error, so that the caller can put it back)."""
+    noting in ``changed`` (the flag a parameter had -> those that had it) and ``stale``
+    what undo restores (also what was done before an error, so that the caller can put
+    it back). No object per changed parameter: 45,000 of them would set off collections."""
+    had_false, had_true = changed.setdefault(False, []).append, changed.setdefault(True, []).append
     for p, flag in targets:
-        was = p.requires_grad
-        if was is not flag:
+        if p.requires_grad is not flag:
             p.requires_grad_(flag)
-            changed.append((p, was))
+            (had_false if flag else had_true)(p)
         if not flag and p.grad is not None:
             stale.append((p, p.grad))
             p.grad = None
@@ -163,13 +164,14 @@ def apply(
         frozen_rows.refuse(policy, plan.report, model, plan.rows)
     if plan.wrapped:
         preflight.before_apply(policy, model, plan.targets())  # wrapper traps, as warnings
-    changed: list[tuple[nn.Parameter, bool]] = []
+    changed: dict[bool, list[nn.Parameter]] = {}
     # a stale gradient would keep moving a frozen parameter (momentum, weight decay)
     stale: list[tuple[nn.Parameter, Any]] = []
 
     def restore() -> None:
-        for p, flag in changed:
-            p.requires_grad_(flag)
+        for flag, params in changed.items():
+            for p in params:
+                p.requires_grad_(flag)
         for p, grad in stale:
             p.grad = grad
 

@@ -79,11 +79,13 @@ def decide(policy: CompiledPolicy, model: nn.Module, *, source: str | None = Non
         table = columns(policy, names, found, params, dtypes)
         train: Sequence[bool] = table.train
         trainable = {d: d.is_floating_point or d.is_complex for d in set(dtypes)}
-        problems = [  # only the trained tensors are checked
-            (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], params[k]))
-            for k, dtype in compress(enumerate(dtypes), train)
-            if not trainable[dtype]
-        ]
+        problems: list[tuple[Where, str]] = []
+        if not all(trainable.values()):  # only the trained tensors of such a dtype
+            problems = [
+                (_rule_where(policy, table.rule_at(k)), _cannot_train(names[k], params[k]))
+                for k, dtype in compress(enumerate(dtypes), train)
+                if not trainable[dtype]
+            ]
     else:
         rows, params, train, problems = _decide_each(policy, tree.names, params, names, found)
         table = Columns.of(rows)
@@ -134,7 +136,7 @@ def columns(
     """The decisions of a model whose tensors (of ``dtypes``) have one name each, as the
     report keeps them: shapes, element counts and sizes read now, so that it holds no
     tensor."""
-    sizes = shapes(params)  # a torch.Size is a tuple of ints: no tensor held
+    sizes = shapes(params)  # tuples of ints: no tensor held
     itemsize = {d: d.itemsize for d in set(dtypes)}
     return Columns(
         names,

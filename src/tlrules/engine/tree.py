@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from ..compat.torch_internals import members, walked
@@ -118,13 +117,19 @@ def _listed(model: nn.Module) -> Tree:
     return tree
 
 
-def shapes(params: Sequence[nn.Parameter]) -> list[torch.Size]:
-    """Each parameter's shape as the model defines it. ZeRO-3 partitions a parameter
-    in place: its tensor becomes an empty ``[0]`` and the real shape is kept in
-    ``ds_shape`` (deepspeed ``runtime/zero/partition_parameters.py``,
+def shapes(params: Sequence[nn.Parameter]) -> list[tuple[int, ...]]:
+    """Each parameter's shape as the model defines it, as a plain tuple, one object per
+    distinct shape: the report of a 45,000-tensor model then holds a few shapes, not
+    45,000 ``torch.Size`` objects that every later garbage collection would scan (a
+    tuple subclass, which the collector never stops tracking). ZeRO-3 partitions a
+    parameter in place: its tensor becomes an empty ``[0]`` and the real shape is kept
+    in ``ds_shape`` (deepspeed ``runtime/zero/partition_parameters.py``,
     ``Init._convert_to_deepspeed_param``), which is read instead; only where deepspeed
     was imported, since nothing else sets it."""
-    found = [p.shape for p in params]
-    if "deepspeed" not in sys.modules:
-        return found
-    return [getattr(p, "ds_shape", shape) for p, shape in zip(params, found, strict=True)]
+    found: list[tuple[int, ...]] = [p.shape for p in params]
+    if "deepspeed" in sys.modules:
+        found = [
+            tuple(getattr(p, "ds_shape", shape)) for p, shape in zip(params, found, strict=True)
+        ]
+    kept = {shape: tuple(shape) for shape in set(found)}
+    return list(map(kept.__getitem__, found))

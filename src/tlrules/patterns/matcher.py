@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
 from typing import Protocol, TypeVar
 
 import regex
@@ -126,8 +127,12 @@ class Matcher:
             def pick(found: tuple[int, ...]) -> list[int]:  # accepts are places in fast
                 return [fast[i] for i in found]
 
-        hits: dict[int, list[int]] = {dfa.void: []}  # state -> the patterns it accepts
-        for k, s in enumerate(finals):
+        reached = set(finals)
+        hits = {s: pick(dfa.accepts[s]) for s in reached if s >= 0}  # state -> its patterns
+        # only the names that end where an asked pattern accepts (or were not read whole)
+        hot = {s for s in reached if s < 0 or hits[s]}
+        for k in compress(range(len(finals)), map(hot.__contains__, finals)):
+            s = finals[k]
             if s == DFA.DOTTED:  # a tree segment holding a dot: read the whole name
                 s = dfa.finals([names[k]])[0]
             hit = hits.get(s)
