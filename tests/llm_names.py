@@ -9,6 +9,18 @@ from typing import Any
 import pytest
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
+NEW_TOKEN_RULES = """\
+  - match: model.embed_tokens.weight
+    rows: "900:"
+    action: train
+  - match: lm_head.weight
+    rows: "900:"
+    action: train
+  - "*": freeze
+"""
+"""Rows 900: of a tiny Llama's embedding and head train, the rest freezes (issue 25's
+new-token policy, docs/spec.md#rows), as the rules of a policy."""
+NEW_TOKENS_POLICY = "version: 1\nrules:\n" + NEW_TOKEN_RULES
 LLM_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama": ("LlamaConfig", {"num_key_value_heads": 1}),
     "qwen2": ("Qwen2Config", {"num_key_value_heads": 1}),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import tlrules
+from tests.llm_names import NEW_TOKENS_POLICY
 from tlrules import Policy, convert
 from tlrules.cli import main
 from tlrules.errors import PolicyError
@@ -26,17 +27,7 @@ WEIGHT_DECAY_NOTE = (
     "(docs/spec.md#rows)"
 )
 
-HAND_WRITTEN = """\
-version: 1
-rules:
-  - match: model.embed_tokens.weight
-    rows: "900:"
-    action: train
-  - match: lm_head.weight
-    rows: "900:"
-    action: train
-  - "*": freeze
-"""
+HAND_WRITTEN = NEW_TOKENS_POLICY
 
 
 def _axolotl(tmp_path: Path, *entries: str) -> Path:

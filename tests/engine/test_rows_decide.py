@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import tlrules
+from tests.llm_names import NEW_TOKEN_RULES
 from tlrules import DecisionError, PolicyError
 from tlrules.cli import main
 from tlrules.policy.rows import describe, frozen, parse_rows, resolve, trained
@@ -40,15 +41,7 @@ def policy(rules: str, **top: str) -> tlrules.Policy:
     return tlrules.Policy.from_text(f"version: 1\n{head}rules:\n{rules}", "p.yaml")
 
 
-NEW_TOKENS = """\
-  - match: model.embed_tokens.weight
-    rows: "900:"
-    action: train
-  - match: lm_head.weight
-    rows: "900:"
-    action: train
-  - "*": freeze
-"""
+NEW_TOKENS = NEW_TOKEN_RULES
 
 
 @pytest.mark.parametrize(

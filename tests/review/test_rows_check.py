@@ -16,21 +16,12 @@ import pytest
 import torch
 
 import tlrules
+from tests.llm_names import NEW_TOKENS_POLICY
 from tlrules.cli import main
 
 transformers = pytest.importorskip("transformers")
 
-POLICY = """\
-version: 1
-rules:
-  - match: model.embed_tokens.weight
-    rows: "900:"
-    action: train
-  - match: lm_head.weight
-    rows: "900:"
-    action: train
-  - "*": freeze
-"""
+POLICY = NEW_TOKENS_POLICY
 
 TIED_POLICY = """\
 version: 1
