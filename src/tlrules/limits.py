@@ -20,6 +20,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_REPEATS",
     "MAX_EXTENDS_BASES",
+    "MAX_HELD_RULES",
     "MAX_INFLATION",
     "MAX_MODULES",
     "MAX_NAME_CHARS",
@@ -45,8 +46,13 @@ MAX_YAML_NODES = 500_000
 MAX_NESTING = 64
 """Depth of nested YAML collections in a policy file."""
 
-MAX_RULES = 100_000
-"""Rules in one policy, over all stages and bases."""
+MAX_RULES = 25_000
+"""Rules written in one policy, over all stages and bases: an ``audit`` of this many
+costs about 10 s of CPU (docs/reliability.md)."""
+
+MAX_HELD_RULES = 100_000
+"""Rules the stages of one policy hold together, each stage counting the rules it
+inherits (N one-rule stages hold N(N+1)/2): what ``convert fts`` may produce too."""
 
 MAX_PATTERN_CHARS = 4_096
 """Characters in one pattern (after its ``re:`` prefix)."""

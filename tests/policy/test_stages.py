@@ -295,7 +295,7 @@ def test_thousands_of_inheriting_stages_are_refused_before_they_are_built() -> N
     assert time.process_time() - started < 5.0
     assert str(err.value) == (
         "s.yaml:2:1: the stages hold 8,002,000 rules, each stage counting the ones it "
-        "inherits; the limit is 100,000 (tlrules.limits.MAX_RULES); use fewer stages, "
+        "inherits; the limit is 100,000 (tlrules.limits.MAX_HELD_RULES); use fewer stages, "
         "'inherit: false', or wider patterns such as 'blocks.{0..11}'"
     )
 
@@ -304,7 +304,7 @@ def test_thousands_of_inheriting_stages_are_refused_before_they_are_built() -> N
 def test_the_rules_stages_hold_are_counted_with_what_they_inherit(
     count: int, groups: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tlrules.limits, "MAX_RULES", 12)  # 4 stages hold 1+2+3+4 = 10 rules
+    monkeypatch.setattr(tlrules.limits, "MAX_HELD_RULES", 12)  # 4 stages hold 1+2+3+4 = 10 rules
     text = one_rule_stages(count, groups=groups)
     if count == 4:
         assert len(tlrules.Policy.from_text(text, "s.yaml").stages[-1].rules) == 4

@@ -12,7 +12,7 @@ optimizer groups like any other. Rules are numbered from 1 in the stage's effect
 order; each keeps the file position it was written at.
 
 Each stage holds its inherited rules again, renumbered, so N one-rule stages hold about
-N²/2 rules: they are counted against ``limits.MAX_RULES`` before any stage is built
+N²/2 rules: they are counted against ``limits.MAX_HELD_RULES`` before any stage is built
 (issue 29: 4,000 such stages took 50 s and 2.3 GB before a limit saw them).
 """
 
@@ -35,7 +35,7 @@ def build_stages(
     doc: Document, spec: PolicySpec, shared_groups: tuple[GroupEntry, ...], cls: type[_P]
 ) -> tuple[tuple[_P, ...], list[tuple[Where, str]]]:
     """The policy (of class ``cls``) of every stage in ``spec``, and every problem found
-    on the way (only the count's, when the stages hold more than ``limits.MAX_RULES``)."""
+    on the way (only the count's, when the stages hold more than ``limits.MAX_HELD_RULES``)."""
     stages = spec.stages or []
     for what in ("rules", "param_groups"):
         why = held_problem(held_count((len(getattr(st, what) or []), st.inherit) for st in stages))
@@ -99,10 +99,10 @@ def held_count(stages: Iterable[tuple[int, bool]]) -> int:
 
 def held_problem(count: int) -> str | None:
     """Why stages that hold ``count`` rules (``held_count``) are refused, or ``None``."""
-    if count <= limits.MAX_RULES:
+    if count <= limits.MAX_HELD_RULES:
         return None
     return (
         f"the stages hold {count:,} rules, each stage counting the ones it inherits; the "
-        f"limit is {limits.MAX_RULES:,} (tlrules.limits.MAX_RULES); use fewer stages, "
-        "'inherit: false', or wider patterns such as 'blocks.{0..11}'"
+        f"limit is {limits.MAX_HELD_RULES:,} (tlrules.limits.MAX_HELD_RULES); use fewer "
+        "stages, 'inherit: false', or wider patterns such as 'blocks.{0..11}'"
     )
