@@ -251,6 +251,16 @@ PATH_CASES = [
     refused("-o on a FIFO (convert)", "convert", "fts", "c.yaml", "-o", "fifo",
             files={"c.yaml": b"1: [fc.weight]\n"}, fifos=("fifo",)),
     refused("-o on /dev/null", "audit", MODEL, "p.yaml", "-o", "/dev/null"),
+    # found by the merged code's run of the 'adapter' class: exit 3
+    refused(
+        "a 300-byte base model named by an adapter folder",
+        *("audit", "hf:adapter", "p.yaml"),
+        files={
+            "adapter/adapter_config.json": json.dumps(
+                {"peft_type": "LORA", "target_modules": "q_proj", "base_model_name_or_path": LONG}
+            ).encode()
+        },
+    ),
     refused("-o on a dangling link", "audit", MODEL, "p.yaml", "-o", "out.html",
             links={"out.html": "../outside/created.html"}),
     refused("-o on a link to a link loop", "audit", MODEL, "p.yaml", "-o", "a",

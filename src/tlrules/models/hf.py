@@ -119,7 +119,12 @@ def _adapted(spec: str, directory: str, wanted: str) -> nn.Module:
     named = raw.get("base_model_name_or_path")
     if (Path(directory) / "config.json").is_file():
         base_dir = directory
-    elif isinstance(named, str) and named and (Path(named) / "config.json").is_file():
+    elif (
+        isinstance(named, str)
+        and named
+        and path_problem(named) is None  # a name no folder can have is no local folder
+        and (Path(named) / "config.json").is_file()
+    ):
         base_dir = named
     else:
         raise ModelSpecError(
