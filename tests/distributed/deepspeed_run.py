@@ -223,6 +223,38 @@ def _switch(stage: int, rank: int) -> dict[str, Any]:
     return result
 
 
+ROWS = """
+version: 1
+name: llama-new-rows
+rules:
+  - {match: model.embed_tokens.weight, rows: "48:", action: train}
+  - "*": freeze
+"""
+
+
+def _rows(stage: int, rank: int) -> dict[str, Any]:
+    """A row rule applied before ``initialize``: ZeRO steps a flat fp32 copy (1, 2) or a
+    partition (3) of the tensor, out of the step hooks' reach, so the first step raises
+    (docs/spec.md#rows rule 11); what the frozen rows hold then."""
+    policy = tlrules.Policy.from_text(ROWS)
+    model = llama()
+    before = model.model.embed_tokens.weight.detach().clone()
+    policy.apply(model)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=config(stage)
+    )
+    result: dict[str, Any] = {"raised": None}
+    try:
+        train(engine, "llama", rank, range(1))
+    except RuntimeError as err:
+        result["raised"] = str(err)
+    weight = engine.module.model.embed_tokens.weight
+    with deepspeed.zero.GatheredParameters([weight]):
+        result["frozen_kept"] = torch.equal(weight.detach()[:48], before[:48])
+    engine.destroy()
+    return result
+
+
 def main() -> None:
     stage, out = int(sys.argv[1]), Path(sys.argv[2])
     torch.set_num_threads(1)
@@ -233,6 +265,7 @@ def main() -> None:
         results["resnet"] = _training("resnet", RESNET, stage, rank, out)
         results["llama"] = _training("llama", LLAMA, stage, rank, out)
         results["switch"] = _switch(stage, rank)
+        results["rows"] = _rows(stage, rank)
     except BaseException:
         results["error"] = traceback.format_exc()
         raise

@@ -166,6 +166,19 @@ def test_apply_after_initialize_is_refused_and_changes_nothing(run: Any) -> None
         assert result["same_warnings"] == []
 
 
+def test_a_row_rule_under_zero_raises_at_the_first_step(run: Any) -> None:
+    """docs/spec.md#rows rule 11: ZeRO steps a copy of the tensor the step hooks cannot
+    reach, so the first step raises rather than let weight decay drift the frozen rows."""
+    stage, _, ranks = run
+    why = "partitioned the tensor across ranks" if stage == 3 else "steps its own flat fp32"
+    for result in (r["rows"] for r in ranks):
+        message = result["raised"]
+        assert message is not None
+        assert "the frozen rows of 'model.embed_tokens.weight' can no longer be kept" in message
+        assert why in message
+        assert result["frozen_kept"]
+
+
 def test_stage_switch_rebuilds_the_engine(run: Any) -> None:
     _, _, ranks = run
     results = [r["switch"] for r in ranks]
