@@ -37,11 +37,9 @@ from torch.utils.hooks import RemovableHandle
 from ..compat.torch_internals import members
 from ..errors import DecisionError
 from ..policy import CompiledPolicy
-from ..policy.rows import describe
+from ..policy.rows import Spans, describe
 from ..policy.rows import frozen as complement
 from ..report import Report
-
-Spans = tuple[tuple[int, int], ...]
 
 _DTENSOR: tuple[type, ...] = ()  # a build without torch.distributed has no sharded tensors
 if torch.distributed.is_available():

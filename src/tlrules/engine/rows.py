@@ -13,12 +13,11 @@ from typing import TypeVar
 
 from ..errors import Where
 from ..policy import CompiledPolicy, Rule
-from ..policy.rows import resolve, trained
+from ..policy.rows import Spans, resolve, trained
 from ..report import Columns, Decision
+from ..report.rows import row_spans
 
 _T = TypeVar("_T")
-
-Spans = tuple[tuple[int, int], ...]
 
 
 def any_rows(policy: CompiledPolicy) -> bool:
@@ -123,5 +122,4 @@ def _how(policy: CompiledPolicy, d: Decision, number: int | None = None) -> str:
         by = f"rule {d.rule} {policy.rules[d.rule - 1].pattern.text!r} "
     if d.rows is None:
         return f"{by}{'trains' if d.action == 'train' else 'freezes'} it"
-    spans = ", ".join(f"{lo}-{hi - 1}" if hi - lo > 1 else str(lo) for lo, hi in d.rows)
-    return f"{by}trains rows {spans} of it"
+    return f"{by}trains rows {row_spans(d.rows)} of it"

@@ -95,9 +95,13 @@ def size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
+def row_spans(spans: Sequence[tuple[int, int]]) -> str:
+    """Half-open row ranges as people count them: ``0-899, 950`` (none: ``none``)."""
+    return ", ".join(str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in spans) or "none"
+
+
 def describe_rows(trained: Sequence[tuple[int, int]], n: int) -> str:
     """``rows 32000-32127 train (128 of 32,128)``: the rows that train (half-open ranges,
     drawn inclusive) of a tensor of ``n`` rows."""
-    spans = ", ".join(str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in trained)
     count = sum(hi - lo for lo, hi in trained)
-    return f"rows {spans or 'none'} train ({count:,} of {n:,})"
+    return f"rows {row_spans(trained)} train ({count:,} of {n:,})"

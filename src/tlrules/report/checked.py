@@ -21,6 +21,7 @@ from typing import Any
 
 from ..render.check import text
 from ..render.check_html import fragment
+from ..render.text import row_spans
 from .document import NormLayer, Report
 
 FORMAT = "tlrules-check/1"
@@ -110,7 +111,7 @@ class Violation:
         """``rows 0-899 moved (row 17 first)`` for a tensor held row by row, else ``""``."""
         if self.rows is None:
             return ""
-        return f"rows {span(self.rows)} moved (row {self.row} first)"
+        return f"rows {row_spans((self.rows,))} moved (row {self.row} first)"
 
 
 @dataclass(frozen=True)
@@ -284,17 +285,10 @@ def _verb(kind: str) -> str:
     return "frozen" if kind == "frozen" else "trained"
 
 
-def span(rows: tuple[int, int]) -> str:
-    """Half-open rows ``(0, 900)`` as people count them: ``0-899`` (one row: ``17``)."""
-    lo, hi = rows
-    return str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
-
-
 def described(trained: tuple[tuple[int, int], ...], of: int) -> str:
     """``rows 900-999 trained, the other 900 of 1,000 frozen``."""
     count = sum(hi - lo for lo, hi in trained)
-    listed = ", ".join(span(r) for r in trained) or "none"
-    return f"rows {listed} trained, the other {of - count:,} of {of:,} frozen"
+    return f"rows {row_spans(trained)} trained, the other {of - count:,} of {of:,} frozen"
 
 
 @dataclass(frozen=True)

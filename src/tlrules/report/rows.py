@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..render.text import describe_rows, summary_line
+from ..render.text import describe_rows, row_spans, summary_line
 
-__all__ = ["Columns", "Decision", "Memory", "Summary", "describe_rows"]
+__all__ = ["Columns", "Decision", "Memory", "Summary", "describe_rows", "row_spans"]
 
 
 @dataclass(frozen=True)

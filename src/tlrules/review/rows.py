@@ -11,7 +11,7 @@ stop)``, as ``Decision.rows`` holds the trained ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -85,19 +85,14 @@ def compare_rows(
     largest = 0.0
     finite = True
     bits = s.dtype == t.dtype and atol == 0
-    for span in frozen:
-        for lo in range(span[0], span[1], per):
-            hi = min(lo + per, span[1])
-            x, y = old.part(a, lo * width, hi * width), new.part(b, lo * width, hi * width)
-            row = first_row(x.view(hi - lo, -1), y.view(hi - lo, -1), atol)
-            if row is not None:
-                moved = moved or (span, lo + row)
-                found = differences(x, y, atol, bits)
-                beyond += found[1]
-                largest = max(largest, found[2])
-                finite = finite and found[3]
-            old.release(a, hi * width)
-            new.release(b, hi * width)
+    for span, lo, hi, x, y in _stretches(old, a, new, b, frozen, width, per):
+        row = first_row(x.view(hi - lo, -1), y.view(hi - lo, -1), atol)
+        if row is not None:
+            moved = moved or (span, lo + row)
+            found = differences(x, y, atol, bits)
+            beyond += found[1]
+            largest = max(largest, found[2])
+            finite = finite and found[3]
     still = _identical(old, a, new, b, trained, width, per)
     frozen_numel = sum(hi - lo for lo, hi in frozen) * width
     if moved is None:
@@ -119,14 +114,23 @@ def _identical(
     old: Tensors, a: str, new: Tensors, b: str, trained: Sequence[Span], width: int, per: int
 ) -> bool:
     """Whether every trained row is bit-identical (none moved: a warning)."""
-    s, t = old.stored[a], new.stored[b]
-    for start, stop in trained:
-        for lo in range(start, stop, per):
-            hi = min(lo + per, stop)
-            x, y = old.part(a, lo * width, hi * width), new.part(b, lo * width, hi * width)
-            same = s.dtype == t.dtype and same_bytes(x, y)
-            old.release(a, hi * width)
-            new.release(b, hi * width)
-            if not same:
-                return False
-    return True
+    if old.stored[a].dtype != new.stored[b].dtype:
+        return not trained
+    return all(same_bytes(x, y) for *_, x, y in _stretches(old, a, new, b, trained, width, per))
+
+
+def _stretches(
+    old: Tensors, a: str, new: Tensors, b: str, spans: Sequence[Span], width: int, per: int
+) -> Iterator[tuple[Span, int, int, torch.Tensor, torch.Tensor]]:
+    """Rows ``lo`` to ``hi`` (at most ``per``) of each of ``spans``, with the span and
+    both sides' elements of those rows; each side's pages are given back once the
+    stretch is done (or the caller stops)."""
+    for span in spans:
+        for lo in range(span[0], span[1], per):
+            hi = min(lo + per, span[1])
+            try:
+                x, y = old.part(a, lo * width, hi * width), new.part(b, lo * width, hi * width)
+                yield span, lo, hi, x, y
+            finally:
+                old.release(a, hi * width)
+                new.release(b, hi * width)
