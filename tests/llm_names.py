@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 import pytest
+import torch
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 128}
 NEW_TOKEN_RULES = """\
@@ -21,6 +22,23 @@ NEW_TOKEN_RULES = """\
 """Rows 900: of a tiny Llama's embedding and head train, the rest freezes (issue 25's
 new-token policy, docs/spec.md#rows), as the rules of a policy."""
 NEW_TOKENS_POLICY = "version: 1\nrules:\n" + NEW_TOKEN_RULES
+
+
+def tiny_llama(tied: bool, vocab: int = 1000, hidden: int = 16, heads: int = 2) -> Any:
+    """A two-layer ``LlamaForCausalLM`` with real weights (seed 0), for the rows tests:
+    ``tied`` shares one tensor between ``model.embed_tokens.weight`` and ``lm_head.weight``."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    assert (model.lm_head.weight is model.model.embed_tokens.weight) == tied
+    return model
+
+
 LLM_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama": ("LlamaConfig", {"num_key_value_heads": 1}),
     "qwen2": ("Qwen2Config", {"num_key_value_heads": 1}),

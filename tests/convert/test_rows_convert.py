@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import tlrules
-from tests.llm_names import NEW_TOKENS_POLICY
+from tests.llm_names import NEW_TOKENS_POLICY, tiny_llama
 from tlrules import Policy, convert
 from tlrules.cli import main
 from tlrules.errors import PolicyError
@@ -224,15 +224,6 @@ def test_peft_token_indices_it_cannot_state_are_refused(
 # --- one intent, three policies, one set of decisions on a tiny Llama ---------------------
 
 
-def _llama(tied: bool) -> Any:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        vocab_size=1000, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(config)
-
-
 def _decisions(text: str, model: Any) -> list[tuple[str, str, Any]]:
     """Each parameter's name, action and rows, as the audit JSON gives them."""
     document = Policy.from_text(text).audit(model).to_dict()
@@ -242,7 +233,7 @@ def _decisions(text: str, model: Any) -> list[tuple[str, str, Any]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True])
 def test_axolotl_peft_and_hand_written_policies_decide_alike(tmp_path: Path, tied: bool) -> None:
-    model = _llama(tied)
+    model = tiny_llama(tied)
     axolotl = convert.convert(
         "axolotl", _axolotl(tmp_path, "^model.embed_tokens.weight$[900:]", "^lm_head.weight$[900:]")
     ).text()
@@ -264,7 +255,7 @@ def test_peft_tied_embeddings_the_list_form_trains_the_alias_rows_too(tmp_path: 
     """A list is for the input embedding; with tied embeddings PEFT ties the output
     layer's rows to it, and the policy's alias (decided by the default) follows. A
     mapping giving the tied pair different rows cannot be one tensor's: refused at audit."""
-    model = _llama(True)
+    model = tiny_llama(True)
     listed = convert.convert("peft", _peft(tmp_path, [900, 901, 950])).text()
     rows = {"train": [[900, 902], [950, 951]], "of": 1000}
     assert [(n, r) for n, a, r in _decisions(listed, model) if a == "train"] == [

@@ -11,24 +11,14 @@ import torch
 from torch import nn
 
 from tests.engine.test_rows_decide import NEW_TOKENS, TinyLM, policy
+from tests.llm_names import tiny_llama
 from tlrules import DecisionError
 
 NEW = 900  # rows NEW: of a 1,024-row vocabulary train
 
 
 def llama(tie: bool) -> nn.Module:
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tie,
-    )
-    model: nn.Module = transformers.LlamaForCausalLM(config)
+    model: nn.Module = tiny_llama(tie, vocab=1024, hidden=32, heads=4)
     return model
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import tlrules
-from tests.llm_names import NEW_TOKENS_POLICY
+from tests.llm_names import NEW_TOKENS_POLICY, tiny_llama
 from tlrules.cli import main
 
 transformers = pytest.importorskip("transformers")
@@ -36,17 +36,6 @@ rules:
 @pytest.fixture(autouse=True)
 def _here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-
-
-def _llama(tied: bool) -> Any:
-    config = transformers.LlamaConfig(
-        vocab_size=1000, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    assert (model.lm_head.weight is model.model.embed_tokens.weight) == tied
-    return model
 
 
 def _save(model: Any, name: str) -> None:
@@ -89,7 +78,7 @@ def test_clean_new_token_rows_pass_and_one_ulp_on_a_frozen_row_fails(
     capsys: pytest.CaptureFixture[str], tied: bool
 ) -> None:
     Path("policy.yaml").write_text(TIED_POLICY if tied else POLICY)
-    model = _llama(tied)
+    model = tiny_llama(tied)
     _save(model, "before")
     _trained(model)
     _save(model, "after")
@@ -136,7 +125,7 @@ def test_a_nudged_trained_row_is_no_violation_and_no_trained_change_warns(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     Path("policy.yaml").write_text(POLICY)
-    model = _llama(False)
+    model = tiny_llama(False)
     _save(model, "before")
     code, out = _check("before", "before", capsys=capsys)  # nothing trained
     assert code == 0
@@ -159,7 +148,7 @@ def test_axolotls_zeroed_gradients_drift_under_weight_decay_and_check_names_the_
     gradients zeroed, the tensor in the optimizer): AdamW's decoupled weight decay moves
     every frozen row, and the check says so."""
     Path("policy.yaml").write_text(POLICY)
-    model = _llama(False)
+    model = tiny_llama(False)
     _save(model, "before")
     trained = [model.model.embed_tokens.weight, model.lm_head.weight]
     for p in model.parameters():
@@ -187,7 +176,7 @@ def test_verify_holds_rows_as_check_does() -> None:
     """``applied.verify``: trained rows unchanged warn, a frozen row moved is a violation
     (two digests: which row, a digest cannot say)."""
     Path("policy.yaml").write_text(POLICY)
-    model = _llama(False)
+    model = tiny_llama(False)
     policy = tlrules.load("policy.yaml")
     applied = policy.apply(model, fingerprint=True)
     result = applied.verify(model)
