@@ -65,6 +65,11 @@ def _value(rnd: random.Random, kind: str) -> Any:
         return rnd.choice([0, 1, 2, -1, -2, 3, 24, 10**9])
     if kind == "ints":
         return [rnd.randrange(-1, 5) for _ in range(rnd.randrange(0, 4))]
+    if kind == "tokens":  # peft's trainable_token_indices: a list, or module -> list
+        return rnd.choice(
+            [[128, 129], [-1], [10**30], [], list(range(5000)), {"embed_tokens": [1, 2]},
+             {"lm_head": [3]}, {"": [1]}, {"embed_tokens": "x"}, {"nosuch": [0]}]
+        )  # fmt: skip
     return rnd.choice(kind.split("|"))  # one of the words
 
 
@@ -91,6 +96,7 @@ OPTIONS: dict[str, dict[str, str]] = {
         "peft_type": "LORA|LORA|IA3", "target_modules": "names", "modules_to_save": "names",
         "exclude_modules": "names", "bias": "none|all|lora_only", "layers_to_transform": "ints",
         "layers_pattern": "layers|layer|h", "task_type": "CAUSAL_LM|SEQ_CLS",
+        "trainable_token_indices": "tokens",
     },
 }  # fmt: skip
 

@@ -48,6 +48,11 @@ def patterns(draw: st.DrawFn) -> str:
 
 
 ACTIONS = st.sampled_from(["train", "freeze"]) | st.sampled_from(["trian", "", None, 1, [], "*"])
+ROWS = st.sampled_from(
+    ["900:", "-8:", ":128", "0:1", 5, -1, ["0:2", "1:3"], ["-8:", 0], ":", "5:5", "3:1:2", "a:",
+     "", [], 1.5, True, None, 10**30, "-99999999999999999999:", [0] * 2000, {"a": 1}]
+)  # fmt: skip
+"""``rows`` values (docs/spec.md#rows): slices, row numbers, lists, and what is none of them."""
 
 
 @st.composite
@@ -65,6 +70,8 @@ def rules(draw: st.DrawFn) -> Any:
         item["module"] = draw(st.sampled_from(["BatchNorm*", "Linear", "[", "*"]))
     if draw(st.integers(0, 6)) == 0:
         item["note"] = draw(st.text(max_size=20))
+    if draw(st.integers(0, 6)) == 0:
+        item["rows"] = draw(ROWS)
     return item
 
 
