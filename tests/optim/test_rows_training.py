@@ -111,6 +111,27 @@ def test_frozen_rows_get_a_zero_gradient_so_clipping_sees_them_frozen() -> None:
         assert weight.grad[NEW:].abs().sum() > 0
 
 
+@pytest.mark.parametrize("make", [torch.optim.SGD, torch.optim.SparseAdam], ids=["sgd", "sparse_adam"])
+def test_a_sparse_embedding_keeps_its_frozen_rows(make: type[torch.optim.Optimizer]) -> None:
+    """``nn.Embedding(sparse=True)`` gives a sparse gradient: the hook keeps only its
+    trained rows' entries (it raised NotImplementedError on slicing it)."""
+    embedding = nn.Embedding(1024, 8, sparse=True)
+    policy(f'  - {{match: weight, rows: "{NEW}:", action: train}}\n').apply(embedding)
+    was = embedding.weight.detach().clone()
+    optimizer = make([embedding.weight], lr=0.1)
+    ids = batch()  # rows below NEW and from NEW on
+    for _ in range(2):
+        embedding(ids).square().sum().backward()
+        grad = embedding.weight.grad
+        assert grad is not None and grad.is_sparse
+        assert bool((grad.coalesce().indices()[0] >= NEW).all())
+        optimizer.step()
+        optimizer.zero_grad()
+    now = embedding.weight.detach()
+    assert torch.equal(bits(now[:NEW]), bits(was[:NEW]))
+    assert not torch.equal(now[NEW:], was[NEW:])
+
+
 def test_undo_removes_the_hooks() -> None:
     model = TinyLM()
     applied = policy(NEW_TOKENS).apply(model)

@@ -89,7 +89,21 @@ class _Rows:
 
     def gradient(self, grad: torch.Tensor) -> torch.Tensor:
         """``grad`` with the frozen rows zero (a new tensor: a hook must not change its
-        argument)."""
+        argument). A sparse gradient (``nn.Embedding(sparse=True)``) keeps only its
+        entries in trained rows."""
+        if grad.is_sparse:
+            grad = grad.coalesce()
+            rows = grad.indices()[0]
+            kept = torch.zeros_like(rows, dtype=torch.bool)
+            for lo, hi in self.trained:
+                kept |= (rows >= lo) & (rows < hi)
+            return torch.sparse_coo_tensor(  # a subset of coalesced entries: still valid
+                grad.indices()[:, kept],
+                grad.values()[kept],
+                grad.shape,
+                is_coalesced=True,
+                check_invariants=False,
+            )
         out = torch.zeros_like(grad)
         for lo, hi in self.trained:
             out[lo:hi] = grad[lo:hi]
