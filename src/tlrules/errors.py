@@ -13,7 +13,7 @@ The classes, each under its base, with when it is raised or emitted
         ├── PolicyError: a policy, extends, stage name or converted config is unusable
         │   └── PatternSyntaxError (tlrules.patterns): a pattern does not compile
         ├── DecisionError: the policy cannot decide this model (unmatched, tied, expect)
-        │   └── PatternTimeout: a matcher ran past the time limit on one name
+        │   └── PatternTimeout: a matcher ran past the time limit on one name, or its step limit
         └── ModelSpecError: a model spec or checkpoint cannot be built or read
     UserWarning
     └── TLRulesWarning: never itself; the base of the warnings below
@@ -23,15 +23,16 @@ The classes, each under its base, with when it is raised or emitted
         └── OptimizerMismatchWarning: an optimizer holds frozen or lacks trainable parameters
     Exception
     ├── Unsupported (tlrules.patterns.nfa): internal: a regex the automaton cannot hold
-    └── RangeTimeout (tlrules.patterns.syntax): internal: a negative range timed out
+    ├── RangeTimeout (tlrules.patterns.syntax): internal: a negative range timed out
+    └── Overspent (tlrules.patterns.automaton): internal: past MAX_AUTOMATON_STEPS
 
 ``PatternSyntaxError`` leaves only ``Pattern.parse`` used directly: a policy reports it
 as a ``PolicyError`` at the pattern's line and column. Likewise ``PatternTimeout`` leaves
 only a ``Matcher`` used directly: whatever matches a policy's rules (``apply``, ``audit``,
 ``param_groups``, ``check``, the CLI) turns it into a ``DecisionError`` that names each
-slow pattern with its file and line. The two internal
+slow pattern with its file and line. The three internal
 exceptions never leave ``tlrules.patterns``: ``Unsupported`` sends a regex to the
-``regex`` engine, ``RangeTimeout`` becomes a ``PatternTimeout``.
+``regex`` engine, ``RangeTimeout`` and ``Overspent`` become a ``PatternTimeout``.
 """
 
 from __future__ import annotations
@@ -96,12 +97,21 @@ class ModelSpecError(TLRulesError):
 
 class PatternTimeout(DecisionError):
     """A name took longer than the time limit against patterns that run on the ``regex``
-    engine. ``rules`` are the indexes of those patterns in the list matched, ``name`` the
-    name; the message names each pattern. Code that knows where the patterns were
-    written (``tlrules.policy.timeouts_named``) adds their file and line."""
+    engine, or one call's automaton stepped more nodes than ``limits.MAX_AUTOMATON_STEPS``
+    (``messages`` then says so; ``name`` is empty). ``rules`` are the indexes of those
+    patterns in the list matched, ``name`` the name; the message names each pattern.
+    Code that knows where the patterns were written (``tlrules.policy.timeouts_named``)
+    adds their file and line."""
 
-    def __init__(self, name: str, rules: Sequence[int], patterns: Sequence[str]):
-        super().__init__([(Where(), too_slow(p, name)) for p in patterns])
+    def __init__(
+        self,
+        name: str,
+        rules: Sequence[int],
+        patterns: Sequence[str],
+        messages: Sequence[str] | None = None,
+    ):
+        said = [too_slow(p, name) for p in patterns] if messages is None else messages
+        super().__init__([(Where(), m) for m in said])
         self.name = name
         self.rules = list(rules)
 

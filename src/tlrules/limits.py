@@ -13,6 +13,7 @@ The values are module constants so that a caller with unusual needs can raise on
 from __future__ import annotations
 
 __all__ = [
+    "MAX_AUTOMATON_STEPS",
     "MAX_CHECKPOINT_ELEMENTS",
     "MAX_CHECKPOINT_HEADER_BYTES",
     "MAX_CHECKPOINT_INDEX_BYTES",
@@ -65,6 +66,14 @@ MAX_REGEX_REPEAT = 100_000
 
 MAX_REGEX_NESTING = 32
 """Depth of nested groups in one regex (the parsers recurse once per level)."""
+
+# -- matching --------------------------------------------------------------------------
+MAX_AUTOMATON_STEPS = 12_000_000
+"""Automaton nodes stepped while one call matches names (each node of each new step or
+state, about 0.7 us here: some 5 s): the cost of many patterns alive at once, such as
+5,000 rules with different ranges (``blocks.{0..N}.wK``), times the model's distinct
+names. Real policies take far less: 160,000 for a 200-rule policy on a 45,000-tensor
+MoE, 4.9 million for 10,000 rules of different ranges on it."""
 
 # -- extends ---------------------------------------------------------------------------
 MAX_EXTENDS_BASES = 64

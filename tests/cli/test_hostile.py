@@ -474,3 +474,32 @@ def test_a_50000_tensor_pt_is_read_without_torch_load() -> None:
     # of it building a module per name; tests/models/test_hostile_models.py holds the
     # reading's own cost
     assert out.cpu < 11.0, _report(case, out)
+
+
+def ranged_rules(count: int) -> bytes:
+    """``count`` rules whose ranges all differ (``blocks.{0..N}.wK``): every one is alive
+    while a block's number is read, so matching costs rules times distinct names."""
+    rules = "".join(f'  - "blocks.{{0..{n}}}.w{n % 7}": train\n' for n in range(1, count + 1))
+    return f"version: 1\ndefault: freeze\nrules:\n{rules}".encode()
+
+
+@pytest.mark.slow
+def test_rules_of_different_ranges_over_many_names_stop_at_the_step_limit() -> None:
+    """The hostile shape issue 29 left unbounded: rules of different ranges, all alive
+    while a block's number is read, cost rules times names (5,000 over 1,428 names: 10 s
+    of CPU; over 7,000 names: 36 s). ``MAX_AUTOMATON_STEPS`` stops the matching once it
+    has stepped that many nodes, with one error at the first pattern alive, before the
+    model is changed: about 9 s of CPU here, reading the 5,000 rules included."""
+    names = {f"blocks.{b}.w{j}": ("F32", [1]) for b in range(1_000) for j in range(7)}
+    case = Case(
+        "5,000 ranged rules",
+        ("audit", "m.safetensors", "r.yaml"),
+        {"m.safetensors": safetensors_of(names), "r.yaml": ranged_rules(5_000)},
+        expect=frozenset({2}),
+    )
+    out = run(case, Limits(seconds=60.0))
+    assert not out.problems, _report(case, out)
+    assert b"(tlrules.limits.MAX_AUTOMATON_STEPS)" in out.stderr, _report(case, out)
+    assert b"error: r.yaml:" in out.stderr and b": rule " in out.stderr, _report(case, out)
+    print(f"5,000 ranged rules over 7,000 names, refused: {out.cpu:.2f} s of CPU")
+    assert out.cpu < 15.0, _report(case, out)

@@ -4,10 +4,12 @@ it, and ``validate`` (reading the policy) refuses every pattern that matching wo
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tlrules import PolicyError, limits
+import tlrules
+from tlrules import DecisionError, PolicyError, limits
 from tlrules.errors import PatternTimeout, TLRulesError
 from tlrules.patterns import Matcher, Pattern, PatternSyntaxError
 from tlrules.policy import from_text
@@ -159,3 +161,53 @@ def test_a_control_character_in_a_pattern_is_refused() -> None:
         "U+0000, which no parameter name holds; remove it (in a regex, write it as an escape "
         "such as '\\x00' if you mean it)"
     )
+
+
+def ranged(count: int) -> str:
+    rules = "".join(f'  - "blocks.{{0..{n}}}.w{n % 3}": train\n' for n in range(1, count + 1))
+    return f"version: 1\ndefault: freeze\nrules:\n{rules}"
+
+
+def blocks(count: int) -> torch.nn.Module:
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList(torch.nn.Module() for _ in range(count))
+    for block in model.blocks:
+        for j in range(3):
+            block.register_parameter(f"w{j}", torch.nn.Parameter(torch.zeros(1)))
+    return model
+
+
+def test_matching_past_the_step_limit_is_an_error_at_a_rule_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rules of different ranges are all alive while a block's number is read: the work
+    grows with rules times names, and ``MAX_AUTOMATON_STEPS`` bounds it (read at call
+    time, counted per call)."""
+    policy = tlrules.Policy.from_text(ranged(60), "r.yaml")
+    model = blocks(60)
+    assert policy.audit(model).summary.trainable > 0  # under the limit as shipped
+    tlrules.clear_caches()
+    monkeypatch.setattr(limits, "MAX_AUTOMATON_STEPS", 2_000)
+    was = [p.requires_grad for p in model.parameters()]
+    with pytest.raises(DecisionError) as err:
+        policy.apply(model)
+    (line,) = str(err.value).splitlines()
+    assert line.startswith("r.yaml:")
+    assert ": rule " in line and "other patterns are alive at once" in line
+    assert "more than 2,000 automaton steps (tlrules.limits.MAX_AUTOMATON_STEPS)" in line
+    assert [p.requires_grad for p in model.parameters()] == was
+    monkeypatch.setattr(limits, "MAX_AUTOMATON_STEPS", 10**9)
+    assert policy.apply(model).report.summary.trainable > 0  # the half-grown automaton goes on
+
+
+def test_the_step_limit_is_counted_per_call_not_over_a_matchers_life(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kept matcher grows with each new model it meets; each call is bounded alone."""
+    matcher = Matcher([Pattern.parse(f"blocks.{{0..{n}}}.w") for n in range(1, 30)])
+    names = [f"blocks.{b}.w" for b in range(40)]
+    matcher.first_all(names)
+    spent = matcher.dfa.spent
+    monkeypatch.setattr(limits, "MAX_AUTOMATON_STEPS", spent)
+    matcher.first_all([f"blocks.{b}.w" for b in range(40, 80)])  # as much again: passes
+    assert 0 < matcher.dfa.spent <= spent

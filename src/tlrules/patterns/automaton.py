@@ -19,18 +19,32 @@ engine (``DFA.NEWLINE``), so that ``.`` and ``$`` keep their exact ``regex`` mea
 
 A ``DFA`` grows while it matches: every step that creates a state or remembers a
 transition runs under its program's lock, so threads may share one; reading what is
-already known takes no lock.
+already known takes no lock. Growing costs in proportion to the nodes of each new step
+(those it leaves and those it reaches) and state: ``spent`` counts them since the caller
+last set it to 0, and past
+``limits.MAX_AUTOMATON_STEPS`` a step raises ``Overspent`` (the matcher names the
+patterns); threads that share a DFA share the count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import limits
 from .nfa import BEHIND, CHAR, Program
 
 _Sig = tuple[bool, ...] | None  # the lookbehind tests the last character passed
 _Step = tuple[frozenset[int], _Sig, frozenset[int]]  # nodes, their sig, a closed part
 _NONE: frozenset[int] = frozenset()
+
+
+class Overspent(Exception):
+    """Internal: a call stepped more than ``limits.MAX_AUTOMATON_STEPS`` nodes; ``rules``
+    are the patterns of the nodes alive in the step that passed it, in order."""
+
+    def __init__(self, rules: list[int]):
+        super().__init__(rules)
+        self.rules = rules
 
 
 class DFA:
@@ -63,6 +77,7 @@ class DFA:
         self.settled: list[bool] = []  # state -> whether all but a newline leads back to it
         self._kept: list[frozenset[int]] = []  # state -> the part of it that does
         self._states: dict[str, int] = {}  # "a.b" -> the state after "a.b."
+        self.spent = 0  # nodes stepped since a caller last reset it (limits.MAX_AUTOMATON_STEPS)
         with self._lock:
             self.start = self._state(self._resolve(program.start, None, None), None)
             self.void = self._state(frozenset(), None)
@@ -165,12 +180,20 @@ class DFA:
             s = self._raw[raw] = self._intern(nodes, sig)
         return s
 
+    def _spend(self, nodes: frozenset[int]) -> None:
+        """Count ``nodes`` against ``limits.MAX_AUTOMATON_STEPS``."""
+        self.spent += len(nodes)
+        if self.spent > limits.MAX_AUTOMATON_STEPS:
+            rule = self._p.nfa.rule
+            raise Overspent(sorted({rule[n] for n in nodes}))
+
     def _intern(self, nodes: frozenset[int], sig: _Sig) -> int:
         p = self._p
         pending = nodes & p.ahead
         key = (nodes, sig if pending else None)  # only a pending lookahead reads sig later
         s = self._ids.get(key)
         if s is None:
+            self._spend(nodes)
             s = self._ids[key] = len(self._sets)
             self._sets.append(key)
             done = nodes | self._resolve(pending, sig, "") if pending else nodes
@@ -205,6 +228,7 @@ class DFA:
         """The nodes alive after ``c`` from ``nodes`` (``sig``: the lookbehind tests the
         character before passes, kept only while a lookahead waits in ``nodes``), less
         and then their closed part (``_closed``)."""
+        self._spend(nodes)
         p = self._p
         taking = p._taking.get(c) or p.taking(c)
         hits = nodes & taking
@@ -218,6 +242,7 @@ class DFA:
             after = self._sig_of[c] = tuple(t(c) for t in p.behind)
         if moved & p.asserting:
             moved = self._resolve(moved, after, None)
+        self._spend(moved)  # the nodes reached cost as much again (their closures, tests)
         closed = self._closed(moved) if moved & p.universal_nodes else _NONE
         if closed:
             moved -= closed

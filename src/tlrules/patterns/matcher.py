@@ -5,7 +5,9 @@ Every pattern the automaton can express (``nfa``, ``automaton``) runs there: all
 at once, in time linear in a name's length, each module prefix read once. The others
 (regexes with backreferences, flags, wide lookarounds) and names holding a newline go
 to the ``regex`` engine with ``TIME_LIMIT``, only where they could come before the
-automaton's answer; a name that runs past it raises ``PatternTimeout``.
+automaton's answer; a name that runs past it raises ``PatternTimeout``, as does a call
+whose automaton grows by more than ``limits.MAX_AUTOMATON_STEPS`` nodes (many patterns
+alive at once over many names: 5,000 rules of different ranges).
 
 ``compiled(patterns, names)`` keeps the matchers it builds in one bounded, locked cache:
 applying a policy again to a model costs one lookup. A matcher grows while it matches
@@ -15,17 +17,19 @@ may share one. ``clear_caches()`` forgets everything remembered.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from typing import Protocol, TypeVar
 
 import regex
 
+from .. import limits
 from ..errors import PatternTimeout
 from . import nfa, syntax
-from .automaton import DFA
+from .automaton import DFA, Overspent
 from .names import WRAPPER_SEGMENT_SET
 from .nfa import Program
 from .syntax import SUBTREE, TIME_LIMIT, Lines, Pattern, RangeTimeout, glob_body, lines_of
@@ -79,15 +83,17 @@ class Matcher:
 
     def first(self, name: str) -> int | None:
         """Index of the first matching pattern, or ``None``."""
-        return self._firsts([name])[0]
+        with self._metered(self.dfa):
+            return self._firsts([name])[0]
 
     def first_all(self, names: Sequence[str]) -> list[int | None]:
         """``[self.first(n) for n in names]``."""
         key = tuple(names)
         last = self._last
         if key != last[0] or not key:
-            finals = self.dfa.finals(key)
-            last = self._last = (key, self._finish(finals, key), finals)
+            with self._metered(self.dfa):
+                finals = self.dfa.finals(key)
+                last = self._last = (key, self._finish(finals, key), finals)
         return list(last[1])
 
     def matches(self, index: int, name: str) -> bool:
@@ -114,6 +120,7 @@ class Matcher:
         slow = {i for i, _ in self.isolated if i in out}
         fast = tuple(sorted(out.keys() - slow))
         last = self._last
+        places: tuple[int, ...] | None = None  # the pattern of each of dfa's own indexes
         if last[0] and last[0] == names:  # the states first_tree or first_all reached
             dfa, finals, wanted = self.dfa, last[2], set(fast)
 
@@ -122,11 +129,29 @@ class Matcher:
 
         else:  # an automaton of the patterns asked about alone
             dfa = self._remembered(self._some, fast, lambda: self._alone(fast))
-            finals = _walk(dfa, tree) if tree is not None and tree.owners else dfa.finals(names)
+            places = fast
+            with self._metered(dfa, places):
+                finals = _walk(dfa, tree) if tree and tree.owners else dfa.finals(names)
 
             def pick(found: tuple[int, ...]) -> list[int]:  # accepts are places in fast
                 return [fast[i] for i in found]
 
+        with self._metered(dfa, places):
+            self._hits(out, dfa, finals, names, fast, pick)
+        for i in slow:
+            out[i] = [k for k, n in enumerate(names) if self.matches(i, n)]
+        return out
+
+    def _hits(
+        self,
+        out: dict[int, list[int]],
+        dfa: DFA,
+        finals: list[int],
+        names: Sequence[str],
+        fast: tuple[int, ...],
+        pick: Callable[[tuple[int, ...]], list[int]],
+    ) -> None:
+        """Adds to ``out`` each name whose final state an asked pattern accepts."""
         reached = set(finals)
         hits = {s: pick(dfa.accepts[s]) for s in reached if s >= 0}  # state -> its patterns
         # only the names that end where an asked pattern accepts (or were not read whole)
@@ -143,9 +168,6 @@ class Matcher:
                     hit = [i for i in fast if self.matches(i, names[k])]
             for i in hit:
                 out[i].append(k)
-        for i in slow:
-            out[i] = [k for k, n in enumerate(names) if self.matches(i, n)]
-        return out
 
     def first_tree(self, tree: ModuleTree, names: Sequence[str]) -> list[int | None]:
         """``first_all(names)`` for the parameters of ``tree`` (``names``: their bare
@@ -157,8 +179,9 @@ class Matcher:
         key = tuple(names)
         last = self._last
         if key != last[0] or not key:
-            finals = _walk(self.dfa, tree)
-            last = self._last = (key, self._finish(finals, names), finals)
+            with self._metered(self.dfa):
+                finals = _walk(self.dfa, tree)
+                last = self._last = (key, self._finish(finals, names), finals)
         return list(last[1])
 
     def names_module(self, index: int, module: str) -> bool:
@@ -216,6 +239,21 @@ class Matcher:
         except TimeoutError:
             raise PatternTimeout(text, [index], [self.texts[index]]) from None
 
+    @contextlib.contextmanager
+    def _metered(self, dfa: DFA, places: Sequence[int] | None = None) -> Iterator[None]:
+        """One call's growth of ``dfa``, counted from 0; past ``limits.MAX_AUTOMATON_STEPS``
+        a ``PatternTimeout`` at the first pattern alive in the step that passed it
+        (``places``: the pattern of each of ``dfa``'s own indexes, for an ``_alone`` one)."""
+        dfa.spent = 0
+        try:
+            yield
+        except Overspent as err:
+            alive = [places[r] for r in err.rules] if places is not None else err.rules
+            first = alive[0]
+            raise PatternTimeout(
+                "", [first], [self.texts[first]], [_overspent(self.texts[first], len(alive))]
+            ) from None
+
     def _alone(self, fast: tuple[int, ...]) -> DFA:
         """An automaton of the patterns ``fast`` alone."""
         return DFA(Program([(k, self.specs[i]) for k, i in enumerate(fast)]))
@@ -259,6 +297,18 @@ def _walk(dfa: DFA, tree: ModuleTree) -> list[int]:
             s = leaf(s, k) if t is None else t
         finals.append(s)
     return finals
+
+
+def _overspent(pattern: str, alive: int) -> str:
+    """The message for a call whose automaton grew past ``limits.MAX_AUTOMATON_STEPS``."""
+    others = f" and {alive - 1:,} other patterns are" if alive > 1 else " is"
+    return (
+        f"pattern {pattern!r}{others} alive at once while the names are read, and matching "
+        f"them needs more than {limits.MAX_AUTOMATON_STEPS:,} automaton steps "
+        "(tlrules.limits.MAX_AUTOMATON_STEPS), as many rules with different ranges over "
+        "the same names do; merge their ranges (one rule 'blocks.{0..11}' instead of a rule "
+        "per range) or raise the limit"
+    )
 
 
 def _spec(index: int, pattern: Pattern, lines: Lines) -> Spec:
