@@ -2,9 +2,10 @@
 
 - ``sizes``: inputs sized to the limits: thousands of stages (inheriting or not), a
   finetuning-scheduler schedule of thousands of phases, safetensors headers of many
-  entries or whose length lies near ``MAX_CHECKPOINT_HEADER_BYTES``, and converter
-  regexes at Python's own limits (counts near 2**32, groups nested past the recursion
-  of its parsers);
+  entries or whose length lies near ``MAX_CHECKPOINT_HEADER_BYTES``, converter regexes
+  at Python's own limits (counts near 2**32, groups nested past the recursion of its
+  parsers), and rules of different ranges over a checkpoint of many blocks (near and
+  past ``MAX_AUTOMATON_STEPS``);
 - ``paths``: a name no file can have (over 255 bytes, in bytes of UTF-8 too; a NUL; a
   path past 4,095 bytes) in every path argument of every command and as a shard of an
   index, and ``-o`` on a FIFO, a device, ``-``, and symbolic links (to a file, dangling,
@@ -19,7 +20,7 @@ import json
 import random
 
 from .checkcase import STATE, state_bytes
-from .checkpoints import safetensors_bytes
+from .checkpoints import safetensors_bytes, safetensors_of
 from .runner import Case
 
 FREEZE_ALL = b'version: 1\nrules:\n  - "*": freeze\n'
@@ -102,8 +103,23 @@ def _converter_config(rnd: random.Random, regex: str) -> tuple[str, str, bytes]:
     return tool, "c.yaml", f"tuner_type: full\n{key}: {quoted}\n".encode()
 
 
+def _ranged(rnd: random.Random) -> dict[str, bytes]:
+    """Rules of different ranges, all alive while a block's number is read, over a
+    checkpoint of many blocks: the automaton's work grows with rules times names."""
+    rules, blocks = rnd.choice([(500, 2_000), (2_000, 1_000), (5_000, 300), (5_000, 1_000)])
+    width = rnd.choice([3, 7])
+    text = "".join(f'  - "blocks.{{0..{n}}}.w{n % width}": train\n' for n in range(1, rules + 1))
+    names = {f"blocks.{b}.w{j}": ("F32", [1]) for b in range(blocks) for j in range(width)}
+    return {
+        "r.yaml": f"version: 1\ndefault: freeze\nrules:\n{text}".encode(),
+        "m.safetensors": safetensors_of(names),
+    }
+
+
 def sizes(rnd: random.Random) -> Case:
-    kind = rnd.randrange(4)
+    kind = rnd.randrange(5)
+    if kind == 4:
+        return Case("sizes", ("audit", "m.safetensors", "r.yaml"), _ranged(rnd))
     if kind == 0:
         count = rnd.choice([300, 1_000, 2_000, 4_000, 8_000])
         command = rnd.choice([("validate", "p.yaml"), ("audit", MODEL, "p.yaml")])
