@@ -292,3 +292,23 @@ def test_peft_with_the_model_a_token_module_it_lacks_is_a_warning(
         "trainable_token_indices: no module's name ends with 'wte', and PEFT stops ('Target "
         "modules ... not found in the base model')"
     ) in err
+
+
+@pytest.mark.slow
+def test_with_the_model_rows_past_a_tensor_are_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tests.toys:Tied``'s embedding has 10 rows: token 20 is past it, which ``apply``
+    refuses; ``convert --model`` says so while the config can still change."""
+    config = _peft(tmp_path, {"embed": [5, 20]}, target_modules=["body"])
+    assert main(["convert", "peft", str(config), "--model", "tests.toys:Tied"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning[convert]") == 1
+    assert (
+        "warning[convert]: the converted policy cannot apply to tests.toys:Tied: pattern "
+        "'re:.*embed\\\\.weight': parameter 'embed.weight' (shape [10, 4]): rows '20': 20 is "
+        "outside a tensor of 10 rows"
+    ) in err
+    assert main(["convert", "peft", str(config), "--model", "tests.toys:Tied", "--strict"]) == 1
+    inside = _peft(tmp_path, {"embed": [5, 9]}, target_modules=["body"])
+    assert main(["convert", "peft", str(inside), "--model", "tests.toys:Tied", "--strict"]) == 0

@@ -111,7 +111,9 @@ def test_frozen_rows_get_a_zero_gradient_so_clipping_sees_them_frozen() -> None:
         assert weight.grad[NEW:].abs().sum() > 0
 
 
-@pytest.mark.parametrize("make", [torch.optim.SGD, torch.optim.SparseAdam], ids=["sgd", "sparse_adam"])
+@pytest.mark.parametrize(
+    "make", [torch.optim.SGD, torch.optim.SparseAdam], ids=["sgd", "sparse_adam"]
+)
 def test_a_sparse_embedding_keeps_its_frozen_rows(make: type[torch.optim.Optimizer]) -> None:
     """``nn.Embedding(sparse=True)`` gives a sparse gradient: the hook keeps only its
     trained rows' entries (it raised NotImplementedError on slicing it)."""

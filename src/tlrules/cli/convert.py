@@ -7,13 +7,15 @@ config), and with ``--strict`` a config the tool itself would refuse.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import convert as converters
-from ..errors import PolicyError
+from ..convert.written import Converted, Surprise
+from ..errors import DecisionError, PolicyError
 from ..patterns import read_names
+from ..policy import from_text
 from . import loading, style
 from .output import destination
 
@@ -68,7 +70,7 @@ def convert(
     write = destination(output)
     reading = converters.tool(tool)  # an unknown tool is refused before a model is built
     doc = converters.read_config(config)  # read once, for the policy and the surprises
-    names, facts = None, None
+    names, facts, built = None, None, None
     if model is not None:
         built = loading.load(model, [])  # a checkpoint's headers, or a model built with torch
         raw, peft_layers = loading.parameter_names(built, aliases=False)
@@ -78,6 +80,8 @@ def convert(
     found = list(converted.warnings)
     if names is not None:
         found += reading.surprises(doc, names, facts)
+    if model is not None:
+        found += _rows_on(converted, built, model)
     refused = next((s for s in found if s.refused), None)
     if strict and refused is not None:  # bad input: its one error line, no warnings
         name = converters.tool_name(tool)
@@ -88,6 +92,25 @@ def convert(
     write(converted.text())
     if strict and found:
         raise typer.Exit(1)
+
+
+def _rows_on(converted: Converted, built: Any, spec: str) -> list[Surprise]:
+    """The converted row rules read against the model's tensors: what ``apply`` would
+    refuse (a row past a tensor's rows, docs/spec.md#rows) is a warning here, where the
+    config can still change; a policy without row rules is not audited."""
+    if converted.stages:
+        return []  # no converter writes row rules into stages
+    policy = from_text(converted.text(), f"<converted from {converted.source}>")
+    if all(r.rows is None for r in policy.rules):
+        return []
+    try:
+        loading.report(policy, built, spec)
+    except DecisionError as err:
+        return [
+            Surprise(f"the converted policy cannot apply to {spec}: {message}")
+            for _, message in err.problems
+        ]
+    return []
 
 
 convert.__doc__ = (convert.__doc__ or "").format(
