@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 import tlrules
+from tests.llm_names import tiny_llama
 from tlrules.cli import main
 from tlrules.render.check import LISTED
 
@@ -198,15 +199,7 @@ rules:
 
 
 def _llama() -> Any:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    assert model.lm_head.weight is model.model.embed_tokens.weight
-    return model
+    return tiny_llama(True, vocab=64, hidden=16, heads=2)
 
 
 def _nudge(t: torch.Tensor) -> None:
