@@ -211,3 +211,19 @@ def test_the_step_limit_is_counted_per_call_not_over_a_matchers_life(
     monkeypatch.setattr(limits, "MAX_AUTOMATON_STEPS", spent)
     matcher.first_all([f"blocks.{b}.w" for b in range(40, 80)])  # as much again: passes
     assert 0 < matcher.dfa.spent <= spent
+
+
+@pytest.mark.slow  # builds a 45,000-tensor model on the meta device
+def test_real_policies_stay_far_under_the_step_limit() -> None:
+    """The benchmark's 200-rule policy on the DeepSeek-V3-sized MoE steps a few hundred
+    thousand nodes; the limit (12 million) is more than 20 times that."""
+    from benchmarks.models import build
+    from benchmarks.policies import policy_text
+
+    model = build("deepseek_v3")
+    policy = tlrules.Policy.from_text(policy_text("deepseek_v3", 200))
+    tlrules.clear_caches()  # a new matcher, its automaton empty
+    names = [n for n, _ in model.named_parameters()]
+    matcher = policy.matcher(names)
+    matcher.first_all(names)  # the whole automaton this model needs, grown in one call
+    assert 0 < matcher.dfa.spent * 20 < limits.MAX_AUTOMATON_STEPS
