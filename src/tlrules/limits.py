@@ -49,7 +49,8 @@ MAX_NESTING = 64
 
 MAX_RULES = 25_000
 """Rules written in one policy, over all stages and bases: an ``audit`` of this many
-costs about 10 s of CPU (docs/reliability.md)."""
+costs about 10 s of CPU, or 20 s when every rule holds a range of its own (each range's
+fragment is built before a name is matched; docs/reliability.md)."""
 
 MAX_HELD_RULES = 100_000
 """Rules the stages of one policy hold together, each stage counting the rules it
