@@ -7,7 +7,7 @@ config), and with ``--strict`` a config the tool itself would refuse.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from ..patterns import read_names
 from ..policy import from_text
 from . import loading, style
 from .output import destination
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DESCRIPTIONS = {  # one line each in 'tlrules convert --help'; the keys are convert.TOOLS
     "axolotl": "an axolotl config's unfrozen_parameters (regexes, '.' rewritten, re.match)",
@@ -78,9 +81,8 @@ def convert(
         facts = loading.facts(built, model)
     converted = converters.converted(tool, doc, names, facts)
     found = list(converted.warnings)
-    if names is not None:
+    if model is not None and names is not None and built is not None:
         found += reading.surprises(doc, names, facts)
-    if model is not None:
         found += _rows_on(converted, built, model)
     refused = next((s for s in found if s.refused), None)
     if strict and refused is not None:  # bad input: its one error line, no warnings
@@ -94,15 +96,13 @@ def convert(
         raise typer.Exit(1)
 
 
-def _rows_on(converted: Converted, built: Any, spec: str) -> list[Surprise]:
+def _rows_on(converted: Converted, built: loading.Named | nn.Module, spec: str) -> list[Surprise]:
     """The converted row rules read against the model's tensors: what ``apply`` would
     refuse (a row past a tensor's rows, docs/spec.md#rows) is a warning here, where the
     config can still change; a policy without row rules is not audited."""
-    if converted.stages:
-        return []  # no converter writes row rules into stages
+    if converted.stages or all(r.rows is None for r in converted.rules):
+        return []  # no row rules (no converter writes them into stages)
     policy = from_text(converted.text(), f"<converted from {converted.source}>")
-    if all(r.rows is None for r in policy.rules):
-        return []
     try:
         loading.report(policy, built, spec)
     except DecisionError as err:
