@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from ..errors import PolicyError, Where, shown
 from ..policy.reader import Document
 from . import pyre
-from .written import Row, Rule
+from .written import Rule, Span, merged, row_items
 
 KEY = "unfrozen_parameters"
 RANGE = re.compile(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$")  # LayerNamePattern._parse_pattern
 _EXACT = re.compile(r"\^?((?:[^\\.^$*+?{}\[\]|()]|\\[^0-9A-Za-z])*)\$")
-Span = tuple[int, int | None]  # axolotl's range: half-open, None: to the last row
 
 
 @dataclass(frozen=True)
@@ -138,10 +137,10 @@ def row_rules(found: list[Entry]) -> list[Rule]:
                 if wider != compiled and pyre.timed(wider, "match", name, KEY):
                     spans += [e.rows for e in texts[wider]]
                     sources += [e.source for e in texts[wider]]
-        merged = _merged(spans)
-        if merged == [(0, None)] and compiled not in partial and len(sources) == len(entries_):
+        joined = _merged(spans)
+        if joined == [(0, None)] and compiled not in partial and len(sources) == len(entries_):
             continue  # every row, and no other range: a rule in its place among the rest
-        rows = None if merged == [(0, None)] else tuple(_row(s) for s in merged)
+        rows = None if joined == [(0, None)] else row_items(joined)
         pattern = "re:" + pyre.anchored(compiled, "match")
         rules.append(Rule(pattern, "train", " + ".join(sources), rows))
     return rules
@@ -154,28 +153,8 @@ def _exact(compiled: str) -> str | None:
 
 
 def _merged(spans: Sequence[Span | None]) -> list[Span]:
-    """Ranges sorted and merged where they overlap or touch (``_merge_ranges``), an open
-    end sorting last."""
-    out: list[Span] = []
-    for start, end in sorted((s for s in spans if s is not None), key=_ordered):
-        if out and (out[-1][1] is None or start <= out[-1][1]):
-            last = out[-1][1]
-            out[-1] = (out[-1][0], None if last is None or end is None else max(last, end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def _ordered(span: Span) -> tuple[int, float]:
-    return span[0], float("inf") if span[1] is None else span[1]
-
-
-def _row(span: Span) -> Row:
-    """A merged range as one item of ``rows:``: a row, or ``START:STOP``."""
-    start, end = span
-    if end == start + 1:
-        return start
-    return f"{start}:" if end is None else f"{start}:{end}"
+    """The ranges given, merged as ``_merge_ranges`` merges them (``written.merged``)."""
+    return merged(s for s in spans if s is not None)
 
 
 __all__ = ["KEY", "RANGE", "Entry", "entries", "rewritten", "row_rules"]

@@ -46,7 +46,7 @@ from .peft_reading import (
     named_by,
     targeted,
 )
-from .written import Converted, Row, Rule, Surprise
+from .written import Converted, Rule, Surprise, merged, row_items
 
 
 def convert(
@@ -105,20 +105,8 @@ def _token_rule(tokens: Tokens) -> Rule:
         what = f"{TOKENS}[{module!r}]: {listed}"
     source = f"{tokens.where.path}:{tokens.where.line} {what}"
     pattern = f"re:.*{pyre.literal(module)}\\.weight"
-    return Rule(pattern, "train", source, runs(tokens.indices))
-
-
-def runs(indices: Sequence[int]) -> tuple[Row, ...]:
-    """Sorted distinct ``indices`` as ``rows:`` items: a run of two or more is one slice
-    ``START:STOP``, a lone index itself."""
-    out: list[Row] = []
-    start = 0
-    for k in range(1, len(indices) + 1):
-        if k == len(indices) or indices[k] != indices[k - 1] + 1:
-            first, last = indices[start], indices[k - 1]
-            out.append(first if first == last else f"{first}:{last + 1}")
-            start = k
-    return tuple(out)
+    rows = row_items(merged((i, i + 1) for i in tokens.indices))  # runs as slices
+    return Rule(pattern, "train", source, rows)
 
 
 def _entry_source(at: Where, entry: str) -> str:

@@ -6,11 +6,39 @@ from the config alone (``Converted.warnings``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 Action = Literal["train", "freeze"]
 Row = int | str  # one item of a rule's ``rows`` (docs/spec.md#rows): a row, or "START:STOP"
+Span = tuple[int, int | None]  # rows START to STOP, half-open; None: to the last row
+
+
+def merged(spans: Iterable[Span]) -> list[Span]:
+    """``spans`` sorted and merged where they overlap or touch, an open end sorting last
+    (axolotl's ``_merge_ranges``; PEFT's token indices as one-row spans)."""
+    out: list[Span] = []
+    for start, end in sorted(spans, key=_ordered):
+        if out and (out[-1][1] is None or start <= out[-1][1]):
+            last = out[-1][1]
+            out[-1] = (out[-1][0], None if last is None or end is None else max(last, end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _ordered(span: Span) -> tuple[int, float]:
+    return span[0], float("inf") if span[1] is None else span[1]
+
+
+def row_items(spans: Iterable[Span]) -> tuple[Row, ...]:
+    """Merged spans as items of ``rows:``: a span of one row is that row, any other
+    ``START:STOP`` (``START:`` when open)."""
+    return tuple(
+        start if end == start + 1 else f"{start}:" if end is None else f"{start}:{end}"
+        for start, end in spans
+    )
 
 
 @dataclass(frozen=True)
