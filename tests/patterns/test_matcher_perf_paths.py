@@ -8,6 +8,7 @@ nothing is tied or wrapped. Behaviour only: performance is measured in ``benchma
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -233,6 +234,25 @@ def test_the_walk_lists_what_named_parameters_and_named_modules_list(model: nn.M
         assert matcher.select(range(4), tree.names, tree) == matcher.select(range(4), tree.names)
     else:
         assert type(model) is _Own  # a class that lists its own parameters
+
+
+def test_the_walk_reads_a_model_nested_past_the_recursion_limit() -> None:
+    model: nn.Module = nn.Linear(1, 1, bias=False)
+    depth = sys.getrecursionlimit() + 500  # named_parameters itself stops short of it
+    for _ in range(depth):
+        model = nn.Sequential(model)
+    tree = walk(model)
+    assert tree.names == ["0." * depth + "weight"]
+    assert tree.parents == [-1, *range(depth)] and tree.segments == ["", *["0"] * depth]
+    assert tree.owners == [depth] and tree.kinds[-1] == "Linear"
+
+
+@pytest.mark.slow  # module.compile() imports dynamo: 3 s
+def test_a_module_compiled_in_place_marks_the_tree_wrapped() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2)))
+    assert not walk(model).wrapped
+    model[1][0].compile()
+    assert walk(model).wrapped
 
 
 @pytest.mark.parametrize("default", ["freeze", "train"])

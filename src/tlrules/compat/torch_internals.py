@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from torch import nn
@@ -24,17 +24,19 @@ members: Callable[[nn.Module], Members] = attrgetter("_parameters", "_buffers", 
 generators of ``named_parameters``/``named_modules`` (most of their time on a large model)."""
 
 
-def walked(module: nn.Module) -> tuple[Parameters, Buffers, Children, bool]:
-    """``members(module)`` and ``compiled_in_place(module)`` in one read of the module's
-    ``__dict__``: what the module walk asks of every module."""
-    own = module.__dict__
-    compiled = own.get("_compiled_call_impl") is not None
-    return own["_parameters"], own["_buffers"], own["_modules"], compiled
+dict_members: Callable[[dict[str, Any]], Members] = itemgetter(
+    "_parameters", "_buffers", "_modules"
+)
+"""``members`` of a module, given its ``__dict__``: one C call instead of three attribute
+reads, for a walk over 60,000 modules."""
+
+COMPILED_CALL = "_compiled_call_impl"
+"""The ``__dict__`` key that ``module.compile()`` sets on the module it compiles in place."""
 
 
 def compiled_in_place(module: nn.Module) -> bool:
     """Whether ``module.compile()`` was called on this very module."""
-    return module.__dict__.get("_compiled_call_impl") is not None
+    return module.__dict__.get(COMPILED_CALL) is not None
 
 
 def compiled_inner(module: nn.Module) -> nn.Module | None:
