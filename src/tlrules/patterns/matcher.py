@@ -121,6 +121,7 @@ class Matcher:
         fast = tuple(sorted(out.keys() - slow))
         last = self._last
         places: tuple[int, ...] | None = None  # the pattern of each of dfa's own indexes
+        finals: list[int] | None = None
         if last[0] and last[0] == names:  # the states first_tree or first_all reached
             dfa, finals, wanted = self.dfa, last[2], set(fast)
 
@@ -130,13 +131,13 @@ class Matcher:
         else:  # an automaton of the patterns asked about alone
             dfa = self._remembered(self._some, fast, lambda: self._alone(fast))
             places = fast
-            with self._metered(dfa, places):
-                finals = _walk(dfa, tree) if tree and tree.owners else dfa.finals(names)
 
             def pick(found: tuple[int, ...]) -> list[int]:  # accepts are places in fast
                 return [fast[i] for i in found]
 
-        with self._metered(dfa, places):
+        with self._metered(dfa, places):  # the walk and the hits: one call's growth
+            if finals is None:
+                finals = _walk(dfa, tree) if tree and tree.owners else dfa.finals(names)
             self._hits(out, dfa, finals, names, fast, pick)
         for i in slow:
             out[i] = [k for k, n in enumerate(names) if self.matches(i, n)]
